@@ -1,0 +1,125 @@
+import { readFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { CcbError, UsageError } from "./errors.js";
+
+/**
+ * The one place that reads the environment and the config file. Use cases get
+ * a Settings value and never look at process.env themselves, so tests can run
+ * two "machines" in one process by passing two Settings.
+ */
+export interface Settings {
+  /** Identity, config, state (seen records, backup state, locks, backups of replaced files). */
+  home: string;
+  /** Claude Code's config dir. */
+  claudeDir: string;
+  /** Store URL, or undefined for the default local store. */
+  store: string | undefined;
+  /** Default local store when none is configured. */
+  defaultStore: string;
+  /** DHT bootstrap `host:port` list; empty disables the DHT. */
+  bootstrap: string[];
+  /** pkarr relay base URLs; empty disables relays. */
+  relays: string[];
+  /** Extra age recipients every backup is also encrypted to. */
+  backupRecipients: string[];
+  /** Compression for new bundles. */
+  compression: { codec: "zstd" | "gzip"; level: number };
+  env: NodeJS.ProcessEnv;
+}
+
+/** Public Mainline DHT bootstrap routers, used only when nothing else is configured. */
+export const DEFAULT_BOOTSTRAP = [
+  "router.bittorrent.com:6881",
+  "dht.transmissionbt.com:6881",
+  "router.utorrent.com:6881",
+];
+/** Public pkarr relays, used only when nothing else is configured. */
+export const DEFAULT_RELAYS = ["https://relay.pkarr.org", "https://pkarr.pubky.org"];
+
+/** The subset of `config.json` that users may set. */
+export interface ConfigFile {
+  store?: string;
+  bootstrap?: string[] | string;
+  relays?: string[] | string;
+  backupRecipients?: string[];
+  compression?: { codec?: "zstd" | "gzip"; level?: number };
+}
+
+export function ccbundleHome(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.CCBUNDLE_HOME) return path.resolve(env.CCBUNDLE_HOME);
+  const xdg = env.XDG_CONFIG_HOME || path.join(homeDir(env), ".config");
+  return path.join(xdg, "ccbundle");
+}
+
+export function homeDir(env: NodeJS.ProcessEnv = process.env): string {
+  return env.HOME || os.homedir();
+}
+
+export function configPath(home: string): string {
+  return path.join(home, "config.json");
+}
+
+export function readConfigFile(home: string): ConfigFile {
+  let text: string;
+  try {
+    text = readFileSync(configPath(home), "utf8");
+  } catch {
+    return {};
+  }
+  try {
+    const parsed = JSON.parse(text) as unknown;
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new Error("not an object");
+    return parsed as ConfigFile;
+  } catch (err) {
+    throw new CcbError(`config file ${configPath(home)} is not valid JSON`, 1, {
+      hint: "fix or delete it",
+      cause: err,
+    });
+  }
+}
+
+/** Parse a comma list where `none` (or empty) means "nothing". */
+export function parseList(value: string | string[] | undefined): string[] | undefined {
+  if (value === undefined) return undefined;
+  const items = (Array.isArray(value) ? value : value.split(","))
+    .map((item) => item.trim())
+    .filter((item) => item.length > 0);
+  if (items.length === 1 && items[0] === "none") return [];
+  return items;
+}
+
+export interface SettingsOverrides {
+  store?: string | undefined;
+  relays?: string[] | undefined;
+  noDht?: boolean | undefined;
+}
+
+export function loadSettings(env: NodeJS.ProcessEnv = process.env, overrides: SettingsOverrides = {}): Settings {
+  const home = ccbundleHome(env);
+  const file = readConfigFile(home);
+  const dataHome = env.XDG_DATA_HOME || path.join(homeDir(env), ".local", "share");
+  const claudeDir = path.resolve(env.CLAUDE_CONFIG_DIR || path.join(homeDir(env), ".claude"));
+  const bootstrap = overrides.noDht
+    ? []
+    : (parseList(env.CCBUNDLE_BOOTSTRAP) ?? parseList(file.bootstrap) ?? DEFAULT_BOOTSTRAP);
+  const relays =
+    overrides.relays && overrides.relays.length > 0
+      ? (parseList(overrides.relays) ?? [])
+      : (parseList(env.CCBUNDLE_RELAYS) ?? parseList(file.relays) ?? DEFAULT_RELAYS);
+  const codec = file.compression?.codec ?? "zstd";
+  if (codec !== "zstd" && codec !== "gzip") {
+    throw new UsageError(`unknown compression codec in config: ${String(codec)}`, { hint: "use zstd or gzip" });
+  }
+  return {
+    home,
+    claudeDir,
+    store: overrides.store || env.CCBUNDLE_STORE || file.store || undefined,
+    defaultStore: path.join(dataHome, "ccbundle", "store"),
+    bootstrap,
+    relays,
+    backupRecipients: file.backupRecipients ?? [],
+    compression: { codec, level: file.compression?.level ?? 3 },
+    env,
+  };
+}

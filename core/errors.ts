@@ -1,0 +1,69 @@
+/**
+ * Typed errors. Every failure a user can meet is a CcbError carrying the exit
+ * code DESIGN.md promises and a one-line hint; the CLI prints `error: <message>`
+ * and `hint: <hint>` and exits with `exitCode`. Anything else that escapes is a bug.
+ */
+
+export const ExitCode = {
+  ok: 0,
+  failure: 1,
+  usage: 2,
+  partial: 3,
+  notFound: 4,
+  integrity: 5,
+} as const;
+export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
+
+export interface CcbErrorOptions {
+  hint?: string;
+  cause?: unknown;
+}
+
+export class CcbError extends Error {
+  readonly exitCode: ExitCode;
+  readonly hint: string | undefined;
+
+  constructor(message: string, exitCode: ExitCode = ExitCode.failure, options: CcbErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = "CcbError";
+    this.exitCode = exitCode;
+    this.hint = options.hint;
+  }
+}
+
+/** Bad flags or arguments (exit 2). */
+export class UsageError extends CcbError {
+  constructor(message: string, options: CcbErrorOptions = {}) {
+    super(message, ExitCode.usage, options);
+    this.name = "UsageError";
+  }
+}
+
+/** No record, no session, no object (exit 4). */
+export class NotFoundError extends CcbError {
+  constructor(message: string, options: CcbErrorOptions = {}) {
+    super(message, ExitCode.notFound, options);
+    this.name = "NotFoundError";
+  }
+}
+
+/** Bad signature, tampered data, wrong key, expired or burned record (exit 5). */
+export class IntegrityError extends CcbError {
+  constructor(message: string, options: CcbErrorOptions = {}) {
+    super(message, ExitCode.integrity, options);
+    this.name = "IntegrityError";
+  }
+}
+
+export function isCcbError(err: unknown): err is CcbError {
+  return err instanceof CcbError;
+}
+
+/** The errno code of a Node system error, if it is one. */
+export function errnoCode(err: unknown): string | undefined {
+  if (typeof err === "object" && err !== null && "code" in err) {
+    const code = (err as { code: unknown }).code;
+    return typeof code === "string" ? code : undefined;
+  }
+  return undefined;
+}

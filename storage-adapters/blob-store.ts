@@ -1,0 +1,55 @@
+import type { Readable } from "node:stream";
+
+/**
+ * The one interface every store implements (local folder, S3/MinIO).
+ *
+ * Keys are relative, slash-separated object names below the store's own
+ * prefix (for example `ccbundle/v1/blobs/<id>`); the adapter maps them to
+ * files or object keys. Like restic's backend, the contract is narrow and the
+ * write ordering is the adapter's job:
+ *
+ * - `put` makes an object visible under `key` only once all of its bytes are
+ *   stored (temp file + rename, or multipart completed after the last part).
+ *   If it fails or the process dies, no object a reader could trust is left
+ *   under `key`.
+ * - `get` of a missing key throws NotFoundError (exit 4).
+ * - `delete` of a missing key succeeds.
+ */
+export interface BlobStore {
+  /** The store's URL for display and for records, never with credentials. */
+  readonly url: string;
+
+  put(key: string, body: Readable | Uint8Array, options?: PutOptions): Promise<PutResult>;
+  get(key: string, options?: GetOptions): Promise<Readable>;
+  getBytes(key: string): Promise<Uint8Array>;
+  stat(key: string): Promise<ObjectInfo | undefined>;
+  delete(key: string): Promise<void>;
+  /** Objects whose key starts with `prefix`, in no particular order. */
+  list(prefix: string): AsyncIterable<ObjectInfo>;
+  /** A URL anyone can GET until it expires; only stores that can presign have it. */
+  presignGet?(key: string, expiresInSeconds: number): Promise<string>;
+  /** Release sockets or handles. */
+  close?(): Promise<void>;
+}
+
+export interface PutOptions {
+  /** Bytes expected, when known: lets adapters pick part sizes and check the result. */
+  size?: number;
+  onProgress?: (bytesDone: number) => void;
+  signal?: AbortSignal;
+}
+
+export interface PutResult {
+  size: number;
+}
+
+export interface GetOptions {
+  onProgress?: (bytesDone: number) => void;
+  signal?: AbortSignal;
+}
+
+export interface ObjectInfo {
+  key: string;
+  size: number;
+  modified: Date;
+}

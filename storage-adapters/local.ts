@@ -1,0 +1,173 @@
+import { createReadStream, createWriteStream } from "node:fs";
+import { mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/promises";
+import path from "node:path";
+import { Readable, Transform } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { pathToFileURL } from "node:url";
+import { CcbError, errnoCode, NotFoundError } from "../core/errors.js";
+import { randomId } from "../core/store-layout.js";
+import type { BlobStore, GetOptions, ObjectInfo, PutOptions, PutResult } from "./blob-store.js";
+
+/** Where unfinished uploads live until they are renamed into place; never listed. */
+const TMP_DIR = ".tmp";
+
+/**
+ * A store in a local or network-mounted folder (NAS, USB disk, Syncthing folder).
+ * Objects are plain files under `root`; an upload is written to `root/.tmp/`,
+ * fsynced, then renamed over its key, so a reader sees all of it or nothing.
+ */
+export class LocalStore implements BlobStore {
+  readonly url: string;
+
+  constructor(readonly root: string) {
+    this.url = pathToFileURL(root).href;
+  }
+
+  private file(key: string): string {
+    if (key.split("/").some((part) => part === ".." || part === "." || part === "") || key.startsWith(TMP_DIR)) {
+      throw new CcbError(`invalid object key: ${key}`);
+    }
+    return path.join(this.root, ...key.split("/"));
+  }
+
+  async put(key: string, body: Readable | Uint8Array, options: PutOptions = {}): Promise<PutResult> {
+    const target = this.file(key);
+    const tmpDir = path.join(this.root, TMP_DIR);
+    await this.ensureWritable(tmpDir);
+    await mkdir(path.dirname(target), { recursive: true });
+    const tmp = path.join(tmpDir, `${randomId()}.partial`);
+    let size = 0;
+    const counter = new Transform({
+      transform(chunk: Buffer, _enc, done) {
+        size += chunk.length;
+        options.onProgress?.(size);
+        done(null, chunk);
+      },
+    });
+    try {
+      const source = body instanceof Uint8Array ? Readable.from([Buffer.from(body)]) : body;
+      const out = createWriteStream(tmp, { flags: "wx", mode: 0o600 });
+      await pipeline(source, counter, out, options.signal ? { signal: options.signal } : {});
+      if (options.size !== undefined && size !== options.size) {
+        throw new CcbError(`upload to ${this.url} stored ${size} bytes, expected ${options.size}`);
+      }
+      const handle = await open(tmp, "r");
+      try {
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      await rename(tmp, target);
+    } catch (err) {
+      await rm(tmp, { force: true });
+      throw this.wrap(err, key);
+    }
+    return { size };
+  }
+
+  async get(key: string, options: GetOptions = {}): Promise<Readable> {
+    const file = this.file(key);
+    try {
+      await stat(file);
+    } catch (err) {
+      throw this.wrap(err, key);
+    }
+    const stream = createReadStream(file, { highWaterMark: 1 << 20 });
+    if (options.onProgress) {
+      let done = 0;
+      const report = options.onProgress;
+      stream.on("data", (chunk) => {
+        done += chunk.length;
+        report(done);
+      });
+    }
+    return stream;
+  }
+
+  async getBytes(key: string): Promise<Uint8Array> {
+    try {
+      return await readFile(this.file(key));
+    } catch (err) {
+      throw this.wrap(err, key);
+    }
+  }
+
+  async stat(key: string): Promise<ObjectInfo | undefined> {
+    try {
+      const info = await stat(this.file(key));
+      return { key, size: info.size, modified: info.mtime };
+    } catch (err) {
+      if (errnoCode(err) === "ENOENT") return undefined;
+      throw this.wrap(err, key);
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    await rm(this.file(key), { force: true });
+  }
+
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    // Walk only the folder the prefix names, not the whole store.
+    const slash = prefix.lastIndexOf("/");
+    const dirKey = slash >= 0 ? prefix.slice(0, slash) : "";
+    const start = dirKey ? path.join(this.root, ...dirKey.split("/")) : this.root;
+    yield* this.walk(start, dirKey, prefix);
+  }
+
+  private async *walk(dir: string, dirKey: string, prefix: string): AsyncIterable<ObjectInfo> {
+    let entries: import("node:fs").Dirent[];
+    try {
+      entries = await readdir(dir, { withFileTypes: true });
+    } catch (err) {
+      if (errnoCode(err) === "ENOENT") return;
+      throw this.wrap(err, dirKey);
+    }
+    for (const entry of entries) {
+      if (!dirKey && entry.name === TMP_DIR) continue;
+      const key = dirKey ? `${dirKey}/${entry.name}` : entry.name;
+      const full = path.join(dir, entry.name);
+      if (entry.isDirectory()) {
+        if (`${key}/`.startsWith(prefix) || prefix.startsWith(`${key}/`)) yield* this.walk(full, key, prefix);
+      } else if (entry.isFile() && key.startsWith(prefix)) {
+        const info = await stat(full);
+        yield { key, size: info.size, modified: info.mtime };
+      }
+    }
+  }
+
+  private async ensureWritable(tmpDir: string): Promise<void> {
+    try {
+      const info = await stat(this.root);
+      if (!info.isDirectory()) {
+        throw new CcbError(`store ${this.url} is not a folder`, 1, { hint: "point --store at a folder" });
+      }
+    } catch (err) {
+      if (errnoCode(err) === "ENOENT") {
+        // The default store is created on first use; a store the user named must exist.
+        throw new NotFoundError(`store folder ${this.root} does not exist`, {
+          hint: `create it (mkdir -p ${JSON.stringify(this.root)}) or pass another --store`,
+        });
+      }
+      throw err;
+    }
+    await mkdir(tmpDir, { recursive: true }).catch((err) => {
+      throw this.wrap(err, TMP_DIR);
+    });
+  }
+
+  private wrap(err: unknown, key: string): unknown {
+    if (err instanceof CcbError) return err;
+    const code = errnoCode(err);
+    if (code === "ENOENT") return new NotFoundError(`no object ${key} in store ${this.url}`);
+    if (code === "EACCES" || code === "EPERM" || code === "EROFS") {
+      return new CcbError(`store ${this.url} is not writable (${code})`, 1, {
+        hint: "check the folder's permissions or mount, or pass another --store",
+        cause: err,
+      });
+    }
+    if (code === "ENOSPC") {
+      return new CcbError(`store ${this.url} is full`, 1, { hint: "free space or prune old backups", cause: err });
+    }
+    return err;
+  }
+}
