@@ -1,0 +1,104 @@
+import type { Packet, TxtAnswer } from "dns-packet";
+import SignedPacket from "pkarr/lib/signed_packet.js";
+import { generateKeyPair } from "pkarr/lib/tools.js";
+import { IntegrityError } from "../errors.js";
+import type { RelayPayload } from "./transport.js";
+
+/**
+ * PKARR signed packets: a DNS packet of TXT records, signed with the user's
+ * ed25519 key as a BEP44 mutable item (seq = timestamp in µs). We use pkarr's
+ * SignedPacket for the signing/verifying and dns-packet encoding, and add what
+ * ccbundle needs: binary TXT payloads split into 255-byte character-strings.
+ */
+
+/** The most DNS bytes a BEP44 `v` (and so a pkarr packet) may hold. */
+export const MAX_DNS_BYTES = 1000;
+
+/** A TXT record to publish: name relative to the key (e.g. `_ccbundle`), binary data of any length. */
+export interface TxtEntry {
+  name: string;
+  data: Uint8Array;
+  ttl?: number;
+}
+
+export function signPacket(seed: Uint8Array, entries: TxtEntry[], timestampMicros: number): RelayPayload {
+  const keypair = generateKeyPair(seed);
+  const packet: Packet = {
+    type: "response",
+    id: 0,
+    flags: 1 << 10, // AA, as pkarr's reference client sets
+    answers: entries.map(
+      (entry): TxtAnswer => ({
+        type: "TXT",
+        class: "IN",
+        name: entry.name,
+        ttl: entry.ttl ?? 300,
+        data: splitCharacterStrings(entry.data),
+      }),
+    ),
+  };
+  // pkarr types `timestamp` as object; at run time it is the µs number.
+  const signed = SignedPacket.fromPacket(keypair, packet, { timestamp: timestampMicros as unknown as object });
+  keypair.secretKey.fill(0);
+  return toPayload(signed);
+}
+
+/** Size of the DNS part a set of entries would sign to, to check the 1000-byte budget before publishing. */
+export function dnsSize(entries: TxtEntry[]): number {
+  return signPacket(new Uint8Array(32), entries, 1).dns.length;
+}
+
+/**
+ * Verify relay-payload bytes (sig | seq | dns) against the public key they were
+ * resolved for. Any malformed or forged input is an IntegrityError (exit 5).
+ */
+export function verifyPayload(publicKey: Uint8Array, bytes: Uint8Array): VerifiedPacket {
+  if (bytes.length < 72) throw new IntegrityError(`signed packet too short (${bytes.length} bytes)`);
+  if (bytes.length > 72 + MAX_DNS_BYTES) throw new IntegrityError(`signed packet too large (${bytes.length} bytes)`);
+  let signed: SignedPacket;
+  try {
+    signed = SignedPacket.fromBytes(publicKey, bytes);
+  } catch (err) {
+    const invalidSignature = err instanceof Error && /signature/i.test(err.message);
+    throw new IntegrityError(
+      invalidSignature ? "signed packet: signature does not verify for this key" : "signed packet is malformed",
+      { hint: "the record was forged or corrupted; ask the publisher to push again", cause: err },
+    );
+  }
+  return { ...toPayload(signed), packet: signed };
+}
+
+export interface VerifiedPacket extends RelayPayload {
+  packet: SignedPacket;
+}
+
+/** TXT data under `name` (relative, e.g. `_ccbundle`), each record's character-strings joined. */
+export function txtRecords(verified: VerifiedPacket, name: string): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  for (const answer of verified.packet.resourceRecords(name)) {
+    if (answer.type !== "TXT") continue;
+    const data = (answer as TxtAnswer).data;
+    const parts = Array.isArray(data) ? data : [data];
+    out.push(Buffer.concat(parts.map((part) => (typeof part === "string" ? Buffer.from(part) : Buffer.from(part)))));
+  }
+  return out;
+}
+
+function splitCharacterStrings(data: Uint8Array): Buffer[] {
+  const parts: Buffer[] = [];
+  for (let offset = 0; offset < data.length; offset += 255) {
+    parts.push(Buffer.from(data.subarray(offset, offset + 255)));
+  }
+  return parts.length > 0 ? parts : [Buffer.alloc(0)];
+}
+
+function toPayload(signed: SignedPacket): RelayPayload {
+  const bytes = signed.bytes();
+  return {
+    publicKey: signed.publicKey(),
+    bytes,
+    timestamp: signed.timestamp(),
+    signature: bytes.subarray(0, 64),
+    dns: bytes.subarray(72),
+  };
+}
