@@ -144,7 +144,7 @@ export class LocalStore implements BlobStore {
     } catch (err) {
       if (errnoCode(err) === "ENOENT") {
         // The default store is created on first use; a store the user named must exist.
-        throw new NotFoundError(`store folder ${this.root} does not exist`, {
+        throw new CcbError(`store folder ${this.root} does not exist`, 1, {
           hint: `create it (mkdir -p ${JSON.stringify(this.root)}) or pass another --store`,
         });
       }

@@ -1,0 +1,155 @@
+import { readFile, writeFile } from "node:fs/promises";
+import type { Argv } from "yargs";
+import { writeFileAtomic } from "../../core/claude/files.js";
+import {
+  hasIdentity,
+  identityPaths,
+  isEncryptedIdentity,
+  newIdentity,
+  openIdentityBytes,
+  readIdentityBytes,
+  readPublicKey,
+  saveIdentity,
+  saveIdentityBytes,
+} from "../../core/crypto/identity-file.js";
+import { readSecret, requireSecret } from "../../core/crypto/secrets.js";
+import { CcbError, errnoCode, NotFoundError, UsageError } from "../../core/errors.js";
+import { Context, type GlobalArgs } from "../context.js";
+
+/** `init`, `whoami`, `key export`, `key import`: the user's one identity. */
+
+export function identityCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
+  return cli
+    .command(
+      "init",
+      "Create your identity (an ed25519 key, encrypted with a passphrase)",
+      (y) =>
+        y
+          .option("passphrase", { type: "boolean", default: true, describe: "Encrypt the identity at rest (--no-passphrase for unattended machines)" })
+          .option("force", { type: "boolean", default: false, describe: "Replace an existing identity (the old one is kept as identity.bak)" }),
+      async (args) => {
+        const ctx = new Context(args);
+        const { home } = ctx.settings;
+        if ((await hasIdentity(home)) && !args.force) {
+          throw new UsageError(`an identity already exists in ${home}`, {
+            hint: "`ccbundle whoami` shows it; `ccbundle init --force` replaces it (the old one is kept as identity.bak)",
+          });
+        }
+        let passphrase: string | undefined;
+        if (args.passphrase) {
+          passphrase = await readSecret(ctx.passphraseSource(), { message: "Choose a passphrase: ", confirm: true });
+          if (passphrase === undefined) {
+            throw new UsageError("a passphrase is needed to encrypt the identity and there is no terminal to ask for it", {
+              hint: "set CCBUNDLE_PASSPHRASE or --passphrase-file, or use --no-passphrase for an unattended machine",
+            });
+          }
+        }
+        if (args.force && (await hasIdentity(home))) {
+          await writeFileAtomic(`${identityPaths(home).secret}.bak`, await readFile(identityPaths(home).secret), 0o600);
+        }
+        const key = newIdentity();
+        await saveIdentity(home, key, passphrase);
+        ctx.out.result({ key: key.z32, ageRecipient: key.ageRecipient().toString(), encrypted: passphrase !== undefined, home });
+        ctx.out.line(`Created your ccbundle identity in ${home}${passphrase === undefined ? " (not encrypted)" : ""}.`);
+        ctx.out.essential(key.z32);
+        ctx.out.line("");
+        ctx.out.line("Copy it to your other machines with `ccbundle key export <file>` / `ccbundle key import <file>`.");
+        ctx.out.line("Teammates send you sessions with `ccbundle push --to <this key>`.");
+      },
+    )
+    .command(
+      "whoami",
+      "Print your public key (z32)",
+      (y) => y.option("age-recipient", { type: "boolean", default: false, describe: "Print your age recipient (age1…) instead" }),
+      async (args) => {
+        const ctx = new Context(args);
+        let z32 = await readPublicKey(ctx.settings.home);
+        let recipient: string | undefined;
+        if (!z32 || args.ageRecipient || args.json) {
+          const key = await ctx.userKey();
+          z32 = key.z32;
+          recipient = key.ageRecipient().toString();
+        }
+        ctx.out.result({ key: z32, ageRecipient: recipient });
+        ctx.out.essential(args.ageRecipient ? recipient! : (z32 as string));
+      },
+    )
+    .command("key", "Move your identity between machines", (y) =>
+      y
+        .command(
+          "export <file>",
+          "Write your identity to a file (- for stdout); it stays passphrase-encrypted if it is",
+          (z) =>
+            z
+              .positional("file", { type: "string", demandOption: true })
+              .option("age-identity", { type: "boolean", default: false, describe: "Write the X25519 age identity (AGE-SECRET-KEY-1…) for stock `age -d -i`" }),
+          async (args) => {
+            const ctx = new Context(args);
+            let content: Uint8Array;
+            if (args.ageIdentity) {
+              content = Buffer.from(`${(await ctx.userKey()).ageIdentity().toString()}\n`);
+            } else {
+              content = await readIdentityBytes(ctx.settings.home);
+            }
+            if (args.file === "-") {
+              process.stdout.write(content);
+              return;
+            }
+            try {
+              await writeFile(args.file as string, content, { mode: 0o600, flag: "wx" });
+            } catch (err) {
+              if (errnoCode(err) === "EEXIST") {
+                throw new UsageError(`${args.file} already exists`, { hint: "choose another file name or delete it first" });
+              }
+              throw new CcbError(`cannot write ${args.file}`, 1, { hint: "check the path", cause: err });
+            }
+            const encrypted = isEncryptedIdentity(content);
+            ctx.out.result({ file: args.file, encrypted });
+            ctx.out.line(`Wrote ${args.ageIdentity ? "your age identity" : `your identity${encrypted ? " (passphrase-encrypted)" : " (NOT encrypted)"}`} to ${args.file} (mode 0600).`);
+            ctx.out.line("Import it on the other machine with `ccbundle key import <file>`; then delete the copy.");
+          },
+        )
+        .command(
+          "import <file>",
+          "Install an identity exported on another machine",
+          (z) =>
+            z
+              .positional("file", { type: "string", demandOption: true })
+              .option("force", { type: "boolean", default: false, describe: "Replace a different identity already here" }),
+          async (args) => {
+            const ctx = new Context(args);
+            let bytes: Buffer;
+            try {
+              bytes = args.file === "-" ? await readStdin() : await readFile(args.file);
+            } catch (err) {
+              if (errnoCode(err) === "ENOENT") throw new NotFoundError(`no such file: ${args.file}`, { hint: "check the path" });
+              throw err;
+            }
+            const { key, encrypted } = await openIdentityBytes(
+              bytes,
+              () => requireSecret(ctx.passphraseSource(), { message: "Passphrase of the exported identity: " }),
+              args.file,
+            );
+            const current = await readPublicKey(ctx.settings.home);
+            if (current && current !== key.z32 && !args.force) {
+              throw new UsageError(`a different identity (${current}) is already installed`, {
+                hint: "pass --force to replace it (the old one is kept as identity.bak)",
+              });
+            }
+            if (current && current !== key.z32) {
+              await writeFileAtomic(`${identityPaths(ctx.settings.home).secret}.bak`, await readIdentityBytes(ctx.settings.home), 0o600);
+            }
+            await saveIdentityBytes(ctx.settings.home, bytes, key);
+            ctx.out.result({ key: key.z32, encrypted });
+            ctx.out.line(`Imported identity ${key.z32}${encrypted ? "" : " (not encrypted)"}.`);
+          },
+        )
+        .demandCommand(1, "say `key export <file>` or `key import <file>`"),
+    );
+}
+
+async function readStdin(): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}

@@ -1,0 +1,75 @@
+#!/usr/bin/env node
+import yargs, { type Argv } from "yargs";
+import { hideBin } from "yargs/helpers";
+import { UsageError } from "../core/errors.js";
+import { TOOL_VERSION } from "../core/version.js";
+import { handoffCommands } from "./commands/handoff.js";
+import { identityCommands } from "./commands/identity.js";
+import type { GlobalArgs } from "./context.js";
+import { Output } from "./output.js";
+
+/**
+ * The ccbundle command line. Parsing and printing only: every command calls a
+ * use case in core/. Heavy modules (AWS SDK, DHT) load inside the commands
+ * that need them, so `--help` and `whoami` start fast.
+ */
+
+const argv = hideBin(process.argv);
+
+/** Passphrases and PINs never go on argv: `ps` would show them to every user. */
+function rejectSecretsOnArgv(args: string[]): void {
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (/^--(passphrase|pin)=/.test(arg) || arg === "--passphrase") {
+      throw new UsageError("passphrases and PINs are not accepted on the command line", {
+        hint: "use CCBUNDLE_PASSPHRASE / --passphrase-file / --passphrase-fd, or CCBUNDLE_PIN / --pin-file, or type it when asked",
+      });
+    }
+    const next = args[i + 1];
+    if (arg === "--pin" && next !== undefined && !next.startsWith("-") && !/^[13-9a-km-uw-z]{52}$/.test(next)) {
+      throw new UsageError("a PIN is not accepted on the command line", {
+        hint: "--pin takes no value: use CCBUNDLE_PIN or --pin-file, or type it when asked",
+      });
+    }
+  }
+}
+
+async function main(): Promise<number> {
+  const json = argv.includes("--json");
+  const quiet = argv.includes("--quiet") || argv.includes("-q");
+  const out = new Output(json, quiet);
+  try {
+    rejectSecretsOnArgv(argv);
+    let cli = yargs(argv)
+      .scriptName("ccbundle")
+      .usage("$0 <command> [options]\n\nMove Claude Code sessions, files and all, between machines and people.")
+      .version(TOOL_VERSION)
+      .option("json", { type: "boolean", describe: "Print one JSON document on stdout" })
+      .option("quiet", { alias: "q", type: "boolean", describe: "Print only what scripts need" })
+      .option("store", { type: "string", describe: "Store URL: /path, file:///path or s3://bucket/prefix?endpoint=…" })
+      .option("dht", { type: "boolean", default: true, describe: "Use the Mainline DHT (--no-dht to skip it)" })
+      .option("relay", { type: "string", array: true, describe: "pkarr relay URL (repeatable; `none` for no relays)" })
+      .option("passphrase-file", { type: "string", describe: "Read the identity passphrase from this file" })
+      .option("passphrase-fd", { type: "number", describe: "Read the identity passphrase from this file descriptor" })
+      .group(["json", "quiet", "store", "dht", "relay", "passphrase-file", "passphrase-fd"], "Common options:")
+      .strict()
+      .demandCommand(1, "say which command to run (see --help)")
+      .recommendCommands()
+      .help()
+      .alias("h", "help")
+      .wrap(Math.min(110, process.stdout.columns || 100))
+      .fail((message, err) => {
+        throw err ?? new UsageError(message ?? "invalid command line", { hint: "see `ccbundle --help`" });
+      }) as unknown as Argv<GlobalArgs>;
+    cli = identityCommands(cli);
+    cli = handoffCommands(cli);
+    await cli.parseAsync();
+    return typeof process.exitCode === "number" ? process.exitCode : 0;
+  } catch (err) {
+    return out.failure(err);
+  }
+}
+
+main().then((code) => {
+  process.exitCode = code;
+});

@@ -1,0 +1,58 @@
+import { type CcbError, ExitCode, isCcbError } from "../core/errors.js";
+
+/**
+ * All printing goes through here. Human output goes to stdout; warnings and
+ * progress to stderr; with --json, stdout carries exactly one JSON document.
+ * Secrets never reach this module: callers pass only public facts.
+ */
+export class Output {
+  constructor(
+    readonly json: boolean,
+    readonly quiet: boolean,
+    private readonly stdout: NodeJS.WriteStream = process.stdout,
+    private readonly stderr: NodeJS.WriteStream = process.stderr,
+  ) {}
+
+  get interactive(): boolean {
+    return !this.json && !this.quiet && !!this.stderr.isTTY;
+  }
+
+  /** A line of the human-readable result. */
+  line(text = ""): void {
+    if (!this.json && !this.quiet) this.stdout.write(`${text}\n`);
+  }
+
+  /** A result line that --quiet still prints (e.g. a key for scripts). */
+  essential(text: string): void {
+    if (!this.json) this.stdout.write(`${text}\n`);
+  }
+
+  warn(text: string): void {
+    if (!this.quiet || this.json) this.stderr.write(`warning: ${text}\n`);
+  }
+
+  progress(text: string): void {
+    if (this.interactive) this.stderr.write(`${text}\n`);
+  }
+
+  result(document: unknown): void {
+    if (this.json) this.stdout.write(`${JSON.stringify(document, null, 2)}\n`);
+  }
+
+  /** Print an error and return the exit code to use. */
+  failure(err: unknown): number {
+    const known: CcbError | undefined = isCcbError(err) ? err : undefined;
+    const message = known ? known.message : `unexpected error: ${err instanceof Error ? err.message : String(err)}`;
+    const code = known ? known.exitCode : ExitCode.failure;
+    if (this.json) {
+      this.stdout.write(
+        `${JSON.stringify({ ok: false, error: { message, hint: known?.hint, exitCode: code } }, null, 2)}\n`,
+      );
+    }
+    this.stderr.write(`ccbundle: ${message}\n`);
+    if (known?.hint) this.stderr.write(`hint: ${known.hint}\n`);
+    if (!known && process.env.CCBUNDLE_DEBUG && err instanceof Error) this.stderr.write(`${err.stack}\n`);
+    if (!known && !process.env.CCBUNDLE_DEBUG) this.stderr.write("hint: this is a bug in ccbundle; rerun with CCBUNDLE_DEBUG=1 and report it\n");
+    return code;
+  }
+}

@@ -1,0 +1,83 @@
+import { createHash } from "node:crypto";
+import { type Readable, Transform } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { CcbError } from "../errors.js";
+import { createDecryptStream, createEncryptStream, type Identity, type Recipient } from "../crypto/age/index.js";
+import { type CompressOptions, createCompressor, createDecompressor } from "./codec.js";
+import type { Manifest } from "./manifest.js";
+import { type PackFile, packBundle } from "./pack.js";
+import { unpackBundle } from "./unpack.js";
+
+/**
+ * A bundle blob is `age(zstd-or-gzip(tar))`. These two functions are the only
+ * places the three layers are put together, so push, export and backup write
+ * the same thing and pull, import and restore read it the same way.
+ */
+
+/** Counts bytes and hashes them as they pass: the blob's size and sha256 go into the record. */
+export class HashCounter extends Transform {
+  bytes = 0;
+  private readonly hash = createHash("sha256");
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, done: (err?: Error | null, data?: Buffer) => void) {
+    this.bytes += chunk.length;
+    this.hash.update(chunk);
+    done(null, chunk);
+  }
+  digest(): string {
+    return this.hash.digest("hex");
+  }
+}
+
+export interface BundleWriteOptions {
+  manifestJson: Buffer;
+  files: PackFile[];
+  recipients: Recipient[];
+  compression: CompressOptions;
+}
+
+/** The encrypted blob as a stream; pipe it to a store or a file. */
+export function bundleStream(options: BundleWriteOptions): Readable {
+  const tarStream = packBundle(options.manifestJson, options.files);
+  const compressor = createCompressor(options.compression);
+  const encryptor = createEncryptStream(options.recipients);
+  tarStream.on("error", (err) => encryptor.destroy(err));
+  compressor.on("error", (err) => encryptor.destroy(err));
+  return tarStream.pipe(compressor).pipe(encryptor);
+}
+
+export interface BundleReadOptions {
+  identities: Identity[];
+  stagingDir: string;
+  onManifest?: (manifest: Manifest) => void | Promise<void>;
+}
+
+/**
+ * Decrypt, decompress and safely unpack a blob into `stagingDir`. Returns the
+ * manifest and the blob's sha256/size as read, for the caller to compare with
+ * what the record promised.
+ */
+export async function readBundle(
+  blob: Readable,
+  options: BundleReadOptions,
+): Promise<{ manifest: Manifest; sha256: string; size: number }> {
+  const counter = new HashCounter();
+  const decryptor = createDecryptStream(options.identities);
+  const decompressor = createDecompressor();
+  let pipeError: unknown;
+  const piping = pipeline(blob, counter, decryptor, decompressor).catch((err: unknown) => {
+    pipeError = err;
+    decompressor.destroy(err as Error);
+  });
+  const unpackOptions = options.onManifest ? { onManifest: options.onManifest } : {};
+  try {
+    const manifest = await unpackBundle(decompressor, options.stagingDir, unpackOptions);
+    await piping;
+    if (pipeError) throw pipeError;
+    return { manifest, sha256: counter.digest(), size: counter.bytes };
+  } catch (err) {
+    for (const stream of [blob, counter, decryptor, decompressor]) stream.destroy();
+    await piping;
+    // The first layer that failed says best what went wrong (wrong key beats "bad tar").
+    throw pipeError instanceof CcbError ? pipeError : err;
+  }
+}

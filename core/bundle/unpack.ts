@@ -1,0 +1,120 @@
+import { createHash } from "node:crypto";
+import { mkdir, open } from "node:fs/promises";
+import path from "node:path";
+import { type Readable, Transform } from "node:stream";
+import tar from "tar-stream";
+import { IntegrityError } from "../errors.js";
+import { type BundleFile, MANIFEST_NAME, MAX_MANIFEST_BYTES, type Manifest, parseManifest } from "./manifest.js";
+
+/**
+ * Safe extraction of a bundle's tar stream into a staging folder. Nothing is
+ * trusted that the manifest does not list: every entry must be a regular file
+ * named in the manifest, appear once, have the listed size, and hash to the
+ * listed sha256. Paths are built from manifest entries that passed
+ * `isAllowedPath`, never from raw tar names, so nothing lands outside
+ * `stagingDir`. The caller moves files into place only after this resolves.
+ */
+export interface UnpackOptions {
+  /** Called with the parsed manifest before any file is written; throw to refuse the bundle. */
+  onManifest?: (manifest: Manifest) => void | Promise<void>;
+}
+
+/** Slack for tar headers and padding beyond the files' own bytes. */
+const TAR_OVERHEAD_PER_FILE = 3 * 512;
+
+export async function unpackBundle(tarStream: Readable, stagingDir: string, options: UnpackOptions = {}): Promise<Manifest> {
+  // Bounds the bytes we accept from the decompressor: unknown until the manifest is read.
+  let budget = MAX_MANIFEST_BYTES + 64 * 1024;
+  let consumed = 0;
+  const limiter = new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      consumed += chunk.length;
+      if (consumed > budget) done(new IntegrityError("bundle holds more data than its manifest declares"));
+      else done(null, chunk);
+    },
+  });
+  const extract = tar.extract();
+  tarStream.on("error", (err) => limiter.destroy(err));
+  limiter.on("error", (err) => extract.destroy(err));
+  tarStream.pipe(limiter).pipe(extract as unknown as NodeJS.WritableStream);
+
+  let manifest: Manifest | undefined;
+  const expected = new Map<string, BundleFile>();
+  const received = new Set<string>();
+  try {
+    for await (const entry of extract) {
+      const header = entry.header;
+      if (header.type !== "file") throw reject(`entry ${show(header.name)} is a ${header.type}, not a file`);
+      if (!manifest) {
+        if (header.name !== MANIFEST_NAME) throw reject("the first entry is not ccbundle.json");
+        if ((header.size ?? 0) > MAX_MANIFEST_BYTES) throw reject("manifest is too large");
+        manifest = parseManifest(await readAll(entry as AsyncIterable<Buffer>, MAX_MANIFEST_BYTES));
+        let declared = 0;
+        for (const session of manifest.sessions) {
+          for (const file of session.files) {
+            expected.set(file.path, file);
+            declared += file.size + TAR_OVERHEAD_PER_FILE;
+          }
+        }
+        budget = consumed + declared + 64 * 1024;
+        await options.onManifest?.(manifest);
+        continue;
+      }
+      const file = expected.get(header.name);
+      if (!file) throw reject(`entry ${show(header.name)} is not listed in the manifest`);
+      if (received.has(file.path)) throw reject(`entry ${show(header.name)} appears twice`);
+      if (header.size !== file.size) throw reject(`${show(file.path)} has ${header.size} bytes, manifest says ${file.size}`);
+      received.add(file.path);
+      await writeChecked(entry as AsyncIterable<Buffer>, path.join(stagingDir, ...file.path.split("/")), file);
+    }
+  } catch (err) {
+    extract.destroy();
+    tarStream.destroy();
+    throw err instanceof IntegrityError ? err : reject(`unreadable tar data (${(err as Error).message})`, err);
+  }
+  if (!manifest) throw reject("the bundle is empty");
+  const missing = [...expected.keys()].filter((p) => !received.has(p));
+  if (missing.length > 0) throw reject(`${missing.length} listed file(s) missing, e.g. ${show(missing[0]!)}`);
+  return manifest;
+}
+
+async function readAll(entry: AsyncIterable<Buffer>, limit: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of entry) {
+    size += chunk.length;
+    if (size > limit) throw reject("manifest is too large");
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}
+
+async function writeChecked(entry: AsyncIterable<Buffer>, target: string, file: BundleFile): Promise<void> {
+  await mkdir(path.dirname(target), { recursive: true });
+  const handle = await open(target, "wx", 0o600);
+  const hash = createHash("sha256");
+  let size = 0;
+  try {
+    for await (const chunk of entry) {
+      hash.update(chunk);
+      size += chunk.length;
+      await handle.write(chunk);
+    }
+  } finally {
+    await handle.close();
+  }
+  if (size !== file.size || hash.digest("hex") !== file.sha256) {
+    throw reject(`${show(file.path)} does not match its hash in the manifest`);
+  }
+}
+
+function show(name: string | undefined): string {
+  return JSON.stringify(String(name).slice(0, 120));
+}
+
+function reject(what: string, cause?: unknown): IntegrityError {
+  return new IntegrityError(`bundle rejected: ${what}`, {
+    hint: "the bundle is damaged or was tampered with; nothing was restored",
+    cause,
+  });
+}

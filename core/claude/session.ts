@@ -1,0 +1,241 @@
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { lstat, readdir, readFile, realpath, stat } from "node:fs/promises";
+import path from "node:path";
+import { CcbError, errnoCode, NotFoundError, UsageError } from "../errors.js";
+import { claudeLayout, isSessionId, projectFolderName } from "./paths.js";
+import { scanTranscript } from "./transcript.js";
+
+/**
+ * Finding a session and everything that belongs to it in a Claude Code config
+ * dir (DESIGN.md lists the artefacts). Nothing outside those artefacts is ever
+ * collected: not credentials, not `sessions/`, `ide/`, `statsig/`, `backups/`,
+ * and not other sessions.
+ */
+
+/** One file to put in a bundle: where it is here, where it goes in the bundle, and what it holds. */
+export interface SessionFile {
+  /** Absolute path on this machine; undefined for synthesized content (history lines). */
+  source: string | undefined;
+  /** Bundle path, `claude/…` mirroring the config dir, forward slashes. */
+  path: string;
+  size: number;
+  sha256: string;
+  /** Content held in memory instead of read from `source`. */
+  content?: Buffer;
+}
+
+export interface CollectedSession {
+  id: string;
+  /** The project folder name under `projects/`. */
+  folder: string;
+  cwd: string | undefined;
+  title: string | undefined;
+  gitBranch: string | undefined;
+  claudeVersion: string | undefined;
+  firstTimestamp: string | undefined;
+  lastTimestamp: string | undefined;
+  /** Modification time of the transcript (ms). */
+  modified: number;
+  files: SessionFile[];
+}
+
+export interface SessionRef {
+  id: string;
+  folder: string;
+  transcript: string;
+  modified: number;
+  size: number;
+}
+
+/** Sessions in one project folder, newest first. */
+export async function sessionsInFolder(claudeDir: string, folder: string): Promise<SessionRef[]> {
+  const dir = claudeLayout(claudeDir).projectDir(folder);
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (err) {
+    if (errnoCode(err) === "ENOENT") return [];
+    throw err;
+  }
+  const refs: SessionRef[] = [];
+  for (const name of names) {
+    if (!name.endsWith(".jsonl")) continue;
+    const id = name.slice(0, -".jsonl".length);
+    if (!isSessionId(id)) continue;
+    const transcript = path.join(dir, name);
+    const info = await lstat(transcript).catch(() => undefined);
+    if (!info?.isFile()) continue;
+    refs.push({ id, folder, transcript, modified: info.mtimeMs, size: info.size });
+  }
+  return refs.sort((a, b) => b.modified - a.modified);
+}
+
+/** Every session in the config dir, newest first. */
+export async function allSessions(claudeDir: string): Promise<SessionRef[]> {
+  let folders: string[];
+  try {
+    folders = await readdir(claudeLayout(claudeDir).projects);
+  } catch (err) {
+    if (errnoCode(err) === "ENOENT") return [];
+    throw err;
+  }
+  const all: SessionRef[] = [];
+  for (const folder of folders) all.push(...(await sessionsInFolder(claudeDir, folder)));
+  return all.sort((a, b) => b.modified - a.modified);
+}
+
+/** The folder name Claude Code uses for a project directory (resolving symlinks as it does). */
+export async function folderForProject(projectDir: string): Promise<string> {
+  let real: string;
+  try {
+    real = await realpath(projectDir);
+  } catch {
+    real = path.resolve(projectDir);
+  }
+  return projectFolderName(real);
+}
+
+/**
+ * The session to push: `sessionId` (a full id or a unique prefix) anywhere in the
+ * config dir, else the most recently written session of `projectDir`.
+ */
+export async function findSession(claudeDir: string, projectDir: string, sessionId?: string): Promise<SessionRef> {
+  if (sessionId) {
+    if (!/^[0-9a-fA-F-]{4,36}$/.test(sessionId)) {
+      throw new UsageError(`not a session id: ${sessionId}`, { hint: "session ids look like 1b2c3d4e-…; see `ccbundle list`" });
+    }
+    const matches = (await allSessions(claudeDir)).filter((ref) => ref.id.startsWith(sessionId.toLowerCase()));
+    const ids = new Set(matches.map((ref) => ref.id));
+    if (ids.size === 0) {
+      throw new NotFoundError(`no session ${sessionId} in ${claudeDir}`, {
+        hint: "check the id, or set CLAUDE_CONFIG_DIR to the config dir that holds it",
+      });
+    }
+    if (ids.size > 1) {
+      throw new UsageError(`session prefix ${sessionId} matches ${ids.size} sessions`, { hint: "give more characters" });
+    }
+    return matches[0]!;
+  }
+  const folder = await folderForProject(projectDir);
+  const newest = (await sessionsInFolder(claudeDir, folder))[0];
+  if (!newest) {
+    throw new NotFoundError(`no Claude Code session for ${projectDir}`, {
+      hint: `run claude in that directory first, pass --project <dir> or --session <id> (looked in ${claudeLayout(claudeDir).projectDir(folder)})`,
+    });
+  }
+  return newest;
+}
+
+/** Collect a session's files, hashing each (whole lines only for JSONL being written). */
+export async function collectSession(claudeDir: string, ref: SessionRef): Promise<CollectedSession> {
+  const files: SessionFile[] = [];
+  const scan = await scanTranscript(ref.transcript);
+  if (scan.size === 0) {
+    throw new CcbError(`session ${ref.id} has no complete lines yet`, 1, { hint: "wait until Claude Code has written to it" });
+  }
+  files.push({ source: ref.transcript, path: bundlePath(claudeDir, ref.transcript), size: scan.size, sha256: scan.sha256 });
+  const slugs = new Set(scan.slugs);
+
+  const sessionDir = path.join(claudeLayout(claudeDir).projectDir(ref.folder), ref.id);
+  for (const file of await walkFiles(sessionDir)) {
+    if (file.endsWith(".jsonl")) {
+      // Subagent transcripts are appended to like the main one, and name plans too.
+      const sub = await scanTranscript(file);
+      for (const slug of sub.slugs) slugs.add(slug);
+      files.push({ source: file, path: bundlePath(claudeDir, file), size: sub.size, sha256: sub.sha256 });
+    } else {
+      files.push(await hashedFile(claudeDir, file));
+    }
+  }
+  for (const sub of ["file-history", "tasks"]) {
+    for (const file of await walkFiles(path.join(claudeDir, sub, ref.id))) files.push(await hashedFile(claudeDir, file));
+  }
+  for (const slug of [...slugs].sort()) {
+    const plan = path.join(claudeDir, "plans", `${slug}.md`);
+    if (await isRegularFile(plan)) files.push(await hashedFile(claudeDir, plan));
+  }
+  const todosDir = path.join(claudeDir, "todos");
+  for (const name of (await readdir(todosDir).catch(() => [] as string[])).sort()) {
+    if (name.startsWith(`${ref.id}-agent-`) && name.endsWith(".json")) {
+      const file = path.join(todosDir, name);
+      if (await isRegularFile(file)) files.push(await hashedFile(claudeDir, file));
+    }
+  }
+  const history = await sessionHistoryLines(claudeDir, ref.id);
+  if (history.length > 0) {
+    files.push({
+      source: undefined,
+      path: "claude/history.jsonl",
+      size: history.length,
+      sha256: createHash("sha256").update(history).digest("hex"),
+      content: history,
+    });
+  }
+  return {
+    id: ref.id,
+    folder: ref.folder,
+    cwd: scan.cwd,
+    title: scan.title,
+    gitBranch: scan.gitBranch,
+    claudeVersion: scan.claudeVersion,
+    firstTimestamp: scan.firstTimestamp,
+    lastTimestamp: scan.lastTimestamp,
+    modified: ref.modified,
+    files,
+  };
+}
+
+/** The lines of `history.jsonl` (the prompt history) that belong to this session. */
+async function sessionHistoryLines(claudeDir: string, sessionId: string): Promise<Buffer> {
+  let text: string;
+  try {
+    text = await readFile(claudeLayout(claudeDir).history, "utf8");
+  } catch {
+    return Buffer.alloc(0);
+  }
+  const needle = `"sessionId":"${sessionId}"`;
+  const lines = text.split("\n").filter((line) => line.includes(needle) && line.endsWith("}"));
+  return Buffer.from(lines.map((line) => `${line}\n`).join(""));
+}
+
+function bundlePath(claudeDir: string, file: string): string {
+  return `claude/${path.relative(claudeDir, file).split(path.sep).join("/")}`;
+}
+
+async function hashedFile(claudeDir: string, file: string): Promise<SessionFile> {
+  const hash = createHash("sha256");
+  let size = 0;
+  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) {
+    hash.update(chunk as Buffer);
+    size += (chunk as Buffer).length;
+  }
+  return { source: file, path: bundlePath(claudeDir, file), size, sha256: hash.digest("hex") };
+}
+
+async function isRegularFile(file: string): Promise<boolean> {
+  const info = await lstat(file).catch(() => undefined);
+  return info?.isFile() ?? false;
+}
+
+/** Regular files below `dir`, sorted; symlinks and special files are never followed or packed. */
+async function walkFiles(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  let entries: import("node:fs").Dirent[];
+  try {
+    entries = await readdir(dir, { withFileTypes: true });
+  } catch (err) {
+    if (errnoCode(err) === "ENOENT" || errnoCode(err) === "ENOTDIR") return out;
+    throw err;
+  }
+  for (const entry of entries.sort((a, b) => (a.name < b.name ? -1 : 1))) {
+    const full = path.join(dir, entry.name);
+    if (entry.isDirectory()) out.push(...(await walkFiles(full)));
+    else if (entry.isFile()) out.push(full);
+  }
+  return out;
+}
+
+export async function exists(file: string): Promise<boolean> {
+  return (await stat(file).catch(() => undefined)) !== undefined;
+}

@@ -1,0 +1,138 @@
+import { randomBytes } from "node:crypto";
+import { readFile, stat } from "node:fs/promises";
+import path from "node:path";
+import { writeFileAtomic } from "../claude/files.js";
+import { CcbError, errnoCode, IntegrityError } from "../errors.js";
+import { decrypt, encrypt, ScryptIdentity, ScryptRecipient } from "./age/index.js";
+import { UserKey } from "./keys.js";
+
+/**
+ * The identity file in CCBUNDLE_HOME: one ed25519 seed per user. At rest it is
+ * an age file encrypted with a passphrase (scrypt), so stock `age -d` opens it
+ * too; with `--no-passphrase` it is plain text, mode 0600, for unattended use.
+ * `identity.pub` beside it holds the public key so `whoami` never needs the
+ * passphrase.
+ */
+
+const SEED_PREFIX = "CCBUNDLE-SECRET-KEY:";
+const AGE_MAGIC = "age-encryption.org/v1\n";
+/** scrypt work factor for the identity at rest: ~1 s here, 256 MiB. */
+const SCRYPT_LOG_N = 18;
+
+export function identityPaths(home: string) {
+  return { secret: path.join(home, "identity"), public: path.join(home, "identity.pub") };
+}
+
+export function encodeIdentityText(key: UserKey): string {
+  return [
+    "# ccbundle identity: an ed25519 key. Keep this file secret.",
+    `# public key: ${key.z32}`,
+    `${SEED_PREFIX}${Buffer.from(key.seed).toString("base64url")}`,
+    "",
+  ].join("\n");
+}
+
+export function decodeIdentityText(text: string): UserKey {
+  const line = text.split(/\r?\n/).find((l) => l.startsWith(SEED_PREFIX));
+  const seed = line ? Buffer.from(line.slice(SEED_PREFIX.length).trim(), "base64url") : undefined;
+  if (!seed || seed.length !== 32) {
+    throw new IntegrityError("the identity file is not a ccbundle identity", {
+      hint: "export it again from the other machine with `ccbundle key export`",
+    });
+  }
+  const key = UserKey.fromSeed(seed);
+  seed.fill(0);
+  return key;
+}
+
+export function isEncryptedIdentity(bytes: Uint8Array): boolean {
+  return Buffer.from(bytes.subarray(0, AGE_MAGIC.length)).toString("latin1") === AGE_MAGIC;
+}
+
+/** The bytes of an identity file: encrypted when a passphrase is given. */
+export async function identityFileBytes(key: UserKey, passphrase: string | undefined): Promise<Uint8Array> {
+  const text = Buffer.from(encodeIdentityText(key));
+  if (passphrase === undefined) return text;
+  try {
+    return await encrypt(text, [new ScryptRecipient(Buffer.from(passphrase, "utf8"), SCRYPT_LOG_N)]);
+  } finally {
+    text.fill(0);
+  }
+}
+
+/** Open identity-file bytes; `getPassphrase` is asked only if the file is encrypted. */
+export async function openIdentityBytes(
+  bytes: Uint8Array,
+  getPassphrase: () => Promise<string>,
+  where: string,
+): Promise<{ key: UserKey; encrypted: boolean }> {
+  if (!isEncryptedIdentity(bytes)) return { key: decodeIdentityText(Buffer.from(bytes).toString("utf8")), encrypted: false };
+  const passphrase = await getPassphrase();
+  let plain: Uint8Array;
+  try {
+    plain = await decrypt(bytes, [new ScryptIdentity(Buffer.from(passphrase, "utf8"))]);
+  } catch (err) {
+    throw new IntegrityError(`wrong passphrase for ${where}`, {
+      hint: "check CCBUNDLE_PASSPHRASE / --passphrase-file, or type it again",
+      cause: err,
+    });
+  }
+  try {
+    return { key: decodeIdentityText(Buffer.from(plain).toString("utf8")), encrypted: true };
+  } finally {
+    plain.fill(0);
+  }
+}
+
+export async function saveIdentity(home: string, key: UserKey, passphrase: string | undefined): Promise<void> {
+  const paths = identityPaths(home);
+  await writeFileAtomic(paths.secret, await identityFileBytes(key, passphrase), 0o600);
+  await writeFileAtomic(paths.public, `${key.z32}\n${key.ageRecipient().toString()}\n`, 0o644);
+}
+
+/** Save raw identity-file bytes (key import) exactly as given. */
+export async function saveIdentityBytes(home: string, bytes: Uint8Array, key: UserKey): Promise<void> {
+  const paths = identityPaths(home);
+  await writeFileAtomic(paths.secret, bytes, 0o600);
+  await writeFileAtomic(paths.public, `${key.z32}\n${key.ageRecipient().toString()}\n`, 0o644);
+}
+
+export async function hasIdentity(home: string): Promise<boolean> {
+  return (await stat(identityPaths(home).secret).catch(() => undefined)) !== undefined;
+}
+
+/** Read the identity file, refusing one that others can read. */
+export async function readIdentityBytes(home: string): Promise<Uint8Array> {
+  const file = identityPaths(home).secret;
+  let info: import("node:fs").Stats;
+  try {
+    info = await stat(file);
+  } catch (err) {
+    if (errnoCode(err) === "ENOENT") {
+      throw new CcbError(`no ccbundle identity in ${home}`, 1, {
+        hint: "run `ccbundle init`, or `ccbundle key import <file>` with the key from your other machine",
+      });
+    }
+    throw err;
+  }
+  if (process.platform !== "win32" && (info.mode & 0o077) !== 0) {
+    throw new CcbError(`identity file ${file} is readable by other users`, 1, {
+      hint: `run: chmod 600 ${file}`,
+    });
+  }
+  return readFile(file);
+}
+
+/** The public key without touching the secret (no passphrase needed). */
+export async function readPublicKey(home: string): Promise<string | undefined> {
+  try {
+    const first = (await readFile(identityPaths(home).public, "utf8")).split("\n")[0]?.trim();
+    return first && first.length === 52 ? first : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export function newIdentity(): UserKey {
+  return UserKey.fromSeed(randomBytes(32));
+}

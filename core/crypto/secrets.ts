@@ -1,0 +1,122 @@
+import { readFileSync, readSync } from "node:fs";
+import { CcbError, UsageError } from "../errors.js";
+
+/**
+ * Where passphrases and PINs come from. Never argv (it shows in `ps`): an
+ * environment variable, a file, an inherited file descriptor, or a prompt on
+ * the terminal. A script with none of these gets an error with a hint, never
+ * a prompt that hangs a cron job.
+ */
+
+export interface SecretSource {
+  /** Name of the environment variable, e.g. CCBUNDLE_PASSPHRASE. */
+  envVar: string;
+  file?: string | undefined;
+  fd?: number | undefined;
+  env: NodeJS.ProcessEnv;
+  /** The label for prompts and errors: "passphrase" or "PIN". */
+  label: string;
+  /** Flag names for hints, e.g. "--passphrase-file". */
+  fileFlag: string;
+  fdFlag?: string;
+}
+
+/** Read a secret; undefined when no source is set and no terminal is there to ask. */
+export async function readSecret(source: SecretSource, prompt?: { message: string; confirm?: boolean }): Promise<string | undefined> {
+  if (source.file !== undefined) return clean(readFromFile(source.file, source), source);
+  if (source.fd !== undefined) return clean(readFromFd(source.fd, source), source);
+  const fromEnv = source.env[source.envVar];
+  if (fromEnv !== undefined && fromEnv !== "") return fromEnv;
+  if (!prompt || !process.stdin.isTTY || !process.stderr.isTTY) return undefined;
+  const first = await promptHidden(prompt.message);
+  if (prompt.confirm) {
+    const second = await promptHidden(`Repeat the ${source.label}: `);
+    if (first !== second) throw new UsageError(`the ${source.label}s did not match`, { hint: "run the command again" });
+  }
+  return first;
+}
+
+/** Like readSecret, but a missing secret is an error saying how to give one. */
+export async function requireSecret(source: SecretSource, prompt: { message: string; confirm?: boolean }): Promise<string> {
+  const secret = await readSecret(source, prompt);
+  if (secret === undefined || secret === "") {
+    throw new UsageError(`a ${source.label} is needed and there is no terminal to ask for it`, {
+      hint: `set ${source.envVar}, or pass ${source.fileFlag} <file>${source.fdFlag ? ` or ${source.fdFlag} <n>` : ""}`,
+    });
+  }
+  return secret;
+}
+
+function readFromFile(file: string, source: SecretSource): string {
+  try {
+    return readFileSync(file, "utf8");
+  } catch (err) {
+    throw new CcbError(`cannot read the ${source.label} file ${file}`, 1, {
+      hint: `check ${source.fileFlag}`,
+      cause: err,
+    });
+  }
+}
+
+function readFromFd(fd: number, source: SecretSource): string {
+  const chunks: Buffer[] = [];
+  const buffer = Buffer.alloc(4096);
+  try {
+    for (;;) {
+      const n = readSync(fd, buffer, 0, buffer.length, null);
+      if (n === 0) break;
+      chunks.push(Buffer.from(buffer.subarray(0, n)));
+      if (buffer.subarray(0, n).includes(0x0a)) break;
+    }
+  } catch (err) {
+    throw new CcbError(`cannot read the ${source.label} from file descriptor ${fd}`, 1, {
+      hint: `check ${source.fdFlag ?? "the descriptor"}`,
+      cause: err,
+    });
+  } finally {
+    buffer.fill(0);
+  }
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+/** Only the first line counts; a trailing newline from `echo` or an editor is not part of it. */
+function clean(text: string, source: SecretSource): string {
+  const line = text.split(/\r?\n/)[0] ?? "";
+  if (line.length === 0) throw new UsageError(`the ${source.label} given is empty`, { hint: `check ${source.fileFlag}` });
+  return line;
+}
+
+/** Prompt on the controlling terminal with echo off. */
+function promptHidden(message: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const stdin = process.stdin;
+    process.stderr.write(message);
+    stdin.setRawMode?.(true);
+    stdin.resume();
+    let value = "";
+    const onData = (data: Buffer) => {
+      for (const char of data.toString("utf8")) {
+        if (char === "\r" || char === "\n") {
+          finish();
+          resolve(value);
+          return;
+        }
+        if (char === "\u0003") {
+          finish();
+          reject(new UsageError("cancelled"));
+          return;
+        }
+        if (char === "\u007f" || char === "\b") value = value.slice(0, -1);
+        else value += char;
+      }
+    };
+    const finish = () => {
+      stdin.off("data", onData);
+      stdin.setRawMode?.(false);
+      stdin.pause();
+      process.stderr.write("\n");
+    };
+    stdin.on("data", onData);
+  });
+}
+

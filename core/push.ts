@@ -1,0 +1,133 @@
+import { randomBytes } from "node:crypto";
+import os from "node:os";
+import { findSession } from "./claude/session.js";
+import { HashCounter, bundleStream } from "./bundle/blob.js";
+import { prepareBundle } from "./bundle/build.js";
+import type { Settings } from "./config.js";
+import { type Recipient, X25519Identity } from "./crypto/age/index.js";
+import type { UserKey } from "./crypto/keys.js";
+import { CcbError } from "./errors.js";
+import { publishRecord } from "./publish.js";
+import type { BlobPointer, PointerPayload } from "./pointer/record.js";
+import type { PointerTransport } from "./pointer/transport.js";
+import { randomId, storeLayout } from "./store-layout.js";
+import type { BlobStore } from "../storage-adapters/blob-store.js";
+
+/**
+ * `ccbundle push`: pack the session, encrypt it to a fresh blob key (and to
+ * the owner and any --to recipients), upload it, then publish a signed record
+ * that points at it. Order matters: the record goes out only after the blob is
+ * completely stored, so a record never points at a half-written blob.
+ */
+
+export interface PushOptions {
+  settings: Settings;
+  key: UserKey;
+  projectDir: string;
+  sessionId?: string | undefined;
+  store: BlobStore;
+  transports: PointerTransport[];
+  /** Extra recipients (--to) for the blob; their record slots are issue-6 work. */
+  recipients?: Recipient[];
+  ttlSeconds: number;
+  burn: boolean;
+  onProgress?: (phase: string, done: number, total?: number) => void;
+}
+
+export interface PushResult {
+  sessionId: string;
+  title: string | undefined;
+  cwd: string;
+  files: number;
+  bytes: number;
+  blobBytes: number;
+  blobKey: string;
+  store: string;
+  expires: number;
+  recordBytes: number;
+  publishedTo: string;
+  publishFailures: string[];
+}
+
+export async function pushSession(options: PushOptions): Promise<PushResult> {
+  const { settings, key } = options;
+  const ref = await findSession(settings.claudeDir, options.projectDir, options.sessionId);
+  const prepared = await prepareBundle({ claudeDir: settings.claudeDir, ref, key, env: settings.env });
+  const session = prepared.manifest.sessions[0]!;
+
+  const blobIdentity = new X25519Identity(randomBytes(32));
+  const blobId = randomId();
+  const objectKey = storeLayout.blob(blobId);
+  const now = Math.floor(Date.now() / 1000);
+  const expires = now + options.ttlSeconds;
+  const pointerFor = (size: number, sha256: string, url?: string): BlobPointer => ({
+    store: options.store.url,
+    key: objectKey,
+    ...(url ? { url } : {}),
+    size,
+    sha256,
+    age: Buffer.from(blobIdentity.secretKey).toString("base64url"),
+  });
+  const payloadFor = (blob: BlobPointer): PointerPayload => ({
+    v: 1,
+    pub: key.z32,
+    slot: "self",
+    kind: "handoff",
+    created: now,
+    expires,
+    ...(options.burn ? { burn: true } : {}),
+    host: os.hostname(),
+    session: { id: session.id, ...(session.title ? { title: session.title } : {}) },
+    blob,
+  });
+
+  // Check the record fits before a single byte is uploaded: same fields, worst-case numbers.
+  await publishRecord({
+    settings,
+    key,
+    payload: payloadFor(pointerFor(Number.MAX_SAFE_INTEGER, "0".repeat(64))),
+    transports: [],
+    dryRun: true,
+  });
+
+  const counter = new HashCounter();
+  const recipients: Recipient[] = [blobIdentity.recipient(), key.ageRecipient(), ...(options.recipients ?? [])];
+  const stream = bundleStream({
+    manifestJson: prepared.manifestJson,
+    files: prepared.files,
+    recipients,
+    compression: settings.compression,
+  }).pipe(counter);
+  await options.store.put(objectKey, stream, {
+    onProgress: (done) => options.onProgress?.("upload", done),
+  });
+  const sha256 = counter.digest();
+  const stored = await options.store.stat(objectKey);
+  if (!stored || stored.size !== counter.bytes) {
+    throw new CcbError(`the store kept ${stored?.size ?? 0} of ${counter.bytes} bytes of the bundle`, 1, {
+      hint: "check the store and push again",
+    });
+  }
+
+  const report = await publishRecord({
+    settings,
+    key,
+    payload: payloadFor(pointerFor(counter.bytes, sha256)),
+    transports: options.transports,
+    dryRun: false,
+  });
+  return {
+    sessionId: session.id,
+    title: session.title,
+    cwd: session.cwd,
+    files: session.files.length,
+    bytes: prepared.bytes,
+    blobBytes: counter.bytes,
+    blobKey: objectKey,
+    store: options.store.url,
+    expires,
+    recordBytes: report.dnsBytes,
+    publishedTo: report.summary,
+    publishFailures: report.failures,
+  };
+}

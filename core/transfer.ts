@@ -1,0 +1,116 @@
+import { randomBytes } from "node:crypto";
+import { createReadStream, createWriteStream } from "node:fs";
+import { rename, rm } from "node:fs/promises";
+import { pipeline } from "node:stream/promises";
+import { HashCounter, bundleStream } from "./bundle/blob.js";
+import { prepareBundle } from "./bundle/build.js";
+import type { PathMapping } from "./claude/remap.js";
+import { findSession } from "./claude/session.js";
+import type { Settings } from "./config.js";
+import type { Recipient } from "./crypto/age/index.js";
+import type { UserKey } from "./crypto/keys.js";
+import { CcbError, errnoCode, NotFoundError } from "./errors.js";
+import { type ReceiveResult, receiveBundle } from "./receive.js";
+
+/**
+ * `ccbundle export` / `import`: the same bundle as push, through a file (USB
+ * stick, mail). The file is encrypted to the owner and any --to recipients,
+ * and opens with stock tools: `age -d -i id.txt f.ccb | zstd -d | tar t`.
+ */
+
+export interface ExportOptions {
+  settings: Settings;
+  key: UserKey;
+  projectDir: string;
+  sessionId?: string | undefined;
+  recipients: Recipient[];
+  out: string;
+}
+
+export interface ExportResult {
+  sessionId: string;
+  title: string | undefined;
+  files: number;
+  bytes: number;
+  fileBytes: number;
+  out: string;
+}
+
+export async function exportSession(options: ExportOptions): Promise<ExportResult> {
+  const { settings, key } = options;
+  const ref = await findSession(settings.claudeDir, options.projectDir, options.sessionId);
+  const prepared = await prepareBundle({ claudeDir: settings.claudeDir, ref, key, env: settings.env });
+  const counter = new HashCounter();
+  // Write beside the target and rename, so a half-written export never has the final name.
+  const partial = `${options.out}.${randomBytes(4).toString("hex")}.partial`;
+  try {
+    await pipeline(
+      bundleStream({
+        manifestJson: prepared.manifestJson,
+        files: prepared.files,
+        recipients: [key.ageRecipient(), ...options.recipients],
+        compression: settings.compression,
+      }),
+      counter,
+      createWriteStream(partial, { flags: "wx", mode: 0o600 }),
+    );
+    await rename(partial, options.out);
+  } catch (err) {
+    await rm(partial, { force: true });
+    if (errnoCode(err) === "ENOENT" || errnoCode(err) === "EACCES") {
+      throw new CcbError(`cannot write ${options.out} (${errnoCode(err)})`, 1, {
+        hint: "check that the folder exists and is writable",
+        cause: err,
+      });
+    }
+    throw err;
+  }
+  const session = prepared.manifest.sessions[0]!;
+  return {
+    sessionId: session.id,
+    title: session.title,
+    files: session.files.length,
+    bytes: prepared.bytes,
+    fileBytes: counter.bytes,
+    out: options.out,
+  };
+}
+
+export interface ImportOptions {
+  settings: Settings;
+  key: UserKey;
+  file: string;
+  /** Extra accepted signers (--from); our own key is always accepted. */
+  from: string[];
+  allowUnknownSigner: boolean;
+  project?: string | undefined;
+  cwd: string;
+  maps: PathMapping[];
+  rewrite: boolean;
+  force: boolean;
+}
+
+export async function importBundle(options: ImportOptions): Promise<ReceiveResult> {
+  const stream = createReadStream(options.file);
+  await new Promise<void>((resolve, reject) => {
+    stream.once("open", () => resolve());
+    stream.once("error", (err) =>
+      reject(
+        errnoCode(err) === "ENOENT"
+          ? new NotFoundError(`no such file: ${options.file}`, { hint: "check the path" })
+          : err,
+      ),
+    );
+  });
+  return receiveBundle({
+    settings: options.settings,
+    blob: stream,
+    identities: [options.key.ageIdentity()],
+    acceptSigners: options.allowUnknownSigner ? [] : [options.key.z32, ...options.from],
+    project: options.project,
+    cwd: options.cwd,
+    maps: options.maps,
+    rewrite: options.rewrite,
+    force: options.force,
+  });
+}

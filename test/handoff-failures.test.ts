@@ -1,0 +1,289 @@
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { projectFolderName } from "../core/claude/paths.js";
+import { type FixtureSession, writeSession } from "./helpers/fixture.js";
+import { Machine } from "./helpers/machine.js";
+
+/** Bad input gets a one-line error with a hint and the documented exit code, and loses nothing. */
+
+let alice: Machine;
+let bob: Machine;
+let nas: string;
+let session: FixtureSession;
+let project: string;
+let bobProject: string;
+
+function snapshotTree(dir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  const walk = (d: string) => {
+    if (!existsSync(d)) return;
+    for (const entry of readdirSync(d, { withFileTypes: true })) {
+      const full = path.join(d, entry.name);
+      if (entry.isDirectory()) walk(full);
+      else out[path.relative(dir, full)] = readFileSync(full, "base64");
+    }
+  };
+  walk(dir);
+  return out;
+}
+
+function blobFiles(): string[] {
+  const dir = path.join(nas, "ccbundle", "v1", "blobs");
+  return existsSync(dir) ? readdirSync(dir).map((n) => path.join(dir, n)) : [];
+}
+
+function expectOneLineError(stderr: string) {
+  const lines = stderr.trim().split("\n");
+  expect(lines[0]).toMatch(/^ccbundle: /);
+  expect(lines.some((l) => l.startsWith("hint: "))).toBe(true);
+  expect(stderr).not.toMatch(/\n\s+at /); // no stack trace
+}
+
+beforeAll(async () => {
+  alice = new Machine("alice");
+  bob = new Machine("bob");
+  nas = path.join(alice.root, "nas");
+  mkdirSync(nas);
+  alice.env.CCBUNDLE_STORE = nas;
+  bob.env.CCBUNDLE_STORE = nas;
+  alice.env.CCBUNDLE_PASSPHRASE = "correct horse battery staple";
+  await alice.runOk(["init"]);
+  const exported = path.join(alice.root, "key.age");
+  await alice.runOk(["key", "export", exported]);
+  await bob.runOk(["key", "import", exported], { env: { CCBUNDLE_PASSPHRASE: "correct horse battery staple" } });
+  bob.env.CCBUNDLE_PASSPHRASE = "correct horse battery staple";
+  project = alice.project("proj");
+  bobProject = bob.project("proj");
+  session = writeSession({ claudeDir: alice.claudeDir, projectDir: project, home: alice.home });
+});
+
+afterAll(() => {
+  alice?.cleanup();
+  bob?.cleanup();
+});
+
+describe("identity errors", () => {
+  it("an encrypted identity is an age file that needs the passphrase", async () => {
+    const bytes = readFileSync(path.join(alice.ccbHome, "identity"), "utf8");
+    expect(bytes.startsWith("age-encryption.org/v1\n-> scrypt ")).toBe(true);
+    const r = await alice.run(["push"], { cwd: project, env: { CCBUNDLE_PASSPHRASE: "wrong" } });
+    expect(r.code).toBe(5);
+    expect(r.stderr).toContain("wrong passphrase");
+    expectOneLineError(r.stderr);
+    expect(r.stderr).not.toContain("wrong\n"); // the passphrase itself is never echoed
+  });
+
+  it("the passphrase file and fd work, argv is refused", async () => {
+    const file = path.join(alice.root, "pass.txt");
+    writeFileSync(file, "correct horse battery staple\n", { mode: 0o600 });
+    const viaFile = await alice.run(["whoami", "--json", "--passphrase-file", file], { env: { CCBUNDLE_PASSPHRASE: "" } });
+    expect(viaFile.code).toBe(0);
+    const onArgv = await alice.run(["push", "--passphrase=hunter22"], { cwd: project });
+    expect(onArgv.code).toBe(2);
+    expect(onArgv.stderr).toContain("not accepted on the command line");
+    expect(onArgv.stderr).not.toContain("hunter22");
+  });
+
+  it("no identity: exit 1 with a hint to init or import", async () => {
+    const nobody = new Machine("nobody");
+    try {
+      const r = await nobody.run(["push"], { cwd: nobody.home });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain("ccbundle init");
+      expectOneLineError(r.stderr);
+    } finally {
+      nobody.cleanup();
+    }
+  });
+
+  it("an identity file readable by others is refused", async () => {
+    const file = path.join(alice.ccbHome, "identity");
+    const { chmodSync } = await import("node:fs");
+    chmodSync(file, 0o644);
+    try {
+      const r = await alice.run(["push"], { cwd: project });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain("chmod 600");
+    } finally {
+      chmodSync(file, 0o600);
+    }
+  });
+});
+
+describe("push errors", () => {
+  it("unknown session: exit 4", async () => {
+    const r = await alice.run(["push", "--session", "deadbeef"], { cwd: project });
+    expect(r.code).toBe(4);
+    expectOneLineError(r.stderr);
+  });
+
+  it("a project without sessions: exit 4 naming the project", async () => {
+    const empty = alice.project("empty");
+    const r = await alice.run(["push"], { cwd: empty });
+    expect(r.code).toBe(4);
+    expect(r.stderr).toContain(empty);
+  });
+
+  it("a missing store folder: exit 1, nothing created", async () => {
+    const missing = path.join(alice.root, "no-such-nas");
+    const r = await alice.run(["push", "--store", missing], { cwd: project });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("does not exist");
+    expect(existsSync(missing)).toBe(false);
+  });
+
+  it("a read-only store: exit 1 with a hint", async () => {
+    if (process.getuid?.() === 0) {
+      // root ignores permission bits; use a path under a file instead, which no one can create.
+      const file = path.join(alice.root, "plain-file");
+      writeFileSync(file, "x");
+      const r = await alice.run(["push", "--store", path.join(file, "store")], { cwd: project });
+      expect(r.code).toBe(1);
+      expectOneLineError(r.stderr);
+      return;
+    }
+    const ro = path.join(alice.root, "ro-nas");
+    mkdirSync(ro, { mode: 0o555 });
+    const r = await alice.run(["push", "--store", ro], { cwd: project });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("not writable");
+  });
+
+  it("bad flags: exit 2", async () => {
+    const r = await alice.run(["push", "--ttl", "forever"], { cwd: project });
+    expect(r.code).toBe(2);
+    const unknown = await alice.run(["push", "--no-such-flag"], { cwd: project });
+    expect(unknown.code).toBe(2);
+  });
+});
+
+describe("pull errors leave the config dir exactly as it was", () => {
+  beforeAll(async () => {
+    await alice.runOk(["push"], { cwd: project });
+  });
+
+  it("no record for the key: exit 4", async () => {
+    const stranger = new Machine("stranger", { CCBUNDLE_STORE: nas });
+    try {
+      await stranger.runOk(["init", "--no-passphrase"]);
+      const r = await stranger.run(["pull", "--no-resume"]);
+      expect(r.code).toBe(4);
+      expectOneLineError(r.stderr);
+    } finally {
+      stranger.cleanup();
+    }
+  });
+
+  it("a record signed by another key: exit 5", async () => {
+    const mallory = new Machine("mallory", { CCBUNDLE_STORE: path.join(alice.root, "mallory-nas") });
+    mkdirSync(path.join(alice.root, "mallory-nas"));
+    try {
+      await mallory.runOk(["init", "--no-passphrase"]);
+      writeSession({ claudeDir: mallory.claudeDir, projectDir: mallory.project("p"), home: mallory.home });
+      await mallory.runOk(["push"], { cwd: path.join(mallory.home, "p") });
+      const aliceKey = (await alice.runOk(["whoami"])).stdout.trim();
+      const malloryKey = (await mallory.runOk(["whoami"])).stdout.trim();
+      // Mallory's signed packet, filed under Alice's key in a store Bob reads.
+      const forgedStore = path.join(alice.root, "forged-nas");
+      cpSync(path.join(alice.root, "mallory-nas"), forgedStore, { recursive: true });
+      cpSync(
+        path.join(forgedStore, "ccbundle/v1/records", malloryKey),
+        path.join(forgedStore, "ccbundle/v1/records", aliceKey),
+      );
+      const before = snapshotTree(bob.claudeDir);
+      const r = await bob.run(["pull", "--no-resume", "--store", forgedStore]);
+      expect(r.code).toBe(5);
+      expect(r.stderr).toContain("signature");
+      expect(snapshotTree(bob.claudeDir)).toEqual(before);
+    } finally {
+      mallory.cleanup();
+    }
+  });
+
+  it("a tampered blob: exit 5, nothing restored", async () => {
+    const [blob] = blobFiles().sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs);
+    const original = readFileSync(blob!);
+    const tampered = Buffer.from(original);
+    tampered[tampered.length - 100] ^= 0x01;
+    writeFileSync(blob!, tampered);
+    try {
+      const before = snapshotTree(bob.claudeDir);
+      const r = await bob.run(["pull", "--project", bobProject, "--no-resume"]);
+      expect(r.code).toBe(5);
+      expectOneLineError(r.stderr);
+      expect(snapshotTree(bob.claudeDir)).toEqual(before);
+    } finally {
+      writeFileSync(blob!, original);
+    }
+  });
+
+  it("a truncated blob: exit 5, nothing restored", async () => {
+    const [blob] = blobFiles().sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs);
+    const original = readFileSync(blob!);
+    writeFileSync(blob!, original.subarray(0, Math.floor(original.length / 2)));
+    try {
+      const before = snapshotTree(bob.claudeDir);
+      const r = await bob.run(["pull", "--project", bobProject, "--no-resume"]);
+      expect(r.code).toBe(5);
+      expect(snapshotTree(bob.claudeDir)).toEqual(before);
+    } finally {
+      writeFileSync(blob!, original);
+    }
+  });
+
+  it("a deleted blob: exit 4 with a hint", async () => {
+    const [blob] = blobFiles().sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs);
+    const original = readFileSync(blob!);
+    rmSync(blob!);
+    try {
+      const r = await bob.run(["pull", "--project", bobProject, "--no-resume"]);
+      expect(r.code).toBe(4);
+      expectOneLineError(r.stderr);
+    } finally {
+      writeFileSync(blob!, original);
+    }
+  });
+});
+
+describe("an existing session file is never overwritten without keeping it", () => {
+  const transcript = () => path.join(bob.claudeDir, "projects", projectFolderName(bobProject), `${session.id}.jsonl`);
+
+  it("local prefix of incoming: fast-forward", async () => {
+    await bob.runOk(["pull", "--project", bobProject, "--no-resume"]);
+    const full = readFileSync(transcript(), "utf8");
+    const lines = full.split("\n");
+    writeFileSync(transcript(), `${lines.slice(0, 3).join("\n")}\n`);
+    const doc = JSON.parse((await bob.runOk(["pull", "--project", bobProject, "--no-resume", "--json"])).stdout);
+    expect(doc.sessions[0].outcome).toBe("fast-forward");
+    expect(readFileSync(transcript(), "utf8")).toBe(full);
+  });
+
+  it("local ahead of incoming: kept", async () => {
+    const extra = `${readFileSync(transcript(), "utf8")}${JSON.stringify({ type: "user", message: { role: "user", content: "more" } })}\n`;
+    writeFileSync(transcript(), extra);
+    const doc = JSON.parse((await bob.runOk(["pull", "--project", bobProject, "--no-resume", "--json"])).stdout);
+    expect(doc.sessions[0].outcome).toBe("kept-local");
+    expect(readFileSync(transcript(), "utf8")).toBe(extra);
+  });
+
+  it("diverged: local kept untouched, incoming restored as a fork; --force backs local up and replaces", async () => {
+    const diverged = `${JSON.stringify({ type: "user", message: { role: "user", content: "something else" } })}\n`;
+    writeFileSync(transcript(), diverged);
+    const doc = JSON.parse((await bob.runOk(["pull", "--project", bobProject, "--no-resume", "--json"])).stdout);
+    expect(doc.sessions[0].outcome).toBe("forked");
+    const forkId = doc.sessions[0].sessionId;
+    expect(forkId).not.toBe(session.id);
+    expect(readFileSync(transcript(), "utf8")).toBe(diverged);
+    const fork = readFileSync(path.join(bob.claudeDir, "projects", projectFolderName(bobProject), `${forkId}.jsonl`), "utf8");
+    expect(fork).toContain(`"sessionId":"${forkId}"`);
+    expect(fork).not.toContain(session.id);
+
+    const forced = JSON.parse((await bob.runOk(["pull", "--project", bobProject, "--no-resume", "--force", "--json"])).stdout);
+    expect(forced.sessions[0].outcome).toBe("replaced");
+    const backup = path.join(forced.sessions[0].backupDir, "projects", projectFolderName(bobProject), `${session.id}.jsonl`);
+    expect(backup.startsWith(bob.ccbHome)).toBe(true);
+    expect(readFileSync(backup, "utf8")).toBe(diverged);
+    expect(readFileSync(transcript(), "utf8")).toContain(bobProject);
+  });
+});

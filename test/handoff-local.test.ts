@@ -1,0 +1,185 @@
+import { execFileSync } from "node:child_process";
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { projectFolderName } from "../core/claude/paths.js";
+import { type FixtureSession, writeDecoys, writeSession } from "./helpers/fixture.js";
+import { Machine } from "./helpers/machine.js";
+
+/**
+ * The foundation path, end to end through the built CLI: two simulated
+ * machines with different users, homes and project paths hand a session over
+ * through a local "NAS" store.
+ */
+
+let alice: Machine;
+let bob: Machine;
+let nas: string;
+let session: FixtureSession;
+let aliceProject: string;
+let bobProject: string;
+
+function listFiles(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  const out: string[] = [];
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const full = path.join(dir, entry.name);
+    if (entry.isDirectory()) out.push(...listFiles(full).map((f) => path.join(entry.name, f)));
+    else out.push(entry.name);
+  }
+  return out.sort();
+}
+
+beforeAll(async () => {
+  alice = new Machine("alice");
+  bob = new Machine("bob");
+  nas = path.join(alice.root, "nas");
+  mkdirSync(nas);
+  alice.env.CCBUNDLE_STORE = nas;
+  bob.env.CCBUNDLE_STORE = nas;
+  await alice.runOk(["init", "--no-passphrase"]);
+  const exported = path.join(alice.root, "key.txt");
+  await alice.runOk(["key", "export", exported]);
+  await bob.runOk(["key", "import", exported]);
+  aliceProject = alice.project("work/my app");
+  bobProject = bob.project("src/elsewhere/my-app");
+  writeDecoys(alice.claudeDir);
+  session = writeSession({ claudeDir: alice.claudeDir, projectDir: aliceProject, home: alice.home, turns: 5 });
+});
+
+afterAll(() => {
+  alice?.cleanup();
+  bob?.cleanup();
+});
+
+describe("push and pull through a local store", () => {
+  it("the identity moved: both machines show the same key", async () => {
+    const a = (await alice.runOk(["whoami"])).stdout.trim();
+    const b = (await bob.runOk(["whoami"])).stdout.trim();
+    expect(a).toMatch(/^[13-9a-km-uw-z]{52}$/);
+    expect(b).toBe(a);
+    const json = JSON.parse((await alice.runOk(["whoami", "--json"])).stdout);
+    expect(json.key).toBe(a);
+    expect(json.ageRecipient).toMatch(/^age1[02-9ac-hj-np-z]{58}$/);
+    expect(statSync(path.join(alice.ccbHome, "identity")).mode & 0o777).toBe(0o600);
+  });
+
+  it("push sends the newest session of the project and says what to run", async () => {
+    const result = await alice.runOk(["push", "--json"], { cwd: aliceProject });
+    const doc = JSON.parse(result.stdout);
+    expect(doc.ok).toBe(true);
+    expect(doc.sessionId).toBe(session.id);
+    expect(doc.files).toBe(session.files.length + 1); // + this session's history lines
+    expect(doc.recordBytes).toBeLessThanOrEqual(1000);
+    const human = await alice.runOk(["push"], { cwd: aliceProject });
+    expect(human.stdout).toContain(`Pushed session ${session.id}`);
+    expect(human.stdout).toContain("ccbundle pull");
+    // No store object name reveals the session.
+    for (const name of listFiles(nas)) expect(name).not.toContain(session.id);
+  });
+
+  it("pull restores every file under the new project's folder with paths rewritten", async () => {
+    const result = await bob.runOk(["pull", "--project", bobProject, "--no-resume", "--json"]);
+    const doc = JSON.parse(result.stdout);
+    expect(doc.sessions[0].sessionId).toBe(session.id);
+    expect(doc.sessions[0].outcome).toBe("new");
+    const newFolder = projectFolderName(bobProject);
+    for (const rel of session.files) {
+      const target = path.join(bob.claudeDir, rel.replace(`projects/${session.folder}/`, `projects/${newFolder}/`));
+      expect(existsSync(target), target).toBe(true);
+      const original = readFileSync(path.join(alice.claudeDir, rel), "utf8");
+      const restored = readFileSync(target, "utf8");
+      if (rel.endsWith(".jsonl")) {
+        expect(restored).not.toContain(aliceProject);
+        expect(restored).not.toContain(alice.home);
+        for (const line of restored.split("\n").filter(Boolean)) expect(() => JSON.parse(line)).not.toThrow();
+        const expected = original
+          .split(JSON.stringify(`${alice.claudeDir}/projects/${session.folder}`).slice(1, -1))
+          .join(`${bob.claudeDir}/projects/${newFolder}`)
+          .split(aliceProject)
+          .join(bobProject)
+          .split(alice.home)
+          .join(bob.home);
+        expect(restored).toBe(expected);
+      } else {
+        expect(restored).toBe(original);
+      }
+      // Fresh mtime, so Claude Code's 30-day cleanup does not delete it at once.
+      expect(Date.now() - statSync(target).mtimeMs).toBeLessThan(120_000);
+    }
+    const transcript = readFileSync(path.join(bob.claudeDir, "projects", newFolder, `${session.id}.jsonl`), "utf8");
+    expect(JSON.parse(transcript.split("\n")[0]!).cwd).toBe(bobProject);
+    // Never carried: credentials, other machine state.
+    for (const decoy of [".credentials.json", "sessions", "ide", "statsig", "backups", "settings.json"]) {
+      expect(existsSync(path.join(bob.claudeDir, decoy))).toBe(false);
+    }
+    // The session's prompt history arrived, rewritten.
+    const history = readFileSync(path.join(bob.claudeDir, "history.jsonl"), "utf8");
+    expect(history).toContain(session.id);
+    expect(history).toContain(bobProject);
+    // No staging folder is left behind.
+    expect(readdirSync(bob.claudeDir).filter((n) => n.startsWith(".ccbundle"))).toEqual([]);
+  });
+
+  it("a second pull of the same handoff changes nothing", async () => {
+    const doc = JSON.parse((await bob.runOk(["pull", "--project", bobProject, "--no-resume", "--json"])).stdout);
+    expect(doc.sessions[0].outcome).toBe("identical");
+  });
+
+  it("without claude on PATH, pull prints the exact resume command", async () => {
+    const result = await bob.runOk(["pull", "--project", bobProject], { env: { PATH: "/nonexistent" } });
+    expect(result.stdout).toContain(`claude --resume ${session.id}`);
+  });
+
+  it("with claude on PATH, pull runs claude --resume <id> in the project directory", async () => {
+    const bin = path.join(bob.root, "bin");
+    mkdirSync(bin, { recursive: true });
+    const record = path.join(bob.root, "claude-called.txt");
+    writeFileSync(path.join(bin, "claude"), `#!/bin/sh\necho "$PWD $@" > ${JSON.stringify(record)}\n`);
+    chmodSync(path.join(bin, "claude"), 0o755);
+    await bob.runOk(["pull", "--project", bobProject], { env: { PATH: `${bin}:${process.env.PATH}` } });
+    expect(readFileSync(record, "utf8").trim()).toBe(`${bobProject} --resume ${session.id}`);
+  });
+});
+
+describe("export and import through a file", () => {
+  it("exports a bundle that Debian's age and zstd open, and imports it elsewhere", async () => {
+    const out = path.join(alice.root, "session.ccb");
+    await alice.runOk(["export", "--session", session.id.slice(0, 8), "--out", out]);
+    const identity = path.join(alice.root, "age-id.txt");
+    await alice.runOk(["key", "export", identity, "--age-identity"]);
+    const listing = execFileSync("sh", ["-c", `age -d -i ${identity} ${out} | zstd -d | tar t`], { encoding: "utf8" });
+    const names = listing.trim().split("\n");
+    expect(names[0]).toBe("ccbundle.json");
+    expect(names).toContain(`claude/projects/${session.folder}/${session.id}.jsonl`);
+    for (const name of names.slice(1)) expect(name.startsWith("claude/")).toBe(true);
+
+    const carol = new Machine("carol");
+    try {
+      await carol.runOk(["key", "import", path.join(alice.root, "key.txt")]);
+      const project = carol.project("code/app");
+      const doc = JSON.parse((await carol.runOk(["import", out, "--project", project, "--no-resume", "--json"])).stdout);
+      expect(doc.sessions[0].sessionId).toBe(session.id);
+      const restored = readFileSync(path.join(carol.claudeDir, "projects", projectFolderName(project), `${session.id}.jsonl`), "utf8");
+      expect(restored).toContain(project);
+      expect(restored).not.toContain(aliceProject);
+    } finally {
+      carol.cleanup();
+    }
+  });
+});
+
+describe("paths over 200 characters", () => {
+  it("restores into Claude Code's hashed folder name", async () => {
+    const long = alice.project(`deep/${"a-very-long-directory-name-".repeat(9)}end`);
+    expect(long.length).toBeGreaterThan(200);
+    const s = writeSession({ claudeDir: alice.claudeDir, projectDir: long, home: alice.home });
+    expect(s.folder.length).toBeGreaterThan(200);
+    await alice.runOk(["push"], { cwd: long });
+    const target = bob.project(`x/${"another-long-directory-name-".repeat(8)}tail`);
+    await bob.runOk(["pull", "--project", target, "--no-resume"]);
+    const folder = projectFolderName(target);
+    expect(folder).toMatch(/-[0-9a-z]+$/);
+    expect(existsSync(path.join(bob.claudeDir, "projects", folder, `${s.id}.jsonl`))).toBe(true);
+  });
+});

@@ -1,0 +1,90 @@
+import { spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, realpathSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+/** The built CLI the tests run, exactly as a user would. */
+export const CLI = fileURLToPath(new URL("../../dist/cli/main.js", import.meta.url));
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * A simulated machine: its own HOME, CCBUNDLE_HOME, CLAUDE_CONFIG_DIR and
+ * project dir under a temp folder, and an environment that reaches no public
+ * DHT node or relay (tests set their own bootstrap/relays on 127.0.0.1).
+ */
+export class Machine {
+  readonly root: string;
+  readonly home: string;
+  readonly ccbHome: string;
+  readonly claudeDir: string;
+  env: NodeJS.ProcessEnv;
+
+  constructor(name: string, extraEnv: NodeJS.ProcessEnv = {}) {
+    this.root = realpathSync(mkdtempSync(path.join(os.tmpdir(), `ccb-${name}-`)));
+    this.home = path.join(this.root, "home", name);
+    this.ccbHome = path.join(this.home, ".config", "ccbundle");
+    this.claudeDir = path.join(this.home, ".claude");
+    mkdirSync(this.home, { recursive: true });
+    this.env = {
+      PATH: process.env.PATH,
+      HOME: this.home,
+      CCBUNDLE_HOME: this.ccbHome,
+      CLAUDE_CONFIG_DIR: this.claudeDir,
+      XDG_CONFIG_HOME: path.join(this.home, ".config"),
+      XDG_DATA_HOME: path.join(this.home, ".local", "share"),
+      CCBUNDLE_BOOTSTRAP: "none",
+      CCBUNDLE_RELAYS: "none",
+      ...extraEnv,
+    };
+  }
+
+  /** Make a project directory under this machine's home. */
+  project(rel: string): string {
+    const dir = path.join(this.home, rel);
+    mkdirSync(dir, { recursive: true });
+    return realpathSync(dir);
+  }
+
+  run(args: string[], options: { cwd?: string; input?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<RunResult> {
+    return new Promise((resolve, reject) => {
+      const child = spawn(process.execPath, [CLI, ...args], {
+        cwd: options.cwd ?? this.home,
+        env: { ...this.env, ...options.env },
+        stdio: ["pipe", "pipe", "pipe"],
+      });
+      let stdout = "";
+      let stderr = "";
+      child.stdout.on("data", (d) => {
+        stdout += d;
+      });
+      child.stderr.on("data", (d) => {
+        stderr += d;
+      });
+      const timer = setTimeout(() => child.kill("SIGKILL"), options.timeoutMs ?? 60_000);
+      child.on("error", reject);
+      child.on("close", (code) => {
+        clearTimeout(timer);
+        resolve({ code: code ?? -1, stdout, stderr });
+      });
+      child.stdin.end(options.input ?? "");
+    });
+  }
+
+  async runOk(args: string[], options: Parameters<Machine["run"]>[1] = {}): Promise<RunResult> {
+    const result = await this.run(args, options);
+    if (result.code !== 0) {
+      throw new Error(`ccbundle ${args.join(" ")} exited ${result.code}\nstdout: ${result.stdout}\nstderr: ${result.stderr}`);
+    }
+    return result;
+  }
+
+  cleanup(): void {
+    rmSync(this.root, { recursive: true, force: true });
+  }
+}
