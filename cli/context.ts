@@ -24,7 +24,10 @@ export class Context {
   readonly out: Output;
   private key: UserKey | undefined;
 
-  constructor(readonly args: GlobalArgs, env: NodeJS.ProcessEnv = process.env) {
+  constructor(
+    readonly args: GlobalArgs,
+    env: NodeJS.ProcessEnv = process.env,
+  ) {
     this.settings = loadSettings(env, { store: args.store, relays: args.relay, noDht: args.dht === false });
     this.out = new Output(!!args.json, !!args.quiet);
   }

@@ -5,6 +5,7 @@ import { UsageError } from "../core/errors.js";
 import { TOOL_VERSION } from "../core/version.js";
 import { handoffCommands } from "./commands/handoff.js";
 import { identityCommands } from "./commands/identity.js";
+import { recordCommands } from "./commands/record.js";
 import type { GlobalArgs } from "./context.js";
 import { Output } from "./output.js";
 
@@ -63,6 +64,7 @@ async function main(): Promise<number> {
       }) as unknown as Argv<GlobalArgs>;
     cli = identityCommands(cli);
     cli = handoffCommands(cli);
+    cli = recordCommands(cli);
     await cli.parseAsync();
     return typeof process.exitCode === "number" ? process.exitCode : 0;
   } catch (err) {

@@ -52,7 +52,8 @@ export class Output {
     this.stderr.write(`ccbundle: ${message}\n`);
     if (known?.hint) this.stderr.write(`hint: ${known.hint}\n`);
     if (!known && process.env.CCBUNDLE_DEBUG && err instanceof Error) this.stderr.write(`${err.stack}\n`);
-    if (!known && !process.env.CCBUNDLE_DEBUG) this.stderr.write("hint: this is a bug in ccbundle; rerun with CCBUNDLE_DEBUG=1 and report it\n");
+    if (!known && !process.env.CCBUNDLE_DEBUG)
+      this.stderr.write("hint: this is a bug in ccbundle; rerun with CCBUNDLE_DEBUG=1 and report it\n");
     return code;
   }
 }

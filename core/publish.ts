@@ -52,9 +52,13 @@ export async function publishRecord(options: PublishRecordOptions): Promise<Publ
     fit = recordFits(slots);
   }
   if (!fit.fits) {
-    throw new CcbError(`the record would be ${fit.size} bytes, over the ${MAX_DNS_BYTES}-byte limit of a DHT record`, 1, {
-      hint: "use a shorter store URL, or fewer --to recipients",
-    });
+    throw new CcbError(
+      `the record would be ${fit.size} bytes, over the ${MAX_DNS_BYTES}-byte limit of a DHT record`,
+      1,
+      {
+        hint: "use a shorter store URL, or fewer --to recipients",
+      },
+    );
   }
   if (options.dryRun) return { dnsBytes: fit.size, summary: "", failures: [], slots: slots.length };
 

@@ -6,10 +6,10 @@ import type { Settings } from "./config.js";
 import { type Identity, X25519Identity } from "./crypto/age/index.js";
 import { decodeZ32PublicKey, type UserKey } from "./crypto/keys.js";
 import { CcbError, IntegrityError, NotFoundError } from "./errors.js";
-import { publishRecord } from "./publish.js";
 import { type OpenedSlot, openSlots, type PointerPayload } from "./pointer/record.js";
 import { resolveNewest } from "./pointer/resolver.js";
 import type { PointerTransport } from "./pointer/transport.js";
+import { publishRecord } from "./publish.js";
 import { type ReceiveResult, receiveBundle } from "./receive.js";
 
 /**
@@ -172,5 +172,11 @@ export async function burnHandoff(options: {
     ...(payload.burn ? { burn: true } : {}),
     ...(payload.expires !== undefined ? { expires: payload.expires } : {}),
   };
-  await publishRecord({ settings: options.settings, key: options.key, payload: tombstone, transports: options.transports, dryRun: false });
+  await publishRecord({
+    settings: options.settings,
+    key: options.key,
+    payload: tombstone,
+    transports: options.transports,
+    dryRun: false,
+  });
 }

@@ -1,17 +1,17 @@
 import { randomBytes } from "node:crypto";
 import os from "node:os";
-import { findSession } from "./claude/session.js";
-import { HashCounter, bundleStream } from "./bundle/blob.js";
+import type { BlobStore } from "../storage-adapters/blob-store.js";
+import { bundleStream, HashCounter } from "./bundle/blob.js";
 import { prepareBundle } from "./bundle/build.js";
+import { findSession } from "./claude/session.js";
 import type { Settings } from "./config.js";
 import { type Recipient, X25519Identity } from "./crypto/age/index.js";
 import type { UserKey } from "./crypto/keys.js";
 import { CcbError } from "./errors.js";
-import { publishRecord } from "./publish.js";
 import type { BlobPointer, PointerPayload } from "./pointer/record.js";
 import type { PointerTransport } from "./pointer/transport.js";
+import { publishRecord } from "./publish.js";
 import { randomId, storeLayout } from "./store-layout.js";
-import type { BlobStore } from "../storage-adapters/blob-store.js";
 
 /**
  * `ccbundle push`: pack the session, encrypt it to a fresh blob key (and to

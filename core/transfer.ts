@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
 import { rename, rm } from "node:fs/promises";
 import { pipeline } from "node:stream/promises";
-import { HashCounter, bundleStream } from "./bundle/blob.js";
+import { bundleStream, HashCounter } from "./bundle/blob.js";
 import { prepareBundle } from "./bundle/build.js";
 import type { PathMapping } from "./claude/remap.js";
 import { findSession } from "./claude/session.js";

@@ -77,7 +77,9 @@ describe("identity errors", () => {
   it("the passphrase file and fd work, argv is refused", async () => {
     const file = path.join(alice.root, "pass.txt");
     writeFileSync(file, "correct horse battery staple\n", { mode: 0o600 });
-    const viaFile = await alice.run(["whoami", "--json", "--passphrase-file", file], { env: { CCBUNDLE_PASSPHRASE: "" } });
+    const viaFile = await alice.run(["whoami", "--json", "--passphrase-file", file], {
+      env: { CCBUNDLE_PASSPHRASE: "" },
+    });
     expect(viaFile.code).toBe(0);
     const onArgv = await alice.run(["push", "--passphrase=hunter22"], { cwd: project });
     expect(onArgv.code).toBe(2);
@@ -275,13 +277,23 @@ describe("an existing session file is never overwritten without keeping it", () 
     const forkId = doc.sessions[0].sessionId;
     expect(forkId).not.toBe(session.id);
     expect(readFileSync(transcript(), "utf8")).toBe(diverged);
-    const fork = readFileSync(path.join(bob.claudeDir, "projects", projectFolderName(bobProject), `${forkId}.jsonl`), "utf8");
+    const fork = readFileSync(
+      path.join(bob.claudeDir, "projects", projectFolderName(bobProject), `${forkId}.jsonl`),
+      "utf8",
+    );
     expect(fork).toContain(`"sessionId":"${forkId}"`);
     expect(fork).not.toContain(session.id);
 
-    const forced = JSON.parse((await bob.runOk(["pull", "--project", bobProject, "--no-resume", "--force", "--json"])).stdout);
+    const forced = JSON.parse(
+      (await bob.runOk(["pull", "--project", bobProject, "--no-resume", "--force", "--json"])).stdout,
+    );
     expect(forced.sessions[0].outcome).toBe("replaced");
-    const backup = path.join(forced.sessions[0].backupDir, "projects", projectFolderName(bobProject), `${session.id}.jsonl`);
+    const backup = path.join(
+      forced.sessions[0].backupDir,
+      "projects",
+      projectFolderName(bobProject),
+      `${session.id}.jsonl`,
+    );
     expect(backup.startsWith(bob.ccbHome)).toBe(true);
     expect(readFileSync(backup, "utf8")).toBe(diverged);
     expect(readFileSync(transcript(), "utf8")).toContain(bobProject);

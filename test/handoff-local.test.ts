@@ -158,9 +158,14 @@ describe("export and import through a file", () => {
     try {
       await carol.runOk(["key", "import", path.join(alice.root, "key.txt")]);
       const project = carol.project("code/app");
-      const doc = JSON.parse((await carol.runOk(["import", out, "--project", project, "--no-resume", "--json"])).stdout);
+      const doc = JSON.parse(
+        (await carol.runOk(["import", out, "--project", project, "--no-resume", "--json"])).stdout,
+      );
       expect(doc.sessions[0].sessionId).toBe(session.id);
-      const restored = readFileSync(path.join(carol.claudeDir, "projects", projectFolderName(project), `${session.id}.jsonl`), "utf8");
+      const restored = readFileSync(
+        path.join(carol.claudeDir, "projects", projectFolderName(project), `${session.id}.jsonl`),
+        "utf8",
+      );
       expect(restored).toContain(project);
       expect(restored).not.toContain(aliceProject);
     } finally {

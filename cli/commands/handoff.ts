@@ -19,7 +19,11 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
         y
           .option("session", { type: "string", describe: "Session id or unique prefix (default: newest of --project)" })
           .option("project", { type: "string", describe: "Project directory (default: current directory)" })
-          .option("to", { type: "string", array: true, describe: "Also readable by this z32 key or age1… recipient (repeatable)" })
+          .option("to", {
+            type: "string",
+            array: true,
+            describe: "Also readable by this z32 key or age1… recipient (repeatable)",
+          })
           .option("ttl", { type: "string", default: DEFAULT_TTL, describe: "How long the handoff stays valid" })
           .option("burn", { type: "boolean", default: false, describe: "Delete after the first successful pull" }),
       async (args) => {
@@ -45,8 +49,12 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
           await Promise.all(transports.map((t) => t.close?.()));
           ctx.out.result({ ok: true, ...result, key: key.z32 });
           ctx.out.line(`Pushed session ${result.sessionId}${result.title ? ` "${result.title}"` : ""}`);
-          ctx.out.line(`  ${result.files} files, ${formatBytes(result.bytes)} → ${formatBytes(result.blobBytes)} encrypted in ${result.store}`);
-          ctx.out.line(`  record ${result.recordBytes}/1000 bytes, ${result.publishedTo}; expires in ${formatDuration(ttlSeconds)}${args.burn ? ", burn after reading" : ""}`);
+          ctx.out.line(
+            `  ${result.files} files, ${formatBytes(result.bytes)} → ${formatBytes(result.blobBytes)} encrypted in ${result.store}`,
+          );
+          ctx.out.line(
+            `  record ${result.recordBytes}/1000 bytes, ${result.publishedTo}; expires in ${formatDuration(ttlSeconds)}${args.burn ? ", burn after reading" : ""}`,
+          );
           for (const failure of result.publishFailures) ctx.out.warn(`not published: ${failure}`);
           ctx.out.line("");
           ctx.out.line("On the other machine run:");
@@ -64,9 +72,21 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
           .positional("key", { type: "string", describe: "The sender's z32 key (default: your own)" })
           .option("project", { type: "string", describe: "Restore into this project directory" })
           .option("map", { type: "string", array: true, describe: "Rewrite a path prefix <old>=<new> (repeatable)" })
-          .option("resume", { type: "boolean", default: true, describe: "Run `claude --resume` afterwards (--no-resume to skip)" })
-          .option("rewrite", { type: "boolean", default: true, describe: "Rewrite paths in the transcript (--no-rewrite keeps bytes identical)" })
-          .option("force", { type: "boolean", default: false, describe: "Replace a diverged local copy (backed up first)" }),
+          .option("resume", {
+            type: "boolean",
+            default: true,
+            describe: "Run `claude --resume` afterwards (--no-resume to skip)",
+          })
+          .option("rewrite", {
+            type: "boolean",
+            default: true,
+            describe: "Rewrite paths in the transcript (--no-rewrite keeps bytes identical)",
+          })
+          .option("force", {
+            type: "boolean",
+            default: false,
+            describe: "Replace a diverged local copy (backed up first)",
+          }),
       async (args) => {
         const ctx = new Context(args);
         const key = await ctx.userKey();
@@ -100,9 +120,14 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
           burned: result.burned,
           sessions: result.sessions.map(sessionJson),
         });
-        ctx.out.line(`Pulled session ${session.originalId}${session.title ? ` "${session.title}"` : ""} (signed by ${result.signer}, via ${result.resolvedFrom.join(", ")})`);
+        ctx.out.line(
+          `Pulled session ${session.originalId}${session.title ? ` "${session.title}"` : ""} (signed by ${result.signer}, via ${result.resolvedFrom.join(", ")})`,
+        );
         printRestored(ctx, session);
-        if (result.burned) ctx.out.line("This was a burn-after-read handoff: the blob is deleted and the record replaced by a tombstone.");
+        if (result.burned)
+          ctx.out.line(
+            "This was a burn-after-read handoff: the blob is deleted and the record replaced by a tombstone.",
+          );
         await maybeResume(ctx, session, args.resume);
       },
     )
@@ -113,7 +138,11 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
         y
           .option("session", { type: "string", describe: "Session id or unique prefix (default: newest of --project)" })
           .option("project", { type: "string", describe: "Project directory (default: current directory)" })
-          .option("to", { type: "string", array: true, describe: "Also readable by this z32 key or age1… recipient (repeatable)" })
+          .option("to", {
+            type: "string",
+            array: true,
+            describe: "Also readable by this z32 key or age1… recipient (repeatable)",
+          })
           .option("out", { type: "string", demandOption: true, describe: "The bundle file to write" }),
       async (args) => {
         const ctx = new Context(args);
@@ -130,8 +159,12 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
         });
         ctx.out.result({ ok: true, ...result });
         ctx.out.line(`Exported session ${result.sessionId}${result.title ? ` "${result.title}"` : ""}`);
-        ctx.out.line(`  ${result.files} files, ${formatBytes(result.bytes)} → ${formatBytes(result.fileBytes)} in ${result.out}`);
-        ctx.out.line(`On the other machine: ccbundle import ${result.out}${recipients.length > 0 ? ` --from ${key.z32}` : ""}`);
+        ctx.out.line(
+          `  ${result.files} files, ${formatBytes(result.bytes)} → ${formatBytes(result.fileBytes)} in ${result.out}`,
+        );
+        ctx.out.line(
+          `On the other machine: ccbundle import ${result.out}${recipients.length > 0 ? ` --from ${key.z32}` : ""}`,
+        );
       },
     )
     .command(
@@ -141,12 +174,28 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
         y
           .positional("file", { type: "string", demandOption: true })
           .option("project", { type: "string", describe: "Restore into this project directory" })
-          .option("from", { type: "string", array: true, describe: "Accept bundles signed by this z32 key (repeatable)" })
-          .option("allow-unknown-signer", { type: "boolean", default: false, describe: "Accept a bundle signed by anyone" })
+          .option("from", {
+            type: "string",
+            array: true,
+            describe: "Accept bundles signed by this z32 key (repeatable)",
+          })
+          .option("allow-unknown-signer", {
+            type: "boolean",
+            default: false,
+            describe: "Accept a bundle signed by anyone",
+          })
           .option("map", { type: "string", array: true, describe: "Rewrite a path prefix <old>=<new> (repeatable)" })
           .option("resume", { type: "boolean", default: true, describe: "Run `claude --resume` afterwards" })
-          .option("rewrite", { type: "boolean", default: true, describe: "Rewrite paths (--no-rewrite keeps bytes identical)" })
-          .option("force", { type: "boolean", default: false, describe: "Replace a diverged local copy (backed up first)" }),
+          .option("rewrite", {
+            type: "boolean",
+            default: true,
+            describe: "Rewrite paths (--no-rewrite keeps bytes identical)",
+          })
+          .option("force", {
+            type: "boolean",
+            default: false,
+            describe: "Replace a diverged local copy (backed up first)",
+          }),
       async (args) => {
         const ctx = new Context(args);
         const key = await ctx.userKey();
@@ -165,7 +214,9 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
         });
         ctx.out.result({ ok: true, signer: result.signer, sessions: result.sessions.map(sessionJson) });
         const session = result.sessions[0]!;
-        ctx.out.line(`Imported session ${session.originalId}${session.title ? ` "${session.title}"` : ""} (signed by ${result.signer})`);
+        ctx.out.line(
+          `Imported session ${session.originalId}${session.title ? ` "${session.title}"` : ""} (signed by ${result.signer})`,
+        );
         printRestored(ctx, session);
         await maybeResume(ctx, session, args.resume);
       },
@@ -201,9 +252,11 @@ export function printRestored(ctx: Context, session: ReceivedSession): void {
   };
   ctx.out.line(`  ${what[session.outcome]} → ${session.targetCwd}`);
   ctx.out.line(`  ${session.filesWritten} files written, ${session.filesKept} kept`);
-  for (const conflict of session.conflicts) ctx.out.warn(`kept local ${conflict} (differs from the incoming one; --force replaces it)`);
+  for (const conflict of session.conflicts)
+    ctx.out.warn(`kept local ${conflict} (differs from the incoming one; --force replaces it)`);
   for (const warning of session.gitWarnings) ctx.out.warn(warning);
-  if (session.outcome === "forked") ctx.out.line(`  local session: ${session.originalId}   incoming fork: ${session.sessionId}`);
+  if (session.outcome === "forked")
+    ctx.out.line(`  local session: ${session.originalId}   incoming fork: ${session.sessionId}`);
 }
 
 export async function maybeResume(ctx: Context, session: ReceivedSession, resume: boolean): Promise<void> {

@@ -25,8 +25,16 @@ export function identityCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
       "Create your identity (an ed25519 key, encrypted with a passphrase)",
       (y) =>
         y
-          .option("passphrase", { type: "boolean", default: true, describe: "Encrypt the identity at rest (--no-passphrase for unattended machines)" })
-          .option("force", { type: "boolean", default: false, describe: "Replace an existing identity (the old one is kept as identity.bak)" }),
+          .option("passphrase", {
+            type: "boolean",
+            default: true,
+            describe: "Encrypt the identity at rest (--no-passphrase for unattended machines)",
+          })
+          .option("force", {
+            type: "boolean",
+            default: false,
+            describe: "Replace an existing identity (the old one is kept as identity.bak)",
+          }),
       async (args) => {
         const ctx = new Context(args);
         const { home } = ctx.settings;
@@ -39,9 +47,12 @@ export function identityCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
         if (args.passphrase) {
           passphrase = await readSecret(ctx.passphraseSource(), { message: "Choose a passphrase: ", confirm: true });
           if (passphrase === undefined) {
-            throw new UsageError("a passphrase is needed to encrypt the identity and there is no terminal to ask for it", {
-              hint: "set CCBUNDLE_PASSPHRASE or --passphrase-file, or use --no-passphrase for an unattended machine",
-            });
+            throw new UsageError(
+              "a passphrase is needed to encrypt the identity and there is no terminal to ask for it",
+              {
+                hint: "set CCBUNDLE_PASSPHRASE or --passphrase-file, or use --no-passphrase for an unattended machine",
+              },
+            );
           }
         }
         if (args.force && (await hasIdentity(home))) {
@@ -49,18 +60,30 @@ export function identityCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
         }
         const key = newIdentity();
         await saveIdentity(home, key, passphrase);
-        ctx.out.result({ key: key.z32, ageRecipient: key.ageRecipient().toString(), encrypted: passphrase !== undefined, home });
+        ctx.out.result({
+          key: key.z32,
+          ageRecipient: key.ageRecipient().toString(),
+          encrypted: passphrase !== undefined,
+          home,
+        });
         ctx.out.line(`Created your ccbundle identity in ${home}${passphrase === undefined ? " (not encrypted)" : ""}.`);
         ctx.out.essential(key.z32);
         ctx.out.line("");
-        ctx.out.line("Copy it to your other machines with `ccbundle key export <file>` / `ccbundle key import <file>`.");
+        ctx.out.line(
+          "Copy it to your other machines with `ccbundle key export <file>` / `ccbundle key import <file>`.",
+        );
         ctx.out.line("Teammates send you sessions with `ccbundle push --to <this key>`.");
       },
     )
     .command(
       "whoami",
       "Print your public key (z32)",
-      (y) => y.option("age-recipient", { type: "boolean", default: false, describe: "Print your age recipient (age1…) instead" }),
+      (y) =>
+        y.option("age-recipient", {
+          type: "boolean",
+          default: false,
+          describe: "Print your age recipient (age1…) instead",
+        }),
       async (args) => {
         const ctx = new Context(args);
         let z32 = await readPublicKey(ctx.settings.home);
@@ -82,7 +105,11 @@ export function identityCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
           (z) =>
             z
               .positional("file", { type: "string", demandOption: true })
-              .option("age-identity", { type: "boolean", default: false, describe: "Write the X25519 age identity (AGE-SECRET-KEY-1…) for stock `age -d -i`" }),
+              .option("age-identity", {
+                type: "boolean",
+                default: false,
+                describe: "Write the X25519 age identity (AGE-SECRET-KEY-1…) for stock `age -d -i`",
+              }),
           async (args) => {
             const ctx = new Context(args);
             let content: Uint8Array;
@@ -99,13 +126,17 @@ export function identityCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
               await writeFile(args.file as string, content, { mode: 0o600, flag: "wx" });
             } catch (err) {
               if (errnoCode(err) === "EEXIST") {
-                throw new UsageError(`${args.file} already exists`, { hint: "choose another file name or delete it first" });
+                throw new UsageError(`${args.file} already exists`, {
+                  hint: "choose another file name or delete it first",
+                });
               }
               throw new CcbError(`cannot write ${args.file}`, 1, { hint: "check the path", cause: err });
             }
             const encrypted = isEncryptedIdentity(content);
             ctx.out.result({ file: args.file, encrypted });
-            ctx.out.line(`Wrote ${args.ageIdentity ? "your age identity" : `your identity${encrypted ? " (passphrase-encrypted)" : " (NOT encrypted)"}`} to ${args.file} (mode 0600).`);
+            ctx.out.line(
+              `Wrote ${args.ageIdentity ? "your age identity" : `your identity${encrypted ? " (passphrase-encrypted)" : " (NOT encrypted)"}`} to ${args.file} (mode 0600).`,
+            );
             ctx.out.line("Import it on the other machine with `ccbundle key import <file>`; then delete the copy.");
           },
         )
@@ -115,14 +146,19 @@ export function identityCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
           (z) =>
             z
               .positional("file", { type: "string", demandOption: true })
-              .option("force", { type: "boolean", default: false, describe: "Replace a different identity already here" }),
+              .option("force", {
+                type: "boolean",
+                default: false,
+                describe: "Replace a different identity already here",
+              }),
           async (args) => {
             const ctx = new Context(args);
             let bytes: Buffer;
             try {
               bytes = args.file === "-" ? await readStdin() : await readFile(args.file);
             } catch (err) {
-              if (errnoCode(err) === "ENOENT") throw new NotFoundError(`no such file: ${args.file}`, { hint: "check the path" });
+              if (errnoCode(err) === "ENOENT")
+                throw new NotFoundError(`no such file: ${args.file}`, { hint: "check the path" });
               throw err;
             }
             const { key, encrypted } = await openIdentityBytes(
@@ -137,7 +173,11 @@ export function identityCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
               });
             }
             if (current && current !== key.z32) {
-              await writeFileAtomic(`${identityPaths(ctx.settings.home).secret}.bak`, await readIdentityBytes(ctx.settings.home), 0o600);
+              await writeFileAtomic(
+                `${identityPaths(ctx.settings.home).secret}.bak`,
+                await readIdentityBytes(ctx.settings.home),
+                0o600,
+              );
             }
             await saveIdentityBytes(ctx.settings.home, bytes, key);
             ctx.out.result({ key: key.z32, encrypted });

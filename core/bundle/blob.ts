@@ -1,8 +1,8 @@
 import { createHash } from "node:crypto";
 import { type Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { CcbError } from "../errors.js";
 import { createDecryptStream, createEncryptStream, type Identity, type Recipient } from "../crypto/age/index.js";
+import { CcbError } from "../errors.js";
 import { type CompressOptions, createCompressor, createDecompressor } from "./codec.js";
 import type { Manifest } from "./manifest.js";
 import { type PackFile, packBundle } from "./pack.js";

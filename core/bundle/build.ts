@@ -1,11 +1,10 @@
 import os from "node:os";
-import { type CollectedSession, collectSession, type SessionRef } from "../claude/session.js";
 import { gitContext } from "../claude/git.js";
+import { type CollectedSession, collectSession, exists, type SessionRef } from "../claude/session.js";
 import type { UserKey } from "../crypto/keys.js";
+import { TOOL_VERSION } from "../version.js";
 import { BUNDLE_FORMAT, type Manifest, type ManifestSession, signableBytes } from "./manifest.js";
 import type { PackFile } from "./pack.js";
-import { TOOL_VERSION } from "../version.js";
-import { exists } from "../claude/session.js";
 
 /** Collect a session and write its signed manifest: everything a bundle needs before bytes flow. */
 export interface PreparedBundle {

@@ -1,5 +1,5 @@
 import { createRequire } from "node:module";
-import { Duplex, Readable, type Transform, pipeline } from "node:stream";
+import { Duplex, pipeline, Readable, type Transform } from "node:stream";
 import zlib from "node:zlib";
 import { IntegrityError } from "../errors.js";
 

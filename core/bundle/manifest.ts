@@ -93,7 +93,8 @@ export function parseManifest(bytes: Uint8Array): Manifest {
       hint: "this bundle was made by a newer ccbundle; upgrade ccbundle",
     });
   }
-  if (typeof m.created !== "string" || !isObject(m.tool) || !isObject(m.source)) throw bad("manifest header is incomplete");
+  if (typeof m.created !== "string" || !isObject(m.tool) || !isObject(m.source))
+    throw bad("manifest header is incomplete");
   for (const key of ["host", "user", "platform", "home", "claudeDir"] as const) {
     if (typeof m.source[key] !== "string") throw bad(`manifest source.${key} missing`);
   }
@@ -149,7 +150,9 @@ export function isAllowedPath(bundlePath: string, session: Pick<ManifestSession,
     case "plans":
       return parts.length === 3 && second !== undefined && /^[\w.-]+\.md$/.test(second);
     case "todos":
-      return parts.length === 3 && second !== undefined && second.startsWith(`${id}-agent-`) && second.endsWith(".json");
+      return (
+        parts.length === 3 && second !== undefined && second.startsWith(`${id}-agent-`) && second.endsWith(".json")
+      );
     case "history.jsonl":
       return parts.length === 2;
     default:

@@ -58,9 +58,7 @@ const HEADER = { mode: 0o600, uname: "", gname: "" } as const;
 
 function writeEntry(pack: tar.Pack, header: { name: string; size: number }, content: Buffer): Promise<void> {
   return new Promise((resolve, reject) => {
-    pack.entry({ ...HEADER, ...header, mtime: new Date() }, content, (err) =>
-      err ? reject(err) : resolve(),
-    );
+    pack.entry({ ...HEADER, ...header, mtime: new Date() }, content, (err) => (err ? reject(err) : resolve()));
   });
 }
 

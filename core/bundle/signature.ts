@@ -5,7 +5,9 @@ import { type Manifest, signableBytes } from "./manifest.js";
 /** Check a manifest's ed25519 signature; returns the signer's z32 key. */
 export function verifyManifestSignature(manifest: Manifest): string {
   if (!manifest.publisher || !manifest.signature) {
-    throw new IntegrityError("bundle is not signed", { hint: "only bundles made by ccbundle push/export/backup are accepted" });
+    throw new IntegrityError("bundle is not signed", {
+      hint: "only bundles made by ccbundle push/export/backup are accepted",
+    });
   }
   let publicKey: Uint8Array;
   try {

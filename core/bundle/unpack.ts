@@ -22,7 +22,11 @@ export interface UnpackOptions {
 /** Slack for tar headers and padding beyond the files' own bytes. */
 const TAR_OVERHEAD_PER_FILE = 3 * 512;
 
-export async function unpackBundle(tarStream: Readable, stagingDir: string, options: UnpackOptions = {}): Promise<Manifest> {
+export async function unpackBundle(
+  tarStream: Readable,
+  stagingDir: string,
+  options: UnpackOptions = {},
+): Promise<Manifest> {
   // Bounds the bytes we accept from the decompressor: unknown until the manifest is read.
   let budget = MAX_MANIFEST_BYTES + 64 * 1024;
   let consumed = 0;
@@ -63,7 +67,8 @@ export async function unpackBundle(tarStream: Readable, stagingDir: string, opti
       const file = expected.get(header.name);
       if (!file) throw reject(`entry ${show(header.name)} is not listed in the manifest`);
       if (received.has(file.path)) throw reject(`entry ${show(header.name)} appears twice`);
-      if (header.size !== file.size) throw reject(`${show(file.path)} has ${header.size} bytes, manifest says ${file.size}`);
+      if (header.size !== file.size)
+        throw reject(`${show(file.path)} has ${header.size} bytes, manifest says ${file.size}`);
       received.add(file.path);
       await writeChecked(entry as AsyncIterable<Buffer>, path.join(stagingDir, ...file.path.split("/")), file);
     }

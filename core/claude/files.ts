@@ -45,7 +45,10 @@ export async function remapFile(source: string, target: string, remapper: Remapp
         continue;
       }
       carry = text.slice(lastNewline + 1);
-      const lines = text.slice(0, lastNewline).split("\n").map((line) => remapper.line(line));
+      const lines = text
+        .slice(0, lastNewline)
+        .split("\n")
+        .map((line) => remapper.line(line));
       await out.write(`${lines.join("\n")}\n`);
     }
     if (carry) await out.write(remapper.line(carry));

@@ -40,7 +40,10 @@ function stripCredentials(remote: string): string {
 
 /** `git@github.com:me/app.git`, `https://github.com/me/app`, `ssh://git@github.com/me/app.git` → `github.com/me/app`. */
 export function normalizeRemote(remote: string): string {
-  let r = remote.trim().replace(/\/+$/, "").replace(/\.git$/, "");
+  let r = remote
+    .trim()
+    .replace(/\/+$/, "")
+    .replace(/\.git$/, "");
   const scp = /^[\w.-]+@([\w.-]+):(?!\/)(.+)$/.exec(r);
   if (scp) return `${scp[1]}/${scp[2]}`.toLowerCase();
   r = r.replace(/^[a-z+]+:\/\//, "").replace(/^[^@/]+@/, "");
@@ -56,7 +59,10 @@ export function sameRemote(a: string | undefined, b: string | undefined): boolea
 export async function describeGitDrift(targetCwd: string, source: GitContext | undefined): Promise<string[]> {
   if (!source?.head) return [];
   const target = await gitContext(targetCwd);
-  if (!target) return [`the session ran in a git checkout (${source.branch ?? "detached"} @ ${short(source.head)}); ${targetCwd} is not one`];
+  if (!target)
+    return [
+      `the session ran in a git checkout (${source.branch ?? "detached"} @ ${short(source.head)}); ${targetCwd} is not one`,
+    ];
   const warnings: string[] = [];
   if (source.branch && target.branch !== source.branch) {
     warnings.push(`branch differs: session was on ${source.branch}, here ${target.branch ?? "detached HEAD"}`);
@@ -64,11 +70,18 @@ export async function describeGitDrift(targetCwd: string, source: GitContext | u
   if (target.head && target.head !== source.head) {
     const known = await git(targetCwd, ["cat-file", "-e", `${source.head}^{commit}`]);
     if (known === undefined) {
-      warnings.push(`HEAD differs: session was at ${short(source.head)}, which this checkout does not have (git fetch?)`);
+      warnings.push(
+        `HEAD differs: session was at ${short(source.head)}, which this checkout does not have (git fetch?)`,
+      );
     } else {
       const counts = await git(targetCwd, ["rev-list", "--left-right", "--count", `${target.head}...${source.head}`]);
       const [ahead, behind] = (counts ?? "0 0").split(/\s+/).map(Number);
-      const how = ahead && behind ? `diverged (${ahead} ahead, ${behind} behind)` : ahead ? `${ahead} commit(s) ahead` : `${behind} commit(s) behind`;
+      const how =
+        ahead && behind
+          ? `diverged (${ahead} ahead, ${behind} behind)`
+          : ahead
+            ? `${ahead} commit(s) ahead`
+            : `${behind} commit(s) behind`;
       warnings.push(`HEAD differs: here ${short(target.head)} is ${how} of the session's ${short(source.head)}`);
     }
   }

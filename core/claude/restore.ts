@@ -151,7 +151,11 @@ export async function restoreSession(options: RestoreOptions): Promise<RestoreRe
   const history = session.files.find((file) => file.path === "claude/history.jsonl");
   if (history) {
     const historySource = prepared.get(history.path)!;
-    await mergeHistory(claudeLayout(claudeDir).history, historySource, sessionId === session.id ? null : remapIds(session.id, sessionId));
+    await mergeHistory(
+      claudeLayout(claudeDir).history,
+      historySource,
+      sessionId === session.id ? null : remapIds(session.id, sessionId),
+    );
   }
   await installOne(transcriptPath, true);
 

@@ -23,7 +23,12 @@ export async function findOnPath(command: string, env: NodeJS.ProcessEnv): Promi
 }
 
 /** Run claude with the terminal handed over; resolves with its exit code. */
-export function runClaudeResume(claudeBin: string, sessionId: string, cwd: string, env: NodeJS.ProcessEnv): Promise<number> {
+export function runClaudeResume(
+  claudeBin: string,
+  sessionId: string,
+  cwd: string,
+  env: NodeJS.ProcessEnv,
+): Promise<number> {
   return new Promise((resolve, reject) => {
     const child = spawn(claudeBin, ["--resume", sessionId], { cwd, stdio: "inherit", env });
     child.on("error", reject);

@@ -103,7 +103,9 @@ export async function folderForProject(projectDir: string): Promise<string> {
 export async function findSession(claudeDir: string, projectDir: string, sessionId?: string): Promise<SessionRef> {
   if (sessionId) {
     if (!/^[0-9a-fA-F-]{4,36}$/.test(sessionId)) {
-      throw new UsageError(`not a session id: ${sessionId}`, { hint: "session ids look like 1b2c3d4e-…; see `ccbundle list`" });
+      throw new UsageError(`not a session id: ${sessionId}`, {
+        hint: "session ids look like 1b2c3d4e-…; see `ccbundle list`",
+      });
     }
     const matches = (await allSessions(claudeDir)).filter((ref) => ref.id.startsWith(sessionId.toLowerCase()));
     const ids = new Set(matches.map((ref) => ref.id));
@@ -113,7 +115,9 @@ export async function findSession(claudeDir: string, projectDir: string, session
       });
     }
     if (ids.size > 1) {
-      throw new UsageError(`session prefix ${sessionId} matches ${ids.size} sessions`, { hint: "give more characters" });
+      throw new UsageError(`session prefix ${sessionId} matches ${ids.size} sessions`, {
+        hint: "give more characters",
+      });
     }
     return matches[0]!;
   }
@@ -132,9 +136,16 @@ export async function collectSession(claudeDir: string, ref: SessionRef): Promis
   const files: SessionFile[] = [];
   const scan = await scanTranscript(ref.transcript);
   if (scan.size === 0) {
-    throw new CcbError(`session ${ref.id} has no complete lines yet`, 1, { hint: "wait until Claude Code has written to it" });
+    throw new CcbError(`session ${ref.id} has no complete lines yet`, 1, {
+      hint: "wait until Claude Code has written to it",
+    });
   }
-  files.push({ source: ref.transcript, path: bundlePath(claudeDir, ref.transcript), size: scan.size, sha256: scan.sha256 });
+  files.push({
+    source: ref.transcript,
+    path: bundlePath(claudeDir, ref.transcript),
+    size: scan.size,
+    sha256: scan.sha256,
+  });
   const slugs = new Set(scan.slugs);
 
   const sessionDir = path.join(claudeLayout(claudeDir).projectDir(ref.folder), ref.id);
@@ -149,7 +160,8 @@ export async function collectSession(claudeDir: string, ref: SessionRef): Promis
     }
   }
   for (const sub of ["file-history", "tasks"]) {
-    for (const file of await walkFiles(path.join(claudeDir, sub, ref.id))) files.push(await hashedFile(claudeDir, file));
+    for (const file of await walkFiles(path.join(claudeDir, sub, ref.id)))
+      files.push(await hashedFile(claudeDir, file));
   }
   for (const slug of [...slugs].sort()) {
     const plan = path.join(claudeDir, "plans", `${slug}.md`);

@@ -1,8 +1,8 @@
 import { realpath, stat } from "node:fs/promises";
 import path from "node:path";
 import type { ManifestSession } from "../bundle/manifest.js";
-import { gitContext, gitRoot, sameRemote } from "./git.js";
 import { UsageError } from "../errors.js";
+import { gitContext, gitRoot, sameRemote } from "./git.js";
 import type { PathMapping } from "./remap.js";
 
 /**
@@ -43,7 +43,13 @@ export async function chooseTarget(
 }
 
 /** The rewrites for one session: explicit --map pairs, project path, repo root, and home. */
-export function mappingsFor(session: ManifestSession, sourceHome: string, target: string, targetHome: string, maps: PathMapping[]): PathMapping[] {
+export function mappingsFor(
+  session: ManifestSession,
+  sourceHome: string,
+  target: string,
+  targetHome: string,
+  maps: PathMapping[],
+): PathMapping[] {
   const out: PathMapping[] = [...maps];
   out.push({ from: session.cwd, to: target });
   if (session.git?.subdir) {

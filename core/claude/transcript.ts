@@ -57,7 +57,8 @@ export async function scanTranscript(file: string): Promise<TranscriptScan> {
       const { bytesRead } = await handle.read(buffer, 0, Math.min(CHUNK, limit - position), position);
       if (bytesRead === 0) break;
       position += bytesRead;
-      const data = carry.length > 0 ? Buffer.concat([carry, buffer.subarray(0, bytesRead)]) : buffer.subarray(0, bytesRead);
+      const data =
+        carry.length > 0 ? Buffer.concat([carry, buffer.subarray(0, bytesRead)]) : buffer.subarray(0, bytesRead);
       const lastNewline = data.lastIndexOf(0x0a);
       if (lastNewline < 0) {
         carry = Buffer.from(data);

@@ -66,7 +66,8 @@ export async function openIdentityBytes(
   getPassphrase: () => Promise<string>,
   where: string,
 ): Promise<{ key: UserKey; encrypted: boolean }> {
-  if (!isEncryptedIdentity(bytes)) return { key: decodeIdentityText(Buffer.from(bytes).toString("utf8")), encrypted: false };
+  if (!isEncryptedIdentity(bytes))
+    return { key: decodeIdentityText(Buffer.from(bytes).toString("utf8")), encrypted: false };
   const passphrase = await getPassphrase();
   let plain: Uint8Array;
   try {

@@ -22,7 +22,10 @@ export interface SecretSource {
 }
 
 /** Read a secret; undefined when no source is set and no terminal is there to ask. */
-export async function readSecret(source: SecretSource, prompt?: { message: string; confirm?: boolean }): Promise<string | undefined> {
+export async function readSecret(
+  source: SecretSource,
+  prompt?: { message: string; confirm?: boolean },
+): Promise<string | undefined> {
   if (source.file !== undefined) return clean(readFromFile(source.file, source), source);
   if (source.fd !== undefined) return clean(readFromFd(source.fd, source), source);
   const fromEnv = source.env[source.envVar];
@@ -37,7 +40,10 @@ export async function readSecret(source: SecretSource, prompt?: { message: strin
 }
 
 /** Like readSecret, but a missing secret is an error saying how to give one. */
-export async function requireSecret(source: SecretSource, prompt: { message: string; confirm?: boolean }): Promise<string> {
+export async function requireSecret(
+  source: SecretSource,
+  prompt: { message: string; confirm?: boolean },
+): Promise<string> {
   const secret = await readSecret(source, prompt);
   if (secret === undefined || secret === "") {
     throw new UsageError(`a ${source.label} is needed and there is no terminal to ask for it`, {
@@ -82,7 +88,8 @@ function readFromFd(fd: number, source: SecretSource): string {
 /** Only the first line counts; a trailing newline from `echo` or an editor is not part of it. */
 function clean(text: string, source: SecretSource): string {
   const line = text.split(/\r?\n/)[0] ?? "";
-  if (line.length === 0) throw new UsageError(`the ${source.label} given is empty`, { hint: `check ${source.fileFlag}` });
+  if (line.length === 0)
+    throw new UsageError(`the ${source.label} given is empty`, { hint: `check ${source.fileFlag}` });
   return line;
 }
 
@@ -119,4 +126,3 @@ function promptHidden(message: string): Promise<string> {
     stdin.on("data", onData);
   });
 }
-

@@ -69,7 +69,11 @@ export function recordFits(sealedSlots: Uint8Array[]): { fits: boolean; size: nu
  * Decrypt every slot this reader can, checking each against the key that signed
  * the record. Slots for other people are skipped silently (they learn nothing).
  */
-export async function openSlots(verified: VerifiedPacket, publisherZ32: string, identities: Identity[]): Promise<OpenedSlot[]> {
+export async function openSlots(
+  verified: VerifiedPacket,
+  publisherZ32: string,
+  identities: Identity[],
+): Promise<OpenedSlot[]> {
   const opened: OpenedSlot[] = [];
   for (const sealed of txtRecords(verified, RECORD_NAME)) {
     let plain: Uint8Array;

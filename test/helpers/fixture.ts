@@ -72,7 +72,13 @@ export function writeSession(options: FixtureOptions): FixtureSession {
   };
 
   const firstPrompt = options.title ?? "Fix the failing test in src/app.ts and explain the cause";
-  push({ ...base(parent), type: "user", message: { role: "user", content: firstPrompt }, uuid: randomUUID(), timestamp: ts() });
+  push({
+    ...base(parent),
+    type: "user",
+    message: { role: "user", content: firstPrompt },
+    uuid: randomUUID(),
+    timestamp: ts(),
+  });
   const toolResultsDir = path.join(projectFolder, id, "tool-results");
   for (let turn = 0; turn < turns; turn++) {
     const file = path.join(cwd, "src", `module_${turn}.ts`);
@@ -117,7 +123,12 @@ export function writeSession(options: FixtureOptions): FixtureSession {
         role: "assistant",
         model: "claude-opus-4-5",
         content: [
-          { type: "tool_use", id: bashId, name: "Bash", input: { command: `cd ${cwd} && npm test -- src/module_${turn}.ts`, description: "Run the tests" } },
+          {
+            type: "tool_use",
+            id: bashId,
+            name: "Bash",
+            input: { command: `cd ${cwd} && npm test -- src/module_${turn}.ts`, description: "Run the tests" },
+          },
         ],
         stop_reason: "tool_use",
         usage: { input_tokens: 1300 + turn, output_tokens: 40 },
@@ -127,13 +138,20 @@ export function writeSession(options: FixtureOptions): FixtureSession {
       timestamp: ts(),
     });
     const persisted = path.join(toolResultsDir, `${bashId}.txt`);
-    const bashResult: Record<string, unknown> = { stdout: `PASS ${cwd}/src/module_${turn}.test.ts\n`, stderr: "", interrupted: false };
+    const bashResult: Record<string, unknown> = {
+      stdout: `PASS ${cwd}/src/module_${turn}.test.ts\n`,
+      stderr: "",
+      interrupted: false,
+    };
     if (options.toolResults !== false && turn === 0) bashResult.persistedOutputPath = persisted;
     push({
       ...base(parent),
       slug,
       type: "user",
-      message: { role: "user", content: [{ tool_use_id: bashId, type: "tool_result", content: `PASS ${cwd}/src/module_${turn}.test.ts` }] },
+      message: {
+        role: "user",
+        content: [{ tool_use_id: bashId, type: "tool_result", content: `PASS ${cwd}/src/module_${turn}.test.ts` }],
+      },
       uuid: randomUUID(),
       timestamp: ts(),
       toolUseResult: bashResult,
@@ -144,7 +162,13 @@ export function writeSession(options: FixtureOptions): FixtureSession {
         messageId: randomUUID(),
         snapshot: {
           messageId: randomUUID(),
-          trackedFileBackups: { [`src/module_${turn}.ts`]: { backupFileName: `${hash(file).slice(0, 16)}@v1`, version: 1, backupTime: ts() } },
+          trackedFileBackups: {
+            [`src/module_${turn}.ts`]: {
+              backupFileName: `${hash(file).slice(0, 16)}@v1`,
+              version: 1,
+              backupTime: ts(),
+            },
+          },
           timestamp: ts(),
         },
         isSnapshotUpdate: false,
@@ -165,30 +189,80 @@ export function writeSession(options: FixtureOptions): FixtureSession {
   };
   if (options.toolResults !== false) {
     const bashId = `toolu_${hash(`${id}b0`).slice(0, 24)}`;
-    put(path.relative(claude, path.join(toolResultsDir, `${bashId}.txt`)), `PASS ${cwd}/src/module_0.test.ts\n${"ok\n".repeat(50)}`);
+    put(
+      path.relative(claude, path.join(toolResultsDir, `${bashId}.txt`)),
+      `PASS ${cwd}/src/module_0.test.ts\n${"ok\n".repeat(50)}`,
+    );
   }
   if (options.subagent !== false) {
     const agentId = hash(`${id}agent`).slice(0, 8);
     const sub = [
-      { parentUuid: null, isSidechain: true, userType: "external", cwd, sessionId: id, version, gitBranch: "main", agentId, slug, type: "user", message: { role: "user", content: `Search ${cwd} for callers of f0` }, uuid: randomUUID(), timestamp: ts() },
-      { parentUuid: null, isSidechain: true, userType: "external", cwd, sessionId: id, version, gitBranch: "main", agentId, slug, type: "assistant", message: { role: "assistant", content: [{ type: "text", text: `Found callers in ${cwd}/src/index.ts` }] }, uuid: randomUUID(), timestamp: ts() },
+      {
+        parentUuid: null,
+        isSidechain: true,
+        userType: "external",
+        cwd,
+        sessionId: id,
+        version,
+        gitBranch: "main",
+        agentId,
+        slug,
+        type: "user",
+        message: { role: "user", content: `Search ${cwd} for callers of f0` },
+        uuid: randomUUID(),
+        timestamp: ts(),
+      },
+      {
+        parentUuid: null,
+        isSidechain: true,
+        userType: "external",
+        cwd,
+        sessionId: id,
+        version,
+        gitBranch: "main",
+        agentId,
+        slug,
+        type: "assistant",
+        message: { role: "assistant", content: [{ type: "text", text: `Found callers in ${cwd}/src/index.ts` }] },
+        uuid: randomUUID(),
+        timestamp: ts(),
+      },
     ];
-    put(`projects/${folder}/${id}/subagents/agent-${agentId}.jsonl`, `${sub.map((l) => JSON.stringify(l)).join("\n")}\n`);
-    put(`projects/${folder}/${id}/subagents/agent-${agentId}.meta.json`, JSON.stringify({ agentType: "Explore", description: "find callers" }));
+    put(
+      `projects/${folder}/${id}/subagents/agent-${agentId}.jsonl`,
+      `${sub.map((l) => JSON.stringify(l)).join("\n")}\n`,
+    );
+    put(
+      `projects/${folder}/${id}/subagents/agent-${agentId}.meta.json`,
+      JSON.stringify({ agentType: "Explore", description: "find callers" }),
+    );
   }
   if (options.fileHistory !== false) {
     for (let turn = 0; turn < turns; turn++) {
       const file = path.join(cwd, "src", `module_${turn}.ts`);
-      put(`file-history/${id}/${hash(file).slice(0, 16)}@v1`, `export function f${turn}(x: number) {\n  return x;\n}\n`);
+      put(
+        `file-history/${id}/${hash(file).slice(0, 16)}@v1`,
+        `export function f${turn}(x: number) {\n  return x;\n}\n`,
+      );
     }
   }
   put(`plans/${slug}.md`, `# Plan\n\n1. Read ${cwd}/src/module_0.ts\n2. Fix it\n`);
-  if (options.tasks !== false) put(`tasks/${id}/1.json`, JSON.stringify({ id: "1", subject: "Fix tests", status: "in_progress" }));
+  if (options.tasks !== false)
+    put(`tasks/${id}/1.json`, JSON.stringify({ id: "1", subject: "Fix tests", status: "in_progress" }));
   if (options.todos !== false) {
-    put(`todos/${id}-agent-${id}.json`, JSON.stringify([{ content: "Fix tests", status: "in_progress", activeForm: "Fixing tests" }]));
+    put(
+      `todos/${id}-agent-${id}.json`,
+      JSON.stringify([{ content: "Fix tests", status: "in_progress", activeForm: "Fixing tests" }]),
+    );
   }
   if (options.history !== false) {
-    const line = JSON.stringify({ display: firstPrompt, pastedContents: {}, timestamp: clock, project: cwd, sessionId: id });
+    const line = JSON.stringify({
+      display: firstPrompt,
+      pastedContents: {},
+      timestamp: clock,
+      project: cwd,
+      sessionId: id,
+    });
     const historyFile = path.join(claude, "history.jsonl");
     writeFileSync(historyFile, `${line}\n`, { flag: "a" });
   }
@@ -197,7 +271,14 @@ export function writeSession(options: FixtureOptions): FixtureSession {
 
 /** Things a session must never carry: credentials and other per-machine state. */
 export function writeDecoys(claudeDir: string): string[] {
-  const decoys = [".credentials.json", "sessions/x.json", "ide/1234.lock", "statsig/cache", "backups/old.json", "settings.json"];
+  const decoys = [
+    ".credentials.json",
+    "sessions/x.json",
+    "ide/1234.lock",
+    "statsig/cache",
+    "backups/old.json",
+    "settings.json",
+  ];
   for (const rel of decoys) {
     const full = path.join(claudeDir, rel);
     mkdirSync(path.dirname(full), { recursive: true });

@@ -51,7 +51,10 @@ export class Machine {
     return realpathSync(dir);
   }
 
-  run(args: string[], options: { cwd?: string; input?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<RunResult> {
+  run(
+    args: string[],
+    options: { cwd?: string; input?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+  ): Promise<RunResult> {
     return new Promise((resolve, reject) => {
       const child = spawn(process.execPath, [CLI, ...args], {
         cwd: options.cwd ?? this.home,
@@ -79,7 +82,9 @@ export class Machine {
   async runOk(args: string[], options: Parameters<Machine["run"]>[1] = {}): Promise<RunResult> {
     const result = await this.run(args, options);
     if (result.code !== 0) {
-      throw new Error(`ccbundle ${args.join(" ")} exited ${result.code}\nstdout: ${result.stdout}\nstderr: ${result.stderr}`);
+      throw new Error(
+        `ccbundle ${args.join(" ")} exited ${result.code}\nstdout: ${result.stdout}\nstderr: ${result.stderr}`,
+      );
     }
     return result;
   }

@@ -1,0 +1,98 @@
+import type { Argv } from "yargs";
+import { readPublicKey } from "../../core/crypto/identity-file.js";
+import { Context, type GlobalArgs } from "../context.js";
+
+/** `status`, `republish`, `revoke`: the published record. */
+
+export function recordCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
+  return cli
+    .command(
+      "status [key]",
+      "Show the current record of a key (default: yours) and what you can read of it",
+      (y) => y.positional("key", { type: "string", describe: "A z32 key (default: your own)" }),
+      async (args) => {
+        const ctx = new Context(args);
+        const own = await readPublicKey(ctx.settings.home);
+        const publisher = args.key ?? own ?? (await ctx.userKey()).z32;
+        // Reading slots needs our identity; without one, status still shows the public facts.
+        const identities = own || args.key === undefined ? [(await ctx.userKey()).ageIdentity()] : [];
+        const store = ctx.settings.store ? await ctx.store() : await ctx.store().catch(() => undefined);
+        const transports = await ctx.transports(store);
+        const { recordStatus } = await import("../../core/manage.js");
+        try {
+          const report = await recordStatus({ settings: ctx.settings, publisher, identities, transports });
+          ctx.out.result({ ok: true, ...report });
+          ctx.out.line(`Record of ${report.publisher}`);
+          ctx.out.line(
+            `  published ${report.published}, ${report.dnsBytes}/${report.budget} bytes, ${report.slotCount} slot(s)`,
+          );
+          ctx.out.line(`  found via ${report.from.join(", ")}`);
+          for (const failure of report.failures)
+            ctx.out.line(`  not found via ${failure.transport}: ${failure.reason}`);
+          if (report.slots.length === 0) ctx.out.line("  no slot is readable with your key");
+          for (const slot of report.slots) {
+            const when = new Date(slot.created * 1000).toISOString();
+            const expires = slot.expires ? `, expires ${new Date(slot.expires * 1000).toISOString()}` : "";
+            const what = slot.kind === "tombstone" ? (slot.burn ? "picked up (burned)" : "revoked") : slot.kind;
+            ctx.out.line(
+              `  [${slot.slot}] ${what} ${when}${expires}${slot.burn && slot.kind !== "tombstone" ? ", burn after reading" : ""}`,
+            );
+            if (slot.session)
+              ctx.out.line(
+                `      session ${slot.session.id}${slot.session.title ? ` "${slot.session.title}"` : ""}${slot.host ? ` from ${slot.host}` : ""}`,
+              );
+            if (slot.blob)
+              ctx.out.line(`      blob ${slot.blob.size} bytes in ${slot.blob.store ?? "(presigned URL)"}`);
+          }
+        } finally {
+          await Promise.all(transports.map((t) => t.close?.()));
+          await store?.close?.();
+        }
+      },
+    )
+    .command(
+      "republish",
+      "Re-sign and publish your current record again (DHT nodes forget records within hours)",
+      (y) => y,
+      async (args) => {
+        const ctx = new Context(args);
+        const key = await ctx.userKey();
+        const store = await ctx.store();
+        const transports = await ctx.transports(store);
+        const { republish } = await import("../../core/manage.js");
+        try {
+          const report = await republish({ settings: ctx.settings, key, transports });
+          ctx.out.result({ ok: true, ...report });
+          ctx.out.line(`Republished ${report.slots} slot(s), ${report.dnsBytes} bytes: ${report.summary}`);
+          for (const failure of report.failures) ctx.out.warn(`not published: ${failure}`);
+        } finally {
+          await Promise.all(transports.map((t) => t.close?.()));
+          await store.close?.();
+        }
+      },
+    )
+    .command(
+      "revoke",
+      "Delete your current handoff blob(s) and publish a tombstone",
+      (y) => y,
+      async (args) => {
+        const ctx = new Context(args);
+        const key = await ctx.userKey();
+        const store = await ctx.store();
+        const transports = await ctx.transports(store);
+        const { revoke } = await import("../../core/manage.js");
+        try {
+          const report = await revoke({ settings: ctx.settings, key, transports });
+          ctx.out.result({ ok: true, ...report });
+          if (report.revoked.length === 0) ctx.out.line("Nothing to revoke: no live handoff in your record.");
+          else
+            ctx.out.line(
+              `Revoked ${report.revoked.join(", ")}: blob deleted, tombstone published (${report.summary}).`,
+            );
+        } finally {
+          await Promise.all(transports.map((t) => t.close?.()));
+          await store.close?.();
+        }
+      },
+    );
+}
