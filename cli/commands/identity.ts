@@ -103,13 +103,11 @@ export function identityCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
           "export <file>",
           "Write your identity to a file (- for stdout); it stays passphrase-encrypted if it is",
           (z) =>
-            z
-              .positional("file", { type: "string", demandOption: true })
-              .option("age-identity", {
-                type: "boolean",
-                default: false,
-                describe: "Write the X25519 age identity (AGE-SECRET-KEY-1…) for stock `age -d -i`",
-              }),
+            z.positional("file", { type: "string", demandOption: true }).option("age-identity", {
+              type: "boolean",
+              default: false,
+              describe: "Write the X25519 age identity (AGE-SECRET-KEY-1…) for stock `age -d -i`",
+            }),
           async (args) => {
             const ctx = new Context(args);
             let content: Uint8Array;
@@ -144,13 +142,11 @@ export function identityCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
           "import <file>",
           "Install an identity exported on another machine",
           (z) =>
-            z
-              .positional("file", { type: "string", demandOption: true })
-              .option("force", {
-                type: "boolean",
-                default: false,
-                describe: "Replace a different identity already here",
-              }),
+            z.positional("file", { type: "string", demandOption: true }).option("force", {
+              type: "boolean",
+              default: false,
+              describe: "Replace a different identity already here",
+            }),
           async (args) => {
             const ctx = new Context(args);
             let bytes: Buffer;

@@ -35,7 +35,7 @@ export function encodeIdentityText(key: UserKey): string {
 export function decodeIdentityText(text: string): UserKey {
   const line = text.split(/\r?\n/).find((l) => l.startsWith(SEED_PREFIX));
   const seed = line ? Buffer.from(line.slice(SEED_PREFIX.length).trim(), "base64url") : undefined;
-  if (!seed || seed.length !== 32) {
+  if (seed?.length !== 32) {
     throw new IntegrityError("the identity file is not a ccbundle identity", {
       hint: "export it again from the other machine with `ccbundle key export`",
     });

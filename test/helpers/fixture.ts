@@ -52,7 +52,10 @@ export function writeSession(options: FixtureOptions): FixtureSession {
   const turns = options.turns ?? 4;
   const files: string[] = [];
   let clock = (options.start ?? new Date("2026-11-20T10:00:00.000Z")).getTime();
-  const ts = () => new Date((clock += 1500)).toISOString();
+  const ts = () => {
+    clock += 1500;
+    return new Date(clock).toISOString();
+  };
   mkdirSync(projectFolder, { recursive: true });
 
   const base = (parentUuid: string | null) => ({
