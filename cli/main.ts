@@ -3,6 +3,7 @@ import yargs, { type Argv } from "yargs";
 import { hideBin } from "yargs/helpers";
 import { UsageError } from "../core/errors.js";
 import { TOOL_VERSION } from "../core/version.js";
+import { doctorCommand } from "./commands/doctor.js";
 import { handoffCommands } from "./commands/handoff.js";
 import { identityCommands } from "./commands/identity.js";
 import { recordCommands } from "./commands/record.js";
@@ -65,6 +66,7 @@ async function main(): Promise<number> {
     cli = identityCommands(cli);
     cli = handoffCommands(cli);
     cli = recordCommands(cli);
+    cli = doctorCommand(cli);
     await cli.parseAsync();
     return typeof process.exitCode === "number" ? process.exitCode : 0;
   } catch (err) {

@@ -8,6 +8,7 @@ import type { Settings } from "./config.js";
 import { type Recipient, X25519Identity } from "./crypto/age/index.js";
 import type { UserKey } from "./crypto/keys.js";
 import { CcbError } from "./errors.js";
+import { withLock } from "./lock.js";
 import type { BlobPointer, PointerPayload } from "./pointer/record.js";
 import type { PointerTransport } from "./pointer/transport.js";
 import { publishRecord } from "./publish.js";
@@ -50,6 +51,11 @@ export interface PushResult {
 }
 
 export async function pushSession(options: PushOptions): Promise<PushResult> {
+  // Two pushes at once would race on the record's seq and the carried-over slots.
+  return withLock(options.settings.home, "push", () => pushLocked(options), { waitMs: 30_000 });
+}
+
+async function pushLocked(options: PushOptions): Promise<PushResult> {
   const { settings, key } = options;
   const ref = await findSession(settings.claudeDir, options.projectDir, options.sessionId);
   const prepared = await prepareBundle({ claudeDir: settings.claudeDir, ref, key, env: settings.env });

@@ -1,0 +1,82 @@
+import { stat } from "node:fs/promises";
+import type { Argv } from "yargs";
+import { identityPaths, readPublicKey } from "../../core/crypto/identity-file.js";
+import { effectiveCodec } from "../../core/bundle/codec.js";
+import { Context, type GlobalArgs } from "../context.js";
+
+/** `doctor`: check the identity, the Claude Code config dir, the store and the pointer transports. */
+
+interface Check {
+  name: string;
+  ok: boolean;
+  detail: string;
+  hint?: string | undefined;
+}
+
+export function doctorCommand(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
+  return cli.command(
+    "doctor",
+    "Check your identity, Claude Code config dir, store and DHT/relay settings",
+    (y) => y,
+    async (args) => {
+      const ctx = new Context(args);
+      const checks: Check[] = [];
+      const { home, claudeDir } = ctx.settings;
+
+      const secret = identityPaths(home).secret;
+      const info = await stat(secret).catch(() => undefined);
+      if (!info) {
+        checks.push({ name: "identity", ok: false, detail: `none in ${home}`, hint: "run `ccbundle init` or `ccbundle key import <file>`" });
+      } else {
+        const unsafe = process.platform !== "win32" && (info.mode & 0o077) !== 0;
+        checks.push({
+          name: "identity",
+          ok: !unsafe,
+          detail: `${(await readPublicKey(home)) ?? "(public key file missing)"}, mode ${(info.mode & 0o777).toString(8)}`,
+          hint: unsafe ? `others can read it: chmod 600 ${secret}` : undefined,
+        });
+      }
+      const claude = await stat(claudeDir).catch(() => undefined);
+      checks.push({
+        name: "claude config dir",
+        ok: !!claude?.isDirectory(),
+        detail: claudeDir,
+        hint: claude ? undefined : "set CLAUDE_CONFIG_DIR, or run claude once",
+      });
+      const codec = effectiveCodec(ctx.settings.compression.codec);
+      checks.push({
+        name: "compression",
+        ok: codec === ctx.settings.compression.codec,
+        detail: `${codec} level ${ctx.settings.compression.level}`,
+        hint: codec !== ctx.settings.compression.codec ? "the zstd addon did not load; bundles fall back to gzip (reinstall to rebuild it)" : undefined,
+      });
+
+      const store = await ctx.store().catch((err: unknown) => err as Error);
+      if (store instanceof Error) {
+        checks.push({ name: "store", ok: false, detail: store.message });
+      } else {
+        const { checkStore } = await import("../../core/store-check.js");
+        for (const check of await checkStore(store)) checks.push({ ...check, name: `store ${check.name}` });
+        await store.close?.();
+      }
+      checks.push({
+        name: "dht",
+        ok: true,
+        detail: ctx.settings.bootstrap.length > 0 ? `bootstrap ${ctx.settings.bootstrap.join(", ")}` : "disabled",
+      });
+      checks.push({
+        name: "relays",
+        ok: true,
+        detail: ctx.settings.relays.length > 0 ? ctx.settings.relays.join(", ") : "disabled",
+      });
+
+      const ok = checks.every((c) => c.ok);
+      ctx.out.result({ ok, checks });
+      for (const check of checks) {
+        ctx.out.line(`${check.ok ? "ok  " : "FAIL"} ${check.name}: ${check.detail}`);
+        if (check.hint) ctx.out.line(`     ${check.hint}`);
+      }
+      if (!ok) process.exitCode = 1;
+    },
+  );
+}
