@@ -1,9 +1,699 @@
-import { UsageError } from "../core/errors.js";
-import type { BlobStore } from "./blob-store.js";
+import { Readable, Transform } from "node:stream";
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  type ListObjectsV2CommandOutput,
+  PutObjectCommand,
+  S3Client,
+} from "@aws-sdk/client-s3";
+import { Upload } from "@aws-sdk/lib-storage";
+import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
+import { CcbError, errnoCode, IntegrityError, NotFoundError, UsageError } from "../core/errors.js";
+import type { BlobStore, GetOptions, ObjectInfo, PutOptions, PutResult } from "./blob-store.js";
 
-// Placeholder until the S3 adapter lands (issue 4).
-export const S3Store = {
-  fromUrl(url: string): BlobStore {
-    throw new UsageError(`S3 stores are not supported yet: ${url}`);
-  },
-};
+/** SigV4 presigned URLs are valid for at most 7 days; S3 and MinIO reject longer ones. */
+export const MAX_PRESIGN_SECONDS = 7 * 24 * 3600;
+
+const DEFAULT_REGION = "us-east-1";
+const MIB = 1024 * 1024;
+/** S3 allows at most 10,000 parts per multipart upload. */
+const MAX_PARTS = 10_000;
+/** S3's smallest non-final part. */
+const MIN_PART_SIZE = 5 * MIB;
+
+/** Where an S3 store lives. Holds no credentials: those come from the AWS chain at request time. */
+export interface S3Location {
+  bucket: string;
+  /** Key prefix without leading or trailing slash; "" for the bucket root. */
+  prefix: string;
+  /** Custom endpoint (MinIO, R2, B2, s3rver); undefined for AWS S3. */
+  endpoint?: string;
+  region: string;
+  /** Path-style requests (`endpoint/bucket/key`); undefined picks: true with a custom endpoint, false on AWS. */
+  pathStyle?: boolean;
+  /** Profile in ~/.aws/config and ~/.aws/credentials; undefined uses AWS_PROFILE or `default`. */
+  profile?: string;
+}
+
+/** Tuning; the defaults suit bundles of a few MB to a few GB on a home uplink. */
+export interface S3StoreOptions {
+  /** Multipart part size (>= 5 MiB). 16 MiB: few requests, and queueSize x partSize of memory at most. */
+  partSize?: number;
+  /** Parts in flight at once. */
+  queueSize?: number;
+  /** ListObjectsV2 page size (S3 caps it at 1000); small values let tests exercise paging. */
+  listPageSize?: number;
+}
+
+/** One in-flight `put`, so failures seen by client middleware can reach it (see `installUploadHooks`). */
+interface PutInFlight {
+  /** Stop feeding the upload: the first failed part ends it instead of every later part failing too. */
+  fail(err: unknown): void;
+  /** Set when AbortMultipartUpload itself failed; the first error is still the one reported. */
+  abortError?: unknown;
+}
+
+/**
+ * A store in an S3 bucket: AWS S3, MinIO, Cloudflare R2, Backblaze B2, s3rver.
+ *
+ * URL: `s3://bucket/prefix?endpoint=http://host:9000&region=us-east-1&path_style=true&profile=NAME`.
+ * Credentials come only from the standard AWS chain (environment, ~/.aws files,
+ * SSO, instance roles), optionally narrowed with `profile=`; ccbundle never
+ * stores them and `url` never shows them.
+ *
+ * Write ordering: a stream goes up as a multipart upload (or one PutObject when
+ * it fits in one part), and S3 makes the object visible only when
+ * CompleteMultipartUpload succeeds, after the last byte. A failed or killed
+ * upload leaves at most invisible parts, which we abort (and which a lifecycle
+ * rule cleans up if the abort cannot be sent).
+ */
+export class S3Store implements BlobStore {
+  readonly url: string;
+  readonly client: S3Client;
+  readonly bucket: string;
+  readonly prefix: string;
+  readonly endpoint: string | undefined;
+  readonly region: string;
+  /** Local AWS profile name; used for credentials and hints, never shown in `url`. */
+  private readonly profile: string | undefined;
+  private readonly partSize: number;
+  private readonly queueSize: number;
+  private readonly listPageSize: number;
+  private readonly inFlight = new Map<string, Set<PutInFlight>>();
+
+  constructor(location: S3Location, options: S3StoreOptions = {}) {
+    this.bucket = location.bucket;
+    this.prefix = location.prefix.replace(/^\/+|\/+$/g, "");
+    this.endpoint = location.endpoint;
+    this.region = location.region;
+    this.profile = location.profile;
+    this.partSize = Math.max(MIN_PART_SIZE, options.partSize ?? 16 * MIB);
+    this.queueSize = Math.max(1, options.queueSize ?? 4);
+    this.listPageSize = Math.min(1000, Math.max(1, options.listPageSize ?? 1000));
+    const pathStyle = location.pathStyle ?? location.endpoint !== undefined;
+    this.url = displayUrl(location);
+    this.client = new S3Client({
+      region: location.region,
+      ...(location.endpoint ? { endpoint: location.endpoint } : {}),
+      forcePathStyle: pathStyle,
+      ...(location.profile ? { profile: location.profile } : {}),
+      // Without these the SDK adds CRC32 checksums and, for streamed bodies, the
+      // aws-chunked framing; MinIO/R2/B2 setups and s3rver then store the framing as
+      // content. The bundle carries its own sha256 in the record, so nothing is lost.
+      requestChecksumCalculation: "WHEN_REQUIRED",
+      responseChecksumValidation: "WHEN_REQUIRED",
+      // Fail fast on a dead endpoint; a stalled socket (no bytes for 2 min) is an error, a slow one is not.
+      requestHandler: { connectionTimeout: 10_000, socketTimeout: 120_000 },
+    });
+    this.installUploadHooks();
+  }
+
+  /** Parse an `s3://` store URL (see DESIGN.md "Store URLs"). */
+  static fromUrl(url: string, options: S3StoreOptions = {}): S3Store {
+    return new S3Store(parseS3Url(url), options);
+  }
+
+  /** The object key in the bucket for a store-relative key. */
+  private objectKey(key: string): string {
+    if (!key || key.startsWith("/") || key.split("/").some((part) => part === "" || part === "." || part === "..")) {
+      throw new CcbError(`invalid object key: ${key}`);
+    }
+    return this.prefix ? `${this.prefix}/${key}` : key;
+  }
+
+  private get endpointLabel(): string {
+    return this.endpoint ?? `AWS S3 (${this.region})`;
+  }
+
+  async put(key: string, body: Readable | Uint8Array, options: PutOptions = {}): Promise<PutResult> {
+    const Key = this.objectKey(key);
+    options.signal?.throwIfAborted();
+    if (body instanceof Uint8Array && body.byteLength <= this.partSize) {
+      return this.putSmall(key, Key, body, options);
+    }
+    const source =
+      body instanceof Uint8Array ? Readable.from([Buffer.from(body.buffer, body.byteOffset, body.byteLength)]) : body;
+    const expected = options.size;
+    let sent = 0;
+    // Counts and checks the bytes on their way to lib-storage. It is also the
+    // PassThrough lib-storage needs around some sources (ranged file streams),
+    // and destroying it is how we stop an upload early.
+    const feed = new Transform({
+      highWaterMark: 1 * MIB,
+      transform(chunk: Buffer, _encoding, done) {
+        sent += chunk.length;
+        if (expected !== undefined && sent > expected) {
+          done(new CcbError(`upload of ${key} produced more than the ${expected} bytes announced`));
+          return;
+        }
+        done(null, chunk);
+      },
+      flush(done) {
+        // Failing here, before the last part is handed over, means CompleteMultipartUpload
+        // is never sent: a short stream cannot become a visible object.
+        if (expected !== undefined && sent !== expected) {
+          done(new CcbError(`upload of ${key} produced ${sent} bytes, expected ${expected}`));
+          return;
+        }
+        done();
+      },
+    });
+    let sourceError: unknown;
+    source.once("error", (err) => {
+      sourceError ??= err;
+    });
+    source.on("error", (err) => feed.destroy(err));
+    feed.once("close", () => {
+      if (!source.readableEnded) source.destroy();
+    });
+    source.pipe(feed);
+
+    const partSize = Math.max(this.partSize, expected ? Math.ceil(expected / MAX_PARTS) : 0);
+    const entry: PutInFlight = { fail: (err) => feed.destroy(asError(err)) };
+    this.track(Key, entry, true);
+    const onAbort = () => feed.destroy(asError(options.signal?.reason));
+    options.signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      const upload = new Upload({
+        client: this.client,
+        params: { Bucket: this.bucket, Key, Body: feed },
+        partSize,
+        queueSize: this.queueSize,
+        leavePartsOnError: false,
+      });
+      if (options.onProgress) {
+        const report = options.onProgress;
+        // Bytes the server has confirmed, part by part (not bytes read from the source,
+        // which run up to queueSize parts ahead).
+        upload.on("httpUploadProgress", (progress) => {
+          if (progress.loaded !== undefined) report(progress.loaded);
+        });
+      }
+      await upload.done();
+    } catch (err) {
+      if (options.signal?.aborted) throw options.signal.reason;
+      if (err === sourceError) throw err;
+      throw this.withAbortNote(this.mapError(err, "upload", key), entry);
+    } finally {
+      options.signal?.removeEventListener("abort", onAbort);
+      this.track(Key, entry, false);
+      if (!feed.destroyed) feed.destroy();
+    }
+    await this.verifyStored(key, Key, sent, options.signal);
+    return { size: sent };
+  }
+
+  /** One PutObject for a small in-memory body (records, manifests, doctor probes). */
+  private async putSmall(key: string, Key: string, body: Uint8Array, options: PutOptions): Promise<PutResult> {
+    if (options.size !== undefined && options.size !== body.byteLength) {
+      throw new CcbError(`upload of ${key} has ${body.byteLength} bytes, expected ${options.size}`);
+    }
+    try {
+      await this.client.send(
+        new PutObjectCommand({ Bucket: this.bucket, Key, Body: body, ContentLength: body.byteLength }),
+        options.signal ? { abortSignal: options.signal } : {},
+      );
+    } catch (err) {
+      if (options.signal?.aborted) throw options.signal.reason;
+      throw this.mapError(err, "upload", key);
+    }
+    options.onProgress?.(body.byteLength);
+    await this.verifyStored(key, Key, body.byteLength, options.signal);
+    return { size: body.byteLength };
+  }
+
+  /**
+   * Read back what the server says it stored. A size that differs from the bytes
+   * sent means the server kept something else (typically aws-chunked framing);
+   * such an object must not stay under the key where a reader would trust it.
+   */
+  private async verifyStored(key: string, Key: string, sent: number, signal: AbortSignal | undefined): Promise<void> {
+    let head: { ContentLength?: number; ETag?: string };
+    try {
+      head = await this.client.send(
+        new HeadObjectCommand({ Bucket: this.bucket, Key }),
+        signal ? { abortSignal: signal } : {},
+      );
+    } catch (err) {
+      throw this.mapError(err, "check of the upload", key);
+    }
+    if (head.ContentLength === sent && head.ETag) return;
+    await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key })).catch(() => undefined);
+    throw new IntegrityError(
+      head.ETag
+        ? `${this.url} stored ${head.ContentLength ?? "?"} bytes for ${key}, but ${sent} were sent`
+        : `${this.url} did not return an ETag for ${key}`,
+      {
+        hint: "the server alters uploads (aws-chunked framing?); use an S3-compatible server that stores bytes as sent",
+      },
+    );
+  }
+
+  async get(key: string, options: GetOptions = {}): Promise<Readable> {
+    const Key = this.objectKey(key);
+    let body: Readable;
+    let expected: number | undefined;
+    try {
+      const res = await this.client.send(
+        new GetObjectCommand({ Bucket: this.bucket, Key }),
+        options.signal ? { abortSignal: options.signal } : {},
+      );
+      body = res.Body as Readable;
+      expected = res.ContentLength;
+    } catch (err) {
+      if (options.signal?.aborted) throw options.signal.reason;
+      throw this.mapError(err, "download", key);
+    }
+    let done = 0;
+    const report = options.onProgress;
+    const url = this.url;
+    const out = new Transform({
+      highWaterMark: 1 * MIB,
+      transform(chunk: Buffer, _encoding, cb) {
+        done += chunk.length;
+        report?.(done);
+        cb(null, chunk);
+      },
+      flush(cb) {
+        // A connection closed early can look like a clean end; never hand on a short object.
+        if (expected !== undefined && done !== expected) {
+          cb(
+            new CcbError(`download of ${key} from ${url} stopped after ${done} of ${expected} bytes`, 1, {
+              hint: "retry; check the network",
+            }),
+          );
+          return;
+        }
+        cb();
+      },
+    });
+    body.on("error", (err) => out.destroy(this.mapError(err, "download", key)));
+    out.once("close", () => {
+      if (!body.readableEnded) body.destroy();
+    });
+    if (options.signal) {
+      const signal = options.signal;
+      const onAbort = () => out.destroy(asError(signal.reason));
+      signal.addEventListener("abort", onAbort, { once: true });
+      out.once("close", () => signal.removeEventListener("abort", onAbort));
+    }
+    body.pipe(out);
+    return out;
+  }
+
+  async getBytes(key: string): Promise<Uint8Array> {
+    const chunks: Buffer[] = [];
+    for await (const chunk of await this.get(key)) chunks.push(chunk as Buffer);
+    return Buffer.concat(chunks);
+  }
+
+  async stat(key: string): Promise<ObjectInfo | undefined> {
+    const Key = this.objectKey(key);
+    try {
+      const head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key }));
+      return { key, size: head.ContentLength ?? 0, modified: head.LastModified ?? new Date(0) };
+    } catch (err) {
+      // HEAD responses have no body, so a missing bucket is also a bare 404 here;
+      // the next put or list names it.
+      if (httpStatus(err) === 404) return undefined;
+      throw this.mapError(err, "stat", key);
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    const Key = this.objectKey(key);
+    try {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key }));
+    } catch (err) {
+      // S3 answers 204 for a missing key; some compatible servers answer NoSuchKey.
+      if (errorCode(err) === "NoSuchKey") return;
+      throw this.mapError(err, "delete", key);
+    }
+  }
+
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    if (prefix.startsWith("/")) throw new CcbError(`invalid list prefix: ${prefix}`);
+    const base = this.prefix ? `${this.prefix}/` : "";
+    let token: string | undefined;
+    do {
+      let page: ListObjectsV2CommandOutput;
+      try {
+        page = await this.client.send(
+          new ListObjectsV2Command({
+            Bucket: this.bucket,
+            Prefix: base + prefix,
+            MaxKeys: this.listPageSize,
+            ...(token ? { ContinuationToken: token } : {}),
+          }),
+        );
+      } catch (err) {
+        throw this.mapError(err, "list", prefix || "/");
+      }
+      for (const object of page.Contents ?? []) {
+        // Keys ending in "/" are folder markers some consoles create, not objects of ours.
+        if (!object.Key?.startsWith(base) || object.Key.endsWith("/")) continue;
+        yield {
+          key: object.Key.slice(base.length),
+          size: object.Size ?? 0,
+          modified: object.LastModified ?? new Date(0),
+        };
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+  }
+
+  /**
+   * A GET URL that needs no credentials, valid for `expiresInSeconds`, clamped to
+   * 1 s .. 7 days (the SigV4 maximum). With temporary credentials (SSO, STS, instance
+   * roles) the URL stops working when those credentials expire, which may be sooner.
+   */
+  async presignGet(key: string, expiresInSeconds: number): Promise<string> {
+    const Key = this.objectKey(key);
+    const expiresIn = Math.min(MAX_PRESIGN_SECONDS, Math.max(1, Math.floor(expiresInSeconds)));
+    try {
+      return await getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.bucket, Key }), { expiresIn });
+    } catch (err) {
+      throw this.mapError(err, "presign", key);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.client.destroy();
+  }
+
+  private track(Key: string, entry: PutInFlight, add: boolean): void {
+    let set = this.inFlight.get(Key);
+    if (add) {
+      if (!set) {
+        set = new Set();
+        this.inFlight.set(Key, set);
+      }
+      set.add(entry);
+    } else if (set) {
+      set.delete(entry);
+      if (set.size === 0) this.inFlight.delete(Key);
+    }
+  }
+
+  /**
+   * Two hooks lib-storage does not offer, as client middleware (outside the
+   * SDK's retries, so they see only final outcomes):
+   * - a part that failed for good stops the upload at once; otherwise
+   *   lib-storage keeps reading the source and failing every later part;
+   * - a failed AbortMultipartUpload does not replace the error that caused it
+   *   (s3rver answers 405 to every abort; a dead server cannot be told either).
+   */
+  private installUploadHooks(): void {
+    this.client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const command = context.commandName;
+        if (command !== "UploadPartCommand" && command !== "AbortMultipartUploadCommand") return next(args);
+        const Key = (args.input as { Key?: string }).Key ?? "";
+        try {
+          return await next(args);
+        } catch (err) {
+          const puts = this.inFlight.get(Key);
+          if (command === "UploadPartCommand" || !puts) {
+            for (const put of puts ?? []) put.fail(err);
+            throw err;
+          }
+          puts.forEach((put) => {
+            put.abortError = err;
+          });
+          return { output: { $metadata: {} }, response: {} } as Awaited<ReturnType<typeof next>>;
+        }
+      },
+      { step: "initialize", name: "ccbundleUploadHooks" },
+    );
+  }
+
+  /** Add a note when the multipart upload could not be aborted for a reason other than s3rver's 405. */
+  private withAbortNote(err: CcbError, entry: PutInFlight): CcbError {
+    const code = entry.abortError === undefined ? undefined : errorCode(entry.abortError);
+    if (code === undefined || code === "MethodNotAllowed" || code === "NotImplemented") return err;
+    if (err.constructor !== CcbError) return err;
+    const note =
+      "unfinished parts may stay in the bucket until a lifecycle rule (AbortIncompleteMultipartUpload) removes them";
+    return new CcbError(err.message, err.exitCode, {
+      hint: err.hint ? `${err.hint}; ${note}` : note,
+      cause: err.cause,
+    });
+  }
+
+  /**
+   * The one place SDK and network errors become user-facing ones. Messages name
+   * the store (bucket, prefix, endpoint) and never credentials or signatures.
+   */
+  private mapError(err: unknown, op: string, key: string): CcbError {
+    if (err instanceof CcbError) return err;
+    const code = errorCode(err);
+    const status = httpStatus(err);
+    const where = this.url;
+    const message = err instanceof Error ? err.message : String(err);
+
+    if (code === "AbortError") {
+      return new CcbError(`${op} of ${key} on ${where} was cancelled`, 1, { cause: err });
+    }
+    if (code === "CredentialsProviderError" || /could not load credentials/i.test(message)) {
+      return new CcbError(
+        `no AWS credentials found for ${where}${this.profile ? ` (profile ${this.profile})` : ""}`,
+        1,
+        {
+          hint: this.profile
+            ? `check that profile ${this.profile} exists in ~/.aws/credentials or ~/.aws/config and has keys (or run aws sso login --profile ${this.profile})`
+            : "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, set AWS_PROFILE, or add profile=NAME to the store URL (ccbundle never stores S3 credentials)",
+          cause: err,
+        },
+      );
+    }
+    const net = errnoCode(err) ?? errnoCode((err as { cause?: unknown })?.cause);
+    if (
+      (net && NETWORK_CODES.has(net)) ||
+      code === "TimeoutError" ||
+      code === "RequestTimeout" ||
+      /socket hang up/i.test(message)
+    ) {
+      return new CcbError(`cannot reach ${this.endpointLabel} (${net ?? code}) for ${op} of ${key}`, 1, {
+        hint: this.endpoint
+          ? "check endpoint= in the store URL, that the server is running, and the network (VPN, firewall)"
+          : "check the network connection and any proxy",
+        cause: err,
+      });
+    }
+    if (code === "NoSuchBucket") {
+      return new CcbError(`bucket ${this.bucket} does not exist at ${this.endpointLabel}`, 1, {
+        hint: `create it (aws s3 mb s3://${this.bucket}, or mc mb ALIAS/${this.bucket}) or fix the bucket in the store URL`,
+        cause: err,
+      });
+    }
+    const otherRegion = bucketRegion(err);
+    // PermanentRedirect / 301 (AWS), AuthorizationHeaderMalformed (AWS, MinIO) and
+    // IllegalLocationConstraintException all carry the bucket's region somewhere.
+    if (otherRegion !== undefined && otherRegion !== this.region) {
+      return new CcbError(`bucket ${this.bucket} is in region ${otherRegion}, not ${this.region}`, 1, {
+        hint: `add region=${otherRegion} to the store URL`,
+        cause: err,
+      });
+    }
+    if (code === "PermanentRedirect" || status === 301) {
+      return new CcbError(`bucket ${this.bucket} is not served by ${this.endpointLabel} in region ${this.region}`, 1, {
+        hint: "set region= (and endpoint= for non-AWS servers) in the store URL to where the bucket lives",
+        cause: err,
+      });
+    }
+    if (code === "NoSuchKey" || (status === 404 && code === "NotFound")) {
+      return new NotFoundError(`no object ${key} in store ${where}`, { cause: err });
+    }
+    if (code !== undefined && CREDENTIAL_CODES.has(code)) {
+      return new CcbError(`${this.endpointLabel} rejected the credentials used for ${where} (${code})`, 1, {
+        hint:
+          code === "ExpiredToken" || code === "TokenRefreshRequired"
+            ? "refresh the session (aws sso login, or new STS credentials)"
+            : "check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the profile the AWS chain picks (AWS_PROFILE, profile= in the store URL)",
+        cause: err,
+      });
+    }
+    if (code === "AccessDenied" || code === "AllAccessDisabled" || status === 403) {
+      return new CcbError(`access denied to ${where} (${op} of ${key})`, 1, {
+        hint:
+          "check which credentials the AWS chain picks (AWS_PROFILE, or profile=NAME in the store URL) and that " +
+          "the user or bucket policy allows s3:GetObject, s3:PutObject, s3:DeleteObject and s3:ListBucket on this prefix",
+        cause: err,
+      });
+    }
+    if (code === "RequestTimeTooSkewed") {
+      return new CcbError(`${this.endpointLabel} rejected the request: this machine's clock is off`, 1, {
+        hint: "sync the clock (timedatectl set-ntp true)",
+        cause: err,
+      });
+    }
+    if (status !== undefined && status >= 500) {
+      return new CcbError(`${this.endpointLabel} failed the ${op} of ${key} (${code ?? "error"}, HTTP ${status})`, 1, {
+        hint: "a server-side problem; retry later",
+        cause: err,
+      });
+    }
+    const firstLine = message.split("\n")[0]?.slice(0, 200) ?? "";
+    return new CcbError(
+      `S3 ${op} of ${key} on ${where} failed: ${code ?? "error"}${status ? ` (HTTP ${status})` : ""}${firstLine && firstLine !== code ? `: ${firstLine}` : ""}`,
+      1,
+      { cause: err },
+    );
+  }
+}
+
+const NETWORK_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "EPIPE",
+  "ECONNABORTED",
+  "EPROTO",
+  "ERR_SOCKET_CONNECTION_TIMEOUT",
+]);
+
+const CREDENTIAL_CODES = new Set([
+  "InvalidAccessKeyId",
+  "SignatureDoesNotMatch",
+  "ExpiredToken",
+  "InvalidToken",
+  "TokenRefreshRequired",
+  "InvalidClientTokenId",
+]);
+
+/** The S3 error code (`Code` in the XML body, else the SDK's name for it). */
+function errorCode(err: unknown): string | undefined {
+  if (typeof err !== "object" || err === null) return undefined;
+  const { Code, name } = err as { Code?: unknown; name?: unknown };
+  if (typeof Code === "string") return Code;
+  return typeof name === "string" ? name : undefined;
+}
+
+function httpStatus(err: unknown): number | undefined {
+  if (typeof err !== "object" || err === null) return undefined;
+  const status = (err as { $metadata?: { httpStatusCode?: unknown } }).$metadata?.httpStatusCode;
+  return typeof status === "number" ? status : undefined;
+}
+
+/** The bucket's real region, from the header S3 sends on redirects or the XML body. */
+function bucketRegion(err: unknown): string | undefined {
+  if (typeof err !== "object" || err === null) return undefined;
+  const e = err as {
+    Region?: unknown;
+    $response?: { headers?: Record<string, string | undefined> };
+    message?: unknown;
+  };
+  const header = e.$response?.headers?.["x-amz-bucket-region"];
+  if (header) return header;
+  if (typeof e.Region === "string" && e.Region) return e.Region;
+  const match = typeof e.message === "string" ? /expecting '([a-z0-9-]+)'/.exec(e.message) : null;
+  return match?.[1];
+}
+
+function asError(reason: unknown): Error {
+  return reason instanceof Error ? reason : new Error(String(reason ?? "aborted"));
+}
+
+const URL_PARAMS = new Set(["endpoint", "region", "path_style", "profile"]);
+
+/** Parse `s3://bucket/prefix?endpoint=…&region=…&path_style=…&profile=…`. */
+export function parseS3Url(url: string): S3Location {
+  const hint = "use s3://bucket/prefix?endpoint=http://host:9000&region=us-east-1&path_style=true&profile=NAME";
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new UsageError("invalid S3 store URL", { hint });
+  }
+  if (parsed.protocol !== "s3:") throw new UsageError("an S3 store URL starts with s3://", { hint });
+  if (parsed.username || parsed.password) {
+    // Not echoed: the part before "@" may be a secret.
+    throw new UsageError("an S3 store URL must not contain credentials", {
+      hint: "put them in ~/.aws/credentials (profile=NAME) or the AWS_* environment variables",
+    });
+  }
+  const bucket = parsed.hostname;
+  if (!/^[a-z0-9][a-z0-9.\-_]{2,62}$/i.test(bucket)) {
+    throw new UsageError(`invalid bucket name in store URL s3://${bucket}`, { hint });
+  }
+  const prefix = parsed.pathname
+    .split("/")
+    .filter((part) => part !== "")
+    .map((part) => decodeURIComponent(part));
+  // URL parsing resolves "a/../b" to "b" silently; look at the path as typed.
+  const typedPath = url.slice("s3://".length).split(/[?#]/, 1)[0] ?? "";
+  if (typedPath.split("/").some((part) => /^(\.|%2e){1,2}$/i.test(part))) {
+    throw new UsageError("the prefix in an S3 store URL must not contain . or .. segments", { hint });
+  }
+  for (const name of parsed.searchParams.keys()) {
+    // Unknown names are refused (a typo like `regoin=` would otherwise be silently ignored);
+    // values are not echoed in case someone tried to pass a secret.
+    if (!URL_PARAMS.has(name)) throw new UsageError(`unknown parameter "${name}" in S3 store URL`, { hint });
+  }
+  const location: S3Location = {
+    bucket,
+    prefix: prefix.join("/"),
+    region: parsed.searchParams.get("region") || DEFAULT_REGION,
+  };
+  if (!/^[a-z0-9-]+$/.test(location.region)) throw new UsageError(`invalid region in S3 store URL`, { hint });
+  const endpoint = parsed.searchParams.get("endpoint");
+  if (endpoint) location.endpoint = parseEndpoint(endpoint);
+  const pathStyle = parsed.searchParams.get("path_style");
+  if (pathStyle !== null) {
+    if (!/^(true|false|1|0)$/.test(pathStyle)) {
+      throw new UsageError("path_style in an S3 store URL is true or false", { hint });
+    }
+    location.pathStyle = pathStyle === "true" || pathStyle === "1";
+  }
+  const profile = parsed.searchParams.get("profile");
+  if (profile) location.profile = profile;
+  return location;
+}
+
+function parseEndpoint(value: string): string {
+  let endpoint: URL;
+  try {
+    endpoint = new URL(value);
+  } catch {
+    throw new UsageError("invalid endpoint in S3 store URL", { hint: "e.g. endpoint=http://nas.lan:9000" });
+  }
+  if (endpoint.protocol !== "http:" && endpoint.protocol !== "https:") {
+    throw new UsageError("the endpoint of an S3 store is an http:// or https:// URL", {
+      hint: "e.g. endpoint=http://nas.lan:9000",
+    });
+  }
+  if (endpoint.username || endpoint.password || endpoint.search) {
+    throw new UsageError("the endpoint of an S3 store must not carry credentials or a query", {
+      hint: "credentials come from ~/.aws/credentials or the AWS_* environment variables",
+    });
+  }
+  return endpoint.href.replace(/\/+$/, "");
+}
+
+/**
+ * The URL shown to users and written into records: bucket, prefix, endpoint,
+ * and region / path style only when they differ from what the URL implies by
+ * default. Never the profile (a local name) and never credentials.
+ */
+function displayUrl(location: S3Location): string {
+  const path = location.prefix
+    ? `/${location.prefix
+        .split("/")
+        .map((part) => encodeURIComponent(part))
+        .join("/")}`
+    : "";
+  const params: string[] = [];
+  if (location.endpoint) params.push(`endpoint=${location.endpoint}`);
+  if (location.region !== DEFAULT_REGION) params.push(`region=${location.region}`);
+  const defaultPathStyle = location.endpoint !== undefined;
+  if (location.pathStyle !== undefined && location.pathStyle !== defaultPathStyle) {
+    params.push(`path_style=${location.pathStyle}`);
+  }
+  return `s3://${location.bucket}${path}${params.length ? `?${params.join("&")}` : ""}`;
+}
