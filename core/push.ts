@@ -1,6 +1,9 @@
 import { randomBytes } from "node:crypto";
 import os from "node:os";
 import type { BlobStore } from "../storage-adapters/blob-store.js";
+
+/** S3 presigned URLs live at most 7 days (SigV4). */
+const MAX_PRESIGN_SECONDS = 7 * 24 * 3600;
 import { bundleStream, HashCounter } from "./bundle/blob.js";
 import { prepareBundle } from "./bundle/build.js";
 import { findSession } from "./claude/session.js";
@@ -48,6 +51,8 @@ export interface PushResult {
   recordBytes: number;
   publishedTo: string;
   publishFailures: string[];
+  presigned: boolean;
+  warnings: string[];
 }
 
 export async function pushSession(options: PushOptions): Promise<PushResult> {
@@ -87,14 +92,34 @@ async function pushLocked(options: PushOptions): Promise<PushResult> {
     blob,
   });
 
+  // A presigned GET lets a receiver without store credentials fetch the blob;
+  // it can be made before the upload and lives as long as the handoff.
+  const warnings: string[] = [];
+  let url: string | undefined;
+  if (options.store.presignGet) {
+    url = await options.store.presignGet(objectKey, Math.min(options.ttlSeconds, MAX_PRESIGN_SECONDS));
+  }
   // Check the record fits before a single byte is uploaded: same fields, worst-case numbers.
-  await publishRecord({
-    settings,
-    key,
-    payload: payloadFor(pointerFor(Number.MAX_SAFE_INTEGER, "0".repeat(64))),
-    transports: [],
-    dryRun: true,
-  });
+  const worstCase = (withUrl: string | undefined) =>
+    publishRecord({
+      settings,
+      key,
+      payload: payloadFor(pointerFor(Number.MAX_SAFE_INTEGER, "0".repeat(64), withUrl)),
+      recipients: options.recipients,
+      transports: [],
+      dryRun: true,
+    });
+  if (url) {
+    try {
+      await worstCase(url);
+    } catch {
+      url = undefined;
+      warnings.push(
+        "the store's presigned download link does not fit in the 1000-byte record; receivers need read access to the store (see README: MinIO in a homelab)",
+      );
+    }
+  }
+  await worstCase(url);
 
   const counter = new HashCounter();
   const recipients: Recipient[] = [blobIdentity.recipient(), key.ageRecipient(), ...(options.recipients ?? [])];
@@ -118,7 +143,8 @@ async function pushLocked(options: PushOptions): Promise<PushResult> {
   const report = await publishRecord({
     settings,
     key,
-    payload: payloadFor(pointerFor(counter.bytes, sha256)),
+    payload: payloadFor(pointerFor(counter.bytes, sha256, url)),
+    recipients: options.recipients,
     transports: options.transports,
     dryRun: false,
   });
@@ -135,5 +161,7 @@ async function pushLocked(options: PushOptions): Promise<PushResult> {
     recordBytes: report.dnsBytes,
     publishedTo: report.summary,
     publishFailures: report.failures,
+    presigned: url !== undefined,
+    warnings,
   };
 }

@@ -56,6 +56,7 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
             `  record ${result.recordBytes}/1000 bytes, ${result.publishedTo}; expires in ${formatDuration(ttlSeconds)}${args.burn ? ", burn after reading" : ""}`,
           );
           for (const failure of result.publishFailures) ctx.out.warn(`not published: ${failure}`);
+          for (const warning of result.warnings) ctx.out.warn(warning);
           ctx.out.line("");
           ctx.out.line("On the other machine run:");
           ctx.out.line(`  ccbundle pull${recipients.length > 0 ? ` ${key.z32}` : ""}`);
