@@ -33,7 +33,13 @@ export async function fetchUrlStream(url: string, options: FetchUrlOptions = {})
   const shown = describeUrlForDisplay(url);
   let response: Response;
   try {
-    response = await fetch(url, { redirect: "follow", ...(options.signal ? { signal: options.signal } : {}) });
+    // identity: the bytes as stored, so Content-Length can be checked (a presigned URL signs
+    // only the host header, so extra headers do not break the signature).
+    response = await fetch(url, {
+      redirect: "follow",
+      headers: { "accept-encoding": "identity" },
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
   } catch (err) {
     if (options.signal?.aborted) throw options.signal.reason;
     throw networkError(err, shown);
@@ -42,7 +48,8 @@ export async function fetchUrlStream(url: string, options: FetchUrlOptions = {})
     throw await statusError(response, url, shown);
   }
   const lengthHeader = response.headers.get("content-length");
-  const expected = lengthHeader !== null && /^\d+$/.test(lengthHeader) ? Number(lengthHeader) : undefined;
+  const encoded = (response.headers.get("content-encoding") ?? "identity") !== "identity";
+  const expected = !encoded && lengthHeader !== null && /^\d+$/.test(lengthHeader) ? Number(lengthHeader) : undefined;
   const body = Readable.fromWeb(response.body as WebReadableStream<Uint8Array>);
   let done = 0;
   const report = options.onProgress;

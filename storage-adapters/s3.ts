@@ -66,8 +66,9 @@ interface PutInFlight {
  * Write ordering: a stream goes up as a multipart upload (or one PutObject when
  * it fits in one part), and S3 makes the object visible only when
  * CompleteMultipartUpload succeeds, after the last byte. A failed or killed
- * upload leaves at most invisible parts, which we abort (and which a lifecycle
- * rule cleans up if the abort cannot be sent).
+ * upload leaves at most invisible parts, which we abort; if the abort cannot
+ * be sent, the server's own cleanup removes them (an AbortIncompleteMultipartUpload
+ * lifecycle rule on AWS, the stale-upload sweep on MinIO).
  */
 export class S3Store implements BlobStore {
   readonly url: string;
@@ -435,7 +436,7 @@ export class S3Store implements BlobStore {
     if (code === undefined || code === "MethodNotAllowed" || code === "NotImplemented") return err;
     if (err.constructor !== CcbError) return err;
     const note =
-      "unfinished parts may stay in the bucket until a lifecycle rule (AbortIncompleteMultipartUpload) removes them";
+      "unfinished upload parts stay in the bucket until the server's cleanup removes them (an AbortIncompleteMultipartUpload lifecycle rule on AWS)";
     return new CcbError(err.message, err.exitCode, {
       hint: err.hint ? `${err.hint}; ${note}` : note,
       cause: err.cause,
