@@ -17,6 +17,8 @@ import { Output } from "./output.js";
  */
 
 const argv = hideBin(process.argv);
+// The AWS SDK warns on every use under Node 20 (still supported by us); keep stderr for our own words.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
 
 /** Passphrases and PINs never go on argv: `ps` would show them to every user. */
 function rejectSecretsOnArgv(args: string[]): void {
