@@ -69,7 +69,7 @@ export async function republish(options: { settings: Settings; key: UserKey; tra
     ? verifyPayload(key.publicKey, bytes)
     : (await resolveNewest(options.transports, key.publicKey, { home: settings.home })).payload;
   const entries = recordEntries(txtRecords(current, RECORD_NAME));
-  const packet = signPacket(key.seed, entries, await nextSeq(settings.home, key.z32));
+  const packet = signPacket(key.exportSeed(), entries, await nextSeq(settings.home, key.z32));
   const report = await publishAll(options.transports, packet);
   const { writeFileAtomic } = await import("./claude/files.js");
   await writeFileAtomic(path.join(settings.home, "state", `record-${key.z32}.bin`), packet.bytes, 0o600);

@@ -63,7 +63,7 @@ export async function publishRecord(options: PublishRecordOptions): Promise<Publ
   if (options.dryRun) return { dnsBytes: fit.size, summary: "", failures: [], slots: slots.length };
 
   const seq = await nextSeq(options.settings.home, key.z32);
-  const packet = signPacket(key.seed, recordEntries(slots), seq);
+  const packet = signPacket(key.exportSeed(), recordEntries(slots), seq);
   const report = await publishAll(options.transports, packet);
   await saveLastPublished(options.settings.home, key, packet);
   return { dnsBytes: packet.dns.length, summary: report.summary, failures: report.failures, slots: slots.length };

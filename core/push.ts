@@ -66,7 +66,9 @@ async function pushLocked(options: PushOptions): Promise<PushResult> {
   const prepared = await prepareBundle({ claudeDir: settings.claudeDir, ref, key, env: settings.env });
   const session = prepared.manifest.sessions[0]!;
 
-  const blobIdentity = new X25519Identity(randomBytes(32));
+  // A fresh key per blob: the record carries it, so whoever can open the record can open the blob.
+  const blobSecret = randomBytes(32);
+  const blobIdentity = new X25519Identity(blobSecret);
   const blobId = randomId();
   const objectKey = storeLayout.blob(blobId);
   const now = Math.floor(Date.now() / 1000);
@@ -77,7 +79,7 @@ async function pushLocked(options: PushOptions): Promise<PushResult> {
     ...(url ? { url } : {}),
     size,
     sha256,
-    age: Buffer.from(blobIdentity.secretKey).toString("base64url"),
+    age: blobSecret.toString("base64url"),
   });
   const payloadFor = (blob: BlobPointer): PointerPayload => ({
     v: 1,

@@ -27,7 +27,7 @@ export function encodeIdentityText(key: UserKey): string {
   return [
     "# ccbundle identity: an ed25519 key. Keep this file secret.",
     `# public key: ${key.z32}`,
-    `${SEED_PREFIX}${Buffer.from(key.seed).toString("base64url")}`,
+    `${SEED_PREFIX}${Buffer.from(key.exportSeed()).toString("base64url")}`,
     "",
   ].join("\n");
 }
