@@ -1,7 +1,7 @@
 import type { Packet, TxtAnswer } from "dns-packet";
 import SignedPacket from "pkarr/lib/signed_packet.js";
 import { generateKeyPair } from "pkarr/lib/tools.js";
-import { IntegrityError } from "../errors.js";
+import { CcbError, IntegrityError } from "../errors.js";
 import type { RelayPayload } from "./transport.js";
 
 /**
@@ -21,7 +21,38 @@ export interface TxtEntry {
   ttl?: number;
 }
 
+/**
+ * Sign `entries` as a pkarr packet with timestamp (BEP44 seq) `timestampMicros`.
+ * Refuses (CcbError, exit 1) a packet whose DNS part is over MAX_DNS_BYTES: no
+ * DHT node or relay would take it.
+ */
 export function signPacket(seed: Uint8Array, entries: TxtEntry[], timestampMicros: number): RelayPayload {
+  const payload = buildPacket(seed, entries, timestampMicros);
+  if (payload.dns.length > MAX_DNS_BYTES) throw tooLarge(payload.dns.length);
+  return payload;
+}
+
+/** Size of the DNS part a set of entries would sign to, to check the 1000-byte budget before publishing. */
+export function dnsSize(entries: TxtEntry[]): number {
+  return buildPacket(new Uint8Array(32), entries, 1).dns.length;
+}
+
+/** Throw the same CcbError signPacket would when `entries` do not fit in MAX_DNS_BYTES (or a smaller `limit`). */
+export function assertFits(entries: TxtEntry[], limit: number = MAX_DNS_BYTES): void {
+  const size = dnsSize(entries);
+  if (size > limit) throw tooLarge(size, limit);
+}
+
+function tooLarge(size: number, limit: number = MAX_DNS_BYTES): CcbError {
+  return new CcbError(`record too large: ${size} bytes of DNS, the limit is ${limit}`, 1, {
+    hint: "shorten the session title or leave out the presigned URL; the DHT and relays refuse larger records",
+  });
+}
+
+function buildPacket(seed: Uint8Array, entries: TxtEntry[], timestampMicros: number): RelayPayload {
+  if (!Number.isSafeInteger(timestampMicros) || timestampMicros <= 0) {
+    throw new CcbError(`invalid record timestamp: ${timestampMicros}`);
+  }
   const keypair = generateKeyPair(seed);
   const packet: Packet = {
     type: "response",
@@ -41,11 +72,6 @@ export function signPacket(seed: Uint8Array, entries: TxtEntry[], timestampMicro
   const signed = SignedPacket.fromPacket(keypair, packet, { timestamp: timestampMicros as unknown as object });
   keypair.secretKey.fill(0);
   return toPayload(signed);
-}
-
-/** Size of the DNS part a set of entries would sign to, to check the 1000-byte budget before publishing. */
-export function dnsSize(entries: TxtEntry[]): number {
-  return signPacket(new Uint8Array(32), entries, 1).dns.length;
 }
 
 /**
