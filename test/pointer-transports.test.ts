@@ -1,3 +1,4 @@
+import { readdir, readFile } from "node:fs/promises";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { UsageError } from "../core/errors.js";
 import { DhtTransport, dhtTarget } from "../core/pointer/dht.js";
@@ -116,6 +117,26 @@ describe("DhtTransport over a loopback Mainline DHT", () => {
       internal._rpc.socket.query({ host: "192.0.2.1", port: 6881 }, { q: "ping", a: {} }, (e) => resolve(e)),
     );
     expect(err?.message).toMatch(/refused to contact non-loopback DHT node 192.0.2.1:6881/);
+  });
+
+  it("stays out of other nodes' routing tables (BEP 43 read-only) and can be closed", async () => {
+    const me = newIdentity();
+    const dht = new DhtTransport(testnet.bootstrap);
+    await dht.publish(me.sign("ro", nowMicros()));
+    const port = dht.localAddress()!.port;
+    for (const node of testnet.nodes) expect(node.nodes.toArray().map((peer) => peer.port)).not.toContain(port);
+    await dht.close();
+    expect(dht.localAddress()).toBeUndefined();
+    await expect(dht.resolve(me.publicKey, never())).rejects.toThrow(/closed/);
+  });
+
+  it("core never imports pkarr's index (whose DHT wrapper writes ~/.config/pkarr) nor loads bittorrent-dht eagerly", async () => {
+    const dir = new URL("../core/pointer/", import.meta.url);
+    for (const file of await readdir(dir)) {
+      const source = await readFile(new URL(file, dir), "utf8");
+      expect(source).not.toMatch(/from "pkarr"|import\("pkarr"\)/);
+      expect(source).not.toMatch(/^import (?!type ).*from "bittorrent-dht"/m);
+    }
   });
 
   it("fails fast with a reason when no bootstrap node answers", async () => {

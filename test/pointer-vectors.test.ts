@@ -172,12 +172,15 @@ describe("signed packets", () => {
     const other = generateKeyPair().publicKey;
     expect(() => verifyPayload(other, payload)).toThrow(/signature does not verify/);
     const tampered = Buffer.from(payload);
-    tampered[tampered.length - 1] ^= 1;
+    tampered.writeUInt8(tampered.readUInt8(tampered.length - 1) ^ 1, tampered.length - 1);
     expect(() => verifyPayload(publicKey, tampered)).toThrow(IntegrityError);
     const olderSeq = Buffer.from(payload);
     olderSeq.writeBigUInt64BE(BigInt(v.inputs.timestamp_us - 1), 64);
     expect(() => verifyPayload(publicKey, olderSeq)).toThrow(/signature does not verify/);
     expect(() => verifyPayload(publicKey, payload.subarray(0, 71))).toThrow(/too short/);
+    const hugeSeq = Buffer.from(payload);
+    hugeSeq.writeBigUInt64BE(2n ** 63n, 64);
+    expect(() => verifyPayload(publicKey, hugeSeq)).toThrow(/timestamp is out of range/);
     expect(() => verifyPayload(publicKey, Buffer.alloc(72 + MAX_DNS_BYTES + 1))).toThrow(/too large/);
   });
 
@@ -237,7 +240,7 @@ function answers(packet: Packet): unknown[] {
       : Buffer.isBuffer(data)
         ? data.toString()
         : data;
-    return [answer.name, answer.type, answer.ttl, text];
+    return [answer.name, answer.type, (answer as { ttl?: number }).ttl, text];
   });
 }
 

@@ -204,8 +204,9 @@ export class DhtTransport implements PointerTransport {
     return `no DHT node answered (bootstrap ${this.bootstrap.join(", ")})${why}`;
   }
 
-  /** Start the node once: load bittorrent-dht, bind, bootstrap, wait for `ready`. */
+  /** Start the node once: load bittorrent-dht, bind; bootstrapping runs in the background. */
   private start(): Promise<DHT> {
+    if (this.closed) return Promise.reject(new Error("the DHT transport is closed"));
     this.starting ??= (async () => {
       const { default: DHTClass } = await import("bittorrent-dht");
       if (this.closed) throw new Error("the DHT transport is closed");
@@ -223,20 +224,17 @@ export class DhtTransport implements PointerTransport {
       if (this.loopbackOnly) restrictToLoopback(dht);
       readOnly(dht);
       // Bind before the first query goes out (bootstrap runs on the next tick).
-      dht.listen(0, this.bindHost);
       await new Promise<void>((resolve, reject) => {
-        if (dht.ready) return resolve();
-        const onReady = () => {
-          dht.off("close", onClose);
+        const onError = (err: Error) => reject(err);
+        dht.once("error", onError);
+        dht.listen(0, this.bindHost, () => {
+          dht.off("error", onError);
           resolve();
-        };
-        const onClose = () => {
-          dht.off("ready", onReady);
-          reject(new Error("the DHT transport is closed"));
-        };
-        dht.once("ready", onReady);
-        dht.once("close", onClose);
+        });
       });
+      // We do not wait for `ready` (the end of the routing-table fill): a lookup
+      // starts from the bootstrap nodes by itself, and `ready` waits out the
+      // timeout of every dead node met on the way (seconds on the real DHT).
       return dht;
     })();
     return this.starting;

@@ -14,6 +14,8 @@ import type { RelayPayload } from "./transport.js";
 /** The most DNS bytes a BEP44 `v` (and so a pkarr packet) may hold. */
 export const MAX_DNS_BYTES = 1000;
 
+const MAX_SAFE_SEQ = BigInt(Number.MAX_SAFE_INTEGER);
+
 /** A TXT record to publish: name relative to the key (e.g. `_ccbundle`), binary data of any length. */
 export interface TxtEntry {
   name: string;
@@ -81,6 +83,13 @@ function buildPacket(seed: Uint8Array, entries: TxtEntry[], timestampMicros: num
 export function verifyPayload(publicKey: Uint8Array, bytes: Uint8Array): VerifiedPacket {
   if (bytes.length < 72) throw new IntegrityError(`signed packet too short (${bytes.length} bytes)`);
   if (bytes.length > 72 + MAX_DNS_BYTES) throw new IntegrityError(`signed packet too large (${bytes.length} bytes)`);
+  // pkarr reads the seq as a JS number and bencodes it for the signature check: a seq
+  // beyond 2^53 cannot be signed by us and makes its bencode print a warning + stack trace.
+  if (Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).readBigUInt64BE(64) > MAX_SAFE_SEQ) {
+    throw new IntegrityError("signed packet timestamp is out of range", {
+      hint: "the record was forged or corrupted; ask the publisher to push again",
+    });
+  }
   let signed: SignedPacket;
   try {
     signed = SignedPacket.fromBytes(publicKey, bytes);
