@@ -65,6 +65,12 @@ describe("DhtTransport over a loopback Mainline DHT", () => {
     expect(await dht.publish(newer)).toBe("stored on 8 DHT nodes");
     expect(await dht.publish(newer)).toBe("stored on 8 DHT nodes (already there)");
     await expect(dht.publish(older)).rejects.toThrow("8 DHT nodes hold a newer record (error 302)");
+
+    // Mixed: 3 nodes forget the key, so they store the older packet while 5 answer 302.
+    const target = dhtTarget(me.publicKey).toString("hex");
+    for (const node of testnet.nodes.slice(0, 3))
+      (node as unknown as { _values: { remove(key: string): void } })._values.remove(target);
+    expect(await dht.publish(older)).toBe("stored on 3 DHT nodes (5 hold a newer record)");
   });
 
   it("publishes and resolves a packet of exactly 1000 DNS bytes", async () => {

@@ -147,9 +147,12 @@ export class DhtTransport implements PointerTransport {
 
     const total = stored + alreadyHad;
     if (total > 0) {
-      return alreadyHad > 0 && stored === 0
-        ? `stored on ${total} DHT node${plural(total)} (already there)`
-        : `stored on ${total} DHT node${plural(total)}`;
+      const notes = [
+        alreadyHad > 0 && stored === 0 ? "already there" : undefined,
+        // Another machine published a newer record since this one was signed: resolvers will prefer it.
+        newer > 0 ? `${newer} hold${newer === 1 ? "s" : ""} a newer record` : undefined,
+      ].filter((note) => note !== undefined);
+      return `stored on ${total} DHT node${plural(total)}${notes.length > 0 ? ` (${notes.join("; ")})` : ""}`;
     }
     if (newer > 0) throw new Error(`${newer} DHT node${plural(newer)} hold a newer record (error 302)`);
     if (signal.aborted) throw new TimeoutReason(this.publishTimeoutMs);
