@@ -1,7 +1,7 @@
 import type { Packet, TxtAnswer } from "dns-packet";
 import SignedPacket from "pkarr/lib/signed_packet.js";
 import { generateKeyPair } from "pkarr/lib/tools.js";
-import { IntegrityError } from "../errors.js";
+import { CcbError, IntegrityError } from "../errors.js";
 import type { RelayPayload } from "./transport.js";
 
 /**
@@ -14,6 +14,8 @@ import type { RelayPayload } from "./transport.js";
 /** The most DNS bytes a BEP44 `v` (and so a pkarr packet) may hold. */
 export const MAX_DNS_BYTES = 1000;
 
+const MAX_SAFE_SEQ = BigInt(Number.MAX_SAFE_INTEGER);
+
 /** A TXT record to publish: name relative to the key (e.g. `_ccbundle`), binary data of any length. */
 export interface TxtEntry {
   name: string;
@@ -21,7 +23,38 @@ export interface TxtEntry {
   ttl?: number;
 }
 
+/**
+ * Sign `entries` as a pkarr packet with timestamp (BEP44 seq) `timestampMicros`.
+ * Refuses (CcbError, exit 1) a packet whose DNS part is over MAX_DNS_BYTES: no
+ * DHT node or relay would take it.
+ */
 export function signPacket(seed: Uint8Array, entries: TxtEntry[], timestampMicros: number): RelayPayload {
+  const payload = buildPacket(seed, entries, timestampMicros);
+  if (payload.dns.length > MAX_DNS_BYTES) throw tooLarge(payload.dns.length);
+  return payload;
+}
+
+/** Size of the DNS part a set of entries would sign to, to check the 1000-byte budget before publishing. */
+export function dnsSize(entries: TxtEntry[]): number {
+  return buildPacket(new Uint8Array(32), entries, 1).dns.length;
+}
+
+/** Throw the same CcbError signPacket would when `entries` do not fit in MAX_DNS_BYTES (or a smaller `limit`). */
+export function assertFits(entries: TxtEntry[], limit: number = MAX_DNS_BYTES): void {
+  const size = dnsSize(entries);
+  if (size > limit) throw tooLarge(size, limit);
+}
+
+function tooLarge(size: number, limit: number = MAX_DNS_BYTES): CcbError {
+  return new CcbError(`record too large: ${size} bytes of DNS, the limit is ${limit}`, 1, {
+    hint: "shorten the session title or leave out the presigned URL; the DHT and relays refuse larger records",
+  });
+}
+
+function buildPacket(seed: Uint8Array, entries: TxtEntry[], timestampMicros: number): RelayPayload {
+  if (!Number.isSafeInteger(timestampMicros) || timestampMicros <= 0) {
+    throw new CcbError(`invalid record timestamp: ${timestampMicros}`);
+  }
   const keypair = generateKeyPair(seed);
   const packet: Packet = {
     type: "response",
@@ -43,11 +76,6 @@ export function signPacket(seed: Uint8Array, entries: TxtEntry[], timestampMicro
   return toPayload(signed);
 }
 
-/** Size of the DNS part a set of entries would sign to, to check the 1000-byte budget before publishing. */
-export function dnsSize(entries: TxtEntry[]): number {
-  return signPacket(new Uint8Array(32), entries, 1).dns.length;
-}
-
 /**
  * Verify relay-payload bytes (sig | seq | dns) against the public key they were
  * resolved for. Any malformed or forged input is an IntegrityError (exit 5).
@@ -55,6 +83,13 @@ export function dnsSize(entries: TxtEntry[]): number {
 export function verifyPayload(publicKey: Uint8Array, bytes: Uint8Array): VerifiedPacket {
   if (bytes.length < 72) throw new IntegrityError(`signed packet too short (${bytes.length} bytes)`);
   if (bytes.length > 72 + MAX_DNS_BYTES) throw new IntegrityError(`signed packet too large (${bytes.length} bytes)`);
+  // pkarr reads the seq as a JS number and bencodes it for the signature check: a seq
+  // beyond 2^53 cannot be signed by us and makes its bencode print a warning + stack trace.
+  if (Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).readBigUInt64BE(64) > MAX_SAFE_SEQ) {
+    throw new IntegrityError("signed packet timestamp is out of range", {
+      hint: "the record was forged or corrupted; ask the publisher to push again",
+    });
+  }
   let signed: SignedPacket;
   try {
     signed = SignedPacket.fromBytes(publicKey, bytes);
