@@ -76,6 +76,20 @@ async function main(): Promise<number> {
   }
 }
 
+// If the event loop ever drains while a command is still pending (a stream that
+// never settles), say so and fail instead of exiting 0 as if all went well.
+let finished = false;
+process.on("beforeExit", () => {
+  if (!finished) {
+    finished = true;
+    process.stderr.write(
+      "ccbundle: internal error: the command stopped before it finished\nhint: this is a bug in ccbundle; please report it\n",
+    );
+    process.exitCode = 1;
+  }
+});
+
 main().then((code) => {
+  finished = true;
   process.exitCode = code;
 });

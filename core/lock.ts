@@ -22,7 +22,12 @@ interface LockInfo {
   started: number;
 }
 
-export async function withLock<T>(home: string, name: string, fn: () => Promise<T>, options: LockOptions = {}): Promise<T> {
+export async function withLock<T>(
+  home: string,
+  name: string,
+  fn: () => Promise<T>,
+  options: LockOptions = {},
+): Promise<T> {
   const release = await acquireLock(home, name, options);
   try {
     return await fn();
@@ -57,9 +62,13 @@ export async function acquireLock(home: string, name: string, options: LockOptio
       continue;
     }
     if (Date.now() >= deadline) {
-      throw new CcbError(`another ccbundle ${name} is running (pid ${holder.pid}, since ${new Date(holder.started).toISOString()})`, 1, {
-        hint: `wait for it to finish; if it is gone, remove ${file}`,
-      });
+      throw new CcbError(
+        `another ccbundle ${name} is running (pid ${holder.pid}, since ${new Date(holder.started).toISOString()})`,
+        1,
+        {
+          hint: `wait for it to finish; if it is gone, remove ${file}`,
+        },
+      );
     }
     await new Promise((resolve) => setTimeout(resolve, 200));
   }

@@ -7,7 +7,7 @@ import { decodeZ32PublicKey, type UserKey } from "./crypto/keys.js";
 import { errnoCode } from "./errors.js";
 import { MAX_DNS_BYTES, signPacket, txtRecords, verifyPayload } from "./pointer/packet.js";
 import { openSlots, type PointerPayload, RECORD_NAME, recordEntries } from "./pointer/record.js";
-import { nextSeq, publishAll, resolveNewest } from "./pointer/resolver.js";
+import { nextSeq, publishAll, publishFailures, resolveNewest } from "./pointer/resolver.js";
 import type { PointerTransport } from "./pointer/transport.js";
 import { publishRecord } from "./publish.js";
 
@@ -73,7 +73,12 @@ export async function republish(options: { settings: Settings; key: UserKey; tra
   const report = await publishAll(options.transports, packet);
   const { writeFileAtomic } = await import("./claude/files.js");
   await writeFileAtomic(path.join(settings.home, "state", `record-${key.z32}.bin`), packet.bytes, 0o600);
-  return { dnsBytes: packet.dns.length, slots: entries.length, summary: report.summary, failures: report.failures };
+  return {
+    dnsBytes: packet.dns.length,
+    slots: entries.length,
+    summary: report.summary,
+    failures: publishFailures(report),
+  };
 }
 
 /** Delete every live handoff blob of ours and replace each slot with a signed tombstone. */

@@ -7,7 +7,7 @@ import type { UserKey } from "./crypto/keys.js";
 import { CcbError } from "./errors.js";
 import { MAX_DNS_BYTES, signPacket, verifyPayload } from "./pointer/packet.js";
 import { openSlots, type PointerPayload, recordEntries, recordFits, sealPayload } from "./pointer/record.js";
-import { nextSeq, publishAll } from "./pointer/resolver.js";
+import { nextSeq, publishAll, publishFailures } from "./pointer/resolver.js";
 import type { PointerTransport, RelayPayload } from "./pointer/transport.js";
 
 /**
@@ -66,7 +66,12 @@ export async function publishRecord(options: PublishRecordOptions): Promise<Publ
   const packet = signPacket(key.exportSeed(), recordEntries(slots), seq);
   const report = await publishAll(options.transports, packet);
   await saveLastPublished(options.settings.home, key, packet);
-  return { dnsBytes: packet.dns.length, summary: report.summary, failures: report.failures, slots: slots.length };
+  return {
+    dnsBytes: packet.dns.length,
+    summary: report.summary,
+    failures: publishFailures(report),
+    slots: slots.length,
+  };
 }
 
 function lastRecordFile(home: string, z32: string): string {

@@ -131,7 +131,12 @@ async function openBlob(
       const store = await openStore(url);
       return { stream: await store.get(blob.key), store };
     } catch (err) {
-      lastError = err;
+      lastError =
+        err instanceof NotFoundError
+          ? new NotFoundError(`the bundle this handoff points at is gone from ${url}`, {
+              hint: "it was revoked, pruned or already picked up; ask the sender to push again",
+            })
+          : err;
     }
   }
   if (blob.url) {

@@ -4,6 +4,7 @@ import type { BlobStore } from "../storage-adapters/blob-store.js";
 
 /** S3 presigned URLs live at most 7 days (SigV4). */
 const MAX_PRESIGN_SECONDS = 7 * 24 * 3600;
+
 import { bundleStream, HashCounter } from "./bundle/blob.js";
 import { prepareBundle } from "./bundle/build.js";
 import { findSession } from "./claude/session.js";

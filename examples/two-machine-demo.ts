@@ -62,7 +62,7 @@ function run(
 
 async function main() {
   const root = realpathSync(mkdtempSync(path.join(os.tmpdir(), "ccbundle-demo-")));
-  const testnet = await startTestnet({ nodes: 8 });
+  const testnet = await startTestnet(8);
   console.log(`A Mainline DHT of 8 nodes is running on 127.0.0.1 (bootstrap ${testnet.bootstrap[0]}).`);
   try {
     const laptop = machine(root, "laptop", "alice", testnet.bootstrap);

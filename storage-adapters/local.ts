@@ -158,7 +158,9 @@ export class LocalStore implements BlobStore {
   private wrap(err: unknown, key: string): unknown {
     if (err instanceof CcbError) return err;
     const code = errnoCode(err);
-    if (code === "ENOENT") return new NotFoundError(`no object ${key} in store ${this.url}`);
+    if (code === "ENOENT") {
+      return new NotFoundError(`no object ${key} in store ${this.url}`, { hint: "check the store URL (--store)" });
+    }
     if (code === "EACCES" || code === "EPERM" || code === "EROFS") {
       return new CcbError(`store ${this.url} is not writable (${code})`, 1, {
         hint: "check the folder's permissions or mount, or pass another --store",

@@ -1,9 +1,8 @@
-// z32 1.x ships no types. Core code uses core/pointer/z32.ts; tests compare against this package.
+// z32 (mafintosh/z32) ships no types. z-base-32 as pkarr uses it for keys.
 declare module "z32" {
-  const z32: {
-    encode(bytes: Uint8Array): string;
-    decode(text: string, out?: Uint8Array): Uint8Array;
-    ALPHABET: string;
-  };
+  export function encode(data: Uint8Array | string): string;
+  export function decode(s: string, out?: Uint8Array): Uint8Array;
+  export const ALPHABET: string;
+  const z32: { encode: typeof encode; decode: typeof decode; ALPHABET: string };
   export default z32;
 }

@@ -1,7 +1,7 @@
 import { stat } from "node:fs/promises";
 import type { Argv } from "yargs";
-import { identityPaths, readPublicKey } from "../../core/crypto/identity-file.js";
 import { effectiveCodec } from "../../core/bundle/codec.js";
+import { identityPaths, readPublicKey } from "../../core/crypto/identity-file.js";
 import { Context, type GlobalArgs } from "../context.js";
 
 /** `doctor`: check the identity, the Claude Code config dir, the store and the pointer transports. */
@@ -26,7 +26,12 @@ export function doctorCommand(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
       const secret = identityPaths(home).secret;
       const info = await stat(secret).catch(() => undefined);
       if (!info) {
-        checks.push({ name: "identity", ok: false, detail: `none in ${home}`, hint: "run `ccbundle init` or `ccbundle key import <file>`" });
+        checks.push({
+          name: "identity",
+          ok: false,
+          detail: `none in ${home}`,
+          hint: "run `ccbundle init` or `ccbundle key import <file>`",
+        });
       } else {
         const unsafe = process.platform !== "win32" && (info.mode & 0o077) !== 0;
         checks.push({
@@ -48,7 +53,10 @@ export function doctorCommand(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
         name: "compression",
         ok: codec === ctx.settings.compression.codec,
         detail: `${codec} level ${ctx.settings.compression.level}`,
-        hint: codec !== ctx.settings.compression.codec ? "the zstd addon did not load; bundles fall back to gzip (reinstall to rebuild it)" : undefined,
+        hint:
+          codec !== ctx.settings.compression.codec
+            ? "the zstd addon did not load; bundles fall back to gzip (reinstall to rebuild it)"
+            : undefined,
       });
 
       const store = await ctx.store().catch((err: unknown) => err as Error);

@@ -1,5 +1,5 @@
 import { createRequire } from "node:module";
-import { Duplex, pipeline, Readable, type Transform } from "node:stream";
+import { Transform, type TransformCallback } from "node:stream";
 import zlib from "node:zlib";
 import { IntegrityError } from "../errors.js";
 
@@ -55,49 +55,89 @@ const GZIP_MAGIC = [0x1f, 0x8b];
 /**
  * A decompressor that picks zstd or gzip from the first bytes, and fails with
  * an IntegrityError once more than `maxOutputBytes` come out (decompression bombs).
+ *
+ * It is a plain Transform around the real decoder: each input chunk is handed
+ * to the decoder and our callback waits for the decoder's, so the decoder's
+ * output is pushed before we accept more input and Node's Transform
+ * backpressure still holds. (Duplex.from(async generator) looked simpler but
+ * hangs when destroyed while waiting for input.)
  */
-export function createDecompressor(maxOutputBytes = Number.POSITIVE_INFINITY): Duplex {
-  return Duplex.from(async function* (source: AsyncIterable<Buffer>) {
-    const input = source[Symbol.asyncIterator]();
-    let head = Buffer.alloc(0);
-    while (head.length < 4) {
-      const next = await input.next();
-      if (next.done) break;
-      head = Buffer.concat([head, next.value]);
-    }
-    if (head.length === 0) return;
-    const decoder = pick(head);
-    const rest = Readable.from(
-      (async function* () {
-        yield head;
-        for (;;) {
-          const next = await input.next();
-          if (next.done) return;
-          yield next.value;
-        }
-      })(),
-    );
-    const output = pipeline(rest, decoder, (err) => {
-      if (err) output.destroy(err);
-    });
-    let produced = 0;
-    try {
-      for await (const chunk of output as AsyncIterable<Buffer>) {
-        produced += chunk.length;
-        if (produced > maxOutputBytes) {
-          throw new IntegrityError("bundle decompresses to more bytes than its manifest allows");
-        }
-        yield chunk;
+export function createDecompressor(maxOutputBytes = Number.POSITIVE_INFINITY): Transform {
+  return new DetectingDecompressor(maxOutputBytes);
+}
+
+class DetectingDecompressor extends Transform {
+  private decoder: Transform | undefined;
+  private head = Buffer.alloc(0);
+  private produced = 0;
+  private failure: Error | undefined;
+
+  constructor(private readonly maxOutputBytes: number) {
+    super();
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    if (!this.decoder) {
+      this.head = Buffer.concat([this.head, chunk]);
+      if (this.head.length < 4) {
+        callback();
+        return;
       }
-    } catch (err) {
-      if (err instanceof IntegrityError) throw err;
-      throw new IntegrityError(`bundle is not valid compressed data: ${(err as Error).message}`, {
+      try {
+        this.start(pick(this.head));
+      } catch (err) {
+        callback(err as Error);
+        return;
+      }
+      chunk = this.head;
+      this.head = Buffer.alloc(0);
+    }
+    this.decoder!.write(chunk, (err) => callback(this.failure ?? err ?? undefined));
+  }
+
+  override _flush(callback: TransformCallback): void {
+    if (!this.decoder) {
+      if (this.head.length === 0) {
+        callback();
+        return;
+      }
+      try {
+        this.start(pick(this.head));
+      } catch (err) {
+        callback(err as Error);
+        return;
+      }
+      this.decoder!.write(this.head);
+    }
+    const decoder = this.decoder!;
+    decoder.once("end", () => callback(this.failure));
+    decoder.once("error", () => callback(this.failure));
+    decoder.end();
+  }
+
+  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
+    this.decoder?.destroy();
+    callback(err);
+  }
+
+  private start(decoder: Transform): void {
+    this.decoder = decoder;
+    decoder.on("data", (data: Buffer) => {
+      this.produced += data.length;
+      if (this.produced > this.maxOutputBytes) {
+        this.failure ??= new IntegrityError("bundle decompresses to more bytes than its manifest allows");
+        decoder.destroy();
+        return;
+      }
+      this.push(data);
+    });
+    decoder.on("error", (err) => {
+      this.failure ??= new IntegrityError(`bundle is not valid compressed data (${err.message})`, {
         hint: "the bundle is damaged or truncated",
       });
-    } finally {
-      output.destroy();
-    }
-  });
+      this.destroy(this.failure);
+    });
+  }
 }
 
 function pick(head: Buffer): Transform {

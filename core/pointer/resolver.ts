@@ -114,6 +114,11 @@ export interface PublishReport {
   summary: string;
 }
 
+/** The transports that did not take a record, as `name: reason` lines. */
+export function publishFailures(report: PublishReport): string[] {
+  return report.results.filter((r) => !r.ok).map((r) => `${r.transport}: ${r.reason ?? "failed"}`);
+}
+
 /**
  * Publish one signed packet to every transport at once. Succeeds when any of
  * them took it; throws CcbError (exit 1) when none did.
