@@ -5,7 +5,7 @@
  * paths). The laptop pushes; the desktop, with no store configured, finds the
  * handoff on the DHT and restores it. Run with `npm run demo`.
  */
-import { spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -40,24 +40,26 @@ function machine(root: string, name: string, user: string, bootstrap: string[]):
   };
 }
 
-function run(
-  box: Box,
-  args: string[],
-  cwd = box.home,
-  extraEnv: NodeJS.ProcessEnv = {},
-): { ms: number; stdout: string } {
+/** Run the CLI as a child process. Asynchronously: the DHT nodes live in this process and must keep answering. */
+async function run(box: Box, args: string[], cwd = box.home): Promise<{ ms: number; stdout: string }> {
   console.log(`\n[${box.name}] $ ccbundle ${args.join(" ")}`);
   const start = performance.now();
-  const result = spawnSync(process.execPath, [CLI, ...args], {
-    cwd,
-    env: { ...box.env, ...extraEnv },
-    encoding: "utf8",
+  const child = spawn(process.execPath, [CLI, ...args], { cwd, env: box.env, stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
+  let output = "";
+  child.stdout.on("data", (d: Buffer) => {
+    stdout += d;
+    output += d;
   });
+  child.stderr.on("data", (d: Buffer) => {
+    output += d;
+  });
+  const code = await new Promise<number>((resolve) => child.on("close", (c) => resolve(c ?? 1)));
   const ms = performance.now() - start;
-  const text = `${result.stdout}${result.stderr}`.trimEnd();
+  const text = output.trimEnd();
   if (text) console.log(text.replace(/^/gm, "    "));
-  if (result.status !== 0) throw new Error(`ccbundle ${args[0]} failed on ${box.name} (exit ${result.status})`);
-  return { ms, stdout: result.stdout };
+  if (code !== 0) throw new Error(`ccbundle ${args[0]} failed on ${box.name} (exit ${code})`);
+  return { ms, stdout };
 }
 
 async function main() {
@@ -70,10 +72,10 @@ async function main() {
     const nas = path.join(root, "nas");
     mkdirSync(nas);
 
-    run(laptop, ["init", "--no-passphrase"]);
+    await run(laptop, ["init", "--no-passphrase"]);
     const keyFile = path.join(root, "alice-key.txt");
-    run(laptop, ["key", "export", keyFile]);
-    run(desktop, ["key", "import", keyFile]);
+    await run(laptop, ["key", "export", keyFile]);
+    await run(desktop, ["key", "import", keyFile]);
 
     const laptopProject = path.join(laptop.home, "work", "webapp");
     mkdirSync(laptopProject, { recursive: true });
@@ -86,11 +88,11 @@ async function main() {
     });
     console.log(`\nThe laptop has a Claude Code session ${session.id} in ${laptopProject}.`);
 
-    const push = run(laptop, ["push", "--store", nas], laptopProject);
+    const push = await run(laptop, ["push", "--store", nas], laptopProject);
     const desktopProject = path.join(desktop.home, "code", "webapp");
     mkdirSync(desktopProject, { recursive: true });
     // The desktop has no store configured: the blob's location comes from the DHT record.
-    const pull = run(desktop, ["pull", "--project", desktopProject, "--no-resume"], desktopProject);
+    const pull = await run(desktop, ["pull", "--project", desktopProject, "--no-resume"], desktopProject);
 
     const restored = path.join(
       desktop.env.CLAUDE_CONFIG_DIR!,
