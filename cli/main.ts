@@ -3,10 +3,12 @@ import yargs, { type Argv } from "yargs";
 import { hideBin } from "yargs/helpers";
 import { UsageError } from "../core/errors.js";
 import { TOOL_VERSION } from "../core/version.js";
+import { backupCommands } from "./commands/backup.js";
 import { doctorCommand } from "./commands/doctor.js";
 import { handoffCommands } from "./commands/handoff.js";
 import { identityCommands } from "./commands/identity.js";
 import { recordCommands } from "./commands/record.js";
+import { restoreCommands } from "./commands/restore.js";
 import type { GlobalArgs } from "./context.js";
 import { Output } from "./output.js";
 
@@ -68,6 +70,8 @@ async function main(): Promise<number> {
     cli = identityCommands(cli);
     cli = handoffCommands(cli);
     cli = recordCommands(cli);
+    cli = backupCommands(cli);
+    cli = restoreCommands(cli);
     cli = doctorCommand(cli);
     await cli.parseAsync();
     return typeof process.exitCode === "number" ? process.exitCode : 0;

@@ -67,3 +67,13 @@ export function errnoCode(err: unknown): string | undefined {
   }
   return undefined;
 }
+
+/** A failure as one line, its hint and exit code: for reports that list many (backup, restore). */
+export function describeFailure(err: unknown): { message: string; hint: string | undefined; exitCode: ExitCode } {
+  if (isCcbError(err)) return { message: err.message, hint: err.hint, exitCode: err.exitCode };
+  return {
+    message: `unexpected error: ${err instanceof Error ? err.message : String(err)}`,
+    hint: undefined,
+    exitCode: ExitCode.failure,
+  };
+}

@@ -80,6 +80,7 @@ export async function receiveBundle(options: ReceiveOptions): Promise<ReceiveRes
         project: options.project,
         cwd: options.cwd,
         maps: options.maps,
+        keepOriginalPaths: options.keepOriginalPaths,
       });
       const mappings = [
         // Paths into the config dir itself (persisted tool output): the project folder name changes too.

@@ -33,6 +33,8 @@ export interface BundleWriteOptions {
   files: PackFile[];
   recipients: Recipient[];
   compression: CompressOptions;
+  /** Called with the running count of tar (plaintext) bytes: progress against the session's size. */
+  onPlainBytes?: (bytes: number) => void;
 }
 
 /** The encrypted blob as a stream; pipe it to a store or a file. */
@@ -41,6 +43,14 @@ export function bundleStream(options: BundleWriteOptions): Readable {
   const compressor = createCompressor(options.compression);
   const encryptor = createEncryptStream(options.recipients);
   tarStream.on("error", (err) => encryptor.destroy(err));
+  if (options.onPlainBytes) {
+    const report = options.onPlainBytes;
+    let plain = 0;
+    tarStream.on("data", (chunk: Buffer) => {
+      plain += chunk.length;
+      report(plain);
+    });
+  }
   compressor.on("error", (err) => encryptor.destroy(err));
   return tarStream.pipe(compressor).pipe(encryptor);
 }

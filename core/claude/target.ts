@@ -21,10 +21,22 @@ export interface TargetChoice {
 
 export async function chooseTarget(
   session: ManifestSession,
-  options: { project?: string | undefined; cwd: string; maps: PathMapping[] },
+  options: { project?: string | undefined; cwd: string; maps: PathMapping[]; keepOriginalPaths?: boolean | undefined },
 ): Promise<TargetChoice> {
   if (options.project) return { cwd: await real(path.resolve(options.project)), reason: "project" };
   const mapped = applyMaps(session.cwd, options.maps);
+  if (options.keepOriginalPaths) {
+    // restore --all: each session goes to its own (mapped) path, even one that does not exist
+    // here yet; Claude Code names the project folder from the path string, so a later clone
+    // into that path finds it. The current directory is never a fallback for a whole restore.
+    const cwd = mapped ?? session.cwd;
+    const exists = await isDir(cwd);
+    return {
+      cwd: exists ? await real(cwd) : path.resolve(cwd),
+      reason: mapped !== undefined ? "mapped" : "original-path",
+      ...(exists ? {} : { warning: `${cwd} does not exist here yet; create or clone it there to resume the session` }),
+    };
+  }
   if (mapped !== undefined && (await isDir(mapped))) return { cwd: await real(mapped), reason: "mapped" };
   if (session.git?.remote) {
     const here = await gitContext(options.cwd);

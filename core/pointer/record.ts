@@ -44,6 +44,8 @@ export interface PointerPayload {
   blob?: BlobPointer;
   /** For snapshot slots: the snapshot id in the store. */
   snapshot?: string;
+  /** For snapshot slots: the store URL (no credentials) that holds the snapshot and its blobs. */
+  store?: string;
 }
 
 export interface OpenedSlot {
@@ -125,6 +127,7 @@ export function parsePayload(bytes: Uint8Array): PointerPayload {
   if (p.burn !== undefined && typeof p.burn !== "boolean") throw malformed("bad burn");
   str(p.host, "host", true);
   str(p.snapshot, "snapshot", true);
+  str(p.store, "store", true);
   if (p.session !== undefined) {
     const s = p.session as Record<string, unknown>;
     if (typeof s !== "object" || s === null) throw malformed("bad session");

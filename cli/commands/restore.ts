@@ -1,0 +1,250 @@
+import type { Argv } from "yargs";
+import { lastActivity } from "../../core/backup/filter.js";
+import type { SnapshotSession } from "../../core/backup/snapshot.js";
+import { parseMaps } from "../../core/claude/target.js";
+import { formatBytes, parseDuration } from "../../core/duration.js";
+import { ExitCode, UsageError } from "../../core/errors.js";
+import { Context, type GlobalArgs } from "../context.js";
+import { Output } from "../output.js";
+import { PhaseBars } from "../progress.js";
+import { maybeResume, printRestored, sessionJson } from "./handoff.js";
+
+/** `list`, `restore`, `prune`: reading and looking after backup snapshots. */
+
+export function restoreCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
+  return cli
+    .command(
+      "list",
+      "Show backup snapshots and the sessions of the newest one (or --snapshot)",
+      (y) =>
+        y
+          .option("snapshot", { type: "string", describe: "Show the sessions of this snapshot (id or prefix)" })
+          .option("project", { type: "string", describe: "Only sessions of this project directory (or below it)" })
+          .option("since", { type: "string", describe: "Only sessions active since: a duration (7d) or a date" })
+          .option("until", { type: "string", describe: "Only sessions active until: a duration (7d) or a date" }),
+      async (args) => {
+        const ctx = new Context(args);
+        const key = await ctx.userKey();
+        const filter = {
+          project: args.project,
+          since: args.since === undefined ? undefined : parseTime(args.since, "--since"),
+          until: args.until === undefined ? undefined : parseTime(args.until, "--until"),
+        };
+        const { locateBackups } = await import("../../core/backup/locate.js");
+        const { listBackups } = await import("../../core/backup/list.js");
+        const location = await locateBackups(ctx.settings, key);
+        try {
+          const result = await listBackups({ store: location.store, key, snapshot: args.snapshot, filter });
+          ctx.out.result({ ok: true, via: location.via, ...result });
+          ctx.out.line(`Snapshots in ${result.store} (${result.snapshots.length}):`);
+          for (const s of result.snapshots) {
+            ctx.out.line(
+              s.damaged
+                ? `  ${s.id}  damaged: ${s.damaged}`
+                : `  ${s.id}  ${shortDate(Date.parse(s.created))}  ${s.host}  ${s.sessions} sessions  ${formatBytes(s.bytes)}`,
+            );
+          }
+          if (!result.snapshot) return;
+          ctx.out.line("");
+          ctx.out.line(`Sessions in snapshot ${result.snapshot} (${result.sessions.length}):`);
+          for (const entry of result.sessions) ctx.out.line(`  ${sessionLine(entry)}`);
+        } finally {
+          await location.store.close?.();
+        }
+      },
+    )
+    .command(
+      "restore [session]",
+      "Restore one session (id prefix) or --all from a backup snapshot",
+      (y) =>
+        y
+          .positional("session", { type: "string", describe: "Session id or unique prefix" })
+          .option("all", { type: "boolean", default: false, describe: "Every session of the snapshot" })
+          .option("snapshot", { type: "string", describe: "Snapshot id or prefix (default: the newest)" })
+          .option("project", {
+            type: "string",
+            describe: "With a session: restore into this project. With --all: only this project's sessions",
+          })
+          .option("map", { type: "string", array: true, describe: "Move a path prefix <old>=<new> (repeatable)" })
+          .option("resume", { type: "boolean", default: true, describe: "Run `claude --resume` after one session" })
+          .option("rewrite", { type: "boolean", default: true, describe: "Rewrite paths (--no-rewrite keeps bytes)" })
+          .option("force", { type: "boolean", default: false, describe: "Replace diverged local copies (backed up)" }),
+      async (args) => {
+        if (!args.all === !args.session) {
+          throw new UsageError("say which session to restore, or --all", {
+            hint: "ccbundle restore <session-id-prefix>  or  ccbundle restore --all (see `ccbundle list`)",
+          });
+        }
+        const ctx = new Context(args);
+        const maps = parseMaps(args.map);
+        const key = await ctx.userKey();
+        const bars = new PhaseBars(ctx.out);
+        const { locateBackups } = await import("../../core/backup/locate.js");
+        const { restoreBackup } = await import("../../core/backup/restore.js");
+        const location = await locateBackups(ctx.settings, key);
+        let result: Awaited<ReturnType<typeof restoreBackup>>;
+        try {
+          result = await restoreBackup({
+            settings: ctx.settings,
+            key,
+            store: location.store,
+            snapshot: args.snapshot,
+            select: args.all
+              ? { all: true, project: args.project }
+              : { all: false, prefix: args.session!, project: args.project },
+            cwd: process.cwd(),
+            maps,
+            rewrite: args.rewrite,
+            force: args.force,
+            onProgress: bars.listener(),
+          });
+        } finally {
+          bars.stop();
+          await location.store.close?.();
+        }
+        const partial = result.failures.length > 0 && result.restored.length > 0;
+        const failed = result.failures.length > 0 && result.restored.length === 0;
+        ctx.out.result({
+          ok: result.failures.length === 0,
+          partial,
+          store: result.store,
+          via: location.via,
+          snapshot: result.snapshot,
+          sessions: result.restored.map((session) => ({
+            ...sessionJson(session),
+            host: session.host,
+            backedUp: session.backedUp,
+          })),
+          failures: result.failures,
+        });
+        ctx.out.line(`Restoring from snapshot ${result.snapshot} in ${result.store}`);
+        for (const session of result.restored) {
+          ctx.out.line(
+            `Session ${session.originalId}${session.title ? ` "${session.title}"` : ""} from ${session.host}`,
+          );
+          printRestored(ctx, session);
+        }
+        for (const failure of result.failures) {
+          if (!ctx.out.json) {
+            process.stderr.write(`ccbundle: session ${failure.session} was not restored: ${failure.message}\n`);
+            if (failure.hint) process.stderr.write(`hint: ${failure.hint}\n`);
+          }
+        }
+        if (partial) process.exitCode = ExitCode.partial;
+        else if (failed) process.exitCode = result.failures[0]!.exitCode;
+        else if (!args.all && result.restored[0]) await maybeResume(ctx, result.restored[0], args.resume);
+        else ctx.out.line(`Restored ${result.restored.length} sessions.`);
+      },
+    )
+    .command(
+      "prune",
+      "Forget snapshots outside the keep policy and delete blobs no kept snapshot needs",
+      (y) =>
+        y
+          .option("keep-last", { type: "number", describe: "Keep the newest N snapshots" })
+          .option("keep-daily", { type: "number", describe: "Keep the newest snapshot of each of the last N days" })
+          .option("keep-within", { type: "string", describe: "Keep every snapshot made within this long (e.g. 7d)" })
+          .option("grace", {
+            type: "string",
+            default: "1h",
+            describe: "Never delete a blob younger than this (a backup may be running)",
+          })
+          .option("expired", { type: "boolean", default: false, describe: "Also delete expired handoff blobs" })
+          .option("unreferenced", {
+            type: "boolean",
+            default: false,
+            describe: "Also delete every blob nothing of yours names (only in a store no one else uses)",
+          })
+          .option("dry-run", { type: "boolean", default: false, describe: "Say what would go; delete nothing" })
+          .option("verbose", {
+            alias: "v",
+            type: "boolean",
+            default: false,
+            describe: "Print even without a terminal",
+          }),
+      async (args) => {
+        const ctx = new Context(args);
+        const out = new Output(!!args.json, !!args.quiet || (!process.stdout.isTTY && !args.verbose && !args.dryRun));
+        for (const flag of ["keepLast", "keepDaily"] as const) {
+          const value = args[flag];
+          if (value !== undefined && (!Number.isInteger(value) || value < 0)) {
+            throw new UsageError(`--${flag === "keepLast" ? "keep-last" : "keep-daily"} takes a whole number`, {
+              hint: "e.g. --keep-last 24 --keep-daily 30",
+            });
+          }
+        }
+        const withinSeconds =
+          args.keepWithin === undefined ? undefined : parseDuration(args.keepWithin, "--keep-within");
+        const hasPolicy = args.keepLast !== undefined || args.keepDaily !== undefined || withinSeconds !== undefined;
+        if (!hasPolicy && !args.expired && !args.unreferenced) {
+          throw new UsageError("say which snapshots to keep", {
+            hint: "e.g. ccbundle prune --keep-last 24 --keep-daily 30 --keep-within 7d",
+          });
+        }
+        const graceSeconds = parseDuration(args.grace, "--grace");
+        const key = await ctx.userKey();
+        const { locateBackups } = await import("../../core/backup/locate.js");
+        const { pruneBackups } = await import("../../core/backup/prune.js");
+        const location = await locateBackups(ctx.settings, key);
+        const transports = await ctx.transports(undefined);
+        let result: Awaited<ReturnType<typeof pruneBackups>>;
+        try {
+          result = await pruneBackups({
+            settings: ctx.settings,
+            key,
+            store: location.store,
+            // Without keep flags (only --expired / --unreferenced) every snapshot stays.
+            policy: hasPolicy
+              ? { last: args.keepLast, daily: args.keepDaily, withinSeconds }
+              : { last: Number.MAX_SAFE_INTEGER },
+            graceSeconds,
+            dryRun: args.dryRun,
+            expired: args.expired,
+            unreferenced: args.unreferenced,
+            transports,
+          });
+        } finally {
+          await Promise.all(transports.map((t) => t.close?.()));
+          await location.store.close?.();
+        }
+        out.result({ ok: true, ...result });
+        const verb = result.dryRun ? "Would remove" : "Removed";
+        out.line(
+          `${verb} ${result.snapshots.removed.length} snapshot(s), kept ${result.snapshots.kept.length}, in ${result.store}`,
+        );
+        for (const id of result.snapshots.removed) out.line(`  - ${id}`);
+        out.line(
+          `${verb} ${result.blobs.removed} blob(s), ${formatBytes(result.blobs.removedBytes)}; kept ${result.blobs.young} younger than ${args.grace}, ${result.blobs.liveHandoffs} of live handoffs`,
+        );
+        if (result.blobs.unknown > 0) {
+          out.line(`Left ${result.blobs.unknown} blob(s) that nothing of yours names (--unreferenced deletes them)`);
+        }
+        for (const warning of result.warnings) out.warn(warning);
+      },
+    );
+}
+
+/** A duration back from now ("7d") or a date ("2026-11-01"), as ms. */
+function parseTime(text: string, flag: string): number {
+  if (/^\s*\d+\s*[smhdw]/i.test(text)) return Date.now() - parseDuration(text, flag) * 1000;
+  const time = Date.parse(text);
+  if (Number.isNaN(time)) {
+    throw new UsageError(`${flag}: cannot read "${text}" as a duration or a date`, {
+      hint: "use e.g. 7d, 24h or 2026-11-01",
+    });
+  }
+  return time;
+}
+
+function sessionLine(entry: SnapshotSession): string {
+  const when = shortDate(lastActivity(entry));
+  const title = entry.title ? ` "${entry.title.length > 48 ? `${entry.title.slice(0, 47)}…` : entry.title}"` : "";
+  return `${when}  ${entry.id.slice(0, 8)}  ${entry.project}${title}  ${formatBytes(entry.bytes)}  ${entry.host}`;
+}
+
+function shortDate(time: number): string {
+  if (Number.isNaN(time)) return "????-??-?? ??:??";
+  const date = new Date(time);
+  const pad = (n: number) => String(n).padStart(2, "0");
+  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())} ${pad(date.getHours())}:${pad(date.getMinutes())}`;
+}

@@ -1,0 +1,55 @@
+import cliProgress from "cli-progress";
+import type { ProgressEvent } from "../core/backup/progress.js";
+import { formatBytes } from "../core/duration.js";
+import type { Output } from "./output.js";
+
+/**
+ * Progress bars on stderr, one per phase (scan, upload, download), with
+ * amount, rate and ETA. Only on a terminal: in cron, with --json or --quiet,
+ * nothing is drawn.
+ */
+export class PhaseBars {
+  private bar: cliProgress.SingleBar | undefined;
+  private phase: string | undefined;
+  private started = 0;
+
+  constructor(private readonly out: Output) {}
+
+  /** The listener to hand to a use case; undefined when no bars are drawn. */
+  listener(): ((event: ProgressEvent) => void) | undefined {
+    return this.out.interactive ? (event) => this.update(event) : undefined;
+  }
+
+  private update(event: ProgressEvent): void {
+    if (event.phase !== this.phase) {
+      this.stop();
+      this.phase = event.phase;
+      this.started = Date.now();
+      const bytes = event.unit === "bytes";
+      this.bar = new cliProgress.SingleBar(
+        {
+          format: `${event.phase.padEnd(8)} [{bar}] {percentage}% | {value} / {total}${bytes ? " | {rate}/s" : ""} | ETA {eta_formatted}`,
+          stream: process.stderr,
+          hideCursor: true,
+          barsize: 24,
+          etaBuffer: 40,
+          fps: 8,
+          formatValue: (value, _options, type) =>
+            bytes && (type === "value" || type === "total") ? formatBytes(Number(value)) : String(value),
+        },
+        cliProgress.Presets.shades_classic,
+      );
+      this.bar.start(Math.max(event.total, 1), 0, { rate: formatBytes(0) });
+    }
+    const seconds = Math.max((Date.now() - this.started) / 1000, 0.001);
+    // A session's size is known only once read, and tar headers add a little: never past 100 %.
+    this.bar!.setTotal(Math.max(event.total, event.done, 1));
+    this.bar!.update(event.done, { rate: formatBytes(Math.round(event.done / seconds)) });
+  }
+
+  stop(): void {
+    this.bar?.stop();
+    this.bar = undefined;
+    this.phase = undefined;
+  }
+}

@@ -1,0 +1,393 @@
+import { createHash } from "node:crypto";
+import os from "node:os";
+import type { BlobStore } from "../../storage-adapters/blob-store.js";
+import { bundleStream, HashCounter } from "../bundle/blob.js";
+import { prepareBundle } from "../bundle/build.js";
+import { allSessions, findSession, folderForProject, type SessionRef, sessionsInFolder } from "../claude/session.js";
+import type { Settings } from "../config.js";
+import type { Recipient } from "../crypto/age/index.js";
+import { parseRecipient, type UserKey } from "../crypto/keys.js";
+import { CcbError, describeFailure, type ExitCode, NotFoundError } from "../errors.js";
+import { withLock } from "../lock.js";
+import { randomId, storeLayout } from "../store-layout.js";
+import { addFileStat, type Fingerprint, fingerprintSession, sameFingerprint, todoIndex } from "./fingerprint.js";
+import { mapPool } from "./pool.js";
+import type { ProgressListener } from "./progress.js";
+import { newestSnapshot, newSnapshotId, type Snapshot, type SnapshotSession, writeSnapshot } from "./snapshot.js";
+import { BackupStateFile, machineId, type StateEntry } from "./state.js";
+
+/**
+ * `ccbundle backup`: every session in scope becomes its own bundle in the
+ * store, unless it is unchanged since its last backup (same stat fingerprint,
+ * and its blob is in the last snapshot or still in the store): then it is not
+ * read at all. Bundles upload a few at a time; each finished upload is
+ * journaled at once. The snapshot that names them all is written last, so a
+ * run killed half-way leaves the previous snapshot as it was and the next run
+ * reuses what was uploaded.
+ *
+ * A snapshot lists every session this machine ever backed up (including ones
+ * Claude Code's 30-day cleanup has since deleted here) plus the other
+ * machines' sessions as the last snapshot had them.
+ */
+
+export interface BackupScope {
+  /** One session (id or unique prefix): the SessionEnd hook. */
+  sessionId?: string | undefined;
+  /** Only this project directory's sessions. */
+  project?: string | undefined;
+  /** Only sessions written to within this many seconds. */
+  sinceSeconds?: number | undefined;
+}
+
+export interface BackupOptions {
+  settings: Settings;
+  key: UserKey;
+  store: BlobStore;
+  scope: BackupScope;
+  /** For --session lookups. */
+  cwd: string;
+  /** Bundles built and uploaded at once. Default 3. */
+  concurrency?: number;
+  /** How long to wait for another backup on this machine to finish. Default 60 s. */
+  lockWaitMs?: number;
+  onProgress?: ProgressListener;
+}
+
+export interface BackupFailure {
+  session: string;
+  project: string | undefined;
+  message: string;
+  hint: string | undefined;
+  exitCode: ExitCode;
+}
+
+export interface UploadedSession {
+  id: string;
+  title: string | undefined;
+  project: string;
+  bytes: number;
+  blobBytes: number;
+}
+
+export interface BackupResult {
+  /** The snapshot that now lists every session: the one written, or the unchanged previous one. */
+  snapshot: string | undefined;
+  wroteSnapshot: boolean;
+  parent: string | undefined;
+  store: string;
+  machine: string;
+  sessions: {
+    /** Sessions found here that were in scope. */
+    scanned: number;
+    uploaded: number;
+    /** Unchanged since the last snapshot: not read. */
+    unchanged: number;
+    /** Unchanged, and uploaded by an earlier run that did not finish: reused. */
+    resumed: number;
+    failed: number;
+    /** Sessions the snapshot lists (all machines, including ones no longer on disk here). */
+    inSnapshot: number;
+  };
+  bytes: { read: number; uploaded: number };
+  uploaded: UploadedSession[];
+  failures: BackupFailure[];
+  warnings: string[];
+  durationMs: number;
+}
+
+const DEFAULT_CONCURRENCY = 3;
+/** Fingerprinting is stat calls only: many at once keeps the disk queue full. */
+const SCAN_CONCURRENCY = 16;
+
+export async function backupSessions(options: BackupOptions): Promise<BackupResult> {
+  // Cron and the SessionEnd hook may fire together: one backup per machine at a time.
+  return withLock(options.settings.home, "backup", () => backupLocked(options), {
+    waitMs: options.lockWaitMs ?? 60_000,
+  });
+}
+
+type Decision = { ref: SessionRef; stateKey: string; print: Fingerprint; status: "changed" | "unchanged" | "resumed" };
+
+async function backupLocked(options: BackupOptions): Promise<BackupResult> {
+  const started = performance.now();
+  const { settings, key, store } = options;
+  const { claudeDir } = settings;
+  const machine = await machineId(settings.home);
+  const host = os.hostname();
+  const recipients: Recipient[] = [key.ageRecipient(), ...settings.backupRecipients.map(parseRecipient)];
+  const recipientsId = createHash("sha256")
+    .update(recipients.map((recipient) => String(recipient)).join("\n"))
+    .digest("hex")
+    .slice(0, 16);
+  const warnings: string[] = [];
+
+  const stateFile = await BackupStateFile.open(settings.home, key.z32, store.url);
+  const state = stateFile.state;
+  const base = await newestSnapshot(store, key, warnings);
+  const baseBlobs = new Set(base?.sessions.map((session) => session.blob.key));
+  // Our own entries in the last snapshot that this machine's state does not know
+  // (state deleted): adopt them, so sessions gone from disk stay in the backup.
+  for (const entry of base?.sessions ?? []) {
+    const stateKey = stateKeyOf(entry.folder, entry.id);
+    if (entry.machine === machine && !state.sessions[stateKey]) {
+      state.sessions[stateKey] = { fingerprint: {}, slugs: [], recipients: "", entry };
+    }
+  }
+
+  const refs = await sessionsInScope(settings, options.scope, options.cwd, Object.keys(state.sessions).length);
+  const todos = await todoIndex(claudeDir);
+  let scanned = 0;
+  const scan = await mapPool(refs, SCAN_CONCURRENCY, async (ref): Promise<Decision> => {
+    const stateKey = stateKeyOf(ref.folder, ref.id);
+    const previous = state.sessions[stateKey];
+    const print = await fingerprintSession(claudeDir, ref, previous?.slugs ?? [], todos);
+    options.onProgress?.({ phase: "scan", unit: "sessions", done: ++scanned, total: refs.length });
+    if (previous && previous.recipients === recipientsId && sameFingerprint(previous.fingerprint, print)) {
+      const blob = previous.entry.blob;
+      if (baseBlobs.has(blob.key)) return { ref, stateKey, print, status: "unchanged" };
+      // Not in the last snapshot: uploaded by a run that was cut short, or dropped by another
+      // machine's snapshot. Reuse it if the store still has all of it.
+      const stored = await store.stat(blob.key);
+      if (stored?.size === blob.size) return { ref, stateKey, print, status: "resumed" };
+    }
+    return { ref, stateKey, print, status: "changed" };
+  });
+  const decisions = scan.map((result) => {
+    if (result.status === "rejected") throw result.reason;
+    return result.value;
+  });
+
+  const changed = decisions.filter((decision) => decision.status === "changed");
+  const plainTotal = changed.reduce((sum, decision) => sum + printBytes(decision.print), 0);
+  const inFlight = new Map<string, number>();
+  let plainDone = 0;
+  const report = () =>
+    options.onProgress?.({
+      phase: "upload",
+      unit: "bytes",
+      done: plainDone + [...inFlight.values()].reduce((a, b) => a + b, 0),
+      total: plainTotal,
+    });
+  const uploadResults = await mapPool(changed, options.concurrency ?? DEFAULT_CONCURRENCY, async (decision) => {
+    const uploaded = await uploadSession({
+      settings,
+      key,
+      store,
+      decision,
+      recipients,
+      recipientsId,
+      machine,
+      host,
+      stateFile,
+      onPlainBytes: (bytes) => {
+        inFlight.set(decision.stateKey, bytes);
+        report();
+      },
+    });
+    inFlight.delete(decision.stateKey);
+    plainDone += printBytes(decision.print);
+    report();
+    return uploaded;
+  });
+
+  const uploaded: UploadedSession[] = [];
+  const failures: BackupFailure[] = [];
+  // Entries that are current after this run: unchanged, resumed or just uploaded.
+  const current = new Set(decisions.filter((d) => d.status !== "changed").map((d) => d.stateKey));
+  uploadResults.forEach((result, index) => {
+    const decision = changed[index]!;
+    if (result.status === "fulfilled") {
+      uploaded.push(result.value);
+      current.add(decision.stateKey);
+      return;
+    }
+    failures.push({
+      session: decision.ref.id,
+      project: state.sessions[decision.stateKey]?.entry.project,
+      ...describeFailure(result.reason),
+    });
+  });
+
+  // Entries this run did not refresh (out of scope, gone from disk, failed) stay as they
+  // were, as long as their blob is still there.
+  for (const [stateKey, saved] of Object.entries(state.sessions)) {
+    if (current.has(stateKey) || baseBlobs.has(saved.entry.blob.key)) continue;
+    const stored = await store.stat(saved.entry.blob.key);
+    if (stored?.size !== saved.entry.blob.size) {
+      stateFile.forget(stateKey);
+      warnings.push(
+        `the backup of session ${saved.entry.id} is gone from the store; it is uploaded again while the session is still here`,
+      );
+    }
+  }
+
+  const ours = Object.values(state.sessions).map((saved) => saved.entry);
+  const others = (base?.sessions ?? []).filter((entry) => entry.machine !== machine);
+  const sessions = [...others, ...ours].sort((a, b) => b.modified - a.modified);
+  const wroteSnapshot = !base || !sameEntries(base.sessions, sessions);
+  let snapshotId = base?.id;
+  if (wroteSnapshot) {
+    const snapshot: Snapshot = {
+      format: "ccbundle-snapshot/1",
+      id: newSnapshotId(),
+      created: new Date().toISOString(),
+      publisher: key.z32,
+      machine,
+      host,
+      ...(base ? { parent: base.id } : {}),
+      sessions,
+    };
+    await writeSnapshot(store, key, snapshot, recipients);
+    snapshotId = snapshot.id;
+  }
+  // Blobs a snapshot names are tracked through it from now on; what is left are
+  // uploads no snapshot will ever name (superseded in a run that was cut short).
+  const named = new Set(sessions.map((session) => session.blob.key));
+  state.uploaded = state.uploaded.filter((blobKey) => !named.has(blobKey));
+  await stateFile.save();
+
+  const counts = (status: Decision["status"]) => decisions.filter((decision) => decision.status === status).length;
+  return {
+    snapshot: snapshotId,
+    wroteSnapshot,
+    parent: wroteSnapshot ? base?.id : base?.parent,
+    store: store.url,
+    machine,
+    sessions: {
+      scanned: refs.length,
+      uploaded: uploaded.length,
+      unchanged: counts("unchanged"),
+      resumed: counts("resumed"),
+      failed: failures.length,
+      inSnapshot: sessions.length,
+    },
+    bytes: {
+      read: uploaded.reduce((sum, session) => sum + session.bytes, 0),
+      uploaded: uploaded.reduce((sum, session) => sum + session.blobBytes, 0),
+    },
+    uploaded,
+    failures,
+    warnings,
+    durationMs: Math.round(performance.now() - started),
+  };
+}
+
+async function uploadSession(options: {
+  settings: Settings;
+  key: UserKey;
+  store: BlobStore;
+  decision: Decision;
+  recipients: Recipient[];
+  recipientsId: string;
+  machine: string;
+  host: string;
+  stateFile: BackupStateFile;
+  onPlainBytes: (bytes: number) => void;
+}): Promise<UploadedSession> {
+  const { settings, store, decision } = options;
+  // The fingerprint was taken before this read: if Claude Code writes meanwhile, the
+  // next run sees a newer stat and backs the session up again (whole lines only now).
+  const prepared = await prepareBundle({
+    claudeDir: settings.claudeDir,
+    ref: decision.ref,
+    key: options.key,
+    env: settings.env,
+  });
+  const session = prepared.manifest.sessions[0]!;
+  const blobKey = storeLayout.blob(randomId());
+  const counter = new HashCounter();
+  const blob = bundleStream({
+    manifestJson: prepared.manifestJson,
+    files: prepared.files,
+    recipients: options.recipients,
+    compression: settings.compression,
+    onPlainBytes: options.onPlainBytes,
+  });
+  // pipe() does not forward errors; without this a failed read would stall the upload.
+  blob.on("error", (err) => counter.destroy(err));
+  await store.put(blobKey, blob.pipe(counter));
+  const stored = await store.stat(blobKey);
+  if (stored?.size !== counter.bytes) {
+    throw new CcbError(`the store kept ${stored?.size ?? 0} of ${counter.bytes} bytes of a bundle`, 1, {
+      hint: "check the store and run the backup again",
+    });
+  }
+  const slugs = prepared.files
+    .map((file) => /^claude\/plans\/([\w.-]+)\.md$/.exec(file.path)?.[1])
+    .filter((slug): slug is string => slug !== undefined);
+  // Plans first named by this read were not in the fingerprint taken before it.
+  const print = { ...decision.print };
+  for (const slug of slugs) await addFileStat(print, settings.claudeDir, `plans/${slug}.md`);
+  const entry: SnapshotSession = {
+    id: session.id,
+    machine: options.machine,
+    host: options.host,
+    project: session.cwd,
+    folder: session.folder,
+    ...(session.title ? { title: session.title } : {}),
+    ...(session.firstTimestamp ? { first: session.firstTimestamp } : {}),
+    ...(session.lastTimestamp ? { last: session.lastTimestamp } : {}),
+    modified: decision.ref.modified,
+    files: session.files.length,
+    bytes: prepared.bytes,
+    blob: { key: blobKey, size: counter.bytes, sha256: counter.digest() },
+    backedUp: new Date().toISOString(),
+  };
+  const saved: StateEntry = { fingerprint: print, slugs, recipients: options.recipientsId, entry };
+  await options.stateFile.record(decision.stateKey, saved);
+  return {
+    id: session.id,
+    title: session.title,
+    project: session.cwd,
+    bytes: prepared.bytes,
+    blobBytes: counter.bytes,
+  };
+}
+
+async function sessionsInScope(
+  settings: Settings,
+  scope: BackupScope,
+  cwd: string,
+  known: number,
+): Promise<SessionRef[]> {
+  const { claudeDir } = settings;
+  if (scope.sessionId) return [await findSession(claudeDir, cwd, scope.sessionId)];
+  let refs: SessionRef[];
+  if (scope.project) {
+    refs = await sessionsInFolder(claudeDir, await folderForProject(scope.project));
+    if (refs.length === 0) {
+      throw new NotFoundError(`no Claude Code session for ${scope.project}`, {
+        hint: `check the directory, or CLAUDE_CONFIG_DIR (looked in ${claudeDir})`,
+      });
+    }
+  } else {
+    refs = await allSessions(claudeDir);
+    if (refs.length === 0 && known === 0) {
+      throw new NotFoundError(`no Claude Code sessions in ${claudeDir}`, {
+        hint: "set CLAUDE_CONFIG_DIR to the config dir Claude Code uses (default ~/.claude)",
+      });
+    }
+  }
+  if (scope.sinceSeconds !== undefined) {
+    const since = Date.now() - scope.sinceSeconds * 1000;
+    refs = refs.filter((ref) => ref.modified >= since);
+  }
+  return refs;
+}
+
+export function stateKeyOf(folder: string, id: string): string {
+  return `${folder}/${id}`;
+}
+
+function printBytes(print: Fingerprint): number {
+  let sum = 0;
+  for (const value of Object.values(print)) sum += Number(value.slice(0, value.indexOf(":")));
+  return sum;
+}
+
+function sameEntries(a: SnapshotSession[], b: SnapshotSession[]): boolean {
+  if (a.length !== b.length) return false;
+  const key = (entry: SnapshotSession) => `${entry.machine}/${entry.folder}/${entry.id}/${entry.blob.key}`;
+  const left = new Set(a.map(key));
+  return b.every((entry) => left.has(key(entry)));
+}

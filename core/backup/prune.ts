@@ -1,0 +1,211 @@
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import type { BlobStore, ObjectInfo } from "../../storage-adapters/blob-store.js";
+import type { Settings } from "../config.js";
+import type { UserKey } from "../crypto/keys.js";
+import { NotFoundError } from "../errors.js";
+import { withLock } from "../lock.js";
+import { describeError } from "../pointer/abort.js";
+import { verifyPayload } from "../pointer/packet.js";
+import { openSlots, type PointerPayload } from "../pointer/record.js";
+import { resolveNewest } from "../pointer/resolver.js";
+import type { PointerTransport } from "../pointer/transport.js";
+import { storeLayout } from "../store-layout.js";
+import { applyPolicy, type KeepPolicy, type KeepReason } from "./policy.js";
+import { mapPool } from "./pool.js";
+import { listSnapshotIds, readSnapshot, type Snapshot, snapshotTime } from "./snapshot.js";
+import { BackupStateFile } from "./state.js";
+
+/**
+ * `ccbundle prune`: forget snapshots outside the keep policy, then delete the
+ * blobs nothing kept needs. A blob is deleted only when all of this holds:
+ *
+ * - it is ours: named by a snapshot being removed, or uploaded by this machine
+ *   (a run cut short), or an expired handoff of ours (`--expired`), or, with
+ *   `--unreferenced`, anything in `blobs/` (only for a store no one else uses:
+ *   blob names do not say whose they are);
+ * - no kept snapshot names it, and this machine's backup state does not;
+ * - no live (unexpired) handoff slot in the owner's record names it: handoffs
+ *   share `blobs/`;
+ * - the store has had it for longer than the grace period, so a backup running
+ *   elsewhere right now never loses a blob it just uploaded.
+ *
+ * Blobs to delete are written into this machine's state before any snapshot is
+ * deleted, so a prune killed half-way finishes the job next time instead of
+ * leaking them.
+ */
+
+export interface PruneOptions {
+  settings: Settings;
+  key: UserKey;
+  store: BlobStore;
+  policy: KeepPolicy;
+  graceSeconds: number;
+  dryRun: boolean;
+  /** Also delete the blobs of expired handoffs named by the owner's record. */
+  expired: boolean;
+  /** Also delete blobs in the store that nothing of ours names (a store used by no one else). */
+  unreferenced: boolean;
+  /** DHT and relays, to read the owner's newest record (besides the store's mirror and this machine's copy). */
+  transports: PointerTransport[];
+  now?: number;
+}
+
+export interface PruneResult {
+  store: string;
+  dryRun: boolean;
+  snapshots: { kept: Array<{ id: string; reasons: KeepReason[] }>; removed: string[]; damaged: string[] };
+  blobs: {
+    removed: number;
+    removedBytes: number;
+    /** Would go, but are younger than the grace period. */
+    young: number;
+    /** Kept because a live handoff names them. */
+    liveHandoffs: number;
+    /** In the store, named by nothing of ours, left alone (without --unreferenced). */
+    unknown: number;
+  };
+  warnings: string[];
+}
+
+export async function pruneBackups(options: PruneOptions): Promise<PruneResult> {
+  return withLock(options.settings.home, "backup", () => pruneLocked(options), { waitMs: 60_000 });
+}
+
+async function pruneLocked(options: PruneOptions): Promise<PruneResult> {
+  const { settings, key, store } = options;
+  const now = options.now ?? Date.now();
+  const warnings: string[] = [];
+
+  const ids = await listSnapshotIds(store, key.z32);
+  const opened = await mapPool(ids, 8, (id) => readSnapshot(store, key, id));
+  const snapshots = new Map<string, Snapshot>();
+  const damaged: string[] = [];
+  opened.forEach((result, index) => {
+    const id = ids[index]!;
+    if (result.status === "fulfilled") snapshots.set(id, result.value);
+    else {
+      // Never delete what cannot be read: it may be someone's only copy of something.
+      damaged.push(id);
+      warnings.push(`kept snapshot ${id}: ${describeError(result.reason)}`);
+    }
+  });
+  const policy = applyPolicy(
+    [...snapshots.keys()].map((id) => ({ id, time: snapshotTime(id) })),
+    options.policy,
+    now,
+  );
+
+  const stateFile = await BackupStateFile.open(settings.home, key.z32, store.url);
+  const state = stateFile.state;
+  const needed = new Set<string>();
+  for (const { id } of policy.keep) for (const entry of snapshots.get(id)!.sessions) needed.add(entry.blob.key);
+  for (const saved of Object.values(state.sessions)) needed.add(saved.entry.blob.key);
+
+  const slots = await ownerSlots(options, warnings);
+  const live = new Set<string>();
+  const expired = new Set<string>();
+  for (const slot of slots) {
+    if (slot.kind !== "handoff" || !slot.blob) continue;
+    if (slot.expires !== undefined && slot.expires * 1000 < now) expired.add(slot.blob.key);
+    else live.add(slot.blob.key);
+  }
+
+  const inStore = new Map<string, ObjectInfo>();
+  for await (const object of store.list(storeLayout.blobsPrefix)) inStore.set(object.key, object);
+
+  const candidates = new Set<string>(state.uploaded);
+  for (const id of policy.remove) for (const entry of snapshots.get(id)!.sessions) candidates.add(entry.blob.key);
+  if (options.expired) for (const blobKey of expired) candidates.add(blobKey);
+  const ours = new Set([...candidates, ...needed, ...live, ...expired]);
+  for (const snapshot of snapshots.values()) for (const entry of snapshot.sessions) ours.add(entry.blob.key);
+  const unknown = [...inStore.keys()].filter((blobKey) => !ours.has(blobKey));
+  if (options.unreferenced) for (const blobKey of unknown) candidates.add(blobKey);
+
+  const graceMs = options.graceSeconds * 1000;
+  const doomed: ObjectInfo[] = [];
+  const pending = new Set<string>();
+  let young = 0;
+  let liveHandoffs = 0;
+  for (const blobKey of candidates) {
+    if (needed.has(blobKey)) continue;
+    if (live.has(blobKey)) {
+      liveHandoffs++;
+      continue;
+    }
+    const info = inStore.get(blobKey);
+    if (!info) continue; // already gone
+    if (now - info.modified.getTime() < graceMs) {
+      young++;
+      pending.add(blobKey);
+      continue;
+    }
+    doomed.push(info);
+  }
+
+  if (!options.dryRun) {
+    // Remember every blob that is to go before the snapshots naming them disappear.
+    state.uploaded = [...new Set([...pending, ...doomed.map((info) => info.key)])];
+    await stateFile.save();
+    for (const id of policy.remove) await store.delete(storeLayout.snapshot(key.z32, id));
+    const deleted = await mapPool(doomed, 8, (info) => store.delete(info.key));
+    const failed = doomed.filter((_, index) => deleted[index]!.status === "rejected");
+    for (const info of failed) warnings.push(`could not delete ${info.key}; the next prune tries again`);
+    state.uploaded = [...pending, ...failed.map((info) => info.key)];
+    await stateFile.save();
+  }
+  return {
+    store: store.url,
+    dryRun: options.dryRun,
+    snapshots: { kept: policy.keep, removed: policy.remove, damaged },
+    blobs: {
+      removed: doomed.length,
+      removedBytes: doomed.reduce((sum, info) => sum + info.size, 0),
+      young,
+      liveHandoffs,
+      unknown: options.unreferenced ? 0 : unknown.length,
+    },
+    warnings,
+  };
+}
+
+/**
+ * Every slot of the owner's record we can see: the store's mirror (any push into
+ * this store wrote its record there), this machine's last published record, and
+ * the newest one on the DHT and relays. A handoff live in any of them is kept.
+ */
+async function ownerSlots(options: PruneOptions, warnings: string[]): Promise<PointerPayload[]> {
+  const { key, store, settings } = options;
+  const identities = [key.ageIdentity()];
+  const packets: Uint8Array[] = [];
+  try {
+    packets.push(await store.getBytes(storeLayout.record(key.z32)));
+  } catch (err) {
+    if (!(err instanceof NotFoundError)) throw err;
+  }
+  try {
+    packets.push(await readFile(path.join(settings.home, "state", `record-${key.z32}.bin`)));
+  } catch {
+    // never published from here
+  }
+  const payloads: PointerPayload[] = [];
+  for (const bytes of packets) {
+    try {
+      payloads.push(
+        ...(await openSlots(verifyPayload(key.publicKey, bytes), key.z32, identities)).map((s) => s.payload),
+      );
+    } catch (err) {
+      warnings.push(`ignored a record that does not verify: ${describeError(err)}`);
+    }
+  }
+  if (options.transports.length > 0) {
+    try {
+      const resolved = await resolveNewest(options.transports, key.publicKey, { home: settings.home });
+      payloads.push(...(await openSlots(resolved.payload, key.z32, identities)).map((s) => s.payload));
+    } catch (err) {
+      if (!(err instanceof NotFoundError))
+        warnings.push(`could not read your record on the network: ${describeError(err)}`);
+    }
+  }
+  return payloads;
+}

@@ -1,0 +1,162 @@
+import { type Readable, Transform } from "node:stream";
+import type { BlobStore } from "../../storage-adapters/blob-store.js";
+import type { PathMapping } from "../claude/remap.js";
+import type { Settings } from "../config.js";
+import type { UserKey } from "../crypto/keys.js";
+import { describeFailure, type ExitCode, NotFoundError, UsageError } from "../errors.js";
+import { type ReceivedSession, receiveBundle } from "../receive.js";
+import { filterEntries, lastActivity } from "./filter.js";
+import type { ProgressListener } from "./progress.js";
+import { pickSnapshotId, readSnapshot, type SnapshotSession } from "./snapshot.js";
+
+/**
+ * `ccbundle restore`: sessions from a backup snapshot, with pull's conflict
+ * and remapping rules (receiveBundle). One session (`<id-prefix>`) lands where
+ * pull would put it; `--all` keeps each session's own project path, moved by
+ * any `--map` prefix, so one `--map /Users/bob=/home/bob` puts every project
+ * of a Mac in place on a Linux laptop. Each blob is checked against the hash
+ * the signed snapshot recorded and must be signed by the owner.
+ */
+
+/**
+ * `--all` (with `project`: only that project's sessions, or below it) or one
+ * session by id prefix (with `project`: restore into it, as pull --project).
+ */
+export type RestoreSelection =
+  | { all: true; project?: string | undefined }
+  | { all: false; prefix: string; project?: string | undefined };
+
+export interface RestoreOptions {
+  settings: Settings;
+  key: UserKey;
+  store: BlobStore;
+  snapshot?: string | undefined;
+  select: RestoreSelection;
+  cwd: string;
+  maps: PathMapping[];
+  rewrite: boolean;
+  force: boolean;
+  onProgress?: ProgressListener;
+}
+
+export interface RestoredSession extends ReceivedSession {
+  host: string;
+  backedUp: string;
+}
+
+export interface RestoreFailure {
+  session: string;
+  project: string;
+  message: string;
+  hint: string | undefined;
+  exitCode: ExitCode;
+}
+
+export interface RestoreResult {
+  store: string;
+  snapshot: string;
+  restored: RestoredSession[];
+  failures: RestoreFailure[];
+}
+
+export async function restoreBackup(options: RestoreOptions): Promise<RestoreResult> {
+  const { settings, key, store, select } = options;
+  const snapshotId = await pickSnapshotId(store, key.z32, options.snapshot);
+  if (!snapshotId) {
+    throw new NotFoundError(`no backup snapshots in ${store.url}`, {
+      hint: "run `ccbundle backup` first, or pass --store naming the store it wrote to",
+    });
+  }
+  const snapshot = await readSnapshot(store, key, snapshotId);
+  const entries = select.all
+    ? (await filterEntries(snapshot.sessions, { project: select.project })).sort((a, b) => a.modified - b.modified)
+    : [pickOne(snapshot.sessions, select.prefix)];
+  if (entries.length === 0) {
+    throw new NotFoundError(`snapshot ${snapshotId} has no sessions${select.project ? ` of ${select.project}` : ""}`, {
+      hint: "`ccbundle list` shows what it holds",
+    });
+  }
+
+  const total = entries.reduce((sum, entry) => sum + entry.blob.size, 0);
+  let done = 0;
+  const restored: RestoredSession[] = [];
+  const failures: RestoreFailure[] = [];
+  // One at a time: restores share history.jsonl and may land in the same project folder.
+  for (const entry of entries) {
+    try {
+      const blob = counted(await openBackupBlob(store, entry), (bytes) =>
+        options.onProgress?.({ phase: "download", unit: "bytes", done: done + bytes, total }),
+      );
+      const result = await receiveBundle({
+        settings,
+        blob,
+        identities: [key.ageIdentity()],
+        acceptSigners: [key.z32],
+        expect: { sha256: entry.blob.sha256, size: entry.blob.size },
+        project: select.all ? undefined : select.project,
+        keepOriginalPaths: select.all,
+        cwd: options.cwd,
+        maps: options.maps,
+        rewrite: options.rewrite,
+        force: options.force,
+      });
+      for (const session of result.sessions) restored.push({ ...session, host: entry.host, backedUp: entry.backedUp });
+    } catch (err) {
+      if (!select.all) throw err;
+      failures.push({
+        session: entry.id,
+        project: entry.project,
+        ...describeFailure(err),
+      });
+    }
+    done += entry.blob.size;
+    options.onProgress?.({ phase: "download", unit: "bytes", done, total });
+  }
+  return { store: store.url, snapshot: snapshotId, restored, failures };
+}
+
+async function openBackupBlob(store: BlobStore, entry: SnapshotSession): Promise<Readable> {
+  try {
+    return await store.get(entry.blob.key);
+  } catch (err) {
+    if (!(err instanceof NotFoundError)) throw err;
+    throw new NotFoundError(`the backup of session ${entry.id} is gone from ${store.url}`, {
+      hint: "restore it from an older snapshot (--snapshot; `ccbundle list` shows them)",
+    });
+  }
+}
+
+/**
+ * Count bytes as they flow. (Not the store's own onProgress: a data listener on
+ * the store's stream would start it flowing before the reader is attached.)
+ */
+function counted(source: Readable, report: (bytes: number) => void): Readable {
+  let bytes = 0;
+  const counter = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      bytes += chunk.length;
+      report(bytes);
+      done(null, chunk);
+    },
+  });
+  source.on("error", (err) => counter.destroy(err));
+  return source.pipe(counter);
+}
+
+/** The session a prefix names; the newest copy when several machines backed it up. */
+function pickOne(entries: SnapshotSession[], prefix: string): SnapshotSession {
+  if (!/^[0-9a-fA-F-]{4,36}$/.test(prefix)) {
+    throw new UsageError(`not a session id: ${prefix}`, {
+      hint: "session ids look like 1b2c3d4e-…; `ccbundle list` shows them",
+    });
+  }
+  const matches = entries.filter((entry) => entry.id.startsWith(prefix.toLowerCase()));
+  const ids = new Set(matches.map((entry) => entry.id));
+  if (ids.size === 0) {
+    throw new NotFoundError(`no session ${prefix} in the snapshot`, { hint: "`ccbundle list` shows what it holds" });
+  }
+  if (ids.size > 1) {
+    throw new UsageError(`session prefix ${prefix} matches ${ids.size} sessions`, { hint: "give more characters" });
+  }
+  return matches.sort((a, b) => lastActivity(b) - lastActivity(a))[0]!;
+}

@@ -1,0 +1,131 @@
+import { createHash, randomBytes } from "node:crypto";
+import { appendFile, mkdir, readFile, rm } from "node:fs/promises";
+import path from "node:path";
+import { writeFileAtomic } from "../claude/files.js";
+import { CcbError, errnoCode } from "../errors.js";
+import type { SnapshotSession } from "./snapshot.js";
+
+/**
+ * What this machine remembers between backups, per (identity, store):
+ * for each session, the stat fingerprint of its files when they were read and
+ * the blob that holds them, so an unchanged session is never read again.
+ *
+ * `state/backup/<hash>.json` is rewritten at the end of a run; during a run,
+ * every finished upload is appended at once to `<hash>.journal`, one JSON line,
+ * so a run killed half-way loses no upload: the next run replays the journal
+ * and reuses those blobs. A torn last line (power loss) is ignored; the worst
+ * it costs is one re-upload.
+ */
+
+export interface StateEntry {
+  /** Bundle-relative path → `size:mtimeMs` of every file of the session when it was read. */
+  fingerprint: Record<string, string>;
+  /** Plan slugs the transcript named, so plans can be stat'ed without reading the transcript. */
+  slugs: string[];
+  /** Which recipients the blob is encrypted to: adding a backup recipient re-uploads everything. */
+  recipients: string;
+  entry: SnapshotSession;
+}
+
+export interface BackupState {
+  version: 1;
+  store: string;
+  publisher: string;
+  /** By session id. */
+  sessions: Record<string, StateEntry>;
+  /** Blobs this machine uploaded that no snapshot may name yet: prune candidates once past the grace period. */
+  uploaded: string[];
+}
+
+export class BackupStateFile {
+  private constructor(
+    private readonly file: string,
+    private readonly journal: string,
+    readonly state: BackupState,
+  ) {}
+
+  static async open(home: string, publisher: string, store: string): Promise<BackupStateFile> {
+    const name = createHash("sha256").update(`${publisher}\n${store}`).digest("hex").slice(0, 20);
+    const dir = path.join(home, "state", "backup");
+    const file = path.join(dir, `${name}.json`);
+    const journal = path.join(dir, `${name}.journal`);
+    const state = (await readJson(file)) ?? { version: 1, store, publisher, sessions: {}, uploaded: [] };
+    const opened = new BackupStateFile(file, journal, state);
+    for (const line of await readLines(journal)) {
+      try {
+        const { id, ...entry } = JSON.parse(line) as StateEntry & { id: string };
+        opened.apply(id, entry);
+      } catch {
+        // A torn line from a crash: that upload is simply done again.
+      }
+    }
+    return opened;
+  }
+
+  /** Remember a finished upload, durably, before doing anything else. */
+  async record(id: string, entry: StateEntry): Promise<void> {
+    await mkdir(path.dirname(this.journal), { recursive: true, mode: 0o700 });
+    await appendFile(this.journal, `${JSON.stringify({ id, ...entry })}\n`, { mode: 0o600 });
+    this.apply(id, entry);
+  }
+
+  forget(id: string): void {
+    delete this.state.sessions[id];
+  }
+
+  /** Write the whole state and drop the journal (replaying it again would change nothing). */
+  async save(): Promise<void> {
+    await writeFileAtomic(this.file, `${JSON.stringify(this.state)}\n`, 0o600);
+    await rm(this.journal, { force: true });
+  }
+
+  private apply(id: string, entry: StateEntry): void {
+    this.state.sessions[id] = entry;
+    if (!this.state.uploaded.includes(entry.entry.blob.key)) this.state.uploaded.push(entry.entry.blob.key);
+  }
+}
+
+/** A random id for this machine (per CCBUNDLE_HOME), created on first use. */
+export async function machineId(home: string): Promise<string> {
+  const file = path.join(home, "state", "machine-id");
+  try {
+    const id = (await readFile(file, "utf8")).trim();
+    if (/^[a-f0-9]{16}$/.test(id)) return id;
+  } catch (err) {
+    if (errnoCode(err) !== "ENOENT") throw err;
+  }
+  const id = randomBytes(8).toString("hex");
+  await writeFileAtomic(file, `${id}\n`, 0o600);
+  return id;
+}
+
+async function readJson(file: string): Promise<BackupState | undefined> {
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (err) {
+    if (errnoCode(err) === "ENOENT") return undefined;
+    throw err;
+  }
+  try {
+    const state = JSON.parse(text) as BackupState;
+    if (state.version !== 1 || typeof state.sessions !== "object" || !Array.isArray(state.uploaded)) {
+      throw new Error("unexpected shape");
+    }
+    return state;
+  } catch (err) {
+    throw new CcbError(`backup state ${file} is damaged`, 1, {
+      hint: "delete it: the next backup reads every session once more and reuses nothing",
+      cause: err,
+    });
+  }
+}
+
+async function readLines(file: string): Promise<string[]> {
+  try {
+    return (await readFile(file, "utf8")).split("\n").filter((line) => line.length > 0);
+  } catch (err) {
+    if (errnoCode(err) === "ENOENT") return [];
+    throw err;
+  }
+}

@@ -1,0 +1,231 @@
+import { execFileSync } from "node:child_process";
+import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { projectFolderName } from "../core/claude/paths.js";
+import { allObjectNames, blobNames, snapshotNames } from "./helpers/backup.js";
+import { type FixtureSession, writeDecoys, writeSession } from "./helpers/fixture.js";
+import { Machine } from "./helpers/machine.js";
+
+/**
+ * Scripted backups through the built CLI: a config dir with many sessions in
+ * several projects, backed up to a local "NAS" store; incremental runs
+ * asserted on the store's objects.
+ */
+
+let alice: Machine;
+let nas: string;
+const sessions: FixtureSession[] = [];
+let projects: string[];
+
+function appendLine(session: FixtureSession, text = "one more turn") {
+  const line = {
+    type: "user",
+    message: { role: "user", content: text },
+    uuid: `u-${Date.now()}-${Math.random()}`,
+    timestamp: new Date().toISOString(),
+    cwd: session.cwd,
+    sessionId: session.id,
+  };
+  appendFileSync(session.transcript, `${JSON.stringify(line)}\n`);
+}
+
+beforeAll(async () => {
+  alice = new Machine("alice", { TZ: "UTC" });
+  nas = path.join(alice.root, "nas");
+  mkdirSync(nas);
+  alice.env.CCBUNDLE_STORE = nas;
+  await alice.runOk(["init", "--no-passphrase"]);
+  projects = [alice.project("work/api"), alice.project("work/web app"), alice.project("notes")];
+  writeDecoys(alice.claudeDir);
+  for (let i = 0; i < 12; i++) {
+    sessions.push(
+      writeSession({
+        claudeDir: alice.claudeDir,
+        projectDir: projects[i % 3]!,
+        home: alice.home,
+        turns: 2 + (i % 4),
+        padding: 2000 * i,
+        title: `Task number ${i}`,
+        start: new Date(Date.UTC(2026, 10, 1 + i, 9)),
+      }),
+    );
+  }
+});
+
+afterAll(() => alice?.cleanup());
+
+describe("backup", () => {
+  let first: Record<string, any>;
+
+  it("backs up every session as its own bundle and writes one snapshot (--json shape)", async () => {
+    const result = await alice.runOk(["backup", "--json"]);
+    first = JSON.parse(result.stdout);
+    expect(first).toMatchObject({
+      ok: true,
+      partial: false,
+      wroteSnapshot: true,
+      sessions: { scanned: 12, uploaded: 12, unchanged: 0, resumed: 0, failed: 0, inSnapshot: 12 },
+      failures: [],
+      published: null,
+    });
+    expect(first.snapshot).toMatch(/^\d{8}T\d{9}Z-[a-z2-7]{6}$/);
+    expect(first.store).toBe(`file://${nas}`);
+    expect(first.bytes.read).toBeGreaterThan(first.bytes.uploaded);
+    expect(first.uploaded).toHaveLength(12);
+    expect(first.uploaded[0]).toEqual({
+      id: expect.any(String),
+      title: expect.any(String),
+      project: expect.any(String),
+      bytes: expect.any(Number),
+      blobBytes: expect.any(Number),
+    });
+    expect(blobNames(nas)).toHaveLength(12);
+    expect(snapshotNames(nas)).toHaveLength(1);
+    // No object name reveals a session, a host or a path.
+    for (const name of allObjectNames(nas)) {
+      for (const s of sessions) expect(name).not.toContain(s.id);
+      expect(name).not.toContain("alice");
+      expect(name).not.toContain("work");
+    }
+  });
+
+  it("a second run with nothing changed reads and uploads nothing and writes no snapshot", async () => {
+    const doc = JSON.parse((await alice.runOk(["backup", "--json"])).stdout);
+    expect(doc.sessions).toMatchObject({ scanned: 12, uploaded: 0, unchanged: 12, failed: 0, inSnapshot: 12 });
+    expect(doc.wroteSnapshot).toBe(false);
+    expect(doc.snapshot).toBe(first.snapshot);
+    expect(blobNames(nas)).toHaveLength(12);
+    expect(snapshotNames(nas)).toHaveLength(1);
+  });
+
+  it("after one session changes, only that one is uploaded", async () => {
+    const before = new Set(blobNames(nas));
+    appendLine(sessions[4]!);
+    const doc = JSON.parse((await alice.runOk(["backup", "--json"])).stdout);
+    expect(doc.sessions).toMatchObject({ uploaded: 1, unchanged: 11, inSnapshot: 12 });
+    expect(doc.uploaded.map((u: { id: string }) => u.id)).toEqual([sessions[4]!.id]);
+    expect(doc.parent).toBe(first.snapshot);
+    const added = blobNames(nas).filter((name) => !before.has(name));
+    expect(added).toHaveLength(1);
+    expect(snapshotNames(nas)).toHaveLength(2);
+  });
+
+  it("is quiet without a terminal, and --verbose prints the summary", async () => {
+    appendLine(sessions[0]!);
+    const quiet = await alice.runOk(["backup"]);
+    expect(quiet.stdout).toBe("");
+    expect(quiet.stderr).toBe("");
+    const verbose = await alice.runOk(["backup", "--verbose"]);
+    expect(verbose.stdout).toContain("Backed up 0 sessions");
+    expect(verbose.stdout).toContain("is current");
+  });
+
+  it("--project and --since narrow what is read; everything else stays in the snapshot", async () => {
+    appendLine(sessions[1]!); // project 1
+    appendLine(sessions[2]!); // project 2
+    const doc = JSON.parse((await alice.runOk(["backup", "--project", projects[1]!, "--json"])).stdout);
+    expect(doc.sessions).toMatchObject({ scanned: 4, uploaded: 1, inSnapshot: 12 });
+    expect(doc.uploaded[0].id).toBe(sessions[1]!.id);
+    const since = JSON.parse((await alice.runOk(["backup", "--since", "1h", "--json"])).stdout);
+    expect(since.sessions).toMatchObject({ scanned: 12, uploaded: 1, inSnapshot: 12 });
+    expect(since.uploaded[0].id).toBe(sessions[2]!.id);
+    const usage = await alice.run(["backup", "--all", "--project", projects[0]!]);
+    expect(usage.code).toBe(2);
+  });
+
+  it("a blob opens with Debian's age and zstd, a snapshot with age and gunzip", async () => {
+    const identity = path.join(alice.root, "age-id.txt");
+    await alice.runOk(["key", "export", identity, "--age-identity"]);
+    const blob = path.join(nas, "ccbundle", "v1", "blobs", blobNames(nas)[0]!);
+    const names = execFileSync("sh", ["-c", `age -d -i ${identity} ${blob} | zstd -d | tar t`], { encoding: "utf8" });
+    expect(names.split("\n")[0]).toBe("ccbundle.json");
+    const snapshot = path.join(nas, "ccbundle", "v1", "snapshots", snapshotNames(nas).at(-1)!);
+    const text = execFileSync("sh", ["-c", `age -d -i ${identity} ${snapshot} | gzip -d`], { encoding: "utf8" });
+    const parsed = JSON.parse(text);
+    expect(parsed.format).toBe("ccbundle-snapshot/1");
+    expect(parsed.sessions).toHaveLength(12);
+    expect(parsed.signature).toMatch(/^[A-Za-z0-9+/]+=*$/);
+  });
+});
+
+describe("list", () => {
+  it("shows snapshots and the newest one's sessions, with project and date filters (--json)", async () => {
+    const doc = JSON.parse((await alice.runOk(["list", "--json"])).stdout);
+    expect(doc.ok).toBe(true);
+    expect(doc.via).toBe("configured store");
+    expect(doc.snapshots.length).toBe(snapshotNames(nas).length);
+    expect(doc.snapshots[0]).toEqual({
+      id: doc.snapshot,
+      created: expect.any(String),
+      host: expect.any(String),
+      machine: expect.stringMatching(/^[0-9a-f]{16}$/),
+      sessions: 12,
+      bytes: expect.any(Number),
+    });
+    expect(doc.sessions).toHaveLength(12);
+    const entry = doc.sessions.find((s: { id: string }) => s.id === sessions[3]!.id);
+    expect(entry).toMatchObject({
+      project: sessions[3]!.cwd,
+      folder: sessions[3]!.folder,
+      title: "Task number 3",
+      host: expect.any(String),
+      blob: { key: expect.stringMatching(/^ccbundle\/v1\/blobs\//), size: expect.any(Number) },
+    });
+    const byProject = JSON.parse((await alice.runOk(["list", "--project", projects[2]!, "--json"])).stdout);
+    expect(byProject.sessions.map((s: { id: string }) => s.id).sort()).toEqual(
+      sessions
+        .filter((_, i) => i % 3 === 2)
+        .map((s) => s.id)
+        .sort(),
+    );
+    // Fixture sessions are dated 2026-11-01 … 2026-11-12 (their last line), except those appended to now.
+    const window = JSON.parse(
+      (await alice.runOk(["list", "--since", "2026-11-05", "--until", "2026-11-08T23:00:00Z", "--json"])).stdout,
+    );
+    expect(window.sessions.map((s: { title: string }) => s.title).sort()).toEqual([
+      "Task number 5",
+      "Task number 6",
+      "Task number 7",
+    ]);
+    const human = await alice.runOk(["list"]);
+    expect(human.stdout).toContain(`Sessions in snapshot ${doc.snapshot} (12)`);
+    expect(human.stdout).toContain('"Task number 3"');
+  });
+});
+
+describe("failures and sessions that are gone", () => {
+  it("one session that cannot be read: the rest is backed up, exit 3, the failure says why", async () => {
+    const broken = path.join(alice.claudeDir, "projects", projectFolderName(projects[0]!));
+    const id = "0b0b0b0b-0000-4000-8000-000000000001";
+    writeFileSync(path.join(broken, `${id}.jsonl`), '{"type":"user","cwd":"/x"'); // no complete line yet
+    appendLine(sessions[6]!);
+    const result = await alice.run(["backup", "--json"]);
+    expect(result.code).toBe(3);
+    const doc = JSON.parse(result.stdout);
+    expect(doc).toMatchObject({ ok: false, partial: true, sessions: { uploaded: 1, failed: 1, inSnapshot: 12 } });
+    expect(doc.failures).toEqual([
+      { session: id, message: expect.stringContaining("no complete lines"), hint: expect.any(String), exitCode: 1 },
+    ]);
+    const human = await alice.run(["backup"]);
+    expect(human.code).toBe(3);
+    expect(human.stdout).toBe("");
+    expect(human.stderr).toContain(`session ${id} was not backed up`);
+    rmSync(path.join(broken, `${id}.jsonl`));
+  });
+
+  it("a session Claude Code has deleted here stays in every later snapshot and can be restored", async () => {
+    const gone = sessions[7]!;
+    const original = readFileSync(gone.transcript, "utf8");
+    rmSync(gone.transcript);
+    appendLine(sessions[8]!);
+    const doc = JSON.parse((await alice.runOk(["backup", "--json"])).stdout);
+    expect(doc.sessions).toMatchObject({ scanned: 11, uploaded: 1, inSnapshot: 12 });
+    const restored = JSON.parse(
+      (await alice.runOk(["restore", gone.id.slice(0, 8), "--no-resume", "--json"], { cwd: gone.cwd })).stdout,
+    );
+    expect(restored.sessions[0]).toMatchObject({ sessionId: gone.id, outcome: "new", project: gone.cwd });
+    expect(readFileSync(gone.transcript, "utf8")).toBe(original);
+    expect(existsSync(gone.transcript)).toBe(true);
+  });
+});
