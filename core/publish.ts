@@ -25,6 +25,22 @@ export interface PublishRecordOptions {
   transports: PointerTransport[];
   /** Only check that the record fits; publish nothing. */
   dryRun: boolean;
+  /**
+   * Carried-over slots that must not be dropped to make room; if the new slot does
+   * not fit beside them, RecordFullError. (`backup --publish` must not evict a live
+   * handoff the user just pushed.) Default: any carried slot may go.
+   */
+  keep?: (slot: PointerPayload) => boolean;
+}
+
+/** The new slot does not fit beside the carried-over slots that must stay. */
+export class RecordFullError extends CcbError {
+  constructor(size: number) {
+    super(`the record would be ${size} bytes with the slots it must keep, over ${MAX_DNS_BYTES}`, 1, {
+      hint: "it has room again once the live handoffs in it expire or are revoked",
+    });
+    this.name = "RecordFullError";
+  }
 }
 
 export interface PublishRecordReport {
@@ -39,16 +55,20 @@ export async function publishRecord(options: PublishRecordOptions): Promise<Publ
   const sealed = await sealPayload(payload, [key.ageRecipient(), ...(options.recipients ?? [])]);
   const now = Math.floor(Date.now() / 1000);
   const kept: Uint8Array[] = [];
+  const pinned = new Set<Uint8Array>();
   for (const slot of await lastPublishedSlots(options.settings.home, key)) {
     if (slot.payload.slot === payload.slot) continue;
     if (slot.payload.expires !== undefined && slot.payload.expires < now) continue;
     kept.push(slot.sealed);
+    if (options.keep?.(slot.payload)) pinned.add(slot.sealed);
   }
   // Drop the oldest carried-over slots until the record fits; the new slot always stays.
   let slots = [sealed, ...kept];
   let fit = recordFits(slots);
   while (!fit.fits && slots.length > 1) {
-    slots = slots.slice(0, -1);
+    const drop = slots.findLastIndex((slot, index) => index > 0 && !pinned.has(slot));
+    if (drop < 0) throw new RecordFullError(fit.size);
+    slots = slots.filter((_, index) => index !== drop);
     fit = recordFits(slots);
   }
   if (!fit.fits) {

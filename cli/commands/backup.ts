@@ -138,7 +138,8 @@ interface BackupArgs extends GlobalArgs {
 }
 
 interface PublishOutcome {
-  ok: boolean;
+  /** deferred: the record is full with live handoffs; the next run after they expire publishes. */
+  status: "published" | "deferred" | "failed";
   snapshot: string;
   report?: PublishRecordReport;
   error?: { message: string; hint: string | undefined };
@@ -150,6 +151,7 @@ async function publish(
   snapshot: string,
 ): Promise<PublishOutcome> {
   const { publishSnapshotSlot } = await import("../../core/backup/slot.js");
+  const { RecordFullError } = await import("../../core/publish.js");
   const transports = await ctx.transports(store);
   try {
     const report = await publishSnapshotSlot({
@@ -159,10 +161,11 @@ async function publish(
       snapshot,
       transports,
     });
-    return { ok: true, snapshot, report };
+    return { status: "published", snapshot, report };
   } catch (err) {
     // The backup itself is complete; only the pointer to it did not go out.
-    return { ok: false, snapshot, error: describeFailure(err) };
+    const { message, hint } = describeFailure(err);
+    return { status: err instanceof RecordFullError ? "deferred" : "failed", snapshot, error: { message, hint } };
   } finally {
     await Promise.all(transports.map((t) => t.close?.()));
   }
@@ -176,7 +179,7 @@ function reportBackup(out: Output, result: BackupResult, published: PublishOutco
     ? (result.failures[0]?.exitCode ?? ExitCode.failure)
     : counts.failed > 0
       ? ExitCode.partial
-      : published && !published.ok
+      : published?.status === "failed"
         ? ExitCode.failure
         : ExitCode.ok;
   out.result({
@@ -185,7 +188,7 @@ function reportBackup(out: Output, result: BackupResult, published: PublishOutco
     ...result,
     published: published
       ? {
-          ok: published.ok,
+          status: published.status,
           snapshot: published.snapshot,
           ...(published.report
             ? {
@@ -209,7 +212,12 @@ function reportBackup(out: Output, result: BackupResult, published: PublishOutco
         : `Nothing new: snapshot ${result.snapshot} (${counts.inSnapshot} sessions) is current`,
     );
   }
-  if (published?.ok) out.line(`Your record points at snapshot ${published.snapshot}: ${published.report?.summary}`);
+  if (published?.status === "published") {
+    out.line(`Your record points at snapshot ${published.snapshot}: ${published.report?.summary}`);
+  }
+  if (published?.status === "deferred") {
+    out.warn(`your record was not pointed at the snapshot: ${published.error?.message}; ${published.error?.hint}`);
+  }
   for (const failure of published?.report?.failures ?? []) out.warn(`not published: ${failure}`);
   for (const warning of result.warnings) out.warn(warning);
   // Failures reach stderr even when quiet: a cron job's mail must say what went wrong.
@@ -218,7 +226,7 @@ function reportBackup(out: Output, result: BackupResult, published: PublishOutco
       process.stderr.write(`ccbundle: session ${failure.session} was not backed up: ${failure.message}\n`);
       if (failure.hint) process.stderr.write(`hint: ${failure.hint}\n`);
     }
-    if (published && !published.ok) {
+    if (published?.status === "failed") {
       process.stderr.write(
         `ccbundle: the backup is complete (snapshot ${published.snapshot}) but your record was not updated: ${published.error?.message}\n`,
       );

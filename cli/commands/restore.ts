@@ -181,7 +181,8 @@ export function restoreCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
             hint: "e.g. ccbundle prune --keep-last 24 --keep-daily 30 --keep-within 7d",
           });
         }
-        const graceSeconds = parseDuration(args.grace, "--grace");
+        // 0 is a valid grace period here (nothing else is backing up), unlike most durations.
+        const graceSeconds = /^\s*0+\s*[smhdw]?\s*$/i.test(args.grace) ? 0 : parseDuration(args.grace, "--grace");
         const key = await ctx.userKey();
         const { locateBackups } = await import("../../core/backup/locate.js");
         const { pruneBackups } = await import("../../core/backup/prune.js");

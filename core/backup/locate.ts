@@ -5,7 +5,7 @@ import type { Settings } from "../config.js";
 import type { UserKey } from "../crypto/keys.js";
 import { NotFoundError } from "../errors.js";
 import { closeTransports, transportsFor } from "../pointer/resolver.js";
-import { resolveSnapshotSlot } from "./slot.js";
+import { type RecordStores, resolveRecordStores } from "./slot.js";
 import { listSnapshotIds } from "./snapshot.js";
 
 /**
@@ -30,23 +30,32 @@ export async function locateBackups(settings: Settings, key: UserKey): Promise<B
     await local.close?.();
   }
   const transports = transportsFor(settings, undefined);
-  if (transports.length === 0) {
-    throw new NotFoundError("no backups found: no store is configured and the DHT and relays are disabled", {
-      hint: "pass --store <url> naming the store `ccbundle backup` wrote to",
-    });
-  }
+  if (transports.length === 0) throw noBackups("no store is configured and the DHT and relays are disabled");
+  let named: RecordStores;
   try {
-    const pointer = await resolveSnapshotSlot({ settings, key, transports });
-    return { store: await openStore(pointer.store), via: "record", published: pointer.snapshot };
+    named = await resolveRecordStores({ settings, key, transports });
   } catch (err) {
-    if (err instanceof NotFoundError) {
-      throw new NotFoundError(`no backups found: ${err.message}`, {
-        hint: "pass --store <url> naming the store `ccbundle backup` wrote to (or back up with --publish)",
-        cause: err,
-      });
-    }
+    if (err instanceof NotFoundError) throw noBackups(err.message, err);
     throw err;
   } finally {
     await closeTransports(transports);
   }
+  if (named.snapshot) {
+    return { store: await openStore(named.snapshot.store), via: "record", published: named.snapshot.id };
+  }
+  // No snapshot slot (a push took its room): backups often live in the store the handoff names.
+  for (const url of named.handoffStores) {
+    const store = await openStore(url).catch(() => undefined);
+    if (!store) continue;
+    if ((await listSnapshotIds(store, key.z32).catch(() => [])).length > 0) return { store, via: "record" };
+    await store.close?.();
+  }
+  throw noBackups("your record points at no backup snapshot");
+}
+
+function noBackups(why: string, cause?: unknown): NotFoundError {
+  return new NotFoundError(`no backups found: ${why}`, {
+    hint: "pass --store <url> naming the store `ccbundle backup` wrote to (or back up with --publish)",
+    cause,
+  });
 }

@@ -117,10 +117,12 @@ async function pruneLocked(options: PruneOptions): Promise<PruneResult> {
   const candidates = new Set<string>(state.uploaded);
   for (const id of policy.remove) for (const entry of snapshots.get(id)!.sessions) candidates.add(entry.blob.key);
   if (options.expired) for (const blobKey of expired) candidates.add(blobKey);
-  const ours = new Set([...candidates, ...needed, ...live, ...expired]);
-  for (const snapshot of snapshots.values()) for (const entry of snapshot.sessions) ours.add(entry.blob.key);
-  const unknown = [...inStore.keys()].filter((blobKey) => !ours.has(blobKey));
-  if (options.unreferenced) for (const blobKey of unknown) candidates.add(blobKey);
+  const known = new Set([...candidates, ...needed, ...live, ...expired]);
+  for (const snapshot of snapshots.values()) for (const entry of snapshot.sessions) known.add(entry.blob.key);
+  const unknown = [...inStore.keys()].filter((blobKey) => !known.has(blobKey));
+  // --unreferenced: everything in blobs/ is a candidate; the checks below still keep
+  // what kept snapshots, this machine's state and live handoffs name, and young blobs.
+  if (options.unreferenced) for (const blobKey of inStore.keys()) candidates.add(blobKey);
 
   const graceMs = options.graceSeconds * 1000;
   const doomed: ObjectInfo[] = [];

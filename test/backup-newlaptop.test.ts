@@ -1,0 +1,149 @@
+import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { projectFolderName } from "../core/claude/paths.js";
+import { type FixtureSession, writeSession } from "./helpers/fixture.js";
+import { Machine } from "./helpers/machine.js";
+import { startTestnet, type Testnet } from "./helpers/testnet.js";
+
+/**
+ * Disaster recovery: the old machine backs up with --publish; a new laptop
+ * with a different user name and home, an empty Claude Code config dir, no
+ * store configured and only the identity, finds the store through its own
+ * record on a loopback Mainline DHT and restores every session, each into its
+ * own project path moved by one --map.
+ */
+
+let testnet: Testnet;
+let old: Machine;
+let laptop: Machine;
+let nas: string;
+const sessions: FixtureSession[] = [];
+let projects: string[];
+
+beforeAll(async () => {
+  testnet = await startTestnet(8);
+  const bootstrap = testnet.bootstrap.join(",");
+  old = new Machine("bob", { CCBUNDLE_BOOTSTRAP: bootstrap });
+  laptop = new Machine("robert", { CCBUNDLE_BOOTSTRAP: bootstrap });
+  nas = path.join(old.root, "nas");
+  mkdirSync(nas);
+  old.env.CCBUNDLE_STORE = nas;
+  await old.runOk(["init", "--no-passphrase"]);
+  projects = [old.project("src/api"), old.project("src/site")];
+  for (let i = 0; i < 5; i++) {
+    sessions.push(
+      writeSession({ claudeDir: old.claudeDir, projectDir: projects[i % 2]!, home: old.home, title: `Job ${i}` }),
+    );
+  }
+  await old.runOk(["key", "export", path.join(old.root, "identity.txt")]);
+  await laptop.runOk(["key", "import", path.join(old.root, "identity.txt")]);
+});
+
+afterAll(async () => {
+  old?.cleanup();
+  laptop?.cleanup();
+  await testnet?.close();
+});
+
+describe("backup --publish, then restore --all on a new laptop", () => {
+  let snapshot: string;
+
+  it("backup --publish points the owner's record at the snapshot", async () => {
+    const doc = JSON.parse((await old.runOk(["backup", "--publish", "--json"])).stdout);
+    expect(doc.ok).toBe(true);
+    snapshot = doc.snapshot;
+    expect(doc.published).toMatchObject({ status: "published", snapshot, summary: expect.stringContaining("DHT") });
+    expect(doc.published.recordBytes).toBeLessThanOrEqual(1000);
+    const status = JSON.parse((await old.runOk(["status", "--json"])).stdout);
+    expect(status.slots).toContainEqual(
+      expect.objectContaining({ slot: "backup", kind: "snapshot", snapshot, store: `file://${nas}` }),
+    );
+  });
+
+  it("the new laptop lists and restores everything with only the identity", async () => {
+    expect(laptop.env.CCBUNDLE_STORE).toBeUndefined();
+    const listed = JSON.parse((await laptop.runOk(["list", "--json"])).stdout);
+    expect(listed.via).toBe("record");
+    expect(listed.snapshot).toBe(snapshot);
+    expect(listed.sessions).toHaveLength(5);
+
+    const doc = JSON.parse(
+      (await laptop.runOk(["restore", "--all", "--map", `${old.home}=${laptop.home}`, "--json"])).stdout,
+    );
+    expect(doc).toMatchObject({ ok: true, partial: false, via: "record", snapshot, failures: [] });
+    expect(doc.sessions).toHaveLength(5);
+    for (const session of sessions) {
+      const restored = doc.sessions.find((s: { sessionId: string }) => s.sessionId === session.id);
+      const moved = session.cwd.replace(old.home, laptop.home);
+      expect(restored).toMatchObject({ outcome: "new", project: moved, targetReason: "mapped" });
+      // The project does not exist on the laptop yet: filed under its path all the same.
+      expect(restored.warnings.join(" ")).toContain("does not exist here yet");
+      const transcript = path.join(laptop.claudeDir, "projects", projectFolderName(moved), `${session.id}.jsonl`);
+      const text = readFileSync(transcript, "utf8");
+      expect(text).not.toContain(old.home);
+      expect(JSON.parse(text.split("\n")[0]!).cwd).toBe(moved);
+    }
+    expect(readdirSync(laptop.claudeDir).filter((n) => n.startsWith(".ccbundle"))).toEqual([]);
+  });
+
+  it("a second restore --all changes nothing; without --map each session keeps its original path", async () => {
+    const again = JSON.parse(
+      (await laptop.runOk(["restore", "--all", "--map", `${old.home}=${laptop.home}`, "--json"])).stdout,
+    );
+    expect(again.sessions.map((s: { outcome: string }) => s.outcome)).toEqual(Array(5).fill("identical"));
+    const carol = new Machine("carol", { CCBUNDLE_STORE: nas });
+    try {
+      await carol.runOk(["key", "import", path.join(old.root, "identity.txt")]);
+      const doc = JSON.parse(
+        (await carol.runOk(["restore", "--all", "--project", projects[1]!, "--no-resume", "--json"])).stdout,
+      );
+      expect(doc.via).toBe("configured store");
+      expect(doc.sessions).toHaveLength(2);
+      for (const s of doc.sessions) {
+        expect(s).toMatchObject({ project: projects[1], targetReason: "original-path" });
+        expect(existsSync(path.join(carol.claudeDir, "projects", projectFolderName(projects[1]!)))).toBe(true);
+      }
+    } finally {
+      carol.cleanup();
+    }
+  });
+
+  it("a push takes the slot's room; backup --publish then waits rather than evict the handoff", async () => {
+    const long = writeSession({
+      claudeDir: old.claudeDir,
+      projectDir: projects[0]!,
+      home: old.home,
+      title: `Hand this one over to the desktop: ${"a long description of the work ".repeat(3)}`,
+    });
+    await old.runOk(["push", "--session", long.id]);
+    const afterPush = JSON.parse((await old.runOk(["status", "--json"])).stdout);
+    expect(afterPush.slots.map((s: { kind: string }) => s.kind)).toEqual(["handoff"]);
+    const doc = JSON.parse((await old.runOk(["backup", "--publish", "--json"])).stdout);
+    expect(doc.ok).toBe(true);
+    expect(doc.sessions.uploaded).toBe(1);
+    expect(doc.published).toMatchObject({ status: "deferred", snapshot: doc.snapshot });
+    expect(doc.published.error.message).toContain("over 1000");
+    const status = JSON.parse((await old.runOk(["status", "--json"])).stdout);
+    expect(status.slots).toEqual([
+      expect.objectContaining({ kind: "handoff", session: expect.objectContaining({ id: long.id }) }),
+    ]);
+    // The laptop still finds the backups: the handoff names the same store.
+    const listed = JSON.parse((await laptop.runOk(["list", "--json"])).stdout);
+    expect(listed).toMatchObject({ via: "record", snapshot: doc.snapshot });
+    expect(listed.sessions).toHaveLength(6);
+  });
+
+  it("without a store, a DHT or a published snapshot: exit 4 with a hint", async () => {
+    const stranger = new Machine("dave");
+    try {
+      await stranger.runOk(["init", "--no-passphrase"]);
+      const result = await stranger.run(["restore", "--all"]);
+      expect(result.code).toBe(4);
+      expect(result.stderr).toContain("no backups found");
+      expect(result.stderr).toContain("hint: pass --store");
+    } finally {
+      stranger.cleanup();
+    }
+  });
+});
