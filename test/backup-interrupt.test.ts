@@ -115,7 +115,7 @@ describe("a session being written while it is backed up", () => {
       appendFileSync(live.transcript, line.slice(0, 1500));
       setImmediate(() => appendFileSync(live.transcript, `${line.slice(1500)}\n`));
     }, 1);
-    let doc: Record<string, any>;
+    let doc: { sessions: { uploaded: number }; uploaded: { bytes: number }[] };
     try {
       doc = JSON.parse((await alice.runOk(["backup", "--session", live.id, "--json"])).stdout);
     } finally {

@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { projectFolderName } from "../core/claude/paths.js";
@@ -56,12 +56,13 @@ beforeAll(async () => {
 afterAll(() => alice?.cleanup());
 
 describe("backup", () => {
-  let first: Record<string, any>;
+  let first: { snapshot: string };
 
   it("backs up every session as its own bundle and writes one snapshot (--json shape)", async () => {
     const result = await alice.runOk(["backup", "--json"]);
-    first = JSON.parse(result.stdout);
-    expect(first).toMatchObject({
+    const doc = JSON.parse(result.stdout);
+    first = doc;
+    expect(doc).toMatchObject({
       ok: true,
       partial: false,
       wroteSnapshot: true,
@@ -69,11 +70,11 @@ describe("backup", () => {
       failures: [],
       published: null,
     });
-    expect(first.snapshot).toMatch(/^\d{8}T\d{9}Z-[a-z2-7]{6}$/);
-    expect(first.store).toBe(`file://${nas}`);
-    expect(first.bytes.read).toBeGreaterThan(first.bytes.uploaded);
-    expect(first.uploaded).toHaveLength(12);
-    expect(first.uploaded[0]).toEqual({
+    expect(doc.snapshot).toMatch(/^\d{8}T\d{9}Z-[a-z2-7]{6}$/);
+    expect(doc.store).toBe(`file://${nas}`);
+    expect(doc.bytes.read).toBeGreaterThan(doc.bytes.uploaded);
+    expect(doc.uploaded).toHaveLength(12);
+    expect(doc.uploaded[0]).toEqual({
       id: expect.any(String),
       title: expect.any(String),
       project: expect.any(String),
@@ -95,20 +96,41 @@ describe("backup", () => {
     expect(doc.sessions).toMatchObject({ scanned: 12, uploaded: 0, unchanged: 12, failed: 0, inSnapshot: 12 });
     expect(doc.wroteSnapshot).toBe(false);
     expect(doc.snapshot).toBe(first.snapshot);
+    expect(doc.parent).toBeUndefined();
     expect(blobNames(nas)).toHaveLength(12);
     expect(snapshotNames(nas)).toHaveLength(1);
   });
 
+  it("an unchanged session is judged by size and mtime alone: its files are not opened", async () => {
+    // A whole-second mtime, so it can be set again exactly.
+    const target = sessions[9]!.transcript;
+    const stamp = new Date(Math.floor(Date.now() / 1000) * 1000 - 60_000);
+    utimesSync(target, stamp, stamp);
+    const touched = JSON.parse((await alice.runOk(["backup", "--json"])).stdout);
+    expect(touched.uploaded.map((u: { id: string }) => u.id)).toEqual([sessions[9]!.id]);
+    // Same size, same mtime, different bytes: only a read could tell.
+    const before = readFileSync(target);
+    writeFileSync(target, Buffer.alloc(before.length, 0x78));
+    utimesSync(target, stamp, stamp);
+    try {
+      const doc = JSON.parse((await alice.runOk(["backup", "--json"])).stdout);
+      expect(doc.sessions).toMatchObject({ uploaded: 0, unchanged: 12, failed: 0 });
+    } finally {
+      writeFileSync(target, before);
+      utimesSync(target, stamp, stamp);
+    }
+  });
+
   it("after one session changes, only that one is uploaded", async () => {
     const before = new Set(blobNames(nas));
+    const snapshotsBefore = snapshotNames(nas).length;
     appendLine(sessions[4]!);
     const doc = JSON.parse((await alice.runOk(["backup", "--json"])).stdout);
     expect(doc.sessions).toMatchObject({ uploaded: 1, unchanged: 11, inSnapshot: 12 });
     expect(doc.uploaded.map((u: { id: string }) => u.id)).toEqual([sessions[4]!.id]);
-    expect(doc.parent).toBe(first.snapshot);
     const added = blobNames(nas).filter((name) => !before.has(name));
     expect(added).toHaveLength(1);
-    expect(snapshotNames(nas)).toHaveLength(2);
+    expect(snapshotNames(nas)).toHaveLength(snapshotsBefore + 1);
   });
 
   it("is quiet without a terminal, and --verbose prints the summary", async () => {

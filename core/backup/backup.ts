@@ -3,6 +3,8 @@ import os from "node:os";
 import type { BlobStore } from "../../storage-adapters/blob-store.js";
 import { bundleStream, HashCounter } from "../bundle/blob.js";
 import { prepareBundle } from "../bundle/build.js";
+import type { GitContext } from "../bundle/manifest.js";
+import { gitContext } from "../claude/git.js";
 import { allSessions, findSession, folderForProject, type SessionRef, sessionsInFolder } from "../claude/session.js";
 import type { Settings } from "../config.js";
 import type { Recipient } from "../crypto/age/index.js";
@@ -135,12 +137,12 @@ async function backupLocked(options: BackupOptions): Promise<BackupResult> {
   }
 
   const refs = await sessionsInScope(settings, options.scope, options.cwd, Object.keys(state.sessions).length);
-  const todos = await todoIndex(claudeDir);
+  const todos = todoIndex(claudeDir);
   let scanned = 0;
   const scan = await mapPool(refs, SCAN_CONCURRENCY, async (ref): Promise<Decision> => {
     const stateKey = stateKeyOf(ref.folder, ref.id);
     const previous = state.sessions[stateKey];
-    const print = await fingerprintSession(claudeDir, ref, previous?.slugs ?? [], todos);
+    const print = fingerprintSession(claudeDir, ref, previous?.slugs ?? [], todos);
     options.onProgress?.({ phase: "scan", unit: "sessions", done: ++scanned, total: refs.length });
     if (previous && previous.recipients === recipientsId && sameFingerprint(previous.fingerprint, print)) {
       const blob = previous.entry.blob;
@@ -168,26 +170,35 @@ async function backupLocked(options: BackupOptions): Promise<BackupResult> {
       done: plainDone + [...inFlight.values()].reduce((a, b) => a + b, 0),
       total: plainTotal,
     });
+  // Sessions of one project share its git facts: ask git once per project per run.
+  const gitCache = new Map<string, Promise<GitContext | undefined>>();
+  const git = (cwd: string) => {
+    if (!gitCache.has(cwd)) gitCache.set(cwd, gitContext(cwd));
+    return gitCache.get(cwd)!;
+  };
   const uploadResults = await mapPool(changed, options.concurrency ?? DEFAULT_CONCURRENCY, async (decision) => {
-    const uploaded = await uploadSession({
-      settings,
-      key,
-      store,
-      decision,
-      recipients,
-      recipientsId,
-      machine,
-      host,
-      stateFile,
-      onPlainBytes: (bytes) => {
-        inFlight.set(decision.stateKey, bytes);
-        report();
-      },
-    });
-    inFlight.delete(decision.stateKey);
-    plainDone += printBytes(decision.print);
-    report();
-    return uploaded;
+    try {
+      return await uploadSession({
+        settings,
+        git,
+        key,
+        store,
+        decision,
+        recipients,
+        recipientsId,
+        machine,
+        host,
+        stateFile,
+        onPlainBytes: (bytes) => {
+          inFlight.set(decision.stateKey, bytes);
+          report();
+        },
+      });
+    } finally {
+      inFlight.delete(decision.stateKey);
+      plainDone += printBytes(decision.print);
+      report();
+    }
   });
 
   const uploaded: UploadedSession[] = [];
@@ -282,6 +293,7 @@ async function uploadSession(options: {
   machine: string;
   host: string;
   stateFile: BackupStateFile;
+  git: (cwd: string) => Promise<GitContext | undefined>;
   onPlainBytes: (bytes: number) => void;
 }): Promise<UploadedSession> {
   const { settings, store, decision } = options;
@@ -292,6 +304,7 @@ async function uploadSession(options: {
     ref: decision.ref,
     key: options.key,
     env: settings.env,
+    git: options.git,
   });
   const session = prepared.manifest.sessions[0]!;
   const blobKey = storeLayout.blob(randomId());
@@ -317,7 +330,7 @@ async function uploadSession(options: {
     .filter((slug): slug is string => slug !== undefined);
   // Plans first named by this read were not in the fingerprint taken before it.
   const print = { ...decision.print };
-  for (const slug of slugs) await addFileStat(print, settings.claudeDir, `plans/${slug}.md`);
+  for (const slug of slugs) addFileStat(print, settings.claudeDir, `plans/${slug}.md`);
   const entry: SnapshotSession = {
     id: session.id,
     machine: options.machine,

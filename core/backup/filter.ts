@@ -1,5 +1,7 @@
 import { realpath } from "node:fs/promises";
 import path from "node:path";
+import type { PathMapping } from "../claude/remap.js";
+import { applyMaps } from "../claude/target.js";
 import type { SnapshotSession } from "./snapshot.js";
 
 /** Which snapshot entries `list` shows and `restore --all` restores: by project and by time. */
@@ -18,7 +20,15 @@ export function lastActivity(entry: SnapshotSession): number {
   return Number.isNaN(last) ? entry.modified : last;
 }
 
-export async function filterEntries(entries: SnapshotSession[], filter: EntryFilter): Promise<SnapshotSession[]> {
+/**
+ * The entries that pass. With `maps` (restore --map), a project matches by its
+ * original path or by where the mapping moves it.
+ */
+export async function filterEntries(
+  entries: SnapshotSession[],
+  filter: EntryFilter,
+  maps: PathMapping[] = [],
+): Promise<SnapshotSession[]> {
   let projects: string[] = [];
   if (filter.project) {
     // The path as typed and its realpath here (/tmp vs /private/tmp); the entry keeps the source path.
@@ -26,7 +36,10 @@ export async function filterEntries(entries: SnapshotSession[], filter: EntryFil
     projects = [...new Set([typed, await realpath(typed).catch(() => typed)])];
   }
   return entries.filter((entry) => {
-    if (projects.length > 0 && !projects.some((dir) => isAtOrBelow(entry.project, dir))) return false;
+    if (projects.length > 0) {
+      const places = [entry.project, applyMaps(entry.project, maps)].filter((p): p is string => p !== undefined);
+      if (!projects.some((dir) => places.some((place) => isAtOrBelow(place, dir)))) return false;
+    }
     const when = lastActivity(entry);
     if (filter.since !== undefined && when < filter.since) return false;
     if (filter.until !== undefined && when > filter.until) return false;

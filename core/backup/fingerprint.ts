@@ -1,5 +1,4 @@
-import type { Dirent } from "node:fs";
-import { lstat, readdir } from "node:fs/promises";
+import { type Dirent, lstatSync, readdirSync } from "node:fs";
 import path from "node:path";
 import { claudeLayout } from "../claude/paths.js";
 import type { SessionRef } from "../claude/session.js";
@@ -14,15 +13,20 @@ import { errnoCode } from "../errors.js";
  * The set of files is the one collectSession packs (DESIGN.md "Claude Code on
  * disk"), except the shared `history.jsonl`: it changes whenever any session
  * gets a prompt, and a prompt also appends to that session's transcript.
+ *
+ * Synchronous calls on purpose: for thousands of tiny lstat/readdir calls the
+ * promise API's thread-pool round trip costs far more than the call itself
+ * (measured: 0.9 s vs 0.1 s for 400 sessions), and nothing else runs during
+ * the scan.
  */
 
 /** Config-dir-relative path → `size:mtimeMs`. */
 export type Fingerprint = Record<string, string>;
 
 /** The legacy todo files per session id, from one listing of `todos/`. */
-export async function todoIndex(claudeDir: string): Promise<Map<string, string[]>> {
+export function todoIndex(claudeDir: string): Map<string, string[]> {
   const index = new Map<string, string[]>();
-  for (const name of await names(path.join(claudeDir, "todos"))) {
+  for (const name of names(path.join(claudeDir, "todos"))) {
     const at = name.indexOf("-agent-");
     if (at <= 0 || !name.endsWith(".json")) continue;
     const id = name.slice(0, at);
@@ -31,12 +35,12 @@ export async function todoIndex(claudeDir: string): Promise<Map<string, string[]
   return index;
 }
 
-export async function fingerprintSession(
+export function fingerprintSession(
   claudeDir: string,
   ref: SessionRef,
   slugs: readonly string[],
   todos: Map<string, string[]>,
-): Promise<Fingerprint> {
+): Fingerprint {
   const print: Fingerprint = { [relative(claudeDir, ref.transcript)]: `${ref.size}:${ref.modified}` };
   const stat = (file: string) => addFileStat(print, claudeDir, relative(claudeDir, file));
   const dirs = [
@@ -44,15 +48,15 @@ export async function fingerprintSession(
     path.join(claudeDir, "file-history", ref.id),
     path.join(claudeDir, "tasks", ref.id),
   ];
-  for (const dir of dirs) await walk(dir, stat);
-  for (const slug of slugs) await stat(path.join(claudeDir, "plans", `${slug}.md`));
-  for (const name of todos.get(ref.id) ?? []) await stat(path.join(claudeDir, "todos", name));
+  for (const dir of dirs) walk(dir, stat);
+  for (const slug of slugs) stat(path.join(claudeDir, "plans", `${slug}.md`));
+  for (const name of todos.get(ref.id) ?? []) stat(path.join(claudeDir, "todos", name));
   return print;
 }
 
 /** Add `size:mtimeMs` of one config-dir-relative file, if it is a regular file. */
-export async function addFileStat(print: Fingerprint, claudeDir: string, rel: string): Promise<void> {
-  const info = await lstat(path.join(claudeDir, ...rel.split("/"))).catch(() => undefined);
+export function addFileStat(print: Fingerprint, claudeDir: string, rel: string): void {
+  const info = lstatSync(path.join(claudeDir, ...rel.split("/")), { throwIfNoEntry: false });
   if (info?.isFile()) print[rel] = `${info.size}:${info.mtimeMs}`;
 }
 
@@ -62,18 +66,18 @@ export function sameFingerprint(a: Fingerprint, b: Fingerprint): boolean {
   return keys.every((key) => a[key] === b[key]);
 }
 
-async function walk(dir: string, visit: (file: string) => Promise<void>): Promise<void> {
+function walk(dir: string, visit: (file: string) => void): void {
   let entries: Dirent[];
   try {
-    entries = await readdir(dir, { withFileTypes: true });
+    entries = readdirSync(dir, { withFileTypes: true });
   } catch (err) {
     if (errnoCode(err) === "ENOENT" || errnoCode(err) === "ENOTDIR") return;
     throw err;
   }
   for (const entry of entries) {
     const full = path.join(dir, entry.name);
-    if (entry.isDirectory()) await walk(full, visit);
-    else if (entry.isFile()) await visit(full);
+    if (entry.isDirectory()) walk(full, visit);
+    else if (entry.isFile()) visit(full);
   }
 }
 
@@ -81,9 +85,9 @@ function relative(claudeDir: string, file: string): string {
   return path.relative(claudeDir, file).split(path.sep).join("/");
 }
 
-async function names(dir: string): Promise<string[]> {
+function names(dir: string): string[] {
   try {
-    return await readdir(dir);
+    return readdirSync(dir);
   } catch (err) {
     if (errnoCode(err) === "ENOENT" || errnoCode(err) === "ENOTDIR") return [];
     throw err;

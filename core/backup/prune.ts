@@ -122,7 +122,11 @@ async function pruneLocked(options: PruneOptions): Promise<PruneResult> {
   const unknown = [...inStore.keys()].filter((blobKey) => !known.has(blobKey));
   // --unreferenced: everything in blobs/ is a candidate; the checks below still keep
   // what kept snapshots, this machine's state and live handoffs name, and young blobs.
-  if (options.unreferenced) for (const blobKey of inStore.keys()) candidates.add(blobKey);
+  if (options.unreferenced && damaged.length > 0) {
+    warnings.push("--unreferenced skipped: a snapshot that cannot be read may name any blob");
+  } else if (options.unreferenced) {
+    for (const blobKey of inStore.keys()) candidates.add(blobKey);
+  }
 
   const graceMs = options.graceSeconds * 1000;
   const doomed: ObjectInfo[] = [];
@@ -165,7 +169,7 @@ async function pruneLocked(options: PruneOptions): Promise<PruneResult> {
       removedBytes: doomed.reduce((sum, info) => sum + info.size, 0),
       young,
       liveHandoffs,
-      unknown: options.unreferenced ? 0 : unknown.length,
+      unknown: options.unreferenced && damaged.length === 0 ? 0 : unknown.length,
     },
     warnings,
   };

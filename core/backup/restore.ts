@@ -69,7 +69,9 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRes
   }
   const snapshot = await readSnapshot(store, key, snapshotId);
   const entries = select.all
-    ? (await filterEntries(snapshot.sessions, { project: select.project })).sort((a, b) => a.modified - b.modified)
+    ? (await filterEntries(snapshot.sessions, { project: select.project }, options.maps)).sort(
+        (a, b) => a.modified - b.modified,
+      )
     : [pickOne(snapshot.sessions, select.prefix)];
   if (entries.length === 0) {
     throw new NotFoundError(`snapshot ${snapshotId} has no sessions${select.project ? ` of ${select.project}` : ""}`, {

@@ -148,6 +148,11 @@ function validate(value: unknown, id: string): Snapshot {
     for (const field of ["machine", "host", "project", "folder", "backedUp"] as const) {
       if (typeof entry[field] !== "string" || entry[field].length > 4096) throw bad(id, `bad ${field}`);
     }
+    for (const field of ["title", "first", "last"] as const) {
+      if (entry[field] !== undefined && (typeof entry[field] !== "string" || entry[field].length > 4096)) {
+        throw bad(id, `bad ${field}`);
+      }
+    }
     for (const field of ["modified", "files", "bytes"] as const) {
       if (!Number.isFinite(entry[field]) || entry[field] < 0) throw bad(id, `bad ${field}`);
     }

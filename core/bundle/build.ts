@@ -3,7 +3,7 @@ import { gitContext } from "../claude/git.js";
 import { type CollectedSession, collectSession, exists, type SessionRef } from "../claude/session.js";
 import type { UserKey } from "../crypto/keys.js";
 import { TOOL_VERSION } from "../version.js";
-import { BUNDLE_FORMAT, type Manifest, type ManifestSession, signableBytes } from "./manifest.js";
+import { BUNDLE_FORMAT, type GitContext, type Manifest, type ManifestSession, signableBytes } from "./manifest.js";
 import type { PackFile } from "./pack.js";
 
 /** Collect a session and write its signed manifest: everything a bundle needs before bytes flow. */
@@ -21,10 +21,12 @@ export async function prepareBundle(options: {
   ref: SessionRef;
   key: UserKey;
   env: NodeJS.ProcessEnv;
+  /** Where git facts come from; backup passes a per-run cache (git runs up to 5 times per project). */
+  git?: (cwd: string) => Promise<GitContext | undefined>;
 }): Promise<PreparedBundle> {
   const session = await collectSession(options.claudeDir, options.ref);
   const cwd = session.cwd ?? "";
-  const git = cwd && (await exists(cwd)) ? await gitContext(cwd) : undefined;
+  const git = cwd && (await exists(cwd)) ? await (options.git ?? gitContext)(cwd) : undefined;
   const entry: ManifestSession = {
     id: session.id,
     cwd: cwd || "/",

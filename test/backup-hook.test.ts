@@ -1,0 +1,173 @@
+import { spawn } from "node:child_process";
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { snapshotNames } from "./helpers/backup.js";
+import { type FixtureSession, writeSession } from "./helpers/fixture.js";
+import { Machine } from "./helpers/machine.js";
+
+/**
+ * The Claude Code SessionEnd hook: `hook install` adds exactly one entry to
+ * settings.json and keeps everything else; the installed command, fed the
+ * JSON Claude Code writes on stdin, returns at once and backs that session up
+ * in the background; `hook uninstall` puts settings.json back as it was.
+ */
+
+let alice: Machine;
+let nas: string;
+let session: FixtureSession;
+let other: FixtureSession;
+const original = {
+  model: "opus",
+  permissions: { allow: ["Bash(npm test:*)"] },
+  hooks: {
+    PreToolUse: [{ matcher: "Bash", hooks: [{ type: "command", command: "echo pre" }] }],
+    SessionEnd: [{ hooks: [{ type: "command", command: "echo bye >> /tmp/never-run" }] }],
+  },
+  statusLine: { type: "command", command: "echo hi" },
+};
+
+/** Run a hook command the way Claude Code does: through a shell, the event JSON on stdin. */
+function runHookCommand(command: string, input: string, env: NodeJS.ProcessEnv): Promise<{ code: number; ms: number }> {
+  const started = performance.now();
+  return new Promise((resolve, reject) => {
+    const child = spawn("sh", ["-c", command], { env, stdio: ["pipe", "ignore", "ignore"] });
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code: code ?? -1, ms: performance.now() - started }));
+    child.stdin.end(input);
+  });
+}
+
+function settingsPath(machine: Machine) {
+  return path.join(machine.claudeDir, "settings.json");
+}
+
+function ourCommand(machine: Machine): string {
+  const settings = JSON.parse(readFileSync(settingsPath(machine), "utf8"));
+  const ours = settings.hooks.SessionEnd.flatMap((g: { hooks: { command: string }[] }) => g.hooks).filter(
+    (h: { command: string }) => h.command.includes("backup --hook"),
+  );
+  expect(ours).toHaveLength(1);
+  return ours[0].command;
+}
+
+async function waitFor(check: () => boolean, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (check()) return true;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return check();
+}
+
+beforeAll(async () => {
+  alice = new Machine("alice");
+  nas = path.join(alice.root, "nas");
+  mkdirSync(nas);
+  alice.env.CCBUNDLE_STORE = nas;
+  await alice.runOk(["init", "--no-passphrase"]);
+  const project = alice.project("app");
+  session = writeSession({ claudeDir: alice.claudeDir, projectDir: project, home: alice.home });
+  other = writeSession({ claudeDir: alice.claudeDir, projectDir: project, home: alice.home });
+  writeFileSync(settingsPath(alice), `${JSON.stringify(original, null, 2)}\n`);
+});
+
+afterAll(() => alice?.cleanup());
+
+describe("hook install / uninstall", () => {
+  it("adds exactly one SessionEnd hook and keeps every other setting; a second install changes nothing", async () => {
+    const doc = JSON.parse((await alice.runOk(["hook", "install", "--json"])).stdout);
+    expect(doc).toMatchObject({ ok: true, changed: true, settingsFile: settingsPath(alice), warnings: [] });
+    expect(readFileSync(doc.backup, "utf8")).toBe(`${JSON.stringify(original, null, 2)}\n`);
+    const settings = JSON.parse(readFileSync(settingsPath(alice), "utf8"));
+    const { SessionEnd, ...otherHooks } = settings.hooks;
+    expect({ ...settings, hooks: otherHooks }).toEqual({
+      ...original,
+      hooks: { PreToolUse: original.hooks.PreToolUse },
+    });
+    expect(SessionEnd).toEqual([
+      original.hooks.SessionEnd[0],
+      { hooks: [{ type: "command", command: expect.stringContaining("backup --hook"), timeout: 10 }] },
+    ]);
+    // The store named in the environment goes into the command: Claude Code may not have that variable.
+    expect(ourCommand(alice)).toContain(`--store ${nas}`);
+    const again = JSON.parse((await alice.runOk(["hook", "install", "--json"])).stdout);
+    expect(again).toMatchObject({ changed: false });
+    expect(again.backup).toBeUndefined();
+  });
+
+  it("the installed command returns at once and backs up the session that ended, in the background", async () => {
+    const input = JSON.stringify({
+      session_id: session.id,
+      transcript_path: session.transcript,
+      cwd: session.cwd,
+      hook_event_name: "SessionEnd",
+      reason: "prompt_input_exit",
+    });
+    // Claude Code's environment need not name the config dir: the transcript path does.
+    const { CLAUDE_CONFIG_DIR: _, CCBUNDLE_STORE: __, ...env } = alice.env;
+    const result = await runHookCommand(ourCommand(alice), input, env);
+    expect(result.code).toBe(0);
+    expect(await waitFor(() => snapshotNames(nas).length === 1, 30_000)).toBe(true);
+    const listed = JSON.parse((await alice.runOk(["list", "--json"])).stdout);
+    expect(listed.sessions.map((s: { id: string }) => s.id)).toEqual([session.id]);
+    expect(listed.sessions.map((s: { id: string }) => s.id)).not.toContain(other.id);
+    const log = path.join(alice.ccbHome, "logs", "hook.log");
+    expect(await waitFor(() => readFileSync(log, "utf8").includes("Backed up 1 session"), 10_000)).toBe(true);
+    expect(readFileSync(log, "utf8")).toContain(`SessionEnd ${session.id}`);
+  });
+
+  it("bad hook input: exit 2 with a hint, nothing backed up", async () => {
+    const result = await alice.run(["backup", "--hook"], { input: '{"hook_event_name":"SessionEnd"}' });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain("names no session id");
+    const notJson = await alice.run(["backup", "--hook"], { input: "hello" });
+    expect(notJson.code).toBe(2);
+  });
+
+  it("uninstall removes only our hook; settings.json is as it was", async () => {
+    const doc = JSON.parse((await alice.runOk(["hook", "uninstall", "--json"])).stdout);
+    expect(doc.changed).toBe(true);
+    expect(existsSync(doc.backup)).toBe(true);
+    expect(JSON.parse(readFileSync(settingsPath(alice), "utf8"))).toEqual(original);
+    const again = JSON.parse((await alice.runOk(["hook", "uninstall", "--json"])).stdout);
+    expect(again.changed).toBe(false);
+  });
+
+  it("a settings.json that is not JSON is left alone: exit 1 with a hint", async () => {
+    writeFileSync(settingsPath(alice), "{ not json");
+    const backups = readdirSync(alice.claudeDir).length;
+    const result = await alice.run(["hook", "install"]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain("is not valid JSON; it was not changed");
+    expect(result.stderr).toContain("hint: ");
+    expect(readFileSync(settingsPath(alice), "utf8")).toBe("{ not json");
+    expect(readdirSync(alice.claudeDir).length).toBe(backups);
+  });
+});
+
+describe("a passphrase-protected identity", () => {
+  it("install warns that the hook has no terminal; with the passphrase in its environment it backs up", async () => {
+    const bob = new Machine("bob", { CCBUNDLE_STORE: path.join(alice.root, "nas-bob") });
+    mkdirSync(bob.env.CCBUNDLE_STORE!);
+    try {
+      await bob.runOk(["init"], { env: { CCBUNDLE_PASSPHRASE: "pass phrase for bob" } });
+      const s = writeSession({ claudeDir: bob.claudeDir, projectDir: bob.project("p"), home: bob.home });
+      const doc = JSON.parse((await bob.runOk(["hook", "install", "--json"])).stdout);
+      expect(doc.warnings.join(" ")).toContain("passphrase-protected");
+      const input = JSON.stringify({ session_id: s.id, transcript_path: s.transcript, hook_event_name: "SessionEnd" });
+      // No terminal, no passphrase: the backup fails with a hint instead of waiting for a prompt.
+      const without = await bob.run(["backup", "--hook", "--no-detach"], { input });
+      expect(without.code).toBe(2);
+      expect(without.stderr).toContain("set CCBUNDLE_PASSPHRASE");
+      const withEnv = await bob.run(["backup", "--hook", "--no-detach"], {
+        input,
+        env: { CCBUNDLE_PASSPHRASE: "pass phrase for bob" },
+      });
+      expect(withEnv.code).toBe(0);
+      expect(snapshotNames(bob.env.CCBUNDLE_STORE!)).toHaveLength(1);
+    } finally {
+      bob.cleanup();
+    }
+  });
+});
