@@ -2,7 +2,7 @@ import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { snapshotNames } from "./helpers/backup.js";
+import { backupMachine, snapshotNames } from "./helpers/backup.js";
 import { type FixtureSession, writeSession } from "./helpers/fixture.js";
 import { Machine } from "./helpers/machine.js";
 
@@ -61,11 +61,7 @@ async function waitFor(check: () => boolean, ms: number): Promise<boolean> {
 }
 
 beforeAll(async () => {
-  alice = new Machine("alice");
-  nas = path.join(alice.root, "nas");
-  mkdirSync(nas);
-  alice.env.CCBUNDLE_STORE = nas;
-  await alice.runOk(["init", "--no-passphrase"]);
+  ({ machine: alice, nas } = await backupMachine("alice"));
   const project = alice.project("app");
   session = writeSession({ claudeDir: alice.claudeDir, projectDir: project, home: alice.home });
   other = writeSession({ claudeDir: alice.claudeDir, projectDir: project, home: alice.home });

@@ -1,11 +1,11 @@
 import { spawn } from "node:child_process";
-import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
+import { appendFileSync, existsSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { projectFolderName } from "../core/claude/paths.js";
-import { blobNames, snapshotNames } from "./helpers/backup.js";
+import { backupMachine, blobNames, snapshotNames, withSameIdentity } from "./helpers/backup.js";
 import { type FixtureSession, writeSession } from "./helpers/fixture.js";
-import { CLI, Machine } from "./helpers/machine.js";
+import { CLI, type Machine } from "./helpers/machine.js";
 
 /**
  * Backups that do not get to finish: a run killed with SIGKILL half-way leaves
@@ -33,15 +33,11 @@ function journalLines(): number {
 }
 
 beforeAll(async () => {
-  alice = new Machine("alice");
-  nas = path.join(alice.root, "nas");
-  mkdirSync(nas);
-  alice.env.CCBUNDLE_STORE = nas;
-  await alice.runOk(["init", "--no-passphrase"]);
+  ({ machine: alice, nas } = await backupMachine("alice"));
   project = alice.project("code/big");
   for (let i = 0; i < 16; i++) {
     sessions.push(
-      writeSession({ claudeDir: alice.claudeDir, projectDir: project, home: alice.home, turns: 6, padding: 120_000 }),
+      writeSession({ claudeDir: alice.claudeDir, projectDir: project, home: alice.home, turns: 6, padding: 40_000 }),
     );
   }
 });
@@ -105,8 +101,8 @@ describe("a session being written while it is backed up", () => {
       claudeDir: alice.claudeDir,
       projectDir: project,
       home: alice.home,
-      turns: 40,
-      padding: 200_000,
+      turns: 30,
+      padding: 120_000,
     });
     // Claude Code keeps appending (sometimes half a line at a time) while the backup reads.
     let n = 0;
@@ -126,11 +122,8 @@ describe("a session being written while it is backed up", () => {
     const final = readFileSync(live.transcript);
 
     // Restore it byte for byte (--no-rewrite) on another machine with the same identity.
-    const bob = new Machine("bob", { CCBUNDLE_STORE: nas });
+    const bob = await withSameIdentity(alice, "bob", { CCBUNDLE_STORE: nas });
     try {
-      const keyFile = path.join(alice.root, "key.txt");
-      await alice.runOk(["key", "export", keyFile]);
-      await bob.runOk(["key", "import", keyFile]);
       const target = bob.project("restored");
       await bob.runOk(["restore", live.id, "--project", target, "--no-rewrite", "--no-resume"]);
       const restored = readFileSync(

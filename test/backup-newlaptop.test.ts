@@ -1,7 +1,8 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { projectFolderName } from "../core/claude/paths.js";
+import { backupMachine, withSameIdentity } from "./helpers/backup.js";
 import { type FixtureSession, writeSession } from "./helpers/fixture.js";
 import { Machine } from "./helpers/machine.js";
 import { startTestnet, type Testnet } from "./helpers/testnet.js";
@@ -24,20 +25,15 @@ let projects: string[];
 beforeAll(async () => {
   testnet = await startTestnet(8);
   const bootstrap = testnet.bootstrap.join(",");
-  old = new Machine("bob", { CCBUNDLE_BOOTSTRAP: bootstrap });
-  laptop = new Machine("robert", { CCBUNDLE_BOOTSTRAP: bootstrap });
-  nas = path.join(old.root, "nas");
-  mkdirSync(nas);
-  old.env.CCBUNDLE_STORE = nas;
-  await old.runOk(["init", "--no-passphrase"]);
+  ({ machine: old, nas } = await backupMachine("bob", { CCBUNDLE_BOOTSTRAP: bootstrap }));
   projects = [old.project("src/api"), old.project("src/site")];
   for (let i = 0; i < 5; i++) {
     sessions.push(
       writeSession({ claudeDir: old.claudeDir, projectDir: projects[i % 2]!, home: old.home, title: `Job ${i}` }),
     );
   }
-  await old.runOk(["key", "export", path.join(old.root, "identity.txt")]);
-  await laptop.runOk(["key", "import", path.join(old.root, "identity.txt")]);
+  // The new laptop: another user name and home, no store configured, only the identity.
+  laptop = await withSameIdentity(old, "robert", { CCBUNDLE_BOOTSTRAP: bootstrap });
 });
 
 afterAll(async () => {
@@ -92,9 +88,8 @@ describe("backup --publish, then restore --all on a new laptop", () => {
       (await laptop.runOk(["restore", "--all", "--map", `${old.home}=${laptop.home}`, "--json"])).stdout,
     );
     expect(again.sessions.map((s: { outcome: string }) => s.outcome)).toEqual(Array(5).fill("identical"));
-    const carol = new Machine("carol", { CCBUNDLE_STORE: nas });
+    const carol = await withSameIdentity(old, "carol", { CCBUNDLE_STORE: nas });
     try {
-      await carol.runOk(["key", "import", path.join(old.root, "identity.txt")]);
       const doc = JSON.parse(
         (await carol.runOk(["restore", "--all", "--project", projects[1]!, "--no-resume", "--json"])).stdout,
       );

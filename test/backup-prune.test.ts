@@ -1,10 +1,10 @@
-import { appendFileSync, existsSync, mkdirSync, utimesSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, utimesSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { applyPolicy } from "../core/backup/policy.js";
-import { blobNames, snapshotNames } from "./helpers/backup.js";
+import { backupMachine, blobNames, snapshotNames, withSameIdentity } from "./helpers/backup.js";
 import { type FixtureSession, writeSession } from "./helpers/fixture.js";
-import { Machine } from "./helpers/machine.js";
+import type { Machine } from "./helpers/machine.js";
 
 /**
  * Pruning: the keep policy (unit), and through the CLI that a prune never
@@ -50,11 +50,7 @@ const listedBlobs = async () =>
   ) as string[];
 
 beforeAll(async () => {
-  alice = new Machine("alice");
-  nas = path.join(alice.root, "nas");
-  mkdirSync(nas);
-  alice.env.CCBUNDLE_STORE = nas;
-  await alice.runOk(["init", "--no-passphrase"]);
+  ({ machine: alice, nas } = await backupMachine("alice"));
   const project = alice.project("app");
   for (let i = 0; i < 4; i++)
     sessions.push(writeSession({ claudeDir: alice.claudeDir, projectDir: project, home: alice.home }));
@@ -127,10 +123,8 @@ describe("prune", () => {
     for (const name of oldVersions) expect(existsSync(blobPath(name))).toBe(false);
     for (const name of [...current, handoff, foreign]) expect(existsSync(blobPath(name)), name).toBe(true);
     // Everything the kept snapshot names restores.
-    const bob = new Machine("bob", { CCBUNDLE_STORE: nas });
+    const bob = await withSameIdentity(alice, "bob", { CCBUNDLE_STORE: nas });
     try {
-      await alice.runOk(["key", "export", path.join(alice.root, "key.txt")]);
-      await bob.runOk(["key", "import", path.join(alice.root, "key.txt")]);
       const restored = JSON.parse((await bob.runOk(["restore", "--all", "--json"])).stdout);
       expect(restored.sessions).toHaveLength(4);
     } finally {

@@ -1,11 +1,11 @@
 import { execFileSync } from "node:child_process";
-import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { projectFolderName } from "../core/claude/paths.js";
-import { allObjectNames, blobNames, snapshotNames } from "./helpers/backup.js";
+import { allObjectNames, backupMachine, blobNames, snapshotNames } from "./helpers/backup.js";
 import { type FixtureSession, writeDecoys, writeSession } from "./helpers/fixture.js";
-import { Machine } from "./helpers/machine.js";
+import type { Machine } from "./helpers/machine.js";
 
 /**
  * Scripted backups through the built CLI: a config dir with many sessions in
@@ -31,11 +31,7 @@ function appendLine(session: FixtureSession, text = "one more turn") {
 }
 
 beforeAll(async () => {
-  alice = new Machine("alice", { TZ: "UTC" });
-  nas = path.join(alice.root, "nas");
-  mkdirSync(nas);
-  alice.env.CCBUNDLE_STORE = nas;
-  await alice.runOk(["init", "--no-passphrase"]);
+  ({ machine: alice, nas } = await backupMachine("alice", { TZ: "UTC" }));
   projects = [alice.project("work/api"), alice.project("work/web app"), alice.project("notes")];
   writeDecoys(alice.claudeDir);
   for (let i = 0; i < 12; i++) {

@@ -1,5 +1,6 @@
-import { existsSync, readdirSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, statSync } from "node:fs";
 import path from "node:path";
+import { Machine } from "./machine.js";
 
 /** Looking into a local store from tests: which objects a backup wrote. */
 
@@ -24,4 +25,26 @@ export const snapshotNames = (store: string) => storeObjects(store, "snapshots")
 /** Every object name in the store, for checking that none reveals a session, host or path. */
 export function allObjectNames(store: string): string[] {
   return storeObjects(store, "").filter((name) => statSync(path.join(store, "ccbundle", "v1", name)).isFile());
+}
+
+/** A machine with an identity (no passphrase, as for cron) that backs up to a "NAS" folder of its own. */
+export async function backupMachine(
+  name: string,
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ machine: Machine; nas: string }> {
+  const machine = new Machine(name, env);
+  const nas = path.join(machine.root, "nas");
+  mkdirSync(nas);
+  machine.env.CCBUNDLE_STORE = nas;
+  await machine.runOk(["init", "--no-passphrase"]);
+  return { machine, nas };
+}
+
+/** Another machine holding the same identity (key export + import), e.g. a new laptop. */
+export async function withSameIdentity(from: Machine, name: string, env: NodeJS.ProcessEnv = {}): Promise<Machine> {
+  const keyFile = path.join(from.root, `key-for-${name}.txt`);
+  await from.runOk(["key", "export", keyFile]);
+  const machine = new Machine(name, env);
+  await machine.runOk(["key", "import", keyFile]);
+  return machine;
 }
