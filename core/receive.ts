@@ -89,7 +89,15 @@ export async function receiveBundle(options: ReceiveOptions): Promise<ReceiveRes
           to: path.join(settings.claudeDir, "projects", projectFolderName(target.cwd)),
         },
         { from: read.manifest.source.claudeDir, to: settings.claudeDir },
-        ...mappingsFor(session, read.manifest.source.home, target.cwd, homeDir(settings.env), options.maps),
+        // restore --all keeps a session at its original path unless --map moved it: then
+        // no other path may move either (the old home → this home rewrite is off).
+        ...mappingsFor(
+          session,
+          options.keepOriginalPaths && target.reason !== "mapped" ? "" : read.manifest.source.home,
+          target.cwd,
+          homeDir(settings.env),
+          options.maps,
+        ),
       ];
       const restored = await restoreSession({
         claudeDir: settings.claudeDir,

@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { projectFolderName } from "../core/claude/paths.js";
@@ -97,7 +97,15 @@ describe("backup --publish, then restore --all on a new laptop", () => {
       expect(doc.sessions).toHaveLength(2);
       for (const s of doc.sessions) {
         expect(s).toMatchObject({ project: projects[1], targetReason: "original-path" });
-        expect(existsSync(path.join(carol.claudeDir, "projects", projectFolderName(projects[1]!)))).toBe(true);
+        // Kept where it was, paths inside too: carol's home is not bob's, but no project moved.
+        const text = readFileSync(
+          path.join(carol.claudeDir, "projects", projectFolderName(projects[1]!), `${s.sessionId}.jsonl`),
+          "utf8",
+        );
+        expect(JSON.parse(text.split("\n")[0]!).cwd).toBe(projects[1]);
+        // (Only paths into the config dir move: that is where the files are now.)
+        expect(text).not.toContain(`${carol.home}/src`);
+        expect(text).toContain(`${carol.claudeDir}/projects/`);
       }
     } finally {
       carol.cleanup();

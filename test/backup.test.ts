@@ -1,11 +1,11 @@
 import { execFileSync } from "node:child_process";
-import { appendFileSync, existsSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { projectFolderName } from "../core/claude/paths.js";
-import { allObjectNames, backupMachine, blobNames, snapshotNames } from "./helpers/backup.js";
+import { allObjectNames, backupMachine, blobNames, snapshotNames, withSameIdentity } from "./helpers/backup.js";
 import { type FixtureSession, writeDecoys, writeSession } from "./helpers/fixture.js";
-import type { Machine } from "./helpers/machine.js";
+import { CLI, type Machine } from "./helpers/machine.js";
 
 /**
  * Scripted backups through the built CLI: a config dir with many sessions in
@@ -139,6 +139,16 @@ describe("backup", () => {
     expect(verbose.stdout).toContain("is current");
   });
 
+  it("on a terminal it draws a bar per phase with bytes, rate and ETA, and prints the summary", async () => {
+    appendLine(sessions[10]!);
+    // util-linux `script` gives the CLI a pseudo-terminal, as a user's shell would.
+    const command = [process.execPath, CLI, "backup"].map((part) => `'${part}'`).join(" ");
+    const output = execFileSync("script", ["-qec", command, "/dev/null"], { env: alice.env, encoding: "utf8" });
+    expect(output).toMatch(/scan\s+\[.*\] 100% \| 12 \/ 12/);
+    expect(output).toMatch(/upload\s+\[.*\] \d+% \| [\d.]+ [KM]?B \/ [\d.]+ [KM]?B \| [\d.]+ [KM]?B\/s \| ETA/);
+    expect(output).toContain("Backed up 1 session");
+  });
+
   it("--project and --since narrow what is read; everything else stays in the snapshot", async () => {
     appendLine(sessions[1]!); // project 1
     appendLine(sessions[2]!); // project 2
@@ -245,5 +255,32 @@ describe("failures and sessions that are gone", () => {
     expect(restored.sessions[0]).toMatchObject({ sessionId: gone.id, outcome: "new", project: gone.cwd });
     expect(readFileSync(gone.transcript, "utf8")).toBe(original);
     expect(existsSync(gone.transcript)).toBe(true);
+  });
+
+  it("restore --all with one bundle gone from the store: the rest is restored, exit 3", async () => {
+    const bob = await withSameIdentity(alice, "bob", { CCBUNDLE_STORE: nas });
+    try {
+      const listed = JSON.parse((await alice.runOk(["list", "--json"])).stdout);
+      const lost = listed.sessions[0];
+      rmSync(path.join(nas, ...lost.blob.key.split("/")));
+      const result = await bob.run(["restore", "--all", "--json"]);
+      expect(result.code).toBe(3);
+      const doc = JSON.parse(result.stdout);
+      expect(doc).toMatchObject({ ok: false, partial: true, snapshot: listed.snapshot });
+      expect(doc.sessions).toHaveLength(11);
+      expect(doc.failures).toEqual([
+        {
+          session: lost.id,
+          project: lost.project,
+          message: `the backup of session ${lost.id} is gone from file://${nas}`,
+          hint: expect.stringContaining("older snapshot"),
+          exitCode: 4,
+        },
+      ]);
+      // Nothing half-restored is left where Claude Code would read it.
+      expect(readdirSync(bob.claudeDir).filter((name) => name.startsWith(".ccbundle"))).toEqual([]);
+    } finally {
+      bob.cleanup();
+    }
   });
 });
