@@ -137,7 +137,7 @@ describe("backup --publish, then restore --all on a new laptop", () => {
     expect(listed.sessions).toHaveLength(6);
   });
 
-  it("without a store, a DHT or a published snapshot: exit 4 with a hint", async () => {
+  it("without a store, a DHT or a published snapshot: exit 4 with a hint; the default store is looked in", async () => {
     const stranger = new Machine("dave");
     try {
       await stranger.runOk(["init", "--no-passphrase"]);
@@ -145,6 +145,15 @@ describe("backup --publish, then restore --all on a new laptop", () => {
       expect(result.code).toBe(4);
       expect(result.stderr).toContain("no backups found");
       expect(result.stderr).toContain("hint: pass --store");
+      // Backups into the default local store are found there.
+      writeSession({ claudeDir: stranger.claudeDir, projectDir: stranger.project("p"), home: stranger.home });
+      await stranger.runOk(["backup"]);
+      const listed = JSON.parse((await stranger.runOk(["list", "--json"])).stdout);
+      expect(listed).toMatchObject({
+        via: "default store",
+        store: expect.stringContaining("/.local/share/ccbundle/store"),
+      });
+      expect(listed.sessions).toHaveLength(1);
     } finally {
       stranger.cleanup();
     }
