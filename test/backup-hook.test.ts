@@ -1,5 +1,15 @@
 import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { backupMachine, snapshotNames } from "./helpers/backup.js";
@@ -128,6 +138,21 @@ describe("hook install / uninstall", () => {
     expect(JSON.parse(readFileSync(settingsPath(alice), "utf8"))).toEqual(original);
     const again = JSON.parse((await alice.runOk(["hook", "uninstall", "--json"])).stdout);
     expect(again.changed).toBe(false);
+  });
+
+  it("a settings.json that is a symlink (dotfiles) stays a symlink", async () => {
+    const dotfile = path.join(alice.root, "dotfiles", "claude-settings.json");
+    mkdirSync(path.dirname(dotfile), { recursive: true });
+    renameSync(settingsPath(alice), dotfile);
+    symlinkSync(dotfile, settingsPath(alice));
+    await alice.runOk(["hook", "install"]);
+    expect(lstatSync(settingsPath(alice)).isSymbolicLink()).toBe(true);
+    expect(readFileSync(dotfile, "utf8")).toContain("backup --hook");
+    await alice.runOk(["hook", "uninstall"]);
+    expect(lstatSync(settingsPath(alice)).isSymbolicLink()).toBe(true);
+    expect(JSON.parse(readFileSync(dotfile, "utf8"))).toEqual(original);
+    rmSync(settingsPath(alice));
+    renameSync(dotfile, settingsPath(alice));
   });
 
   it("a settings.json that is not JSON is left alone: exit 1 with a hint", async () => {

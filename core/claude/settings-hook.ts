@@ -1,4 +1,4 @@
-import { copyFile, readFile, stat } from "node:fs/promises";
+import { copyFile, readFile, realpath, stat } from "node:fs/promises";
 import path from "node:path";
 import { CcbError, errnoCode } from "../errors.js";
 import { writeFileAtomic } from "./files.js";
@@ -145,7 +145,11 @@ function sameHookCount(a: HookGroup[], b: HookGroup[]): boolean {
   return count(a) === count(b);
 }
 
-/** Back the old file up beside it, then replace it atomically with the same mode. */
+/**
+ * Back the old file up beside it, then replace it atomically with the same mode.
+ * A settings.json that is a symlink (dotfile managers) stays one: the file it
+ * points to is what gets replaced.
+ */
 async function writeSettings(file: string, settings: Record<string, unknown>): Promise<string | undefined> {
   const info = await stat(file).catch(() => undefined);
   let backup: string | undefined;
@@ -153,6 +157,7 @@ async function writeSettings(file: string, settings: Record<string, unknown>): P
     backup = `${file}.${new Date().toISOString().replace(/[:.]/g, "-")}.ccbundle.bak`;
     await copyFile(file, backup);
   }
-  await writeFileAtomic(file, `${JSON.stringify(settings, null, 2)}\n`, info ? info.mode & 0o777 : 0o600);
+  const target = info ? await realpath(file) : file;
+  await writeFileAtomic(target, `${JSON.stringify(settings, null, 2)}\n`, info ? info.mode & 0o777 : 0o600);
   return backup;
 }
