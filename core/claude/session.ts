@@ -1,8 +1,8 @@
 import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
-import { lstat, readdir, readFile, realpath, stat } from "node:fs/promises";
+import { lstat, open, readdir, readFile, realpath, stat } from "node:fs/promises";
 import path from "node:path";
 import { CcbError, errnoCode, NotFoundError, UsageError } from "../errors.js";
+import { type FileIdentity, fileIdentity, sameFile } from "../file-identity.js";
 import { claudeLayout, isSessionId, projectFolderName } from "./paths.js";
 import { scanTranscript } from "./transcript.js";
 
@@ -23,6 +23,8 @@ export interface SessionFile {
   sha256: string;
   /** Content held in memory instead of read from `source`. */
   content?: Buffer;
+  /** The file when it was hashed (lets packing skip a second hash if it is untouched). */
+  hashedAt?: FileIdentity | undefined;
 }
 
 export interface CollectedSession {
@@ -145,6 +147,7 @@ export async function collectSession(claudeDir: string, ref: SessionRef): Promis
     path: bundlePath(claudeDir, ref.transcript),
     size: scan.size,
     sha256: scan.sha256,
+    hashedAt: scan.hashedAt,
   });
   const slugs = new Set(scan.slugs);
 
@@ -154,7 +157,13 @@ export async function collectSession(claudeDir: string, ref: SessionRef): Promis
       // Subagent transcripts are appended to like the main one, and name plans too.
       const sub = await scanTranscript(file);
       for (const slug of sub.slugs) slugs.add(slug);
-      files.push({ source: file, path: bundlePath(claudeDir, file), size: sub.size, sha256: sub.sha256 });
+      files.push({
+        source: file,
+        path: bundlePath(claudeDir, file),
+        size: sub.size,
+        sha256: sub.sha256,
+        hashedAt: sub.hashedAt,
+      });
     } else {
       files.push(await hashedFile(claudeDir, file));
     }
@@ -216,13 +225,23 @@ function bundlePath(claudeDir: string, file: string): string {
 }
 
 async function hashedFile(claudeDir: string, file: string): Promise<SessionFile> {
-  const hash = createHash("sha256");
-  let size = 0;
-  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) {
-    hash.update(chunk as Buffer);
-    size += (chunk as Buffer).length;
+  const handle = await open(file, "r");
+  try {
+    const before = fileIdentity(await handle.stat());
+    const hash = createHash("sha256");
+    let size = 0;
+    const buffer = Buffer.allocUnsafe(Math.min(1 << 20, Math.max(1, before.size)));
+    for (;;) {
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, size);
+      if (bytesRead === 0) break;
+      hash.update(buffer.subarray(0, bytesRead));
+      size += bytesRead;
+    }
+    const hashedAt = sameFile(fileIdentity(await handle.stat()), before) && before.size === size ? before : undefined;
+    return { source: file, path: bundlePath(claudeDir, file), size, sha256: hash.digest("hex"), hashedAt };
+  } finally {
+    await handle.close();
   }
-  return { source: file, path: bundlePath(claudeDir, file), size, sha256: hash.digest("hex") };
 }
 
 async function isRegularFile(file: string): Promise<boolean> {
