@@ -56,9 +56,9 @@ const FORMAT = 5;
 export function ensureCorpus(options: CorpusOptions): Corpus {
   const stamp = path.join(options.root, "corpus.json");
   const wanted = JSON.stringify({ format: FORMAT, ...options });
-  if (existsSync(stamp)) {
+  if (existsSync(stamp) && existsSync(path.join(options.root, "home"))) {
     const saved = JSON.parse(readFileSync(stamp, "utf8")) as { options: string; corpus: Corpus };
-    if (saved.options === wanted) return saved.corpus;
+    if (saved.options === wanted && existsSync(saved.corpus.claudeDir)) return saved.corpus;
   }
   rmSync(options.root, { recursive: true, force: true });
   const corpus = generateCorpus(options);

@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
-import { lstat, open, readdir, readFile, realpath, stat } from "node:fs/promises";
+import { closeSync, fstatSync, openSync, readSync } from "node:fs";
+import { lstat, readdir, readFile, realpath, stat } from "node:fs/promises";
 import path from "node:path";
 import { CcbError, errnoCode, NotFoundError, UsageError } from "../errors.js";
 import { type FileIdentity, fileIdentity, sameFile } from "../file-identity.js";
@@ -224,23 +225,24 @@ function bundlePath(claudeDir: string, file: string): string {
   return `claude/${path.relative(claudeDir, file).split(path.sep).join("/")}`;
 }
 
+/** Hash a side file. Synchronous reads on purpose: see scanTranscript (small files, page cache, no thread-pool waits). */
 async function hashedFile(claudeDir: string, file: string): Promise<SessionFile> {
-  const handle = await open(file, "r");
+  const fd = openSync(file, "r");
   try {
-    const before = fileIdentity(await handle.stat());
+    const before = fileIdentity(fstatSync(fd));
     const hash = createHash("sha256");
     let size = 0;
     const buffer = Buffer.allocUnsafe(Math.min(1 << 20, Math.max(1, before.size)));
     for (;;) {
-      const { bytesRead } = await handle.read(buffer, 0, buffer.length, size);
+      const bytesRead = readSync(fd, buffer, 0, buffer.length, size);
       if (bytesRead === 0) break;
       hash.update(buffer.subarray(0, bytesRead));
       size += bytesRead;
     }
-    const hashedAt = sameFile(fileIdentity(await handle.stat()), before) && before.size === size ? before : undefined;
+    const hashedAt = sameFile(fileIdentity(fstatSync(fd)), before) && before.size === size ? before : undefined;
     return { source: file, path: bundlePath(claudeDir, file), size, sha256: hash.digest("hex"), hashedAt };
   } finally {
-    await handle.close();
+    closeSync(fd);
   }
 }
 

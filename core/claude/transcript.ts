@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { open } from "node:fs/promises";
+import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { type FileIdentity, fileIdentity, sameFile } from "../file-identity.js";
 
 /**
@@ -90,10 +90,15 @@ function findValue(line: Buffer, f: Field): string | undefined {
   return undefined;
 }
 
+/**
+ * Reads with synchronous calls, as packing does (core/bundle/pack.ts): a
+ * config dir is thousands of files in the page cache, and a thread-pool round
+ * trip per open/stat/read/close made collecting 300 sessions take seconds.
+ */
 export async function scanTranscript(file: string): Promise<TranscriptScan> {
-  const handle = await open(file, "r");
+  const fd = openSync(file, "r");
   try {
-    const before = fileIdentity(await handle.stat());
+    const before = fileIdentity(fstatSync(fd));
     const limit = before.size;
     const scan: TranscriptScan = {
       size: 0,
@@ -114,34 +119,45 @@ export async function scanTranscript(file: string): Promise<TranscriptScan> {
     // Bytes of a line not yet ended by a newline, kept until it is (joined once).
     let pending: Buffer[] = [];
     let position = 0;
-    // One read buffer, reused: only the tail of an unfinished line is copied out of it.
-    const buffer = Buffer.allocUnsafe(Math.min(CHUNK, Math.max(1, limit)));
-    while (position < limit) {
-      const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, limit - position), position);
-      if (bytesRead === 0) break;
-      position += bytesRead;
-      const read = buffer.subarray(0, bytesRead);
-      const lastNewline = read.lastIndexOf(NEWLINE);
-      if (lastNewline < 0) {
-        pending.push(Buffer.from(read));
-        continue;
-      }
-      const head = read.subarray(0, lastNewline + 1);
-      const whole = pending.length > 0 ? Buffer.concat([...pending, head]) : head;
-      pending = lastNewline + 1 < read.length ? [Buffer.from(read.subarray(lastNewline + 1))] : [];
+    /** Whole lines, in file order: hash them and look at them. */
+    const take = (whole: Buffer) => {
       hash.update(whole);
       scan.size += whole.length;
       scanLines(whole, scan, prompt, titles);
       scanLast(whole, scan);
+    };
+    // One read buffer, reused: only the tail of an unfinished line is copied out of it.
+    const buffer = Buffer.allocUnsafe(Math.min(CHUNK, Math.max(1, limit)));
+    while (position < limit) {
+      const bytesRead = readSync(fd, buffer, 0, Math.min(buffer.length, limit - position), position);
+      if (bytesRead === 0) break;
+      position += bytesRead;
+      const read = buffer.subarray(0, bytesRead);
+      let from = 0;
+      if (pending.length > 0) {
+        // Finish the line carried over from the last read: join just that line, not the whole chunk.
+        const newline = read.indexOf(NEWLINE);
+        if (newline < 0) {
+          pending.push(Buffer.from(read));
+          continue;
+        }
+        take(Buffer.concat([...pending, read.subarray(0, newline + 1)]));
+        pending = [];
+        from = newline + 1;
+      }
+      const lastNewline = read.lastIndexOf(NEWLINE);
+      if (lastNewline >= from) take(read.subarray(from, lastNewline + 1));
+      const tail = Math.max(from, lastNewline + 1);
+      if (tail < read.length) pending.push(Buffer.from(read.subarray(tail)));
     }
     scan.sha256 = hash.digest("hex");
-    const after = fileIdentity(await handle.stat());
+    const after = fileIdentity(fstatSync(fd));
     if (sameFile(after, before)) scan.hashedAt = before;
     const title = titles.custom ?? titles.summary ?? prompt.text;
     scan.title = title === undefined ? undefined : oneLine(title);
     return scan;
   } finally {
-    await handle.close();
+    closeSync(fd);
   }
 }
 
