@@ -50,7 +50,7 @@ export interface Corpus {
   bytes: number;
 }
 
-const FORMAT = 5;
+const FORMAT = 6;
 
 /** Generate the corpus, or reuse it when `root` already holds one made with the same options. */
 export function ensureCorpus(options: CorpusOptions): Corpus {
@@ -251,7 +251,7 @@ class TranscriptWriter {
     const toolId = `toolu_${hex(rng, 24)}`;
     const kind = rng();
     const out: string[] = [];
-    const assistant = (content: unknown[]) =>
+    const assistant = (content: unknown[], stopReason = "tool_use") =>
       this.line({
         type: "assistant",
         message: {
@@ -260,7 +260,7 @@ class TranscriptWriter {
           role: "assistant",
           model: "claude-opus-4-5",
           content,
-          stop_reason: "tool_use",
+          stop_reason: stopReason,
           usage: { input_tokens: 1000 + Math.floor(rng() * 90_000), output_tokens: 20 + Math.floor(rng() * 900) },
         },
         requestId: `req_${hex(rng, 20)}`,
@@ -347,20 +347,7 @@ class TranscriptWriter {
           },
         }),
       );
-      out.push(
-        this.line({
-          type: "assistant",
-          message: {
-            id: `msg_${hex(rng, 24)}`,
-            type: "message",
-            role: "assistant",
-            model: "claude-opus-4-5",
-            content: [{ type: "text", text: pool.prose(100 + rng() * 600) }],
-            stop_reason: "end_turn",
-            usage: { input_tokens: 2000 + Math.floor(rng() * 90_000), output_tokens: 200 },
-          },
-        }),
-      );
+      out.push(assistant([{ type: "text", text: pool.prose(100 + rng() * 600) }], "end_turn"));
     }
     return out;
   }

@@ -100,7 +100,8 @@ const fresh = (dir: string) => {
 };
 
 // ---------------------------------------------------------------- corpus
-console.log(`bench: ${os.availableParallelism()} cores, node ${process.version}, load ${loadAverage()}`);
+const loadAtStart = loadAverage();
+console.log(`bench: ${os.availableParallelism()} cores, node ${process.version}, load ${loadAtStart}`);
 const started = performance.now();
 const corpus: Corpus = ensureCorpus({
   root: path.join(work, quick ? "corpus-quick" : "corpus"),
@@ -530,7 +531,7 @@ const table = [
 ].join("\n");
 const report = `# Bench results
 
-\`npm run bench\` on ${new Date().toISOString().slice(0, 10)}: ${os.availableParallelism()} cores (${os.cpus()[0]?.model ?? "unknown CPU"}), ${fmt(os.totalmem() / 2 ** 30, 0)} GiB, Node ${process.version}, load average at the end ${loadAverage()}.
+\`npm run bench\` on ${new Date().toISOString().slice(0, 10)}: ${os.availableParallelism()} cores (${os.cpus()[0]?.model ?? "unknown CPU"}), ${fmt(os.totalmem() / 2 ** 30, 0)} GiB, Node ${process.version}, load average ${loadAtStart} at the start and ${loadAverage()} at the end (other processes share these cores: compare ccbundle with the reference in the same row, and CPU seconds as well as wall time).
 Corpus: ${corpus.sessions.length} seeded sessions, ${fmt(corpus.bytes / MB, 0)} MB of Claude Code JSONL and side files (bench/corpus.ts). Each comparison alternates ccbundle and the reference ${RUNS} times and keeps each side's fastest run; wall times include process start-up. Shell side: Debian's \`tar\`, \`zstd -3\`, \`age\`.
 
 ${table}
