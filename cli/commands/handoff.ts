@@ -57,6 +57,11 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
           );
           for (const failure of result.publishFailures) ctx.out.warn(`not published: ${failure}`);
           for (const warning of result.warnings) ctx.out.warn(warning);
+          if (!ctx.settings.store) {
+            ctx.out.warn(
+              `the bundle is in the default store, a folder on this machine (${ctx.settings.defaultStore}); another machine can pull it only if it can read that folder. Set CCBUNDLE_STORE (or --store) to a NAS path or s3://… store`,
+            );
+          }
           ctx.out.line("");
           ctx.out.line("On the other machine run:");
           ctx.out.line(`  ccbundle pull${recipients.length > 0 ? ` ${key.z32}` : ""}`);
