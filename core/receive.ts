@@ -6,7 +6,6 @@ import { readBundle } from "./bundle/blob.js";
 import type { Manifest } from "./bundle/manifest.js";
 import { verifyManifestSignature } from "./bundle/signature.js";
 import { describeGitDrift } from "./claude/git.js";
-import { projectFolderName } from "./claude/paths.js";
 import type { PathMapping } from "./claude/remap.js";
 import { type RestoreResult, removeStaging, restoreSession } from "./claude/restore.js";
 import { chooseTarget, mappingsFor, type TargetChoice } from "./claude/target.js";
@@ -81,15 +80,14 @@ export async function receiveBundle(options: ReceiveOptions): Promise<ReceiveRes
         cwd: options.cwd,
         maps: options.maps,
       });
-      const mappings = [
-        // Paths into the config dir itself (persisted tool output): the project folder name changes too.
-        {
-          from: `${read.manifest.source.claudeDir}/projects/${session.folder}`,
-          to: path.join(settings.claudeDir, "projects", projectFolderName(target.cwd)),
-        },
-        { from: read.manifest.source.claudeDir, to: settings.claudeDir },
-        ...mappingsFor(session, read.manifest.source.home, target.cwd, homeDir(settings.env), options.maps),
-      ];
+      const mappings = mappingsFor({
+        source: read.manifest.source,
+        session,
+        target,
+        targetHome: homeDir(settings.env),
+        targetClaudeDir: settings.claudeDir,
+        maps: options.maps,
+      });
       const restored = await restoreSession({
         claudeDir: settings.claudeDir,
         home: settings.home,

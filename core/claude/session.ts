@@ -163,10 +163,7 @@ export async function collectSession(claudeDir: string, ref: SessionRef): Promis
     for (const file of await walkFiles(path.join(claudeDir, sub, ref.id)))
       files.push(await hashedFile(claudeDir, file));
   }
-  for (const slug of [...slugs].sort()) {
-    const plan = path.join(claudeDir, "plans", `${slug}.md`);
-    if (await isRegularFile(plan)) files.push(await hashedFile(claudeDir, plan));
-  }
+  for (const plan of await planFiles(claudeDir, slugs)) files.push(await hashedFile(claudeDir, plan));
   const todosDir = path.join(claudeDir, "todos");
   for (const name of (await readdir(todosDir).catch(() => [] as string[])).sort()) {
     if (name.startsWith(`${ref.id}-agent-`) && name.endsWith(".json")) {
@@ -198,6 +195,25 @@ export async function collectSession(claudeDir: string, ref: SessionRef): Promis
   };
 }
 
+/**
+ * The plans the session's lines name: `plans/<slug>.md`, and the plans of its
+ * subagents, which Claude Code writes as `plans/<slug>-agent-<agentId>.md`.
+ */
+async function planFiles(claudeDir: string, slugs: Set<string>): Promise<string[]> {
+  if (slugs.size === 0) return [];
+  const dir = path.join(claudeDir, "plans");
+  const names = (await readdir(dir).catch(() => [] as string[])).sort();
+  const out: string[] = [];
+  for (const name of names) {
+    if (!name.endsWith(".md")) continue;
+    const stem = name.slice(0, -".md".length);
+    const agent = stem.lastIndexOf("-agent-");
+    const owned = slugs.has(stem) || (agent > 0 && slugs.has(stem.slice(0, agent)));
+    if (owned && (await isRegularFile(path.join(dir, name)))) out.push(path.join(dir, name));
+  }
+  return out;
+}
+
 /** The lines of `history.jsonl` (the prompt history) that belong to this session. */
 async function sessionHistoryLines(claudeDir: string, sessionId: string): Promise<Buffer> {
   let text: string;
@@ -207,7 +223,9 @@ async function sessionHistoryLines(claudeDir: string, sessionId: string): Promis
     return Buffer.alloc(0);
   }
   const needle = `"sessionId":"${sessionId}"`;
-  const lines = text.split("\n").filter((line) => line.includes(needle) && line.endsWith("}"));
+  // Whole lines only: Claude Code may be appending a prompt right now.
+  const whole = text.slice(0, text.lastIndexOf("\n") + 1);
+  const lines = whole.split("\n").filter((line) => line.includes(needle) && line.endsWith("}"));
   return Buffer.from(lines.map((line) => `${line}\n`).join(""));
 }
 
