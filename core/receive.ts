@@ -8,6 +8,7 @@ import { verifyManifestSignature } from "./bundle/signature.js";
 import { describeGitDrift } from "./claude/git.js";
 import type { PathMapping } from "./claude/remap.js";
 import { type RestoreResult, removeStaging, restoreSession } from "./claude/restore.js";
+import { otherCopies } from "./claude/session.js";
 import { chooseTarget, mappingsFor, type TargetChoice } from "./claude/target.js";
 import { homeDir, type Settings } from "./config.js";
 import type { Identity } from "./crypto/age/index.js";
@@ -41,6 +42,8 @@ export interface ReceivedSession extends RestoreResult {
   title: string | undefined;
   target: TargetChoice;
   gitWarnings: string[];
+  /** Everything to tell the user about this session, in order: where it landed, other copies, git. */
+  warnings: string[];
 }
 
 export interface ReceiveResult {
@@ -98,11 +101,23 @@ export async function receiveBundle(options: ReceiveOptions): Promise<ReceiveRes
         rewrite: options.rewrite,
         force: options.force,
       });
+      const gitWarnings = await describeGitDrift(target.cwd, session.git);
+      const copies = await otherCopies(
+        settings.claudeDir,
+        restored.sessionId,
+        path.basename(path.dirname(restored.transcript)),
+      );
+      const copiesWarning = copies.length
+        ? [
+            `session ${restored.sessionId} is also filed under ${copies.map((c) => `projects/${c}`).join(", ")} here; Claude Code then resumes it only when started in ${restored.targetCwd}`,
+          ]
+        : [];
       sessions.push({
         ...restored,
         title: session.title,
         target,
-        gitWarnings: await describeGitDrift(target.cwd, session.git),
+        gitWarnings,
+        warnings: [...(target.warning ? [target.warning] : []), ...copiesWarning, ...gitWarnings],
       });
     }
     return { manifest: read.manifest, signer, sessions };

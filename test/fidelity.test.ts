@@ -31,6 +31,7 @@ import { expectedRewrite, parseLines } from "./helpers/rewrite-oracle.js";
  * the right place with the right paths.
  */
 
+// biome-ignore lint/suspicious/noExplicitAny: parsed JSONL lines, probed field by field
 type Line = Record<string, any>;
 
 let alice: Machine;
@@ -160,7 +161,7 @@ describe.each([
     expect(snapshots.length).toBe(3);
     const keys: string[] = [];
     for (const line of snapshots) {
-      for (const [key, backup] of Object.entries<any>(line.snapshot.trackedFileBackups)) {
+      for (const [key, backup] of Object.entries<Line>(line.snapshot.trackedFileBackups)) {
         keys.push(key);
         expect(existsSync(path.join(bob.claudeDir, "file-history", session.id, backup.backupFileName))).toBe(true);
       }
@@ -411,6 +412,20 @@ exit 7
     expect(result.code).toBe(7); // claude's exit code is ours
     expect(readFileSync(record, "utf8").split("\n")[0]).toBe(`${real} --resume ${s.id}`);
     expect(existsSync(path.join(bob.claudeDir, "projects", projectFolderName(real), `${s.id}.jsonl`))).toBe(true);
+  });
+
+  it("warns when the same session is filed under a second project, and refuses a --project that is not there", async () => {
+    const first = bob.project("resume-real");
+    const second = bob.project("resume-second");
+    const doc = JSON.parse((await bob.runOk(["pull", "--project", second, "--no-resume", "--json"])).stdout);
+    expect(doc.sessions[0].warnings).toContainEqual(
+      `session ${doc.sessions[0].sessionId} is also filed under projects/${projectFolderName(first)} here; Claude Code then resumes it only when started in ${second}`,
+    );
+    const before = tree(bob.claudeDir);
+    const missing = await bob.run(["pull", "--project", path.join(bob.home, "no-such-dir"), "--no-resume"]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/^ccbundle: .*--project .*no-such-dir is not a directory here\nhint: create it/);
+    expect(tree(bob.claudeDir)).toEqual(before);
   });
 
   it("hands the terminal over: Ctrl-C goes to claude, and ccbundle waits for it", async () => {

@@ -266,6 +266,20 @@ async function walkFiles(dir: string): Promise<string[]> {
   return out;
 }
 
+/**
+ * Project folders other than `folder` that hold a transcript with this session
+ * id. Claude Code 2.1.329 resumes an id filed under two projects only from the
+ * project directory of one of them, no longer from anywhere.
+ */
+export async function otherCopies(claudeDir: string, sessionId: string, folder: string): Promise<string[]> {
+  const projects = claudeLayout(claudeDir).projects;
+  const out: string[] = [];
+  for (const name of (await readdir(projects).catch(() => [] as string[])).sort()) {
+    if (name !== folder && (await isRegularFile(path.join(projects, name, `${sessionId}.jsonl`)))) out.push(name);
+  }
+  return out;
+}
+
 export async function exists(file: string): Promise<boolean> {
   return (await stat(file).catch(() => undefined)) !== undefined;
 }
