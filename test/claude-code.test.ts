@@ -6,7 +6,7 @@ import { projectFolderName } from "../core/claude/paths.js";
 import { type InstalledClaude, installClaudeCode, loopbackOnlySandbox, runClaude } from "./helpers/claude-code.js";
 import { type FixtureSession, writeSession } from "./helpers/fixture.js";
 import { cloneAs, commit, git } from "./helpers/git.js";
-import { Machine } from "./helpers/machine.js";
+import { type Machine, twoMachines } from "./helpers/machine.js";
 
 /**
  * Opt-in (CCBUNDLE_TEST_CLAUDE=1): real Claude Code, installed from the npm
@@ -45,15 +45,7 @@ describe.runIf(enabled)("real Claude Code resumes a pulled session", () => {
   beforeAll(async () => {
     sandbox = loopbackOnlySandbox();
     console.log(`claude runs ${sandbox ? "in a loopback-only network namespace" : "without a network namespace"}`);
-    alice = new Machine("alice-cc");
-    bob = new Machine("bob-cc");
-    const nas = path.join(alice.root, "nas");
-    mkdirSync(nas);
-    alice.env.CCBUNDLE_STORE = nas;
-    bob.env.CCBUNDLE_STORE = nas;
-    await alice.runOk(["init", "--no-passphrase"]);
-    await alice.runOk(["key", "export", path.join(alice.root, "key.txt")]);
-    await bob.runOk(["key", "import", path.join(alice.root, "key.txt")]);
+    ({ alice, bob } = await twoMachines("alice-cc", "bob-cc"));
 
     aliceProject = alice.project("work/My Proj.v2_ü");
     git(aliceProject, "init", "-q", "-b", "main");

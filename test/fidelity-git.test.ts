@@ -17,7 +17,7 @@ import { projectFolderName } from "../core/claude/paths.js";
 import { chooseTarget, mappingsFor } from "../core/claude/target.js";
 import { writeSession } from "./helpers/fixture.js";
 import { cloneAs, commit, git } from "./helpers/git.js";
-import { Machine } from "./helpers/machine.js";
+import { type Machine, twoMachines } from "./helpers/machine.js";
 import { parseLines } from "./helpers/rewrite-oracle.js";
 
 /**
@@ -183,6 +183,16 @@ describe("choosing the target", () => {
     expect(choice.warning).toContain("packages/api");
   });
 
+  it("a --map that names a directory here comes before the remote and the original path", async () => {
+    const mapped = path.join(root, "mapped", "packages", "api");
+    mkdirSync(mapped, { recursive: true });
+    const choice = await chooseTarget(session(), {
+      cwd: clone("map-cwd"),
+      maps: [{ from: source, to: path.join(root, "mapped") }],
+    });
+    expect(choice).toEqual({ cwd: mapped, reason: "mapped" });
+  });
+
   it("--project must be a directory here", async () => {
     await expect(
       chooseTarget(session(), { project: path.join(root, "missing"), cwd: root, maps: [] }),
@@ -221,15 +231,7 @@ describe("pull into a clone, end to end", () => {
   let bob: Machine;
 
   beforeAll(async () => {
-    alice = new Machine("alice-git");
-    bob = new Machine("bob-git");
-    const nas = path.join(alice.root, "nas");
-    mkdirSync(nas);
-    alice.env.CCBUNDLE_STORE = nas;
-    bob.env.CCBUNDLE_STORE = nas;
-    await alice.runOk(["init", "--no-passphrase"]);
-    await alice.runOk(["key", "export", path.join(alice.root, "key.txt")]);
-    await bob.runOk(["key", "import", path.join(alice.root, "key.txt")]);
+    ({ alice, bob } = await twoMachines("alice-git", "bob-git"));
   });
 
   afterAll(() => {

@@ -21,7 +21,7 @@ import { projectFolderName } from "../core/claude/paths.js";
 import { findSession } from "../core/claude/session.js";
 import { parseRecipient, UserKey } from "../core/crypto/keys.js";
 import { type FixtureSession, writeSession } from "./helpers/fixture.js";
-import { CLI, Machine } from "./helpers/machine.js";
+import { CLI, type Machine, twoMachines } from "./helpers/machine.js";
 import { expectedRewrite, parseLines } from "./helpers/rewrite-oracle.js";
 
 /**
@@ -68,16 +68,7 @@ function landed(claudeDir: string, s: FixtureSession, target: string, rel: strin
 }
 
 beforeAll(async () => {
-  alice = new Machine("alice");
-  bob = new Machine("bob");
-  const nas = path.join(alice.root, "nas");
-  mkdirSync(nas);
-  alice.env.CCBUNDLE_STORE = nas;
-  bob.env.CCBUNDLE_STORE = nas;
-  await alice.runOk(["init", "--no-passphrase"]);
-  const exported = path.join(alice.root, "key.txt");
-  await alice.runOk(["key", "export", exported]);
-  await bob.runOk(["key", "import", exported]);
+  ({ alice, bob } = await twoMachines("alice", "bob"));
   // Bob already has prompt history of his own: it must survive every merge.
   mkdirSync(bob.claudeDir, { recursive: true });
   writeFileSync(

@@ -4,7 +4,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { projectFolderName } from "../core/claude/paths.js";
 import { type FixtureSession, writeDecoys, writeSession } from "./helpers/fixture.js";
-import { Machine } from "./helpers/machine.js";
+import { Machine, twoMachines } from "./helpers/machine.js";
 import { expectedRewrite, parseLines } from "./helpers/rewrite-oracle.js";
 
 /**
@@ -32,16 +32,7 @@ function listFiles(dir: string): string[] {
 }
 
 beforeAll(async () => {
-  alice = new Machine("alice");
-  bob = new Machine("bob");
-  nas = path.join(alice.root, "nas");
-  mkdirSync(nas);
-  alice.env.CCBUNDLE_STORE = nas;
-  bob.env.CCBUNDLE_STORE = nas;
-  await alice.runOk(["init", "--no-passphrase"]);
-  const exported = path.join(alice.root, "key.txt");
-  await alice.runOk(["key", "export", exported]);
-  await bob.runOk(["key", "import", exported]);
+  ({ alice, bob, nas } = await twoMachines("alice", "bob"));
   aliceProject = alice.project("work/my app");
   bobProject = bob.project("src/elsewhere/my-app");
   writeDecoys(alice.claudeDir);

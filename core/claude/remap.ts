@@ -41,12 +41,13 @@ export type TextForm = "json" | "text";
 
 /** A character that would continue a file name: the match is not a whole path component. */
 const NAME_CHAR = String.raw`[\p{L}\p{N}_\-~+@]`;
-/** What may stand right before a path besides a non-name character. */
-const AFTER_ESCAPE: Record<TextForm, string> = {
+const NAME_CHAR_RE = new RegExp(NAME_CHAR, "u");
+/** What may end right before a path although it is a name character: a JSON escape or a colour code. */
+const ESCAPE_BEFORE: Record<TextForm, RegExp> = {
   // An odd run of backslashes then b/f/n/r/t is a JSON escape (a newline before the path);
   // `\u001b[…m` is a terminal colour code as JSON writes it.
-  json: String.raw`(?<=(?:^|[^\\])(?:\\\\)*\\[bfnrt])|(?<=\\u001b\[[0-9;]*[A-Za-z])`,
-  text: String.raw`(?<=\x1b\[[0-9;]*[A-Za-z])`,
+  json: /(?:^|[^\\])(?:\\\\)*\\[bfnrt]$|\\u001b\[[0-9;]*[A-Za-z]$/,
+  text: /\x1b\[[0-9;]*[A-Za-z]$/,
 };
 /** One component of the rest of a Windows path: name characters, single spaces inside. */
 const WINDOWS_NAME_CHAR = String.raw`[^\s\\"<>|?*:]`;
@@ -74,27 +75,48 @@ export function createRemapper(mappings: PathMapping[], form: TextForm = "json")
   // Longest first, so a project path wins over the home directory that contains it.
   const needles = [...variants.keys()].sort((a, b) => b.length - a.length);
   const separator = escapeRegExp(WINDOWS_SEPARATOR[form]);
+  // The needles come first so the engine can skip ahead to them; where a path may start is checked
+  // per match (a lookbehind in front would be tried at every position, five times slower).
   const pattern = new RegExp(
-    `(?:(?<!${NAME_CHAR}|\\.)|${AFTER_ESCAPE[form]})` +
-      `(${needles.map(escapeRegExp).join("|")})(?!${NAME_CHAR}|\\.${NAME_CHAR})` +
+    `(${needles.map(escapeRegExp).join("|")})(?!${NAME_CHAR}|\\.${NAME_CHAR})` +
       // The rest of the path up to its last separator: the last name is left for the scan to move
       // over, so a second path that a spaced name ran into is still found.
       `((?:(?:${separator}${WINDOWS_COMPONENT})*${separator}(?=${WINDOWS_NAME_CHAR}))?)`,
     "gu",
   );
   const separatorRun = new RegExp(separator, "g");
+  const escapeBefore = ESCAPE_BEFORE[form];
+  const startsPath = (text: string, at: number): boolean => {
+    if (at === 0) return true;
+    const before = text[at - 1]!;
+    if (before === ".") return false;
+    if (!NAME_CHAR_RE.test(before)) return true;
+    return escapeBefore.test(text.slice(Math.max(0, at - 32), at));
+  };
   // Fast pre-filter: a line that contains none of the needles is returned untouched.
   const firstChars = [...new Set(needles.map((needle) => needle.slice(0, Math.min(needle.length, 8))))];
   return {
     identity: false,
     line(text: string): string {
       if (!firstChars.some((prefix) => text.includes(prefix))) return text;
-      const rewritten = text.replace(pattern, (match, needle: string, rest: string) => {
-        const variant = variants.get(needle);
-        if (!variant) return match;
-        return variant.replacement + (variant.toPosix ? rest.replace(separatorRun, "/") : rest);
-      });
-      if (rewritten === text) return text;
+      let out = "";
+      let copied = 0;
+      pattern.lastIndex = 0;
+      for (let match = pattern.exec(text); match; match = pattern.exec(text)) {
+        if (!startsPath(text, match.index)) {
+          pattern.lastIndex = match.index + 1;
+          continue;
+        }
+        const variant = variants.get(match[1]!)!;
+        const rest = match[2] ?? "";
+        out +=
+          text.slice(copied, match.index) +
+          variant.replacement +
+          (variant.toPosix ? rest.replace(separatorRun, "/") : rest);
+        copied = pattern.lastIndex;
+      }
+      if (copied === 0) return text;
+      const rewritten = out + text.slice(copied);
       // A rewrite must never break a line that parsed before.
       if (form === "json" && !parses(rewritten) && parses(text)) return text;
       return rewritten;

@@ -1,4 +1,4 @@
-import { spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 
@@ -51,18 +51,16 @@ async function main(): Promise<void> {
   }
   const env: Record<string, string> = { ...input.env, ANTHROPIC_BASE_URL: baseUrl };
   if (input.api) env.ANTHROPIC_API_KEY = "sk-ant-ccbundle-test-not-a-key";
-  const child = spawn(input.claude, input.args, { cwd: input.cwd, env, stdio: ["ignore", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.on("data", (d) => {
-    stdout += d;
+  const { code, stdout, stderr } = await new Promise<Omit<ProbeResult, "requests">>((resolve) => {
+    const child = execFile(
+      input.claude,
+      input.args,
+      { cwd: input.cwd, env, timeout: 60_000, killSignal: "SIGKILL", maxBuffer: 64 << 20 },
+      (err, out, errOut) =>
+        resolve({ code: err ? (typeof err.code === "number" ? err.code : null) : 0, stdout: out, stderr: errOut }),
+    );
+    child.stdin?.end(); // -p reads piped stdin until it ends
   });
-  child.stderr.on("data", (d) => {
-    stderr += d;
-  });
-  const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
-  const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
-  clearTimeout(timer);
   server?.close();
   const result: ProbeResult = { code, stdout, stderr, requests };
   process.stdout.write(JSON.stringify(result));
