@@ -8,7 +8,7 @@ import { verifyManifestSignature } from "./bundle/signature.js";
 import { describeGitDrift } from "./claude/git.js";
 import type { PathMapping } from "./claude/remap.js";
 import { type RestoreResult, removeStaging, restoreSession } from "./claude/restore.js";
-import { otherCopies } from "./claude/session.js";
+import { otherCopiesWarning } from "./claude/session.js";
 import { chooseTarget, mappingsFor, type TargetChoice } from "./claude/target.js";
 import { homeDir, type Settings } from "./config.js";
 import type { Identity } from "./crypto/age/index.js";
@@ -102,22 +102,13 @@ export async function receiveBundle(options: ReceiveOptions): Promise<ReceiveRes
         force: options.force,
       });
       const gitWarnings = await describeGitDrift(target.cwd, session.git);
-      const copies = await otherCopies(
-        settings.claudeDir,
-        restored.sessionId,
-        path.basename(path.dirname(restored.transcript)),
-      );
-      const copiesWarning = copies.length
-        ? [
-            `session ${restored.sessionId} is also filed under ${copies.map((c) => `projects/${c}`).join(", ")} here; Claude Code then resumes it only when started in ${restored.targetCwd}`,
-          ]
-        : [];
+      const copies = await otherCopiesWarning(settings.claudeDir, restored.transcript, restored.targetCwd);
       sessions.push({
         ...restored,
         title: session.title,
         target,
         gitWarnings,
-        warnings: [...(target.warning ? [target.warning] : []), ...copiesWarning, ...gitWarnings],
+        warnings: [...(target.warning ? [target.warning] : []), ...copies, ...gitWarnings],
       });
     }
     return { manifest: read.manifest, signer, sessions };

@@ -267,17 +267,22 @@ async function walkFiles(dir: string): Promise<string[]> {
 }
 
 /**
- * Project folders other than `folder` that hold a transcript with this session
- * id. Claude Code 2.1.329 resumes an id filed under two projects only from the
- * project directory of one of them, no longer from anywhere.
+ * A warning when the session just restored as `transcript` is also filed under
+ * other project folders: Claude Code 2.1.329 resumes an id that sits in two
+ * projects only when started in one of them, no longer from anywhere.
  */
-export async function otherCopies(claudeDir: string, sessionId: string, folder: string): Promise<string[]> {
+export async function otherCopiesWarning(claudeDir: string, transcript: string, targetCwd: string): Promise<string[]> {
   const projects = claudeLayout(claudeDir).projects;
-  const out: string[] = [];
-  for (const name of (await readdir(projects).catch(() => [] as string[])).sort()) {
-    if (name !== folder && (await isRegularFile(path.join(projects, name, `${sessionId}.jsonl`)))) out.push(name);
+  const name = path.basename(transcript);
+  const folder = path.basename(path.dirname(transcript));
+  const others: string[] = [];
+  for (const other of (await readdir(projects).catch(() => [] as string[])).sort()) {
+    if (other !== folder && (await isRegularFile(path.join(projects, other, name)))) others.push(`projects/${other}`);
   }
-  return out;
+  if (others.length === 0) return [];
+  return [
+    `session ${name.slice(0, -".jsonl".length)} is also filed under ${others.join(", ")} here; Claude Code then resumes it only when started in ${targetCwd}`,
+  ];
 }
 
 export async function exists(file: string): Promise<boolean> {
