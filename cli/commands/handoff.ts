@@ -242,12 +242,11 @@ export function sessionJson(session: ReceivedSession) {
     filesKept: session.filesKept,
     conflicts: session.conflicts,
     backupDir: session.backupDir,
-    warnings: [...(session.target.warning ? [session.target.warning] : []), ...session.gitWarnings],
+    warnings: session.warnings,
   };
 }
 
 export function printRestored(ctx: Context, session: ReceivedSession): void {
-  if (session.target.warning) ctx.out.warn(session.target.warning);
   const what: Record<string, string> = {
     new: "restored",
     identical: "already here, identical: nothing to do",
@@ -260,7 +259,7 @@ export function printRestored(ctx: Context, session: ReceivedSession): void {
   ctx.out.line(`  ${session.filesWritten} files written, ${session.filesKept} kept`);
   for (const conflict of session.conflicts)
     ctx.out.warn(`kept local ${conflict} (differs from the incoming one; --force replaces it)`);
-  for (const warning of session.gitWarnings) ctx.out.warn(warning);
+  for (const warning of session.warnings) ctx.out.warn(warning);
   if (session.outcome === "forked")
     ctx.out.line(`  local session: ${session.originalId}   incoming fork: ${session.sessionId}`);
 }
