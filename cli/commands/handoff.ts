@@ -3,7 +3,7 @@ import { findOnPath, resumeCommandLine, runClaudeResume } from "../../core/claud
 import { parseMaps } from "../../core/claude/target.js";
 import { parseRecipient } from "../../core/crypto/keys.js";
 import { formatBytes, formatDuration, parseDuration } from "../../core/duration.js";
-import type { ReceivedSession } from "../../core/receive.js";
+import type { ReceivedSession, ReceiveResult } from "../../core/receive.js";
 import { Context, type GlobalArgs } from "../context.js";
 
 /** `push`, `pull`, `export`, `import`: moving one session. */
@@ -124,6 +124,7 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
         ctx.out.line(
           `Pulled session ${session.originalId}${session.title ? ` "${session.title}"` : ""} (signed by ${result.signer}, via ${result.resolvedFrom.join(", ")})`,
         );
+        printRecovered(ctx, result);
         printRestored(ctx, session);
         if (result.burned)
           ctx.out.line(
@@ -218,6 +219,7 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
         ctx.out.line(
           `Imported session ${session.originalId}${session.title ? ` "${session.title}"` : ""} (signed by ${result.signer})`,
         );
+        printRecovered(ctx, result);
         printRestored(ctx, session);
         await maybeResume(ctx, session, args.resume);
       },
@@ -239,6 +241,14 @@ export function sessionJson(session: ReceivedSession) {
     backupDir: session.backupDir,
     warnings: [...(session.target.warning ? [session.target.warning] : []), ...session.gitWarnings],
   };
+}
+
+/** An earlier run was killed during its install phase; this run finished it first. */
+export function printRecovered(ctx: Context, result: ReceiveResult): void {
+  for (const recovered of result.recovered) {
+    const done = recovered.finished.filter((step) => step.result === "written").length;
+    if (done > 0) ctx.out.warn(`finished an interrupted restore of an earlier run (${done} files moved into place)`);
+  }
 }
 
 export function printRestored(ctx: Context, session: ReceivedSession): void {
