@@ -4,7 +4,7 @@ import { readBundle } from "./bundle/blob.js";
 import type { Manifest } from "./bundle/manifest.js";
 import { verifyManifestSignature } from "./bundle/signature.js";
 import { describeGitDrift } from "./claude/git.js";
-import { pendingJournals } from "./claude/install-journal.js";
+import { pendingJournals, type StepHook } from "./claude/install-journal.js";
 import { projectFolderName } from "./claude/paths.js";
 import type { PathMapping } from "./claude/remap.js";
 import { type RestoreResult, restoreSession } from "./claude/restore.js";
@@ -42,6 +42,8 @@ export interface ReceiveOptions {
   force: boolean;
   /** restore --all: keep each session's own path (mapped), never the current dir. */
   keepOriginalPaths?: boolean;
+  /** Called before each move into the config dir (progress; crash tests). */
+  onInstallStep?: StepHook | undefined;
 }
 
 export interface ReceivedSession extends RestoreResult {
@@ -133,6 +135,7 @@ async function installSession(
     mappings,
     rewrite: options.rewrite,
     force: options.force,
+    onInstallStep: options.onInstallStep,
   });
   return {
     ...restored,

@@ -78,11 +78,22 @@ export async function pendingJournals(stagingDir: string): Promise<string[]> {
     .map((name) => path.join(stagingDir, name));
 }
 
+/** Called before each step with its index (progress; tests use it to kill the process at a chosen step). */
+export type StepHook = (index: number, total: number) => void;
+
 /** Write the journal, then apply its steps in order; the journal is removed once all are done. */
-export async function commitJournal(file: string, journal: Journal, stagingDir: string): Promise<StepReport[]> {
+export async function commitJournal(
+  file: string,
+  journal: Journal,
+  stagingDir: string,
+  onStep?: StepHook,
+): Promise<StepReport[]> {
   await writeFileAtomic(file, JSON.stringify(journal), 0o600);
   const reports: StepReport[] = [];
-  for (const step of journal.steps) reports.push(await applyStep(step, stagingDir, journal));
+  for (const [index, step] of journal.steps.entries()) {
+    onStep?.(index, journal.steps.length);
+    reports.push(await applyStep(step, stagingDir, journal));
+  }
   await rm(file, { force: true });
   return reports;
 }

@@ -4,7 +4,7 @@ import path from "node:path";
 import type { ManifestSession } from "../bundle/manifest.js";
 import { errnoCode } from "../errors.js";
 import { backupFile, type Comparison, compareFiles, remapFile } from "./files.js";
-import { commitJournal, type InstallStep, journalPath } from "./install-journal.js";
+import { commitJournal, type InstallStep, journalPath, type StepHook } from "./install-journal.js";
 import { claudeLayout, projectFolderName } from "./paths.js";
 import { createRemapper, type PathMapping, type Remapper } from "./remap.js";
 
@@ -36,6 +36,8 @@ export interface RestoreOptions {
   /** false keeps every file byte-identical (`--no-rewrite`). */
   rewrite: boolean;
   force: boolean;
+  /** Called before each move into the config dir. */
+  onInstallStep?: StepHook | undefined;
 }
 
 export interface RestoreResult {
@@ -170,6 +172,7 @@ export async function restoreSession(options: RestoreOptions): Promise<RestoreRe
     journalPath(options.stagedRoot, sessionId),
     { version: 1, claudeDir, backupDir, steps },
     options.stagedRoot,
+    options.onInstallStep,
   );
   let filesWritten = 0;
   const saved: string[] = [];
