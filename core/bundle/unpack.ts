@@ -108,7 +108,7 @@ export async function unpackBundle(
       if (header.size !== file.size)
         throw reject(`${show(file.path)} has ${header.size} bytes, manifest says ${file.size}`);
       received.add(file.path);
-      await writeChecked(entry as AsyncIterable<Buffer>, path.join(stagingDir, ...file.path.split("/")), file);
+      await writeChecked(entry as AsyncIterable<Buffer>, stagingDir, file);
     }
   } catch (err) {
     extract.destroy();
@@ -135,8 +135,9 @@ async function readAll(entry: AsyncIterable<Buffer>, limit: number): Promise<Buf
   return Buffer.concat(chunks);
 }
 
-async function writeChecked(entry: AsyncIterable<Buffer>, target: string, file: BundleFile): Promise<void> {
-  await mkdir(path.dirname(target), { recursive: true });
+async function writeChecked(entry: AsyncIterable<Buffer>, stagingDir: string, file: BundleFile): Promise<void> {
+  const target = path.join(stagingDir, ...file.path.split("/"));
+  await makeDirs(stagingDir, path.dirname(target));
   const handle = await open(target, "wx", 0o600);
   const hash = createHash("sha256");
   let size = 0;
@@ -151,6 +152,26 @@ async function writeChecked(entry: AsyncIterable<Buffer>, target: string, file: 
   }
   if (size !== file.size || hash.digest("hex") !== file.sha256) {
     throw reject(`${show(file.path)} does not match its hash in the manifest`);
+  }
+}
+
+/**
+ * `mkdir -p` below `root`. A recursive mkdir reports ENOENT when an
+ * intermediate folder cannot be made (out of inodes, say); then make them one
+ * by one, so the real cause (ENOSPC) reaches the user.
+ */
+async function makeDirs(root: string, dir: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true });
+  } catch (err) {
+    if (errnoCode(err) !== "ENOENT") throw err;
+    let current = root;
+    for (const part of path.relative(root, dir).split(path.sep)) {
+      current = path.join(current, part);
+      await mkdir(current).catch((e: unknown) => {
+        if (errnoCode(e) !== "EEXIST") throw e;
+      });
+    }
   }
 }
 

@@ -14,9 +14,12 @@ import path from "node:path";
 import { expect } from "vitest";
 import { readBundle } from "../../core/bundle/blob.js";
 import type { UserKey } from "../../core/crypto/keys.js";
+import { NotFoundError } from "../../core/errors.js";
 import { verifyPayload } from "../../core/pointer/packet.js";
 import { openSlots } from "../../core/pointer/record.js";
 import { storeLayout } from "../../core/store-layout.js";
+import type { BlobStore } from "../../storage-adapters/blob-store.js";
+import { LocalStore } from "../../storage-adapters/local.js";
 import type { Machine, RunResult } from "./machine.js";
 import { snapshotTree } from "./tree.js";
 
@@ -75,37 +78,44 @@ export function resetTree(dir: string, snapshot: Record<string, string>): void {
 }
 
 /**
- * A local store holds nothing a later command would trust wrongly: every
- * object under blobs/ is a complete bundle that decrypts and unpacks (push
- * encrypts every blob to its owner too), and the record, if any, points at a
- * blob that is there with the size and hash it claims.
+ * A store holds nothing a later command would trust wrongly: every object
+ * under blobs/ is a complete bundle that decrypts and unpacks (push encrypts
+ * every blob to its owner too), and the record, if any, points at a blob that
+ * is there with the size and hash it claims.
  */
-export async function expectStoreTrustworthy(storeDir: string, owner: UserKey): Promise<void> {
-  const blobsDir = path.join(storeDir, ...storeLayout.blob("x").split("/").slice(0, -1));
-  const blobs = existsSync(blobsDir) ? readdirSync(blobsDir) : [];
-  for (const name of blobs) {
+export async function expectStoreTrustworthy(store: BlobStore | string, owner: UserKey): Promise<void> {
+  const blobs = typeof store === "string" ? new LocalStore(store) : store;
+  const prefix = storeLayout.blob("x").slice(0, -1);
+  for await (const object of blobs.list(prefix)) {
     const staging = mkdtempSync(path.join(os.tmpdir(), "ccb-check-"));
     try {
-      await readBundle(createReadStream(path.join(blobsDir, name)), {
-        identities: [owner.ageIdentity()],
-        stagingDir: staging,
-      });
+      await readBundle(await blobs.get(object.key), { identities: [owner.ageIdentity()], stagingDir: staging });
     } catch (err) {
-      throw new Error(`blob ${name} in the store is not a complete bundle: ${(err as Error).message}`);
+      throw new Error(`${object.key} in the store is not a complete bundle: ${(err as Error).message}`);
     } finally {
       rmSync(staging, { recursive: true, force: true });
     }
   }
-  const recordFile = path.join(storeDir, storeLayout.record(owner.z32));
-  if (!existsSync(recordFile)) return;
-  const verified = verifyPayload(owner.publicKey, readFileSync(recordFile));
+  let record: Uint8Array;
+  try {
+    record = await blobs.getBytes(storeLayout.record(owner.z32));
+  } catch (err) {
+    if (err instanceof NotFoundError) return;
+    throw err;
+  }
+  const verified = verifyPayload(owner.publicKey, record);
   for (const slot of await openSlots(verified, owner.z32, [owner.ageIdentity()])) {
     const blob = slot.payload.blob;
     if (!blob || slot.payload.kind !== "handoff") continue;
-    const file = path.join(storeDir, ...blob.key.split("/"));
-    expect(existsSync(file), `the record points at ${blob.key}, which is not in the store`).toBe(true);
-    const bytes = readFileSync(file);
-    expect(bytes.length).toBe(blob.size);
-    expect(createHash("sha256").update(bytes).digest("hex")).toBe(blob.sha256);
+    const info = await blobs.stat(blob.key);
+    expect(info, `the record points at ${blob.key}, which is not in the store`).toBeDefined();
+    const hash = createHash("sha256");
+    let size = 0;
+    for await (const chunk of await blobs.get(blob.key)) {
+      hash.update(chunk as Buffer);
+      size += (chunk as Buffer).length;
+    }
+    expect(size).toBe(blob.size);
+    expect(hash.digest("hex")).toBe(blob.sha256);
   }
 }
