@@ -19,7 +19,7 @@ import { acquireLock, lockPath, withLock } from "../core/lock.js";
 import { expectStoreTrustworthy } from "./helpers/consistency.js";
 import { type FixtureSession, writeSession } from "./helpers/fixture.js";
 import { machineKey } from "./helpers/hostile.js";
-import { Machine } from "./helpers/machine.js";
+import { type Machine, sameUserOnTwoMachines } from "./helpers/machine.js";
 import { stagingLeftovers } from "./helpers/tree.js";
 
 /**
@@ -141,16 +141,7 @@ describe("two commands at once on one machine", () => {
   let bobProject: string;
 
   beforeAll(async () => {
-    alice = new Machine("alice-conc");
-    bob = new Machine("bob-conc");
-    nas = path.join(alice.root, "nas");
-    mkdirSync(nas);
-    alice.env.CCBUNDLE_STORE = nas;
-    bob.env.CCBUNDLE_STORE = nas;
-    await alice.runOk(["init", "--no-passphrase"]);
-    const exported = path.join(alice.root, "key.txt");
-    await alice.runOk(["key", "export", exported]);
-    await bob.runOk(["key", "import", exported]);
+    ({ alice, bob, nas } = await sameUserOnTwoMachines("conc", { nas: true }));
     key = machineKey(alice.ccbHome);
     project = alice.project("app");
     bobProject = bob.project("app");

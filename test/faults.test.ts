@@ -10,7 +10,7 @@ import { S3Store } from "../storage-adapters/s3.js";
 import { claudeFiles, expectStoreTrustworthy } from "./helpers/consistency.js";
 import { type FixtureSession, writeSession } from "./helpers/fixture.js";
 import { machineKey } from "./helpers/hostile.js";
-import { Machine } from "./helpers/machine.js";
+import { type Machine, sameUserOnTwoMachines } from "./helpers/machine.js";
 import { startRelay } from "./helpers/relay-server.js";
 import { type S3rverHandle, startS3rver, useS3rverCredentials } from "./helpers/s3rver.js";
 import { startTcpProxy, type TcpProxy } from "./helpers/tcp-proxy.js";
@@ -48,12 +48,7 @@ function bigToolResult(s: FixtureSession, claudeDir: string, bytes: number): voi
 }
 
 beforeAll(async () => {
-  alice = new Machine("alice-faults", S3_ENV);
-  bob = new Machine("bob-faults", S3_ENV);
-  await alice.runOk(["init", "--no-passphrase"]);
-  const exported = path.join(alice.root, "key.txt");
-  await alice.runOk(["key", "export", exported]);
-  await bob.runOk(["key", "import", exported]);
+  ({ alice, bob } = await sameUserOnTwoMachines("faults", { env: S3_ENV }));
   key = machineKey(alice.ccbHome);
   aliceProject = alice.project("app");
   bobProject = bob.project("app");

@@ -148,6 +148,18 @@ const cases: Case[] = [
     code: 5,
   },
   {
+    name: "a PAX header that renames an entry to climb out",
+    make: () =>
+      signedBundle([good], [{ name: transcriptPath, content: transcript, pax: { path: "claude/../../escaped-pax" } }]),
+    code: 5,
+    says: /not listed/,
+  },
+  {
+    name: "a PAX header that lies about the size",
+    make: () => signedBundle([good], [{ name: transcriptPath, content: transcript, pax: { size: "5" } }]),
+    code: 5,
+  },
+  {
     name: "a symlink",
     make: () => signedBundle([good], [{ name: transcriptPath, type: "symlink", linkname: "/etc/passwd" }]),
     code: 5,

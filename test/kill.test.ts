@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -16,7 +16,7 @@ import {
 } from "./helpers/consistency.js";
 import { type FixtureSession, writeSession } from "./helpers/fixture.js";
 import { machineKey } from "./helpers/hostile.js";
-import { Machine } from "./helpers/machine.js";
+import { type Machine, sameUserOnTwoMachines } from "./helpers/machine.js";
 import { expectNoSecrets, stagingLeftovers } from "./helpers/tree.js";
 
 /**
@@ -60,16 +60,7 @@ async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
 }
 
 beforeAll(async () => {
-  alice = new Machine("alice-kill");
-  bob = new Machine("bob-kill");
-  nas = path.join(alice.root, "nas");
-  mkdirSync(nas);
-  alice.env.CCBUNDLE_STORE = nas;
-  bob.env.CCBUNDLE_STORE = nas;
-  await alice.runOk(["init", "--no-passphrase"]);
-  const exported = path.join(alice.root, "key.txt");
-  await alice.runOk(["key", "export", exported]);
-  await bob.runOk(["key", "import", exported]);
+  ({ alice, bob, nas } = await sameUserOnTwoMachines("kill", { nas: true }));
   key = machineKey(alice.ccbHome);
   aliceProject = alice.project("work/app");
   bobProject = bob.project("code/app");
@@ -177,6 +168,12 @@ describe("kill -9 at each point of the install phase", () => {
       const transcripts = Object.keys(claudeFiles(bob.claudeDir)).filter((p) => p.endsWith(`${session.id}.jsonl`));
       expect(transcripts).toEqual([]);
       expect(stagingLeftovers(bob.claudeDir)).toHaveLength(1); // the dead run's, journal inside
+      if (step === points[0]) {
+        const doctor = JSON.parse((await bob.run(["doctor", "--json"])).stdout);
+        const check = doctor.checks.find((c: { name: string }) => c.name === "interrupted restore");
+        expect(check?.ok).toBe(false);
+        expect(check.hint).toContain("run the same command again");
+      }
       const rerun = await bob.run(["import", blobFile, "--project", bobProject, "--no-resume"]);
       expect(rerun.code, rerun.stderr).toBe(0);
       expect(rerun.stderr).toContain("finished an interrupted restore");

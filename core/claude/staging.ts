@@ -43,6 +43,18 @@ export interface RecoveredStaging {
 
 /** Finish or remove the staging folders of processes that are gone. */
 export async function recoverStaging(claudeDir: string): Promise<RecoveredStaging[]> {
+  const recovered: RecoveredStaging[] = [];
+  for (const { dir } of await abandonedStaging(claudeDir)) {
+    const finished: StepReport[] = [];
+    for (const journal of await pendingJournals(dir)) finished.push(...(await replayJournal(journal, dir)));
+    await removeStaging(dir);
+    recovered.push({ dir, finished });
+  }
+  return recovered;
+}
+
+/** Staging folders of processes that are gone, and whether they hold an unfinished install. */
+export async function abandonedStaging(claudeDir: string): Promise<{ dir: string; interrupted: boolean }[]> {
   let names: string[];
   try {
     names = await readdir(claudeDir);
@@ -50,17 +62,12 @@ export async function recoverStaging(claudeDir: string): Promise<RecoveredStagin
     if (errnoCode(err) === "ENOENT") return [];
     throw err;
   }
-  const recovered: RecoveredStaging[] = [];
-  for (const name of names) {
-    if (!name.startsWith(PREFIX)) continue;
+  const out: { dir: string; interrupted: boolean }[] = [];
+  for (const name of names.filter((n) => n.startsWith(PREFIX))) {
     const dir = path.join(claudeDir, name);
-    if (!(await ownerGone(dir))) continue;
-    const finished: StepReport[] = [];
-    for (const journal of await pendingJournals(dir)) finished.push(...(await replayJournal(journal, dir)));
-    await removeStaging(dir);
-    recovered.push({ dir, finished });
+    if (await ownerGone(dir)) out.push({ dir, interrupted: (await pendingJournals(dir)).length > 0 });
   }
-  return recovered;
+  return out;
 }
 
 async function ownerGone(dir: string): Promise<boolean> {

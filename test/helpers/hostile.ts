@@ -21,8 +21,8 @@ export interface TarEntry {
   content?: Buffer;
   type?: EntryType;
   linkname?: string;
-  /** Header size that differs from the content (tar-stream pads or fails; use with care). */
-  size?: number;
+  /** PAX extended header fields (path, size, linkpath override the plain header). */
+  pax?: Record<string, string>;
 }
 
 export const sha256 = (bytes: Buffer | string) => createHash("sha256").update(bytes).digest("hex");
@@ -80,8 +80,10 @@ export async function tarOf(entries: TarEntry[]): Promise<Buffer> {
     if (type === "file") {
       const content = entry.content ?? Buffer.alloc(0);
       await new Promise<void>((resolve, reject) =>
-        pack.entry({ name: entry.name, size: content.length, mode: 0o600 }, content, (err) =>
-          err ? reject(err) : resolve(),
+        pack.entry(
+          { name: entry.name, size: content.length, mode: 0o600, ...(entry.pax ? { pax: entry.pax } : {}) },
+          content,
+          (err) => (err ? reject(err) : resolve()),
         ),
       );
     } else {

@@ -105,3 +105,26 @@ export class Machine {
     rmSync(this.root, { recursive: true, force: true });
   }
 }
+
+/**
+ * One user on two machines: Alice runs `init --no-passphrase`, Bob imports her
+ * identity. With `nas`, both use a local "NAS" folder under Alice's root as store.
+ */
+export async function sameUserOnTwoMachines(
+  name: string,
+  options: { env?: NodeJS.ProcessEnv; nas?: boolean } = {},
+): Promise<{ alice: Machine; bob: Machine; nas: string }> {
+  const alice = new Machine(`alice-${name}`, options.env);
+  const bob = new Machine(`bob-${name}`, options.env);
+  const nas = path.join(alice.root, "nas");
+  if (options.nas) {
+    mkdirSync(nas);
+    alice.env.CCBUNDLE_STORE = nas;
+    bob.env.CCBUNDLE_STORE = nas;
+  }
+  await alice.runOk(["init", "--no-passphrase"]);
+  const exported = path.join(alice.root, "key.txt");
+  await alice.runOk(["key", "export", exported]);
+  await bob.runOk(["key", "import", exported]);
+  return { alice, bob, nas };
+}
