@@ -238,6 +238,7 @@ export function sessionJson(session: ReceivedSession) {
     filesWritten: session.filesWritten,
     filesKept: session.filesKept,
     conflicts: session.conflicts,
+    saved: session.saved,
     backupDir: session.backupDir,
     warnings: [...(session.target.warning ? [session.target.warning] : []), ...session.gitWarnings],
   };
@@ -265,6 +266,8 @@ export function printRestored(ctx: Context, session: ReceivedSession): void {
   ctx.out.line(`  ${session.filesWritten} files written, ${session.filesKept} kept`);
   for (const conflict of session.conflicts)
     ctx.out.warn(`kept local ${conflict} (differs from the incoming one; --force replaces it)`);
+  for (const file of session.saved)
+    ctx.out.warn(`a local file changed while it was being replaced; its last state is saved in ${file}`);
   for (const warning of session.gitWarnings) ctx.out.warn(warning);
   if (session.outcome === "forked")
     ctx.out.line(`  local session: ${session.originalId}   incoming fork: ${session.sessionId}`);

@@ -51,6 +51,8 @@ export interface RestoreResult {
   filesKept: number;
   /** Local files that differed and were kept (no --force). */
   conflicts: string[];
+  /** Local files that Claude Code wrote to during the rename: their last state, saved in the backup folder. */
+  saved: string[];
   backupDir: string | undefined;
 }
 
@@ -200,6 +202,7 @@ export async function restoreSession(options: RestoreOptions): Promise<RestoreRe
     filesWritten,
     filesKept,
     conflicts: [...new Set(conflicts)],
+    saved,
     backupDir: backupUsed ? backupDir : undefined,
   };
 }

@@ -13,6 +13,14 @@ const segment = fc.stringMatching(/^[A-Za-z0-9._ -]{1,8}$/).filter((s) => s !== 
 const absPath = fc.array(segment, { minLength: 1, maxLength: 4 }).map((parts) => `/${parts.join("/")}`);
 const winPath = fc.array(segment, { minLength: 1, maxLength: 3 }).map((parts) => `C:\\${parts.join("\\")}`);
 const anyPath = fc.oneof(absPath, absPath, winPath);
+/**
+ * Names that start and end with a name character. Text-level rewriting cannot
+ * tell `/p/x,/p` (a child named `x,` then `p`) from two paths in a sentence,
+ * so the exact-children property holds for names that do not end in a space
+ * or punctuation right before the old path again.
+ */
+const plainSegment = fc.stringMatching(/^[A-Za-z0-9_]([A-Za-z0-9._ -]{0,6}[A-Za-z0-9_])?$/);
+const plainPath = fc.array(plainSegment, { minLength: 1, maxLength: 4 }).map((parts) => `/${parts.join("/")}`);
 const mapping = fc.record({ from: anyPath, to: anyPath });
 
 /** A Claude Code-like line that mentions `p` in the usual places. */
@@ -64,7 +72,7 @@ describe("fuzz: path remapper", () => {
     "rewrites the old path and its children exactly, and only on component boundaries",
     () => {
       fc.assert(
-        fc.property(absPath, absPath, segment, segment, (from, to, child, suffix) => {
+        fc.property(plainPath, plainPath, plainSegment, segment, (from, to, child, suffix) => {
           fc.pre(from !== to && !to.startsWith(`${from}/`) && !from.startsWith(`${to}/`));
           const remapper = createRemapper([{ from, to }]);
           const value = (line: string) => JSON.parse(remapper.line(line));
