@@ -3,7 +3,7 @@ import { findOnPath, resumeCommandLine, runClaudeResume } from "../../core/claud
 import { parseMaps } from "../../core/claude/target.js";
 import { parseRecipient } from "../../core/crypto/keys.js";
 import { formatBytes, formatDuration, parseDuration } from "../../core/duration.js";
-import type { ReceivedSession } from "../../core/receive.js";
+import type { ReceivedSession, ReceiveResult } from "../../core/receive.js";
 import { Context, type GlobalArgs } from "../context.js";
 
 /** `push`, `pull`, `export`, `import`: moving one session. */
@@ -129,6 +129,7 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
         ctx.out.line(
           `Pulled session ${session.originalId}${session.title ? ` "${session.title}"` : ""} (signed by ${result.signer}, via ${result.resolvedFrom.join(", ")})`,
         );
+        printRecovered(ctx, result);
         printRestored(ctx, session);
         if (result.burned)
           ctx.out.line(
@@ -223,6 +224,7 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
         ctx.out.line(
           `Imported session ${session.originalId}${session.title ? ` "${session.title}"` : ""} (signed by ${result.signer})`,
         );
+        printRecovered(ctx, result);
         printRestored(ctx, session);
         await maybeResume(ctx, session, args.resume);
       },
@@ -241,9 +243,18 @@ export function sessionJson(session: ReceivedSession) {
     filesWritten: session.filesWritten,
     filesKept: session.filesKept,
     conflicts: session.conflicts,
+    saved: session.saved,
     backupDir: session.backupDir,
     warnings: session.warnings,
   };
+}
+
+/** An earlier run was killed during its install phase; this run finished it first. */
+export function printRecovered(ctx: Context, result: ReceiveResult): void {
+  for (const recovered of result.recovered) {
+    const done = recovered.finished.filter((step) => step.result === "written").length;
+    if (done > 0) ctx.out.warn(`finished an interrupted restore of an earlier run (${done} files moved into place)`);
+  }
 }
 
 export function printRestored(ctx: Context, session: ReceivedSession): void {
@@ -259,6 +270,8 @@ export function printRestored(ctx: Context, session: ReceivedSession): void {
   ctx.out.line(`  ${session.filesWritten} files written, ${session.filesKept} kept`);
   for (const conflict of session.conflicts)
     ctx.out.warn(`kept local ${conflict} (differs from the incoming one; --force replaces it)`);
+  for (const file of session.saved)
+    ctx.out.warn(`a local file changed while it was being replaced; its last state is saved in ${file}`);
   for (const warning of session.warnings) ctx.out.warn(warning);
   if (session.outcome === "forked")
     ctx.out.line(`  local session: ${session.originalId}   incoming fork: ${session.sessionId}`);
