@@ -23,8 +23,8 @@ export interface Settings {
   relays: string[];
   /** Extra age recipients every backup is also encrypted to. */
   backupRecipients: string[];
-  /** Compression for new bundles. */
-  compression: { codec: "zstd" | "gzip"; level: number };
+  /** Compression for new bundles; `workers` = zstd threads (undefined: one per core, up to 4). */
+  compression: { codec: "zstd" | "gzip"; level: number; workers?: number | undefined };
   env: NodeJS.ProcessEnv;
 }
 
@@ -43,7 +43,7 @@ export interface ConfigFile {
   bootstrap?: string[] | string;
   relays?: string[] | string;
   backupRecipients?: string[];
-  compression?: { codec?: "zstd" | "gzip"; level?: number };
+  compression?: { codec?: "zstd" | "gzip"; level?: number; threads?: number };
 }
 
 export function ccbundleHome(env: NodeJS.ProcessEnv = process.env): string {
@@ -111,6 +111,13 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env, overrides: Se
   if (codec !== "zstd" && codec !== "gzip") {
     throw new UsageError(`unknown compression codec in config: ${String(codec)}`, { hint: "use zstd or gzip" });
   }
+  const level = compressionLevel(codec, env.CCBUNDLE_COMPRESSION_LEVEL ?? file.compression?.level ?? 3);
+  const threads = file.compression?.threads;
+  if (threads !== undefined && !(Number.isInteger(threads) && threads >= 0 && threads <= 64)) {
+    throw new UsageError(`compression.threads in config must be 0-64, not ${JSON.stringify(threads)}`, {
+      hint: "0 compresses on the main thread; leave it out for one thread per core",
+    });
+  }
   return {
     home,
     claudeDir,
@@ -119,7 +126,19 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env, overrides: Se
     bootstrap,
     relays,
     backupRecipients: file.backupRecipients ?? [],
-    compression: { codec, level: file.compression?.level ?? 3 },
+    compression: { codec, level, workers: threads },
     env,
   };
+}
+
+/** zstd 1-19 (3 is the zstd CLI's default), gzip 1-9; from CCBUNDLE_COMPRESSION_LEVEL or config.json. */
+function compressionLevel(codec: "zstd" | "gzip", value: unknown): number {
+  const level = typeof value === "string" && /^\d+$/.test(value.trim()) ? Number(value) : value;
+  const max = codec === "zstd" ? 19 : 9;
+  if (typeof level !== "number" || !Number.isInteger(level) || level < 1 || level > max) {
+    throw new UsageError(`compression level must be 1-${max} for ${codec}, not ${JSON.stringify(value)}`, {
+      hint: "set CCBUNDLE_COMPRESSION_LEVEL or compression.level in config.json (3 is a good default)",
+    });
+  }
+  return level;
 }

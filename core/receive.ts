@@ -1,25 +1,30 @@
-import { randomBytes } from "node:crypto";
-import { mkdir } from "node:fs/promises";
-import path from "node:path";
 import type { Readable } from "node:stream";
 import { readBundle } from "./bundle/blob.js";
 import type { Manifest } from "./bundle/manifest.js";
 import { verifyManifestSignature } from "./bundle/signature.js";
 import { describeGitDrift } from "./claude/git.js";
-import { projectFolderName } from "./claude/paths.js";
+import { pendingJournals, type StepHook } from "./claude/install-journal.js";
 import type { PathMapping } from "./claude/remap.js";
-import { type RestoreResult, removeStaging, restoreSession } from "./claude/restore.js";
+import { type RestoreResult, restoreSession } from "./claude/restore.js";
+import { otherCopiesWarning } from "./claude/session.js";
+import { createStaging, type RecoveredStaging, recoverStaging, removeStaging } from "./claude/staging.js";
 import { chooseTarget, mappingsFor, type TargetChoice } from "./claude/target.js";
 import { homeDir, type Settings } from "./config.js";
 import type { Identity } from "./crypto/age/index.js";
-import { IntegrityError } from "./errors.js";
+import { CcbError, errnoCode, IntegrityError } from "./errors.js";
+import { withLock } from "./lock.js";
 
 /**
  * The receiving half shared by pull, import and restore: decrypt and unpack a
  * blob into a staging folder inside the config dir (same filesystem, hidden
  * from Claude Code), check it, then move each session into place. If anything
- * fails before the move, the config dir is exactly as it was.
+ * fails before the move, the config dir is exactly as it was; if the process
+ * dies during the move, the next receiving command finishes it from the
+ * install journal (core/claude/install-journal.ts).
  */
+
+/** How long a restore waits for another one on this machine to finish its install phase. */
+const INSTALL_LOCK_WAIT_MS = 120_000;
 
 export interface ReceiveOptions {
   settings: Settings;
@@ -36,25 +41,31 @@ export interface ReceiveOptions {
   force: boolean;
   /** restore --all: keep each session's own path (mapped), never the current dir. */
   keepOriginalPaths?: boolean;
+  /** Called before each move into the config dir (progress; crash tests). */
+  onInstallStep?: StepHook | undefined;
 }
 
 export interface ReceivedSession extends RestoreResult {
   title: string | undefined;
   target: TargetChoice;
   gitWarnings: string[];
+  /** Everything to tell the user about this session, in order: where it landed, other copies, git. */
+  warnings: string[];
 }
 
 export interface ReceiveResult {
   manifest: Manifest;
   signer: string;
   sessions: ReceivedSession[];
+  /** Interrupted restores of earlier, killed runs that were finished (or cleaned up) first. */
+  recovered: RecoveredStaging[];
 }
 
 export async function receiveBundle(options: ReceiveOptions): Promise<ReceiveResult> {
   const { settings } = options;
-  await mkdir(settings.claudeDir, { recursive: true });
-  const staging = path.join(settings.claudeDir, `.ccbundle-staging-${randomBytes(6).toString("hex")}`);
-  await mkdir(staging, { mode: 0o700 });
+  const staging = await createStaging(settings.claudeDir).catch((err: unknown) => {
+    throw describeFsError(err, settings.claudeDir);
+  });
   try {
     let signer = "";
     const read = await readBundle(options.blob, {
@@ -74,50 +85,96 @@ export async function receiveBundle(options: ReceiveOptions): Promise<ReceiveRes
         hint: "the stored bundle was replaced or damaged; ask the sender to push again",
       });
     }
-    const sessions: ReceivedSession[] = [];
-    for (const session of read.manifest.sessions) {
-      const target = await chooseTarget(session, {
-        project: options.project,
-        cwd: options.cwd,
-        maps: options.maps,
-        keepOriginalPaths: options.keepOriginalPaths,
-      });
-      const mappings = [
-        // Paths into the config dir itself (persisted tool output): the project folder name changes too.
-        {
-          from: `${read.manifest.source.claudeDir}/projects/${session.folder}`,
-          to: path.join(settings.claudeDir, "projects", projectFolderName(target.cwd)),
-        },
-        { from: read.manifest.source.claudeDir, to: settings.claudeDir },
-        // restore --all keeps a session at its original path unless --map moved it: then
-        // no other path may move either (the old home → this home rewrite is off).
-        ...mappingsFor(
-          session,
-          options.keepOriginalPaths && target.reason !== "mapped" ? "" : read.manifest.source.home,
-          target.cwd,
-          homeDir(settings.env),
-          options.maps,
-        ),
-      ];
-      const restored = await restoreSession({
-        claudeDir: settings.claudeDir,
-        home: settings.home,
-        stagedRoot: staging,
-        session,
-        targetCwd: target.cwd,
-        mappings,
-        rewrite: options.rewrite,
-        force: options.force,
-      });
-      sessions.push({
-        ...restored,
-        title: session.title,
-        target,
-        gitWarnings: await describeGitDrift(target.cwd, session.git),
-      });
-    }
-    return { manifest: read.manifest, signer, sessions };
+    // One install phase at a time on this machine; finish what killed runs left first.
+    return await withLock(
+      settings.home,
+      "restore",
+      async () => {
+        const recovered = await recoverStaging(settings.claudeDir);
+        const sessions: ReceivedSession[] = [];
+        for (const session of read.manifest.sessions)
+          sessions.push(await installSession(options, session, staging, read.manifest));
+        return { manifest: read.manifest, signer, sessions, recovered };
+      },
+      { waitMs: INSTALL_LOCK_WAIT_MS },
+    );
+  } catch (err) {
+    throw describeFsError(err, settings.claudeDir, (await pendingJournals(staging).catch(() => [])).length > 0);
   } finally {
-    await removeStaging(staging);
+    // A journal still here means the install phase stopped half-way: keep it for the next run to finish.
+    if ((await pendingJournals(staging).catch(() => [])).length === 0) await removeStaging(staging);
   }
+}
+
+async function installSession(
+  options: ReceiveOptions,
+  session: Manifest["sessions"][number],
+  staging: string,
+  manifest: Manifest,
+): Promise<ReceivedSession> {
+  const { settings } = options;
+  const target = await chooseTarget(session, {
+    project: options.project,
+    cwd: options.cwd,
+    maps: options.maps,
+    keepOriginalPaths: options.keepOriginalPaths,
+  });
+  const mappings = mappingsFor({
+    // restore --all keeps a session at its original path unless --map moved it: then no
+    // other path may move either (the old home → this home rewrite is off).
+    source:
+      options.keepOriginalPaths && target.reason !== "mapped" ? { ...manifest.source, home: "" } : manifest.source,
+    session,
+    target,
+    targetHome: homeDir(settings.env),
+    targetClaudeDir: settings.claudeDir,
+    maps: options.maps,
+  });
+  const restored = await restoreSession({
+    claudeDir: settings.claudeDir,
+    home: settings.home,
+    stagedRoot: staging,
+    session,
+    targetCwd: target.cwd,
+    mappings,
+    rewrite: options.rewrite,
+    force: options.force,
+    onInstallStep: options.onInstallStep,
+  });
+  const gitWarnings = await describeGitDrift(target.cwd, session.git);
+  const copies = await otherCopiesWarning(settings.claudeDir, restored.transcript, restored.targetCwd);
+  return {
+    ...restored,
+    title: session.title,
+    target,
+    gitWarnings,
+    warnings: [...(target.warning ? [target.warning] : []), ...copies, ...gitWarnings],
+  };
+}
+
+/** Disk full and permission errors as one line that says what to do (they are not bugs). */
+function describeFsError(err: unknown, claudeDir: string, interrupted = false): unknown {
+  if (err instanceof CcbError) return err;
+  const code = errnoCode(err);
+  const then = interrupted
+    ? "the restore stopped half-way; run the command again once fixed and it finishes it"
+    : "nothing was changed";
+  if (code === "ENOSPC" || code === "EDQUOT") {
+    const where = (err as { path?: unknown }).path;
+    return new CcbError(
+      `no space left on the disk while restoring (writing ${typeof where === "string" ? where : claudeDir})`,
+      1,
+      {
+        hint: `free some space; ${then}`,
+        cause: err,
+      },
+    );
+  }
+  if (code === "EACCES" || code === "EPERM" || code === "EROFS") {
+    return new CcbError(`cannot write in ${claudeDir} (${code})`, 1, {
+      hint: `check the permissions of the Claude Code config dir (CLAUDE_CONFIG_DIR); ${then}`,
+      cause: err,
+    });
+  }
+  return err;
 }

@@ -142,6 +142,11 @@ export class LocalStore implements BlobStore {
         throw new CcbError(`store ${this.url} is not a folder`, 1, { hint: "point --store at a folder" });
       }
     } catch (err) {
+      if (errnoCode(err) === "ENOTDIR") {
+        throw new CcbError(`store folder ${this.root} cannot exist: part of its path is a file`, 1, {
+          hint: "point --store at a folder",
+        });
+      }
       if (errnoCode(err) === "ENOENT") {
         // The default store is created on first use; a store the user named must exist.
         throw new CcbError(`store folder ${this.root} does not exist`, 1, {

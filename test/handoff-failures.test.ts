@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { projectFolderName } from "../core/claude/paths.js";
 import { type FixtureSession, writeSession } from "./helpers/fixture.js";
 import { Machine } from "./helpers/machine.js";
+import { expectOneLineError, snapshotTree } from "./helpers/tree.js";
 
 /** Bad input gets a one-line error with a hint and the documented exit code, and loses nothing. */
 
@@ -14,30 +15,9 @@ let session: FixtureSession;
 let project: string;
 let bobProject: string;
 
-function snapshotTree(dir: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const walk = (d: string) => {
-    if (!existsSync(d)) return;
-    for (const entry of readdirSync(d, { withFileTypes: true })) {
-      const full = path.join(d, entry.name);
-      if (entry.isDirectory()) walk(full);
-      else out[path.relative(dir, full)] = readFileSync(full, "base64");
-    }
-  };
-  walk(dir);
-  return out;
-}
-
 function blobFiles(): string[] {
   const dir = path.join(nas, "ccbundle", "v1", "blobs");
   return existsSync(dir) ? readdirSync(dir).map((n) => path.join(dir, n)) : [];
-}
-
-function expectOneLineError(stderr: string) {
-  const lines = stderr.trim().split("\n");
-  expect(lines[0]).toMatch(/^ccbundle: /);
-  expect(lines.some((l) => l.startsWith("hint: "))).toBe(true);
-  expect(stderr).not.toMatch(/\n\s+at /); // no stack trace
 }
 
 beforeAll(async () => {

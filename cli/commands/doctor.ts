@@ -48,6 +48,16 @@ export function doctorCommand(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
         detail: claudeDir,
         hint: claude ? undefined : "set CLAUDE_CONFIG_DIR, or run claude once",
       });
+      const { abandonedStaging } = await import("../../core/claude/staging.js");
+      const abandoned = await abandonedStaging(claudeDir).catch(() => []);
+      if (abandoned.some((s) => s.interrupted)) {
+        checks.push({
+          name: "interrupted restore",
+          ok: false,
+          detail: `a pull, import or restore was killed while moving files into ${claudeDir}`,
+          hint: "run the same command again (or any ccbundle pull/import): it finishes the interrupted restore first",
+        });
+      }
       const codec = effectiveCodec(ctx.settings.compression.codec);
       checks.push({
         name: "compression",

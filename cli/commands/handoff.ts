@@ -3,7 +3,7 @@ import { findOnPath, resumeCommandLine, runClaudeResume } from "../../core/claud
 import { parseMaps } from "../../core/claude/target.js";
 import { parseRecipient } from "../../core/crypto/keys.js";
 import { formatBytes, formatDuration, parseDuration } from "../../core/duration.js";
-import type { ReceivedSession } from "../../core/receive.js";
+import type { ReceivedSession, ReceiveResult } from "../../core/receive.js";
 import { Context, type GlobalArgs } from "../context.js";
 
 /** `push`, `pull`, `export`, `import`: moving one session. */
@@ -57,6 +57,11 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
           );
           for (const failure of result.publishFailures) ctx.out.warn(`not published: ${failure}`);
           for (const warning of result.warnings) ctx.out.warn(warning);
+          if (!ctx.settings.store) {
+            ctx.out.warn(
+              `the bundle is in the default store, a folder on this machine (${ctx.settings.defaultStore}); another machine can pull it only if it can read that folder. Set CCBUNDLE_STORE (or --store) to a NAS path or s3://… store`,
+            );
+          }
           ctx.out.line("");
           ctx.out.line("On the other machine run:");
           ctx.out.line(`  ccbundle pull${recipients.length > 0 ? ` ${key.z32}` : ""}`);
@@ -124,6 +129,7 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
         ctx.out.line(
           `Pulled session ${session.originalId}${session.title ? ` "${session.title}"` : ""} (signed by ${result.signer}, via ${result.resolvedFrom.join(", ")})`,
         );
+        printRecovered(ctx, result);
         printRestored(ctx, session);
         if (result.burned)
           ctx.out.line(
@@ -218,6 +224,7 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
         ctx.out.line(
           `Imported session ${session.originalId}${session.title ? ` "${session.title}"` : ""} (signed by ${result.signer})`,
         );
+        printRecovered(ctx, result);
         printRestored(ctx, session);
         await maybeResume(ctx, session, args.resume);
       },
@@ -236,13 +243,21 @@ export function sessionJson(session: ReceivedSession) {
     filesWritten: session.filesWritten,
     filesKept: session.filesKept,
     conflicts: session.conflicts,
+    saved: session.saved,
     backupDir: session.backupDir,
-    warnings: [...(session.target.warning ? [session.target.warning] : []), ...session.gitWarnings],
+    warnings: session.warnings,
   };
 }
 
+/** An earlier run was killed during its install phase; this run finished it first. */
+export function printRecovered(ctx: Context, result: ReceiveResult): void {
+  for (const recovered of result.recovered) {
+    const done = recovered.finished.filter((step) => step.result === "written").length;
+    if (done > 0) ctx.out.warn(`finished an interrupted restore of an earlier run (${done} files moved into place)`);
+  }
+}
+
 export function printRestored(ctx: Context, session: ReceivedSession): void {
-  if (session.target.warning) ctx.out.warn(session.target.warning);
   const what: Record<string, string> = {
     new: "restored",
     identical: "already here, identical: nothing to do",
@@ -255,7 +270,9 @@ export function printRestored(ctx: Context, session: ReceivedSession): void {
   ctx.out.line(`  ${session.filesWritten} files written, ${session.filesKept} kept`);
   for (const conflict of session.conflicts)
     ctx.out.warn(`kept local ${conflict} (differs from the incoming one; --force replaces it)`);
-  for (const warning of session.gitWarnings) ctx.out.warn(warning);
+  for (const file of session.saved)
+    ctx.out.warn(`a local file changed while it was being replaced; its last state is saved in ${file}`);
+  for (const warning of session.warnings) ctx.out.warn(warning);
   if (session.outcome === "forked")
     ctx.out.line(`  local session: ${session.originalId}   incoming fork: ${session.sessionId}`);
 }

@@ -28,6 +28,8 @@ export interface GitContext {
   dirty?: boolean;
   /** The session's cwd relative to the repository root ("" at the root). */
   subdir?: string;
+  /** When the session ran in a linked worktree: the repository's main checkout. */
+  mainWorktree?: string;
 }
 
 export interface ManifestSession {
@@ -104,9 +106,12 @@ export function parseManifest(bytes: Uint8Array): Manifest {
   if (m.signature !== undefined && typeof m.signature !== "string") throw bad("manifest signature is malformed");
   if (!Array.isArray(m.sessions) || m.sessions.length === 0) throw bad("manifest lists no sessions");
   const seenPaths = new Set<string>();
+  const seenIds = new Set<string>();
   let fileCount = 0;
   for (const session of m.sessions) {
     if (!isObject(session) || typeof session.id !== "string" || !UUID.test(session.id)) throw bad("bad session id");
+    if (seenIds.has(session.id)) throw bad("session listed twice");
+    seenIds.add(session.id);
     if (typeof session.cwd !== "string" || session.cwd.length === 0 || session.cwd.length > 4096) throw bad("bad cwd");
     if (typeof session.folder !== "string" || !isSafeComponent(session.folder)) throw bad("bad project folder");
     for (const key of ["title", "gitBranch", "claudeVersion", "firstTimestamp", "lastTimestamp"] as const) {
@@ -114,6 +119,7 @@ export function parseManifest(bytes: Uint8Array): Manifest {
         throw bad(`bad ${key}`);
       }
     }
+    if (session.git !== undefined) checkGit(session.git);
     if (!Array.isArray(session.files) || session.files.length === 0) throw bad("session lists no files");
     for (const file of session.files) {
       fileCount++;
@@ -157,6 +163,24 @@ export function isAllowedPath(bundlePath: string, session: Pick<ManifestSession,
       return parts.length === 2;
     default:
       return false;
+  }
+}
+
+/** Git facts end up in `git` arguments and in the choice of target folder: only plain values pass. */
+function checkGit(git: unknown): void {
+  if (!isObject(git)) throw bad("bad git context");
+  const g = git as Record<string, unknown>;
+  const text = (value: unknown, max: number) =>
+    value === undefined || (typeof value === "string" && value.length <= max && !/[\u0000-\u001f]/.test(value));
+  if (!text(g.remote, 4096) || !text(g.branch, 255)) throw bad("bad git remote or branch");
+  if (typeof g.branch === "string" && g.branch.startsWith("-")) throw bad("bad git branch");
+  if (g.head !== undefined && (typeof g.head !== "string" || !/^[0-9a-f]{40}([0-9a-f]{24})?$/.test(g.head))) {
+    throw bad("bad git head");
+  }
+  if (g.dirty !== undefined && typeof g.dirty !== "boolean") throw bad("bad git dirty flag");
+  if (g.subdir !== undefined) {
+    if (typeof g.subdir !== "string" || g.subdir.length > 4096) throw bad("bad git subdir");
+    if (g.subdir !== "" && !g.subdir.split("/").every(isSafeComponent)) throw bad("bad git subdir");
   }
 }
 

@@ -1,9 +1,10 @@
 import { createHash } from "node:crypto";
-import { mkdir, open } from "node:fs/promises";
+import { mkdir, open, statfs } from "node:fs/promises";
 import path from "node:path";
 import { type Readable, Transform } from "node:stream";
 import tar from "tar-stream";
-import { IntegrityError } from "../errors.js";
+import { formatBytes } from "../duration.js";
+import { CcbError, errnoCode, IntegrityError } from "../errors.js";
 import { type BundleFile, MANIFEST_NAME, MAX_MANIFEST_BYTES, type Manifest, parseManifest } from "./manifest.js";
 
 /**
@@ -17,7 +18,29 @@ import { type BundleFile, MANIFEST_NAME, MAX_MANIFEST_BYTES, type Manifest, pars
 export interface UnpackOptions {
   /** Called with the parsed manifest before any file is written; throw to refuse the bundle. */
   onManifest?: (manifest: Manifest) => void | Promise<void>;
+  /** Compressed bytes read so far, to bound the decompression ratio (zip bombs). */
+  compressedBytes?: () => number;
+  /** Override the limits (tests). */
+  limits?: Partial<UnpackLimits>;
 }
+
+export interface UnpackLimits {
+  /** Most bytes a bundle may declare in total. */
+  maxTotalBytes: number;
+  /** Most tar bytes per compressed byte, once `ratioGraceBytes` have come out. */
+  maxRatio: number;
+  ratioGraceBytes: number;
+}
+
+/**
+ * Session JSONL compresses 5-20x, repetitive tool output a few hundred times;
+ * past 64 MiB, more than 1000x is a decompression bomb, not a session.
+ */
+export const DEFAULT_UNPACK_LIMITS: UnpackLimits = {
+  maxTotalBytes: 64 * 2 ** 30,
+  maxRatio: 1000,
+  ratioGraceBytes: 64 * 2 ** 20,
+};
 
 /** Slack for tar headers and padding beyond the files' own bytes. */
 const TAR_OVERHEAD_PER_FILE = 3 * 512;
@@ -27,14 +50,23 @@ export async function unpackBundle(
   stagingDir: string,
   options: UnpackOptions = {},
 ): Promise<Manifest> {
+  const limits = { ...DEFAULT_UNPACK_LIMITS, ...options.limits };
   // Bounds the bytes we accept from the decompressor: unknown until the manifest is read.
   let budget = MAX_MANIFEST_BYTES + 64 * 1024;
   let consumed = 0;
   const limiter = new Transform({
     transform(chunk: Buffer, _enc, done) {
       consumed += chunk.length;
-      if (consumed > budget) done(new IntegrityError("bundle holds more data than its manifest declares"));
-      else done(null, chunk);
+      if (consumed > budget) {
+        done(reject("it holds more data than its manifest declares"));
+        return;
+      }
+      const compressed = options.compressedBytes?.();
+      if (compressed !== undefined && consumed > limits.ratioGraceBytes && consumed > compressed * limits.maxRatio) {
+        done(reject(`it decompresses more than ${limits.maxRatio} times its size (a decompression bomb)`));
+        return;
+      }
+      done(null, chunk);
     },
   });
   const extract = tar.extract();
@@ -60,8 +92,14 @@ export async function unpackBundle(
             declared += file.size + TAR_OVERHEAD_PER_FILE;
           }
         }
+        if (declared > limits.maxTotalBytes) {
+          throw reject(
+            `it declares ${formatBytes(declared)}, more than the ${formatBytes(limits.maxTotalBytes)} limit`,
+          );
+        }
         budget = consumed + declared + 64 * 1024;
         await options.onManifest?.(manifest);
+        await checkFreeSpace(stagingDir, manifest);
         continue;
       }
       const file = expected.get(header.name);
@@ -70,12 +108,15 @@ export async function unpackBundle(
       if (header.size !== file.size)
         throw reject(`${show(file.path)} has ${header.size} bytes, manifest says ${file.size}`);
       received.add(file.path);
-      await writeChecked(entry as AsyncIterable<Buffer>, path.join(stagingDir, ...file.path.split("/")), file);
+      await writeChecked(entry as AsyncIterable<Buffer>, stagingDir, file);
     }
   } catch (err) {
     extract.destroy();
     tarStream.destroy();
-    throw err instanceof IntegrityError ? err : reject(`unreadable tar data (${(err as Error).message})`, err);
+    // Our own errors and the file system's (disk full, permissions) say what went wrong;
+    // anything else came from parsing the tar data.
+    if (err instanceof CcbError || isSystemError(err)) throw err;
+    throw reject(`unreadable tar data (${(err as Error)?.message ?? String(err)})`, err);
   }
   if (!manifest) throw reject("the bundle is empty");
   const missing = [...expected.keys()].filter((p) => !received.has(p));
@@ -94,8 +135,9 @@ async function readAll(entry: AsyncIterable<Buffer>, limit: number): Promise<Buf
   return Buffer.concat(chunks);
 }
 
-async function writeChecked(entry: AsyncIterable<Buffer>, target: string, file: BundleFile): Promise<void> {
-  await mkdir(path.dirname(target), { recursive: true });
+async function writeChecked(entry: AsyncIterable<Buffer>, stagingDir: string, file: BundleFile): Promise<void> {
+  const target = path.join(stagingDir, ...file.path.split("/"));
+  await makeDirs(stagingDir, path.dirname(target));
   const handle = await open(target, "wx", 0o600);
   const hash = createHash("sha256");
   let size = 0;
@@ -111,6 +153,62 @@ async function writeChecked(entry: AsyncIterable<Buffer>, target: string, file: 
   if (size !== file.size || hash.digest("hex") !== file.sha256) {
     throw reject(`${show(file.path)} does not match its hash in the manifest`);
   }
+}
+
+/**
+ * `mkdir -p` below `root`. A recursive mkdir reports ENOENT when an
+ * intermediate folder cannot be made (out of inodes, say); then make them one
+ * by one, so the real cause (ENOSPC) reaches the user.
+ */
+async function makeDirs(root: string, dir: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true });
+  } catch (err) {
+    if (errnoCode(err) !== "ENOENT") throw err;
+    let current = root;
+    for (const part of path.relative(root, dir).split(path.sep)) {
+      current = path.join(current, part);
+      await mkdir(current).catch((e: unknown) => {
+        if (errnoCode(e) !== "EEXIST") throw e;
+      });
+    }
+  }
+}
+
+/**
+ * Refuse early, before a byte is written, when the staging disk cannot hold
+ * the bundle: its files rounded up to whole blocks, plus a rewritten copy of
+ * every JSONL file (path remapping writes a second copy before the rename).
+ */
+async function checkFreeSpace(stagingDir: string, manifest: Manifest): Promise<void> {
+  let stats: { bavail: number; bsize: number };
+  try {
+    stats = await statfs(stagingDir);
+  } catch {
+    return; // Not every platform or file system answers; the writes will tell.
+  }
+  const block = Math.max(512, stats.bsize);
+  const rounded = (size: number) => Math.ceil(size / block) * block;
+  let need = 0;
+  for (const session of manifest.sessions) {
+    for (const file of session.files) {
+      need += rounded(file.size);
+      if (file.path.endsWith(".jsonl")) need += rounded(file.size);
+    }
+  }
+  const free = stats.bavail * stats.bsize;
+  if (need > free) {
+    throw new CcbError(
+      `not enough disk space to restore: the bundle needs ${formatBytes(need)}, ${formatBytes(free)} free on ${path.dirname(stagingDir)}`,
+      1,
+      { hint: "free some space and run the command again; nothing was changed" },
+    );
+  }
+}
+
+/** An error from a system call (it has an errno code and names the call), not from parsing. */
+function isSystemError(err: unknown): boolean {
+  return errnoCode(err) !== undefined && typeof (err as { syscall?: unknown }).syscall === "string";
 }
 
 function show(name: string | undefined): string {

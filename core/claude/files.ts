@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { copyFile, mkdir, open, rename, rm } from "node:fs/promises";
+import { copyFile, type FileHandle, mkdir, open, rename, rm } from "node:fs/promises";
 import path from "node:path";
 import type { Remapper } from "./remap.js";
 
@@ -8,10 +8,13 @@ import type { Remapper } from "./remap.js";
 
 export type Comparison = "identical" | "local-prefix" | "incoming-prefix" | "diverged";
 
-/** How `local` relates to `incoming`: equal, one a prefix of the other (appends), or different. */
-export async function compareFiles(local: string, incoming: string): Promise<Comparison> {
-  const a = await open(local, "r");
-  const b = await open(incoming, "r");
+/**
+ * How `local` relates to `incoming`: equal, one a prefix of the other (appends), or different.
+ * Either side may be an open handle (the caller keeps it open and closes it).
+ */
+export async function compareFiles(local: string | FileHandle, incoming: string | FileHandle): Promise<Comparison> {
+  const a = typeof local === "string" ? await open(local, "r") : local;
+  const b = typeof incoming === "string" ? await open(incoming, "r") : incoming;
   try {
     const [sizeA, sizeB] = [(await a.stat()).size, (await b.stat()).size];
     const common = Math.min(sizeA, sizeB);
@@ -27,8 +30,8 @@ export async function compareFiles(local: string, incoming: string): Promise<Com
     if (sizeA === sizeB) return "identical";
     return sizeA < sizeB ? "local-prefix" : "incoming-prefix";
   } finally {
-    await a.close();
-    await b.close();
+    if (a !== local) await a.close();
+    if (b !== incoming) await b.close();
   }
 }
 

@@ -1,11 +1,13 @@
-import { randomBytes, randomUUID } from "node:crypto";
-import { appendFile, readFile, realpath, rm, stat } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { realpath, stat } from "node:fs/promises";
 import path from "node:path";
 import type { ManifestSession } from "../bundle/manifest.js";
 import { errnoCode } from "../errors.js";
-import { backupFile, type Comparison, compareFiles, installFile, remapFile } from "./files.js";
+import { backupFile, type Comparison, compareFiles, remapFile } from "./files.js";
+import { type Fork, forkRelativePath, planFork } from "./fork.js";
+import { commitJournal, type InstallStep, journalPath, type StepHook } from "./install-journal.js";
 import { claudeLayout, projectFolderName } from "./paths.js";
-import { createRemapper, type PathMapping, type Remapper } from "./remap.js";
+import { createRemapper, type PathMapping, rewriteFormFor } from "./remap.js";
 
 /**
  * Moving a verified, staged session into the Claude Code config dir.
@@ -35,6 +37,8 @@ export interface RestoreOptions {
   /** false keeps every file byte-identical (`--no-rewrite`). */
   rewrite: boolean;
   force: boolean;
+  /** Called before each move into the config dir. */
+  onInstallStep?: StepHook | undefined;
 }
 
 export interface RestoreResult {
@@ -48,6 +52,8 @@ export interface RestoreResult {
   filesKept: number;
   /** Local files that differed and were kept (no --force). */
   conflicts: string[];
+  /** Local files that Claude Code wrote to during the rename: their last state, saved in the backup folder. */
+  saved: string[];
   backupDir: string | undefined;
 }
 
@@ -55,15 +61,18 @@ export async function restoreSession(options: RestoreOptions): Promise<RestoreRe
   const { claudeDir, session } = options;
   const targetReal = await realpath(options.targetCwd).catch(() => path.resolve(options.targetCwd));
   const folder = projectFolderName(targetReal);
-  const remapper = options.rewrite ? createRemapper(options.mappings) : createRemapper([]);
+  const mappings = options.rewrite ? options.mappings : [];
+  const remappers = { json: createRemapper(mappings, "json"), text: createRemapper(mappings, "text") };
   const staged = (bundlePath: string) => path.join(options.stagedRoot, ...bundlePath.split("/"));
 
-  // Rewrite paths in every JSONL file first (into new staged files), so comparisons see final bytes.
+  // Rewrite paths in every text file first (into new staged files), so comparisons see final bytes.
   const transcriptPath = `claude/projects/${session.folder}/${session.id}.jsonl`;
   const prepared = new Map<string, string>();
   for (const file of session.files) {
     const source = staged(file.path);
-    if (file.path.endsWith(".jsonl") && !remapper.identity) {
+    const form = rewriteFormFor(file.path);
+    const remapper = form && remappers[form];
+    if (remapper && !remapper.identity) {
       const target = `${source}.remapped`;
       await remapFile(source, target, remapper);
       prepared.set(file.path, target);
@@ -75,7 +84,6 @@ export async function restoreSession(options: RestoreOptions): Promise<RestoreRe
   // Decide on the transcript first: it determines whether this is a fork.
   let sessionId = session.id;
   let outcome: RestoreOutcome = "new";
-  let backupDir: string | undefined;
   const localTranscript = claudeLayout(claudeDir).transcript(folder, session.id);
   const comparison = await compareIfExists(localTranscript, prepared.get(transcriptPath)!);
   if (comparison === "identical") outcome = "identical";
@@ -83,14 +91,20 @@ export async function restoreSession(options: RestoreOptions): Promise<RestoreRe
   else if (comparison === "incoming-prefix") outcome = "kept-local";
   else if (comparison === "diverged") outcome = options.force ? "replaced" : "forked";
 
+  let fork: Fork | undefined;
   if (outcome === "forked") {
-    sessionId = randomUUID();
-    const idRewriter = createIdRewriter(session.id, sessionId);
-    for (const file of session.files) {
-      if (!file.path.endsWith(".jsonl")) continue;
-      const current = prepared.get(file.path)!;
+    // A new session id and new plan slugs: the fork shares no file with the local session.
+    const jsonl = session.files.filter((file) => file.path.endsWith(".jsonl") && file.path !== "claude/history.jsonl");
+    const plans = session.files.filter((file) => file.path.startsWith("claude/plans/"));
+    fork = await planFork(
+      session.id,
+      jsonl.map((file) => prepared.get(file.path)!),
+      plans.map((file) => file.path.slice("claude/plans/".length)),
+    );
+    sessionId = fork.newId;
+    for (const file of jsonl) {
       const target = `${staged(file.path)}.forked`;
-      await remapFile(current, target, idRewriter);
+      await remapFile(prepared.get(file.path)!, target, fork.rewriter);
       prepared.set(file.path, target);
     }
   }
@@ -98,77 +112,108 @@ export async function restoreSession(options: RestoreOptions): Promise<RestoreRe
   const destination = (bundlePath: string): string => {
     let rel = bundlePath.slice("claude/".length);
     rel = rel.replace(`projects/${session.folder}/`, `projects/${folder}/`);
-    if (sessionId !== session.id) rel = rel.split(session.id).join(sessionId);
+    if (fork) rel = forkRelativePath(rel, fork);
     return path.join(claudeDir, ...rel.split("/"));
   };
 
-  const conflicts: string[] = [];
-  let filesWritten = 0;
-  let filesKept = 0;
-  const ensureBackupDir = () => {
-    backupDir ??= path.join(
-      options.home,
-      "backups",
-      `${new Date().toISOString().replace(/[:.]/g, "-")}-${randomBytes(3).toString("hex")}`,
-    );
-    return backupDir;
-  };
+  const rel = (target: string) => path.relative(claudeDir, target);
+  const backupDir = path.join(
+    options.home,
+    "backups",
+    `${new Date().toISOString().replace(/[:.]/g, "-")}-${randomBytes(3).toString("hex")}`,
+  );
+  let backupUsed = false;
 
-  const installOne = async (bundlePath: string, isTranscript: boolean) => {
+  // Prepare: decide every move and back up what will be replaced, before anything in the
+  // config dir changes. A failure here (disk full for the backup) leaves it as it was.
+  const steps: InstallStep[] = [];
+  const conflicts: string[] = [];
+  let filesKept = 0;
+  const plan = async (bundlePath: string, isTranscript: boolean) => {
     const source = prepared.get(bundlePath)!;
     const target = destination(bundlePath);
+    let replace: boolean;
+    let diverged: boolean;
     if (isTranscript) {
       if (outcome === "identical" || outcome === "kept-local") {
         filesKept++;
         return;
       }
-      if (outcome === "replaced") {
-        await backupFile(target, ensureBackupDir(), path.relative(claudeDir, target));
+      replace = diverged = outcome === "replaced";
+    } else {
+      const relation = await compareIfExists(target, source);
+      if (relation === "identical" || relation === "incoming-prefix") {
+        filesKept++;
+        return;
       }
-      await installFile(source, target);
-      filesWritten++;
-      return;
+      replace = options.force || outcome === "forked";
+      diverged = relation === "diverged";
+      if (diverged && !replace) {
+        conflicts.push(rel(target));
+        filesKept++;
+        return;
+      }
     }
-    const relation = await compareIfExists(target, source);
-    if (relation === "identical" || relation === "incoming-prefix") {
-      filesKept++;
-      return;
+    let backedUp: InstallStep["backedUp"];
+    if (diverged) {
+      const info = await stat(target);
+      await backupFile(target, backupDir, rel(target));
+      backupUsed = true;
+      backedUp = { size: info.size, mtimeMs: info.mtimeMs };
     }
-    if (relation === "diverged" && !options.force && outcome !== "forked") {
-      conflicts.push(path.relative(claudeDir, target));
-      filesKept++;
-      return;
-    }
-    if (relation === "diverged") await backupFile(target, ensureBackupDir(), path.relative(claudeDir, target));
-    await installFile(source, target);
-    filesWritten++;
+    steps.push({ source: path.relative(options.stagedRoot, source), target, kind: "file", replace, backedUp });
   };
 
   for (const file of session.files) {
     if (file.path === transcriptPath || file.path === "claude/history.jsonl") continue;
-    await installOne(file.path, false);
+    await plan(file.path, false);
   }
   const history = session.files.find((file) => file.path === "claude/history.jsonl");
   if (history) {
-    const historySource = prepared.get(history.path)!;
-    await mergeHistory(
-      claudeLayout(claudeDir).history,
-      historySource,
-      sessionId === session.id ? null : remapIds(session.id, sessionId),
-    );
+    steps.push({
+      source: path.relative(options.stagedRoot, prepared.get(history.path)!),
+      target: claudeLayout(claudeDir).history,
+      kind: "history",
+      replace: false,
+    });
   }
-  await installOne(transcriptPath, true);
+  await plan(transcriptPath, true);
+
+  // Commit: journal first, then the renames, transcript last.
+  const reports = await commitJournal(
+    journalPath(options.stagedRoot, sessionId),
+    { version: 1, claudeDir, backupDir, steps },
+    options.stagedRoot,
+    options.onInstallStep,
+  );
+  let filesWritten = 0;
+  const saved: string[] = [];
+  const transcriptTarget = destination(transcriptPath);
+  for (const report of reports) {
+    if (report.step.kind === "history") continue;
+    if (report.savedTo) saved.push(report.savedTo);
+    if (report.result === "written") filesWritten++;
+    else filesKept++;
+    if (report.result === "conflict") conflicts.push(rel(report.step.target));
+    if (report.step.target === transcriptTarget && report.result !== "written" && outcome !== "replaced") {
+      // Claude Code wrote to the transcript while we restored: the local copy is now ahead or diverged.
+      outcome = "kept-local";
+      if (report.result === "conflict") conflicts.push(rel(transcriptTarget));
+    }
+  }
+  if (saved.length > 0) backupUsed = true;
 
   return {
     sessionId,
     originalId: session.id,
     outcome,
     targetCwd: targetReal,
-    transcript: destination(transcriptPath),
+    transcript: transcriptTarget,
     filesWritten,
     filesKept,
-    conflicts,
-    backupDir,
+    conflicts: [...new Set(conflicts)],
+    saved,
+    backupDir: backupUsed ? backupDir : undefined,
   };
 }
 
@@ -180,34 +225,4 @@ async function compareIfExists(local: string, incoming: string): Promise<Compari
     throw err;
   }
   return compareFiles(local, incoming);
-}
-
-/** Rewrites a session id wherever it stands as a JSON value or path part in lines. */
-function createIdRewriter(oldId: string, newId: string): Remapper {
-  return { identity: false, line: (text) => (text.includes(oldId) ? text.split(oldId).join(newId) : text) };
-}
-
-function remapIds(oldId: string, newId: string): (line: string) => string {
-  return (line) => line.split(oldId).join(newId);
-}
-
-/** Append the bundle's prompt-history lines that `history.jsonl` does not have yet. */
-async function mergeHistory(historyFile: string, incomingFile: string, rewrite: ((line: string) => string) | null) {
-  const incoming = (await readFile(incomingFile, "utf8")).split("\n").filter((line) => line.length > 0);
-  let existing = "";
-  try {
-    existing = await readFile(historyFile, "utf8");
-  } catch (err) {
-    if (errnoCode(err) !== "ENOENT") throw err;
-  }
-  const have = new Set(existing.split("\n"));
-  const fresh = incoming.map((line) => (rewrite ? rewrite(line) : line)).filter((line) => !have.has(line));
-  if (fresh.length === 0) return;
-  const prefix = existing.length > 0 && !existing.endsWith("\n") ? "\n" : "";
-  await appendFile(historyFile, `${prefix}${fresh.join("\n")}\n`, { mode: 0o600 });
-}
-
-/** Remove a staging folder, whatever state it is in. */
-export async function removeStaging(dir: string): Promise<void> {
-  await rm(dir, { recursive: true, force: true });
 }

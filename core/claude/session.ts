@@ -1,8 +1,9 @@
 import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
+import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { lstat, readdir, readFile, realpath, stat } from "node:fs/promises";
 import path from "node:path";
 import { CcbError, errnoCode, NotFoundError, UsageError } from "../errors.js";
+import { type FileIdentity, fileIdentity, sameFile } from "../file-identity.js";
 import { claudeLayout, isSessionId, projectFolderName } from "./paths.js";
 import { scanTranscript } from "./transcript.js";
 
@@ -23,6 +24,8 @@ export interface SessionFile {
   sha256: string;
   /** Content held in memory instead of read from `source`. */
   content?: Buffer;
+  /** The file when it was hashed (lets packing skip a second hash if it is untouched). */
+  hashedAt?: FileIdentity | undefined;
 }
 
 export interface CollectedSession {
@@ -145,6 +148,7 @@ export async function collectSession(claudeDir: string, ref: SessionRef): Promis
     path: bundlePath(claudeDir, ref.transcript),
     size: scan.size,
     sha256: scan.sha256,
+    hashedAt: scan.hashedAt,
   });
   const slugs = new Set(scan.slugs);
 
@@ -154,7 +158,13 @@ export async function collectSession(claudeDir: string, ref: SessionRef): Promis
       // Subagent transcripts are appended to like the main one, and name plans too.
       const sub = await scanTranscript(file);
       for (const slug of sub.slugs) slugs.add(slug);
-      files.push({ source: file, path: bundlePath(claudeDir, file), size: sub.size, sha256: sub.sha256 });
+      files.push({
+        source: file,
+        path: bundlePath(claudeDir, file),
+        size: sub.size,
+        sha256: sub.sha256,
+        hashedAt: sub.hashedAt,
+      });
     } else {
       files.push(await hashedFile(claudeDir, file));
     }
@@ -163,10 +173,7 @@ export async function collectSession(claudeDir: string, ref: SessionRef): Promis
     for (const file of await walkFiles(path.join(claudeDir, sub, ref.id)))
       files.push(await hashedFile(claudeDir, file));
   }
-  for (const slug of [...slugs].sort()) {
-    const plan = path.join(claudeDir, "plans", `${slug}.md`);
-    if (await isRegularFile(plan)) files.push(await hashedFile(claudeDir, plan));
-  }
+  for (const plan of await planFiles(claudeDir, slugs)) files.push(await hashedFile(claudeDir, plan));
   const todosDir = path.join(claudeDir, "todos");
   for (const name of (await readdir(todosDir).catch(() => [] as string[])).sort()) {
     if (name.startsWith(`${ref.id}-agent-`) && name.endsWith(".json")) {
@@ -198,6 +205,25 @@ export async function collectSession(claudeDir: string, ref: SessionRef): Promis
   };
 }
 
+/**
+ * The plans the session's lines name: `plans/<slug>.md`, and the plans of its
+ * subagents, which Claude Code writes as `plans/<slug>-agent-<agentId>.md`.
+ */
+async function planFiles(claudeDir: string, slugs: Set<string>): Promise<string[]> {
+  if (slugs.size === 0) return [];
+  const dir = path.join(claudeDir, "plans");
+  const names = (await readdir(dir).catch(() => [] as string[])).sort();
+  const out: string[] = [];
+  for (const name of names) {
+    if (!name.endsWith(".md")) continue;
+    const stem = name.slice(0, -".md".length);
+    const agent = stem.lastIndexOf("-agent-");
+    const owned = slugs.has(stem) || (agent > 0 && slugs.has(stem.slice(0, agent)));
+    if (owned && (await isRegularFile(path.join(dir, name)))) out.push(path.join(dir, name));
+  }
+  return out;
+}
+
 /** The lines of `history.jsonl` (the prompt history) that belong to this session. */
 async function sessionHistoryLines(claudeDir: string, sessionId: string): Promise<Buffer> {
   let text: string;
@@ -207,7 +233,9 @@ async function sessionHistoryLines(claudeDir: string, sessionId: string): Promis
     return Buffer.alloc(0);
   }
   const needle = `"sessionId":"${sessionId}"`;
-  const lines = text.split("\n").filter((line) => line.includes(needle) && line.endsWith("}"));
+  // Whole lines only: Claude Code may be appending a prompt right now.
+  const whole = text.slice(0, text.lastIndexOf("\n") + 1);
+  const lines = whole.split("\n").filter((line) => line.includes(needle) && line.endsWith("}"));
   return Buffer.from(lines.map((line) => `${line}\n`).join(""));
 }
 
@@ -215,14 +243,25 @@ function bundlePath(claudeDir: string, file: string): string {
   return `claude/${path.relative(claudeDir, file).split(path.sep).join("/")}`;
 }
 
+/** Hash a side file. Synchronous reads on purpose: see scanTranscript (small files, page cache, no thread-pool waits). */
 async function hashedFile(claudeDir: string, file: string): Promise<SessionFile> {
-  const hash = createHash("sha256");
-  let size = 0;
-  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) {
-    hash.update(chunk as Buffer);
-    size += (chunk as Buffer).length;
+  const fd = openSync(file, "r");
+  try {
+    const before = fileIdentity(fstatSync(fd));
+    const hash = createHash("sha256");
+    let size = 0;
+    const buffer = Buffer.allocUnsafe(Math.min(1 << 20, Math.max(1, before.size)));
+    for (;;) {
+      const bytesRead = readSync(fd, buffer, 0, buffer.length, size);
+      if (bytesRead === 0) break;
+      hash.update(buffer.subarray(0, bytesRead));
+      size += bytesRead;
+    }
+    const hashedAt = sameFile(fileIdentity(fstatSync(fd)), before) && before.size === size ? before : undefined;
+    return { source: file, path: bundlePath(claudeDir, file), size, sha256: hash.digest("hex"), hashedAt };
+  } finally {
+    closeSync(fd);
   }
-  return { source: file, path: bundlePath(claudeDir, file), size, sha256: hash.digest("hex") };
 }
 
 async function isRegularFile(file: string): Promise<boolean> {
@@ -246,6 +285,25 @@ async function walkFiles(dir: string): Promise<string[]> {
     else if (entry.isFile()) out.push(full);
   }
   return out;
+}
+
+/**
+ * A warning when the session just restored as `transcript` is also filed under
+ * other project folders: Claude Code 2.1.329 resumes an id that sits in two
+ * projects only when started in one of them, no longer from anywhere.
+ */
+export async function otherCopiesWarning(claudeDir: string, transcript: string, targetCwd: string): Promise<string[]> {
+  const projects = claudeLayout(claudeDir).projects;
+  const name = path.basename(transcript);
+  const folder = path.basename(path.dirname(transcript));
+  const others: string[] = [];
+  for (const other of (await readdir(projects).catch(() => [] as string[])).sort()) {
+    if (other !== folder && (await isRegularFile(path.join(projects, other, name)))) others.push(`projects/${other}`);
+  }
+  if (others.length === 0) return [];
+  return [
+    `session ${name.slice(0, -".jsonl".length)} is also filed under ${others.join(", ")} here; Claude Code then resumes it only when started in ${targetCwd}`,
+  ];
 }
 
 export async function exists(file: string): Promise<boolean> {

@@ -139,12 +139,24 @@ export function parsePayload(bytes: Uint8Array): PointerPayload {
     if (typeof b !== "object" || b === null) throw malformed("bad blob");
     str(b.store, "store", true);
     str(b.key, "blob key");
+    if (!isObjectKey(b.key as string)) throw malformed("bad blob key");
     str(b.url, "url", true);
     num(b.size, "size");
     if (typeof b.sha256 !== "string" || !/^[0-9a-f]{64}$/.test(b.sha256)) throw malformed("bad hash");
     if (typeof b.age !== "string" || !/^[A-Za-z0-9_-]{43}$/.test(b.age)) throw malformed("bad blob key");
   }
+  if (p.kind === "handoff" && p.blob === undefined) throw malformed("a handoff without a blob");
   return p as unknown as PointerPayload;
+}
+
+/** A store-relative object key: no absolute path, no `.`/`..` or empty segments, no control characters. */
+function isObjectKey(key: string): boolean {
+  return (
+    key.length > 0 &&
+    !key.includes("\\") &&
+    !/[\u0000-\u001f]/.test(key) &&
+    key.split("/").every((part) => part !== "" && part !== "." && part !== "..")
+  );
 }
 
 function malformed(what: string): IntegrityError {

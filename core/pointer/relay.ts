@@ -1,4 +1,4 @@
-import { UsageError } from "../errors.js";
+import { IntegrityError, UsageError } from "../errors.js";
 import { abortable, describeError, firstLine, TimeoutReason, timeoutSignal } from "./abort.js";
 import { MAX_DNS_BYTES } from "./packet.js";
 import type { PointerTransport, RelayPayload } from "./transport.js";
@@ -145,7 +145,8 @@ async function readLimited(response: Response, limit: number, signal: AbortSigna
   const declared = Number(response.headers.get("content-length") ?? Number.NaN);
   if (declared > limit) {
     await response.body?.cancel();
-    throw new Error(`answered ${declared} bytes, more than a signed packet can hold`);
+    // Junk, not an outage: counts as a rejected record (exit 5), like a bad signature.
+    throw new IntegrityError(`answered ${declared} bytes, more than a signed packet can hold`);
   }
   if (!response.body) return new Uint8Array(0);
   const reader = response.body.getReader();
@@ -158,7 +159,7 @@ async function readLimited(response: Response, limit: number, signal: AbortSigna
       size += value.length;
       if (size > limit) {
         await reader.cancel();
-        throw new Error(`answered more than ${limit} bytes, more than a signed packet can hold`);
+        throw new IntegrityError(`answered more than ${limit} bytes, more than a signed packet can hold`);
       }
       chunks.push(value);
     }

@@ -211,6 +211,7 @@ export async function resolveNewest(
   let rejected = 0;
   for (const answer of answers) {
     if ("reason" in answer) {
+      if (answer.junk) rejected++;
       failures.push({ transport: answer.transport, reason: answer.reason });
     } else if (answer.bytes === undefined) {
       empty.push(answer.transport);
@@ -263,7 +264,9 @@ export async function resolveNewest(
   return { payload: newest, from, failures };
 }
 
-type Answer = { transport: string; bytes: Uint8Array | undefined } | { transport: string; reason: string };
+type Answer =
+  | { transport: string; bytes: Uint8Array | undefined }
+  | { transport: string; reason: string; junk: boolean };
 
 /** One transport's answer within its own time budget; never rejects. */
 async function ask(transport: PointerTransport, publicKey: Uint8Array, timeoutMs: number): Promise<Answer> {
@@ -277,7 +280,8 @@ async function ask(transport: PointerTransport, publicKey: Uint8Array, timeoutMs
     );
     return { transport: transport.name, bytes };
   } catch (err) {
-    return { transport: transport.name, reason: describeError(err) };
+    // A transport that answered with junk (not an outage) counts like a forged record.
+    return { transport: transport.name, reason: describeError(err), junk: err instanceof IntegrityError };
   } finally {
     clearTimeout(timer);
     if (!controller.signal.aborted) controller.abort(new Error("resolution finished"));

@@ -1,4 +1,4 @@
-import { spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, realpathSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -24,6 +24,8 @@ export class Machine {
   readonly ccbHome: string;
   readonly claudeDir: string;
   env: NodeJS.ProcessEnv;
+  /** Everything every run printed (stdout and stderr), for tests that scan output for secrets. */
+  readonly outputs: string[] = [];
 
   constructor(name: string, extraEnv: NodeJS.ProcessEnv = {}) {
     this.root = realpathSync(mkdtempSync(path.join(os.tmpdir(), `ccb-${name}-`)));
@@ -55,28 +57,38 @@ export class Machine {
     args: string[],
     options: { cwd?: string; input?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
   ): Promise<RunResult> {
-    return new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, [CLI, ...args], {
-        cwd: options.cwd ?? this.home,
-        env: { ...this.env, ...options.env },
-        stdio: ["pipe", "pipe", "pipe"],
-      });
+    return this.start(args, options).done;
+  }
+
+  /** Start the CLI and return at once: the child (to kill it) and its result. */
+  start(
+    args: string[],
+    options: { cwd?: string; input?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+  ): { child: ChildProcess; done: Promise<RunResult> } {
+    const child = spawn(process.execPath, [CLI, ...args], {
+      cwd: options.cwd ?? this.home,
+      env: { ...this.env, ...options.env },
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    const done = new Promise<RunResult>((resolve, reject) => {
       let stdout = "";
       let stderr = "";
-      child.stdout.on("data", (d) => {
+      child.stdout!.on("data", (d) => {
         stdout += d;
       });
-      child.stderr.on("data", (d) => {
+      child.stderr!.on("data", (d) => {
         stderr += d;
       });
       const timer = setTimeout(() => child.kill("SIGKILL"), options.timeoutMs ?? 60_000);
       child.on("error", reject);
-      child.on("close", (code) => {
+      child.on("close", (code, signal) => {
         clearTimeout(timer);
-        resolve({ code: code ?? -1, stdout, stderr });
+        this.outputs.push(stdout, stderr);
+        resolve({ code: code ?? (signal === "SIGKILL" ? 137 : -1), stdout, stderr });
       });
-      child.stdin.end(options.input ?? "");
+      child.stdin!.end(options.input ?? "");
     });
+    return { child, done };
   }
 
   async runOk(args: string[], options: Parameters<Machine["run"]>[1] = {}): Promise<RunResult> {
@@ -92,4 +104,41 @@ export class Machine {
   cleanup(): void {
     rmSync(this.root, { recursive: true, force: true });
   }
+}
+
+/**
+ * One user's two machines named `a` and `b`: `a` makes the identity, `b`
+ * imports it, and both use one local "NAS" store folder. Callers clean both up.
+ */
+export async function twoMachines(a: string, b: string): Promise<{ alice: Machine; bob: Machine; nas: string }> {
+  return sharedIdentity(new Machine(a), new Machine(b), true);
+}
+
+/**
+ * One user on two machines: Alice runs `init --no-passphrase`, Bob imports her
+ * identity. With `nas`, both use a local "NAS" folder under Alice's root as store.
+ */
+export async function sameUserOnTwoMachines(
+  name: string,
+  options: { env?: NodeJS.ProcessEnv; nas?: boolean } = {},
+): Promise<{ alice: Machine; bob: Machine; nas: string }> {
+  return sharedIdentity(
+    new Machine(`alice-${name}`, options.env),
+    new Machine(`bob-${name}`, options.env),
+    !!options.nas,
+  );
+}
+
+async function sharedIdentity(alice: Machine, bob: Machine, withNas: boolean) {
+  const nas = path.join(alice.root, "nas");
+  if (withNas) {
+    mkdirSync(nas);
+    alice.env.CCBUNDLE_STORE = nas;
+    bob.env.CCBUNDLE_STORE = nas;
+  }
+  await alice.runOk(["init", "--no-passphrase"]);
+  const exported = path.join(alice.root, "key.txt");
+  await alice.runOk(["key", "export", exported]);
+  await bob.runOk(["key", "import", exported]);
+  return { alice, bob, nas };
 }

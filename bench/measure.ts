@@ -1,0 +1,104 @@
+import { spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+
+/**
+ * Running and timing commands for the bench. Every command runs under GNU
+ * `time` so we get its CPU seconds and peak RSS (of the whole process tree it
+ * waited for); wall time is measured here. Children are spawned
+ * asynchronously: the bench process hosts the loopback DHT, which must keep
+ * answering while a command runs.
+ */
+
+export interface Timing {
+  wall: number;
+  cpu: number;
+  /** Peak resident set of the largest process, in MB. */
+  rssMB: number;
+  stdout: string;
+  stderr: string;
+  code: number;
+}
+
+const TIME = "/usr/bin/time";
+
+export async function run(
+  argv: string[],
+  options: { env?: NodeJS.ProcessEnv; cwd?: string; input?: string; allowFail?: boolean } = {},
+): Promise<Timing> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "ccb-bench-time-"));
+  const report = path.join(dir, "time");
+  try {
+    const start = performance.now();
+    const result = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve, reject) => {
+      const child = spawn(TIME, ["-o", report, "-f", "%U %S %M", ...argv], {
+        env: options.env ?? process.env,
+        cwd: options.cwd,
+        stdio: ["pipe", "pipe", "pipe"],
+      });
+      let stdout = "";
+      let stderr = "";
+      child.stdout.on("data", (d) => {
+        stdout += d;
+      });
+      child.stderr.on("data", (d) => {
+        stderr += d;
+      });
+      child.on("error", reject);
+      child.on("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
+      child.stdin.end(options.input ?? "");
+    });
+    const wall = (performance.now() - start) / 1000;
+    const [user, sys, rss] = readFileSync(report, "utf8").trim().split("\n").pop()!.split(" ").map(Number);
+    if (result.code !== 0 && !options.allowFail) {
+      throw new Error(`${argv.join(" ")} exited ${result.code}\n${result.stdout}\n${result.stderr}`);
+    }
+    return { wall, cpu: (user ?? 0) + (sys ?? 0), rssMB: (rss ?? 0) / 1024, ...result };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export function shell(command: string, options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<Timing> {
+  return run(["sh", "-c", `set -e; ${command}`], options);
+}
+
+/** The best (fastest) of `runs` timings of each side, alternating sides so both see the same machine load. */
+export async function alternate(
+  runs: number,
+  sides: { a: () => Promise<Timing>; b: () => Promise<Timing>; between?: () => Promise<void> | void },
+): Promise<{ a: Timing; b: Timing }> {
+  let a: Timing | undefined;
+  let b: Timing | undefined;
+  for (let i = 0; i < runs; i++) {
+    await sides.between?.();
+    const ta = await sides.a();
+    if (!a || ta.wall < a.wall) a = ta;
+    await sides.between?.();
+    const tb = await sides.b();
+    if (!b || tb.wall < b.wall) b = tb;
+  }
+  return { a: a!, b: b! };
+}
+
+export function requireTools(tools: string[]): void {
+  const missing = tools.filter((tool) => spawnSync("sh", ["-c", `command -v ${tool}`]).status !== 0);
+  if (missing.length > 0) {
+    process.stderr.write(
+      `bench: missing ${missing.join(", ")}: the bench compares against Debian's tools\n` +
+        "hint: apt-get update && apt-get install -y age zstd time\n",
+    );
+    process.exit(1);
+  }
+}
+
+export function loadAverage(): string {
+  return os
+    .loadavg()
+    .map((n) => n.toFixed(2))
+    .join(" ");
+}
+
+export const MB = 1e6;
+export const mbps = (bytes: number, seconds: number) => bytes / MB / seconds;

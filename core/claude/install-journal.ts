@@ -1,0 +1,216 @@
+import { randomBytes } from "node:crypto";
+import { createWriteStream } from "node:fs";
+import { type FileHandle, mkdir, open, readdir, readFile, rm, stat } from "node:fs/promises";
+import path from "node:path";
+import { pipeline } from "node:stream/promises";
+import { errnoCode } from "../errors.js";
+import { backupFile, type Comparison, compareFiles, installFile, writeFileAtomic } from "./files.js";
+
+/**
+ * The commit phase of a restore, made safe against `kill -9` and against
+ * Claude Code writing the same files.
+ *
+ * A restore first prepares every file in the staging folder (verified,
+ * remapped, forked) and backs up what `--force` will replace. Then it writes
+ * a journal into the staging folder listing the moves still to do, and only
+ * then renames the staged files into the config dir, one by one, transcript
+ * last. If the process dies in between, the next receiving command finds the
+ * journal of a dead owner and replays it: each step is idempotent (a staged
+ * file that is gone was already moved; history lines already present are not
+ * appended again), so the session ends up fully restored.
+ *
+ * Every step looks at its target again right before the rename, because
+ * Claude Code may have appended to it since the restore compared it: a target
+ * that is no longer a prefix of the incoming file is kept. If it still grows
+ * in the instant between that look and the rename, the replaced file's last
+ * state is copied from the still-open old inode into the backup folder, so
+ * no line is ever lost.
+ */
+
+export interface InstallStep {
+  /** The staged file, relative to the staging folder. */
+  source: string;
+  /** Where it goes: absolute path in the config dir. */
+  target: string;
+  /** "file": rename into place; "history": append the lines `history.jsonl` does not have yet. */
+  kind: "file" | "history";
+  /** Replace a diverged local file (after a backup) instead of keeping it. */
+  replace: boolean;
+  /** Size and mtime of the target when it was backed up in the prepare phase. */
+  backedUp?: { size: number; mtimeMs: number } | undefined;
+}
+
+export interface Journal {
+  version: 1;
+  claudeDir: string;
+  /** Where replaced files are copied first (CCBUNDLE_HOME/backups/<stamp>). */
+  backupDir: string;
+  steps: InstallStep[];
+}
+
+export type StepResult = "written" | "kept" | "conflict" | "already-done";
+
+export interface StepReport {
+  step: InstallStep;
+  result: StepResult;
+  /** Set when a local file changed during the rename and its last state was saved here. */
+  savedTo?: string | undefined;
+}
+
+const JOURNAL_PREFIX = "journal-";
+
+export function journalPath(stagingDir: string, name: string): string {
+  return path.join(stagingDir, `${JOURNAL_PREFIX}${name}.json`);
+}
+
+/** Journals left in a staging folder, oldest first by name order. */
+export async function pendingJournals(stagingDir: string): Promise<string[]> {
+  let names: string[];
+  try {
+    names = await readdir(stagingDir);
+  } catch (err) {
+    if (errnoCode(err) === "ENOENT") return [];
+    throw err;
+  }
+  return names
+    .filter((name) => name.startsWith(JOURNAL_PREFIX) && name.endsWith(".json"))
+    .sort()
+    .map((name) => path.join(stagingDir, name));
+}
+
+/** Called before each step with its index (progress; tests use it to kill the process at a chosen step). */
+export type StepHook = (index: number, total: number) => void;
+
+/** Write the journal, then apply its steps in order; the journal is removed once all are done. */
+export async function commitJournal(
+  file: string,
+  journal: Journal,
+  stagingDir: string,
+  onStep?: StepHook,
+): Promise<StepReport[]> {
+  await writeFileAtomic(file, JSON.stringify(journal), 0o600);
+  const reports: StepReport[] = [];
+  for (const [index, step] of journal.steps.entries()) {
+    onStep?.(index, journal.steps.length);
+    reports.push(await applyStep(step, stagingDir, journal));
+  }
+  await rm(file, { force: true });
+  return reports;
+}
+
+/** Finish the journal a dead process left behind. Returns what was done; a bad journal is dropped. */
+export async function replayJournal(file: string, stagingDir: string): Promise<StepReport[]> {
+  let journal: Journal;
+  try {
+    journal = JSON.parse(await readFile(file, "utf8")) as Journal;
+  } catch {
+    // Written atomically, so unreadable means it never was complete: nothing was moved under it.
+    await rm(file, { force: true });
+    return [];
+  }
+  if (journal.version !== 1 || !Array.isArray(journal.steps)) {
+    await rm(file, { force: true });
+    return [];
+  }
+  return commitJournal(file, journal, stagingDir);
+}
+
+/** One guarded, idempotent move (or history merge) into the config dir. */
+export async function applyStep(step: InstallStep, stagingDir: string, journal: Journal): Promise<StepReport> {
+  const source = path.join(stagingDir, step.source);
+  if (!(await exists(source))) return { step, result: "already-done" };
+  if (step.kind === "history") {
+    await mergeHistory(step.target, source);
+    await rm(source, { force: true });
+    return { step, result: "written" };
+  }
+  const local = await openIfExists(step.target);
+  try {
+    const seen = local ? await local.stat() : undefined;
+    const relation: Comparison | "absent" = local ? await compareFiles(local, source) : "absent";
+    if (relation === "identical" || relation === "incoming-prefix") {
+      await rm(source, { force: true });
+      return { step, result: "kept" };
+    }
+    if (relation === "diverged") {
+      if (!step.replace) return { step, result: "conflict" };
+      const unchanged = step.backedUp?.size === seen?.size && step.backedUp?.mtimeMs === seen?.mtimeMs;
+      if (!unchanged) await backupFile(step.target, journal.backupDir, relativeTo(journal.claudeDir, step.target));
+    }
+    await installFile(source, step.target);
+    let savedTo: string | undefined;
+    if (local && seen && (await local.stat()).size !== seen.size) {
+      // The old file grew after we compared it (Claude Code appended): keep its last state.
+      savedTo = path.join(journal.backupDir, `${relativeTo(journal.claudeDir, step.target)}.${stamp()}`);
+      await saveHandle(local, savedTo);
+    }
+    return { step, result: "written", savedTo };
+  } finally {
+    await local?.close();
+  }
+}
+
+/**
+ * Append the incoming prompt-history lines that `history.jsonl` does not have.
+ * Idempotent (lines already there are skipped), one write with O_APPEND (so
+ * Claude Code's own appends interleave by whole writes), and cut back to the
+ * old length if the write fails half-way (disk full): no torn line is left.
+ */
+export async function mergeHistory(historyFile: string, incomingFile: string): Promise<void> {
+  const incoming = (await readFile(incomingFile, "utf8")).split("\n").filter((line) => line.length > 0);
+  let existing = "";
+  try {
+    existing = await readFile(historyFile, "utf8");
+  } catch (err) {
+    if (errnoCode(err) !== "ENOENT") throw err;
+  }
+  const have = new Set(existing.split("\n"));
+  const fresh = [...new Set(incoming)].filter((line) => !have.has(line));
+  if (fresh.length === 0) return;
+  const prefix = existing.length > 0 && !existing.endsWith("\n") ? "\n" : "";
+  const handle = await open(historyFile, "a", 0o600);
+  const before = (await handle.stat()).size;
+  try {
+    await handle.writeFile(`${prefix}${fresh.join("\n")}\n`);
+  } catch (err) {
+    await handle.truncate(before).catch(() => undefined);
+    throw err;
+  } finally {
+    await handle.close();
+  }
+}
+
+async function openIfExists(file: string): Promise<FileHandle | undefined> {
+  try {
+    return await open(file, "r");
+  } catch (err) {
+    if (errnoCode(err) === "ENOENT") return undefined;
+    throw err;
+  }
+}
+
+async function saveHandle(handle: FileHandle, target: string): Promise<void> {
+  await mkdir(path.dirname(target), { recursive: true, mode: 0o700 });
+  await pipeline(
+    handle.createReadStream({ start: 0, autoClose: false }),
+    createWriteStream(target, { flags: "wx", mode: 0o600 }),
+  );
+}
+
+async function exists(file: string): Promise<boolean> {
+  try {
+    await stat(file);
+    return true;
+  } catch (err) {
+    if (errnoCode(err) === "ENOENT") return false;
+    throw err;
+  }
+}
+
+function relativeTo(root: string, file: string): string {
+  return path.relative(root, file);
+}
+
+function stamp(): string {
+  return `${Date.now()}-${randomBytes(2).toString("hex")}`;
+}

@@ -1,0 +1,85 @@
+import { randomBytes } from "node:crypto";
+import { mkdir, readdir, readFile, rm, stat } from "node:fs/promises";
+import path from "node:path";
+import { errnoCode } from "../errors.js";
+import { currentOwner, ownerIsGone, parseOwner } from "../lock.js";
+import { writeFileAtomic } from "./files.js";
+import { pendingJournals, replayJournal, type StepReport } from "./install-journal.js";
+
+/**
+ * Staging folders: `<config dir>/.ccbundle-staging-<random>`, on the same file
+ * system as their targets (so installing is a rename) and hidden from Claude
+ * Code (it only reads `projects/`, `file-history/`, … by name). Each holds an
+ * `owner.json` naming the process that made it. A folder whose owner died
+ * (`kill -9`, power cut) is finished (its install journal replayed) or, if it
+ * never reached the install phase, removed, by the next receiving command.
+ */
+
+const PREFIX = ".ccbundle-staging-";
+const OWNER_FILE = "owner.json";
+/** A staging folder without an owner file is left alone this long (its creator may be writing it). */
+const ORPHAN_GRACE_MS = 10 * 60_000;
+/** An owner on another host (a shared config dir) is presumed gone after a day. */
+const FOREIGN_OWNER_MS = 24 * 3600_000;
+
+export async function createStaging(claudeDir: string): Promise<string> {
+  await mkdir(claudeDir, { recursive: true });
+  const dir = path.join(claudeDir, `${PREFIX}${randomBytes(6).toString("hex")}`);
+  await mkdir(dir, { mode: 0o700 });
+  await writeFileAtomic(path.join(dir, OWNER_FILE), JSON.stringify(currentOwner()), 0o600);
+  return dir;
+}
+
+/** Remove a staging folder, whatever state it is in. */
+export async function removeStaging(dir: string): Promise<void> {
+  await rm(dir, { recursive: true, force: true });
+}
+
+export interface RecoveredStaging {
+  dir: string;
+  /** Steps of an interrupted install that were completed now. */
+  finished: StepReport[];
+}
+
+/** Finish or remove the staging folders of processes that are gone. */
+export async function recoverStaging(claudeDir: string): Promise<RecoveredStaging[]> {
+  const recovered: RecoveredStaging[] = [];
+  for (const { dir } of await abandonedStaging(claudeDir)) {
+    const finished: StepReport[] = [];
+    for (const journal of await pendingJournals(dir)) finished.push(...(await replayJournal(journal, dir)));
+    await removeStaging(dir);
+    recovered.push({ dir, finished });
+  }
+  return recovered;
+}
+
+/** Staging folders of processes that are gone, and whether they hold an unfinished install. */
+export async function abandonedStaging(claudeDir: string): Promise<{ dir: string; interrupted: boolean }[]> {
+  let names: string[];
+  try {
+    names = await readdir(claudeDir);
+  } catch (err) {
+    if (errnoCode(err) === "ENOENT") return [];
+    throw err;
+  }
+  const out: { dir: string; interrupted: boolean }[] = [];
+  for (const name of names.filter((n) => n.startsWith(PREFIX))) {
+    const dir = path.join(claudeDir, name);
+    if (await ownerGone(dir)) out.push({ dir, interrupted: (await pendingJournals(dir)).length > 0 });
+  }
+  return out;
+}
+
+async function ownerGone(dir: string): Promise<boolean> {
+  let text: string | undefined;
+  try {
+    text = await readFile(path.join(dir, OWNER_FILE), "utf8");
+  } catch (err) {
+    if (errnoCode(err) !== "ENOENT") throw err;
+  }
+  const owner = text === undefined ? undefined : parseOwner(text);
+  if (owner) return ownerIsGone(owner) || Date.now() - owner.started > FOREIGN_OWNER_MS;
+  // No owner file: killed between mkdir and writing it, or made by an older ccbundle.
+  const info = await stat(dir).catch(() => undefined);
+  return info !== undefined && Date.now() - info.mtimeMs > ORPHAN_GRACE_MS;
+}

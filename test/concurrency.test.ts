@@ -1,0 +1,219 @@
+import { spawn } from "node:child_process";
+import {
+  appendFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { projectFolderName } from "../core/claude/paths.js";
+import type { UserKey } from "../core/crypto/keys.js";
+import { CcbError } from "../core/errors.js";
+import { acquireLock, lockPath, withLock } from "../core/lock.js";
+import { expectStoreTrustworthy } from "./helpers/consistency.js";
+import { type FixtureSession, writeSession } from "./helpers/fixture.js";
+import { machineKey } from "./helpers/hostile.js";
+import { type Machine, sameUserOnTwoMachines } from "./helpers/machine.js";
+import { stagingLeftovers } from "./helpers/tree.js";
+
+/**
+ * Two of the same command at once on one machine, and a pull while Claude
+ * Code keeps appending to the session it restores.
+ */
+
+const scratch = mkdtempSync(path.join(os.tmpdir(), "ccb-lock-"));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+/** A pid that existed and is gone now. */
+async function deadPid(): Promise<number> {
+  const child = spawn(process.execPath, ["-e", ""], { stdio: "ignore" });
+  await new Promise((resolve) => child.on("exit", resolve));
+  return child.pid!;
+}
+
+/** Run `n` critical sections under the lock at once; report the most that ever overlapped. */
+async function contend(home: string, n: number): Promise<number> {
+  let inside = 0;
+  let most = 0;
+  await Promise.all(
+    Array.from({ length: n }, () =>
+      withLock(
+        home,
+        "push",
+        async () => {
+          inside++;
+          most = Math.max(most, inside);
+          await new Promise((resolve) => setTimeout(resolve, 5));
+          inside--;
+        },
+        { waitMs: 30_000 },
+      ),
+    ),
+  );
+  return most;
+}
+
+describe("the lock in CCBUNDLE_HOME", () => {
+  it("lets one holder in at a time", async () => {
+    const home = path.join(scratch, "one");
+    expect(await contend(home, 12)).toBe(1);
+    expect(existsSync(lockPath(home, "push"))).toBe(false);
+  });
+
+  it("a lock whose process is gone is taken over, by exactly one of many contenders", async () => {
+    const home = path.join(scratch, "stale");
+    mkdirSync(path.join(home, "locks"), { recursive: true });
+    writeFileSync(
+      lockPath(home, "push"),
+      JSON.stringify({ pid: await deadPid(), host: os.hostname(), started: Date.now() }),
+    );
+    expect(await contend(home, 10)).toBe(1);
+  });
+
+  it("holds across processes: many CLIs starting at once never overlap", async () => {
+    const home = path.join(scratch, "procs");
+    const log = path.join(scratch, "procs.log");
+    const lockModule = new URL("../dist/core/lock.js", import.meta.url).href;
+    const script = `
+      const { withLock } = await import(${JSON.stringify(lockModule)});
+      const { appendFileSync } = await import("node:fs");
+      for (let i = 0; i < 3; i++) {
+        await withLock(process.argv[1], "push", async () => {
+          appendFileSync(process.argv[2], "in " + process.pid + "\\n");
+          await new Promise((r) => setTimeout(r, 3));
+          appendFileSync(process.argv[2], "out " + process.pid + "\\n");
+        }, { waitMs: 30000 });
+      }`;
+    const children = Array.from({ length: 6 }, () =>
+      spawn(process.execPath, ["--input-type=module", "-e", script, home, log], { stdio: "inherit" }),
+    );
+    await Promise.all(children.map((child) => new Promise((resolve) => child.on("exit", resolve))));
+    const events = readFileSync(log, "utf8").trim().split("\n");
+    expect(events).toHaveLength(36);
+    for (let i = 0; i < events.length; i += 2) {
+      expect(events[i]!.startsWith("in ")).toBe(true);
+      expect(events[i + 1]).toBe(events[i]!.replace("in ", "out "));
+    }
+  });
+
+  it("an unreadable lock file (a crash of an older version) is taken over", async () => {
+    const home = path.join(scratch, "garbage");
+    mkdirSync(path.join(home, "locks"), { recursive: true });
+    writeFileSync(lockPath(home, "push"), "");
+    const release = await acquireLock(home, "push");
+    await release();
+  });
+
+  it("a live holder makes the next one wait, then fail with who holds it", async () => {
+    const home = path.join(scratch, "live");
+    const holder = spawn("sleep", ["30"], { stdio: "ignore" });
+    try {
+      mkdirSync(path.join(home, "locks"), { recursive: true });
+      writeFileSync(
+        lockPath(home, "push"),
+        JSON.stringify({ pid: holder.pid, host: os.hostname(), started: Date.now() }),
+      );
+      const start = Date.now();
+      const err = await acquireLock(home, "push", { waitMs: 400 }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(CcbError);
+      expect((err as CcbError).message).toContain(`another ccbundle push is running (pid ${holder.pid}`);
+      expect((err as CcbError).hint).toContain(lockPath(home, "push"));
+      expect(Date.now() - start).toBeGreaterThanOrEqual(400);
+    } finally {
+      holder.kill("SIGKILL");
+    }
+  });
+});
+
+describe("two commands at once on one machine", () => {
+  let alice: Machine;
+  let bob: Machine;
+  let key: UserKey;
+  let nas: string;
+  let session: FixtureSession;
+  let project: string;
+  let bobProject: string;
+
+  beforeAll(async () => {
+    ({ alice, bob, nas } = await sameUserOnTwoMachines("conc", { nas: true }));
+    key = machineKey(alice.ccbHome);
+    project = alice.project("app");
+    bobProject = bob.project("app");
+    session = writeSession({
+      claudeDir: alice.claudeDir,
+      projectDir: project,
+      home: alice.home,
+      turns: 30,
+      padding: 4000,
+    });
+  });
+
+  afterAll(() => {
+    alice?.cleanup();
+    bob?.cleanup();
+  });
+
+  it("two pushes: both succeed one after the other, the record points at a complete blob, no lock left", async () => {
+    const [a, b] = await Promise.all([
+      alice.run(["push", "--json"], { cwd: project }),
+      alice.run(["push", "--json"], { cwd: project }),
+    ]);
+    expect(a.code, a.stderr).toBe(0);
+    expect(b.code, b.stderr).toBe(0);
+    expect(JSON.parse(a.stdout).blobKey).not.toBe(JSON.parse(b.stdout).blobKey);
+    expect(existsSync(lockPath(alice.ccbHome, "push"))).toBe(false);
+    await expectStoreTrustworthy(nas, key);
+    expect((await bob.run(["pull", "--project", bobProject, "--no-resume"])).code).toBe(0);
+  });
+
+  it("a pull while Claude Code appends to the same session never loses an appended line", async () => {
+    const transcript = path.join(bob.claudeDir, "projects", projectFolderName(bobProject), `${session.id}.jsonl`);
+    const full = readFileSync(transcript, "utf8");
+    const lines = full.split("\n").filter(Boolean);
+    const outcomes: string[] = [];
+    for (let round = 0; round < 4; round++) {
+      // Bob's copy is behind: the pull will want to fast-forward it.
+      writeFileSync(transcript, `${lines.slice(0, lines.length - 10).join("\n")}\n`);
+      const appended: string[] = [];
+      const { done } = bob.start(["pull", "--project", bobProject, "--no-resume", "--json"]);
+      let running = true;
+      const finished = done.finally(() => {
+        running = false;
+      });
+      // Claude Code: whole lines, appended every few milliseconds, starting at a different moment each round.
+      await new Promise((resolve) => setTimeout(resolve, 100 + round * 120));
+      let n = 0;
+      while (running) {
+        const line = JSON.stringify({ type: "user", marker: `round${round}-line${n++}`, sessionId: session.id });
+        appendFileSync(transcript, `${line}\n`);
+        appended.push(line);
+        await new Promise((resolve) => setTimeout(resolve, 1));
+      }
+      const result = await finished;
+      expect(result.code, result.stderr).toBe(0);
+      outcomes.push(JSON.parse(result.stdout).sessions[0].outcome);
+      const now = readFileSync(transcript, "utf8");
+      for (const line of now.split("\n").filter(Boolean)) expect(() => JSON.parse(line)).not.toThrow();
+      const saved = backupsText(bob.ccbHome);
+      const lost = appended.filter((line) => !now.includes(line) && !saved.includes(line));
+      expect(lost, `outcome ${outcomes.at(-1)}`).toEqual([]);
+      expect(stagingLeftovers(bob.claudeDir)).toEqual([]);
+    }
+  });
+});
+
+function backupsText(home: string): string {
+  const dir = path.join(home, "backups");
+  if (!existsSync(dir)) return "";
+  let text = "";
+  for (const entry of readdirSync(dir, { recursive: true, withFileTypes: true })) {
+    if (entry.isFile()) text += readFileSync(path.join(entry.parentPath, entry.name), "utf8");
+  }
+  return text;
+}

@@ -1,0 +1,282 @@
+import { execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { cpSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { projectFolderName } from "../core/claude/paths.js";
+import type { UserKey } from "../core/crypto/keys.js";
+import { storeLayout } from "../core/store-layout.js";
+import { S3Store } from "../storage-adapters/s3.js";
+import { claudeFiles, expectStoreTrustworthy } from "./helpers/consistency.js";
+import { type FixtureSession, writeSession } from "./helpers/fixture.js";
+import { machineKey } from "./helpers/hostile.js";
+import { type Machine, sameUserOnTwoMachines } from "./helpers/machine.js";
+import { startRelay } from "./helpers/relay-server.js";
+import { type S3rverHandle, startS3rver, useS3rverCredentials } from "./helpers/s3rver.js";
+import { startTcpProxy, type TcpProxy } from "./helpers/tcp-proxy.js";
+import { startTestnet, type Testnet } from "./helpers/testnet.js";
+import { expectOneLineError, stagingLeftovers } from "./helpers/tree.js";
+
+/**
+ * Faults: the store dying mid-upload and mid-download (s3rver killed), the DHT
+ * gone, a relay answering junk, the disk filling up while restoring. After each:
+ * a one-line error, the config dir as it was, no half-object anyone would
+ * trust, and a rerun that succeeds once the fault is gone.
+ */
+
+const MIB = 1 << 20;
+const S3_ENV = {
+  AWS_ACCESS_KEY_ID: "S3RVER",
+  AWS_SECRET_ACCESS_KEY: "S3RVER",
+  AWS_EC2_METADATA_DISABLED: "true",
+  AWS_CONFIG_FILE: "/nonexistent/aws-config",
+  AWS_SHARED_CREDENTIALS_FILE: "/nonexistent/aws-credentials",
+};
+
+let alice: Machine;
+let bob: Machine;
+let key: UserKey;
+let session: FixtureSession;
+let aliceProject: string;
+let bobProject: string;
+
+function bigToolResult(s: FixtureSession, claudeDir: string, bytes: number): void {
+  const file = path.join(claudeDir, "projects", s.folder, s.id, "tool-results", "big.txt");
+  mkdirSync(path.dirname(file), { recursive: true });
+  // base64 of random bytes: compresses to ~75%, so the blob is about as big as this.
+  writeFileSync(file, randomBytes(Math.ceil((bytes * 3) / 4)).toString("base64"));
+}
+
+beforeAll(async () => {
+  ({ alice, bob } = await sameUserOnTwoMachines("faults", { env: S3_ENV }));
+  key = machineKey(alice.ccbHome);
+  aliceProject = alice.project("app");
+  bobProject = bob.project("app");
+  session = writeSession({ claudeDir: alice.claudeDir, projectDir: aliceProject, home: alice.home, turns: 6 });
+});
+
+afterAll(() => {
+  alice?.cleanup();
+  bob?.cleanup();
+});
+
+describe("the S3 store dies mid-transfer (s3rver killed)", () => {
+  let s3: S3rverHandle;
+  let proxy: TcpProxy;
+  let url: string;
+  let store: S3Store;
+
+  beforeAll(async () => {
+    useS3rverCredentials();
+    s3 = await startS3rver({ buckets: ["ccbundle"] });
+    proxy = await startTcpProxy(s3.port);
+    url = `s3://ccbundle/faults?endpoint=http://127.0.0.1:${proxy.port}&region=us-east-1`;
+    store = S3Store.fromUrl(`s3://ccbundle/faults?endpoint=${s3.endpoint}&region=us-east-1`);
+    // Over the 16 MiB part size: a multipart upload, visible only once completed.
+    bigToolResult(session, alice.claudeDir, 22 * MIB);
+  });
+
+  afterAll(async () => {
+    await store?.close();
+    await proxy?.close();
+    await s3?.stop();
+  });
+
+  async function objects(prefix: string): Promise<string[]> {
+    const keys: string[] = [];
+    for await (const object of store.list(prefix)) keys.push(object.key);
+    return keys;
+  }
+
+  it("mid-upload: exit 1 in one line, no blob and no record in the store; the rerun succeeds", async () => {
+    proxy.reset();
+    proxy.when("up", 6 * MIB, () => void s3.kill());
+    const r = await alice.run(["push", "--store", url], { cwd: aliceProject });
+    expect(r.code, r.stderr).toBe(1);
+    expectOneLineError(r.stderr);
+    expect(r.stderr).toMatch(/cannot reach/);
+    await s3.restart();
+    expect(await objects(storeLayout.blob("x").slice(0, -1))).toEqual([]);
+    expect(await objects(storeLayout.record(key.z32))).toEqual([]);
+
+    proxy.reset();
+    await alice.runOk(["push", "--store", url], { cwd: aliceProject });
+    expect(await objects(storeLayout.blob("x").slice(0, -1))).toHaveLength(1);
+    await expectStoreTrustworthy(store, key);
+  });
+
+  it("mid-download: exit 1 in one line, the config dir as it was; the rerun restores", async () => {
+    const before = claudeFiles(bob.claudeDir);
+    proxy.reset();
+    proxy.when("down", 4 * MIB, () => void s3.kill());
+    const r = await bob.run(["pull", "--store", url, "--project", bobProject, "--no-resume"]);
+    expect(r.code, r.stderr).toBe(1);
+    expectOneLineError(r.stderr);
+    expect(claudeFiles(bob.claudeDir)).toEqual(before);
+    expect(stagingLeftovers(bob.claudeDir)).toEqual([]);
+
+    await s3.restart();
+    proxy.reset();
+    const rerun = await bob.run(["pull", "--store", url, "--project", bobProject, "--no-resume", "--json"]);
+    expect(rerun.code, rerun.stderr).toBe(0);
+    expect(JSON.parse(rerun.stdout).sessions[0].outcome).toBe("new");
+    rmSync(bob.claudeDir, { recursive: true, force: true });
+  });
+
+  it("the store down from the start: push exit 1 in one line, quickly", async () => {
+    await s3.kill();
+    try {
+      const start = Date.now();
+      const r = await alice.run(["push", "--store", url], { cwd: aliceProject });
+      expect(r.code).toBe(1);
+      expectOneLineError(r.stderr);
+      expect(Date.now() - start).toBeLessThan(20_000);
+    } finally {
+      await s3.restart();
+    }
+  });
+});
+
+describe("the DHT goes away, a relay answers junk", () => {
+  let testnet: Testnet;
+  let nas: string;
+
+  beforeAll(async () => {
+    testnet = await startTestnet(8);
+    nas = path.join(alice.root, "nas");
+    mkdirSync(nas);
+    rmSync(path.join(alice.claudeDir, "projects", session.folder, session.id, "tool-results", "big.txt"));
+  });
+
+  afterAll(async () => {
+    await testnet?.close();
+  });
+
+  it("a record on the DHT alone is found; with every DHT node closed, exit 4 in one line; the store mirror still serves it", async () => {
+    const bootstrap = testnet.bootstrap.join(",");
+    await alice.runOk(["push", "--store", nas], { cwd: aliceProject, env: { CCBUNDLE_BOOTSTRAP: bootstrap } });
+    const viaDht = await bob.run(["pull", "--project", bobProject, "--no-resume"], {
+      env: { CCBUNDLE_BOOTSTRAP: bootstrap },
+    });
+    expect(viaDht.code, viaDht.stderr).toBe(0);
+    expect(viaDht.stdout).toContain("via dht");
+
+    await testnet.close();
+    rmSync(path.join(bob.ccbHome, "state"), { recursive: true, force: true });
+    const start = Date.now();
+    const gone = await bob.run(["pull", "--project", bobProject, "--no-resume"], {
+      env: { CCBUNDLE_BOOTSTRAP: bootstrap },
+    });
+    expect(gone.code, gone.stderr).toBe(4);
+    expectOneLineError(gone.stderr);
+    expect(Date.now() - start).toBeLessThan(30_000);
+
+    const viaStore = await bob.run(["pull", "--store", nas, "--project", bobProject, "--no-resume"], {
+      env: { CCBUNDLE_BOOTSTRAP: bootstrap },
+    });
+    expect(viaStore.code, viaStore.stderr).toBe(0);
+    // Push with the DHT down still succeeds through the store, and says what failed.
+    const push = await alice.run(["push", "--store", nas], {
+      cwd: aliceProject,
+      env: { CCBUNDLE_BOOTSTRAP: bootstrap },
+    });
+    expect(push.code, push.stderr).toBe(0);
+    expect(push.stderr).toMatch(/not published: dht/);
+  });
+
+  it("a relay answering junk does not stop a pull the store mirror can serve", async () => {
+    const junk = await startRelay({ mode: "junk" });
+    try {
+      const r = await bob.run(["pull", "--store", nas, "--relay", junk.url, "--project", bobProject, "--no-resume"]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toMatch(/via store/);
+    } finally {
+      await junk.close();
+    }
+  });
+});
+
+describe("the disk fills up while restoring (tmpfs)", () => {
+  const mounts: string[] = [];
+  let nas: string;
+
+  function mountTmpfs(dir: string, options: string): void {
+    mkdirSync(dir, { recursive: true });
+    // Needs root (CI and the dev machines run as root); failing here is a real failure, not a skip.
+    execFileSync("mount", ["-t", "tmpfs", "-o", options, "tmpfs", dir]);
+    mounts.push(dir);
+  }
+
+  function fill(dir: string, leaveBytes: number): void {
+    const free = Number(execFileSync("df", ["-B1", "--output=avail", dir]).toString().split("\n")[1]);
+    writeFileSync(path.join(dir, "filler"), Buffer.alloc(Math.max(0, free - leaveBytes)));
+  }
+
+  beforeAll(async () => {
+    nas = path.join(alice.root, "nas-disk");
+    mkdirSync(nas);
+    bigToolResult(session, alice.claudeDir, 3 * MIB);
+    await alice.runOk(["push", "--store", nas], { cwd: aliceProject });
+  });
+
+  afterAll(() => {
+    for (const dir of mounts.reverse()) execFileSync("umount", ["-l", dir]);
+  });
+
+  const pull = (extra: string[] = [], env: NodeJS.ProcessEnv = {}) =>
+    bob.run(["pull", "--store", nas, "--project", bobProject, "--no-resume", "--json", ...extra], { env });
+
+  it("too little space for the bundle: refused up front, exit 1, nothing changed", async () => {
+    rmSync(bob.claudeDir, { recursive: true, force: true });
+    mountTmpfs(bob.claudeDir, "size=2m");
+    writeFileSync(path.join(bob.claudeDir, "settings.json"), "{}");
+    const before = claudeFiles(bob.claudeDir);
+    const r = await bob.run(["pull", "--store", nas, "--project", bobProject, "--no-resume"]);
+    expect(r.code, r.stderr).toBe(1);
+    expectOneLineError(r.stderr);
+    expect(r.stderr).toMatch(/not enough disk space/);
+    expect(claudeFiles(bob.claudeDir)).toEqual(before);
+    expect(stagingLeftovers(bob.claudeDir)).toEqual([]);
+  });
+
+  it("the disk runs out mid-restore (no inodes left): exit 1, nothing changed; the rerun succeeds once there is room", async () => {
+    const dir = path.join(bob.root, "claude-inodes");
+    mountTmpfs(dir, "size=64m,nr_inodes=24");
+    writeFileSync(path.join(dir, "settings.json"), "{}");
+    const before = claudeFiles(dir);
+    const r = await pull([], { CLAUDE_CONFIG_DIR: dir });
+    expect(r.code, r.stderr).toBe(1);
+    expectOneLineError(r.stderr);
+    expect(r.stderr).toMatch(/no space left/);
+    expect(claudeFiles(dir)).toEqual(before);
+    expect(stagingLeftovers(dir)).toEqual([]);
+    // The same pull into a config dir with room.
+    const roomy = path.join(bob.root, "claude-roomy");
+    const ok = await pull([], { CLAUDE_CONFIG_DIR: roomy });
+    expect(ok.code, ok.stderr).toBe(0);
+  });
+
+  it("no room to back up the local copy --force replaces: exit 1, nothing changed; rerun with room replaces it", async () => {
+    const claudeDir = path.join(bob.root, "claude-force");
+    const transcript = path.join(claudeDir, "projects", projectFolderName(bobProject), `${session.id}.jsonl`);
+    mkdirSync(path.dirname(transcript), { recursive: true });
+    writeFileSync(transcript, `${JSON.stringify({ type: "user", message: { content: "x".repeat(400_000) } })}\n`);
+    const home = path.join(bob.root, "ccb-home-small");
+    mountTmpfs(home, "size=1m");
+    for (const name of readdirSync(bob.ccbHome))
+      cpSync(path.join(bob.ccbHome, name), path.join(home, name), { recursive: true });
+    fill(home, 120 * 1024);
+    const env = { CLAUDE_CONFIG_DIR: claudeDir, CCBUNDLE_HOME: home };
+    const before = claudeFiles(claudeDir);
+    const r = await pull(["--force"], env);
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr).toMatch(/no space left/);
+    expect(claudeFiles(claudeDir)).toEqual(before);
+    expect(stagingLeftovers(claudeDir)).toEqual([]);
+
+    rmSync(path.join(home, "filler"));
+    const ok = await pull(["--force"], env);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(JSON.parse(ok.stdout).sessions[0].outcome).toBe("replaced");
+  });
+});
