@@ -61,8 +61,14 @@ function oldDns(slots) {
 }
 
 function newSlot(p, recipients) {
-  const { host: _host, ...rest } = p; // push no longer sends the host name (it is in the bundle's manifest)
-  return { payload: encodePayload(rest).length, sealed: Buffer.alloc(sealedSize(rest, recipients)) };
+  // push no longer sends the host name (it is in the bundle's manifest) and cuts titles to 32 bytes
+  const { host: _host, ...rest } = p;
+  if (rest.session.title) rest.session = { ...rest.session, title: "Add rate limiting to the login…" };
+  // The blob key is derived from the slot's file key now, not carried.
+  return {
+    payload: encodePayload(rest, { omitBlobKey: true }).length,
+    sealed: Buffer.alloc(sealedSize(rest, recipients, { omitBlobKey: true })),
+  };
 }
 
 const rows = [];
@@ -100,10 +106,17 @@ for (const [storeName, store] of Object.entries(stores)) {
       "DNS after": dnsSize(recordEntries([after.sealed])),
     });
   }
+  // push drops the newest slot's title when that lets an older slot stay
+  const untitled = { ...pin, session: { id: pin.session.id } };
+  sealed["pin (no title)"] = {
+    before: await oldSlot(untitled, [alice]),
+    after: newSlot(untitled, [alice.ageRecipient(), pinRecipient]).sealed,
+  };
   for (const pair of [
     ["self", "to 2"],
     ["self", "pin"],
     ["self", "to 1", "pin"],
+    ["self", "to 1", "pin (no title)"],
   ]) {
     rows.push({
       store: storeName,

@@ -25,28 +25,41 @@ export interface HandoffEntry {
 interface Ledger {
   version: 1;
   handoffs: HandoffEntry[];
+  /** Recipient names by slot id; kept after their handoffs are gone, for status. */
+  names: Record<string, string>;
 }
 
 function ledgerFile(home: string, z32: string): string {
   return path.join(home, "state", `handoffs-${z32}.json`);
 }
 
-export async function readLedger(home: string, z32: string): Promise<HandoffEntry[]> {
+async function read(home: string, z32: string): Promise<Ledger> {
   try {
     const parsed = JSON.parse(await readFile(ledgerFile(home, z32), "utf8")) as Partial<Ledger>;
-    return Array.isArray(parsed.handoffs) ? parsed.handoffs.filter(isEntry) : [];
+    const names: Record<string, string> = {};
+    for (const [id, name] of Object.entries(parsed.names ?? {})) if (typeof name === "string") names[id] = name;
+    return { version: 1, handoffs: Array.isArray(parsed.handoffs) ? parsed.handoffs.filter(isEntry) : [], names };
   } catch {
-    return [];
+    return { version: 1, handoffs: [], names: {} };
   }
 }
 
-async function writeLedger(home: string, z32: string, handoffs: HandoffEntry[]): Promise<void> {
-  const ledger: Ledger = { version: 1, handoffs };
+async function write(home: string, z32: string, ledger: Ledger): Promise<void> {
   await writeFileAtomic(ledgerFile(home, z32), `${JSON.stringify(ledger, null, 2)}\n`, 0o600);
 }
 
+export async function readLedger(home: string, z32: string): Promise<HandoffEntry[]> {
+  return (await read(home, z32)).handoffs;
+}
+
 export async function addHandoff(home: string, z32: string, entry: HandoffEntry): Promise<void> {
-  await writeLedger(home, z32, [...(await readLedger(home, z32)), entry]);
+  const ledger = await read(home, z32);
+  ledger.handoffs.push(entry);
+  const ids = entry.slot.startsWith("to:") ? entry.slot.slice(3).split(",") : [];
+  entry.recipients?.forEach((name, i) => {
+    if (ids[i]) ledger.names[ids[i]] = name;
+  });
+  await write(home, z32, ledger);
 }
 
 /** Handoffs past their expiry: their blobs can go (`ccbundle prune --expired`). */
@@ -56,21 +69,14 @@ export async function expiredHandoffs(home: string, z32: string, now = Date.now(
 
 /** Drop entries whose blobs were deleted (revoke, burn, prune). */
 export async function forgetHandoffs(home: string, z32: string, objectKeys: string[]): Promise<void> {
-  const handoffs = await readLedger(home, z32);
-  const left = handoffs.filter((entry) => !objectKeys.includes(entry.key));
-  if (left.length !== handoffs.length) await writeLedger(home, z32, left);
+  const ledger = await read(home, z32);
+  const left = ledger.handoffs.filter((entry) => !objectKeys.includes(entry.key));
+  if (left.length !== ledger.handoffs.length) await write(home, z32, { ...ledger, handoffs: left });
 }
 
 /** Recipient names by slot id, from the handoffs this machine made. */
 export async function recipientNames(home: string, z32: string): Promise<Map<string, string>> {
-  const names = new Map<string, string>();
-  for (const entry of await readLedger(home, z32)) {
-    const ids = entry.slot.startsWith("to:") ? entry.slot.slice(3).split(",") : [];
-    entry.recipients?.forEach((name, i) => {
-      if (ids[i]) names.set(ids[i], name);
-    });
-  }
-  return names;
+  return new Map(Object.entries((await read(home, z32)).names));
 }
 
 function isEntry(value: unknown): value is HandoffEntry {

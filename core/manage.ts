@@ -128,7 +128,7 @@ export async function revoke(options: { settings: Settings; key: UserKey; transp
   const slots: OpenedSlot[] = current ? await openSlots(current, key.z32, [key.ageIdentity()]) : [];
   try {
     const live = slots.filter((slot) => slot.payload.kind === "handoff");
-    const revoked: string[] = [];
+    const revoked: Array<{ slot: string; label: string; session: string | undefined }> = [];
     const warnings: string[] = [];
     const tombstones = [];
     const names = await recipientNames(settings.home, key.z32);
@@ -145,7 +145,11 @@ export async function revoke(options: { settings: Settings; key: UserKey; transp
         payload: tombstone,
         sealed: resealPayload(slot, tombstone) ?? (await sealPayload(tombstone, [key.ageRecipient()])),
       });
-      revoked.push(slot.payload.session?.id ?? slot.payload.slot);
+      revoked.push({
+        slot: slot.payload.slot,
+        label: describeSlot(slot.payload.slot, names),
+        session: slot.payload.session?.id,
+      });
     }
     if (tombstones.length === 0) return { revoked, summary: "", failures: [], warnings };
     const report = await publishRecord({

@@ -168,11 +168,13 @@ async function pullResolved(options: PullOptions, resolved: ResolvedSlot): Promi
   let burned: PullResult["burned"] = false;
   if (payload.burn) {
     const owner = key && key.z32 === options.publisher ? key : undefined;
-    const deleted = from
-      ? await deleteBlob(from, blob.key)
-      : "it was fetched by its download link, which cannot delete";
+    // Read by its link: the record's store may still take a delete, if this machine has access.
+    const storeUrl = from ?? blob.store;
+    const deleted = storeUrl ? await deleteBlob(storeUrl, blob.key) : "the record names no store, only a link";
     if (deleted !== true) {
-      warnings.push(`could not delete the picked-up bundle (${deleted}): it stays in the store until it expires`);
+      warnings.push(
+        `could not delete the picked-up bundle (${deleted}): it can be pulled again until it expires or the sender revokes it`,
+      );
     }
     if (owner) {
       await publishTombstone({
@@ -186,50 +188,54 @@ async function pullResolved(options: PullOptions, resolved: ResolvedSlot): Promi
       await forgetHandoffs(settings.home, owner.z32, [blob.key]);
       burned = "record";
     } else {
+      // Only the sender can sign a tombstone; with the bundle gone, a second pull fails all the same.
       burned = deleted === true ? "blob" : false;
-      warnings.push(
-        "only the sender can take the handoff out of the record; a second pull finds its bundle gone (or, if it could not be deleted, succeeds until it expires)",
-      );
     }
   }
   return { ...result, payload, resolvedFrom: resolved.from, burned, warnings };
 }
 
-/** Open the blob: from its store (or --store), else by the presigned URL the record carries. */
+/**
+ * Open the blob: from --store if given, else by the presigned link the record
+ * carries (it needs no credentials, and a receiver without any would otherwise
+ * wait on the AWS credential chain), else from the record's store. Whatever
+ * opens it, the bytes are checked against the record's hash.
+ */
 async function openBlob(
   blob: NonNullable<PointerPayload["blob"]>,
   storeOverride: string | undefined,
   burn: boolean,
 ): Promise<{ stream: Readable; store: BlobStore | undefined; from: string | undefined }> {
-  const candidates = [storeOverride, blob.store].filter((url): url is string => !!url);
+  const sources = [storeOverride, blob.url ? LINK : undefined, blob.store].filter((s): s is string => !!s);
+  let gone: CcbError | undefined;
   let lastError: unknown;
-  for (const url of candidates) {
+  for (const source of sources) {
     try {
-      const store = await openStore(url);
+      if (source === LINK) {
+        const { fetchUrlStream } = await import("../storage-adapters/http.js");
+        return { stream: await fetchUrlStream(blob.url!), store: undefined, from: undefined };
+      }
+      const store = await openStore(source);
       try {
-        return { stream: await store.get(blob.key), store, from: url };
+        return { stream: await store.get(blob.key), store, from: source };
       } catch (err) {
         await store.close?.();
         throw err;
       }
     } catch (err) {
-      lastError = err instanceof NotFoundError ? goneError(url, burn) : err;
+      if (err instanceof NotFoundError) gone ??= goneError(source === LINK ? "the store" : source, burn);
+      lastError = err;
     }
   }
-  if (blob.url) {
-    const { fetchUrlStream } = await import("../storage-adapters/http.js");
-    try {
-      return { stream: await fetchUrlStream(blob.url), store: undefined, from: undefined };
-    } catch (err) {
-      throw err instanceof NotFoundError ? goneError("the store", burn) : err;
-    }
-  }
+  if (gone) throw gone;
   if (lastError instanceof CcbError) throw lastError;
   throw new NotFoundError("the bundle this record points at cannot be reached from here", {
     hint: "pass --store <url> naming a store that holds it",
     cause: lastError,
   });
 }
+
+const LINK = "(presigned link)";
 
 function goneError(where: string, burn: boolean): CcbError {
   // A burn-after-read bundle that is gone was picked up by whoever pulled first.

@@ -1,4 +1,3 @@
-import { randomBytes } from "node:crypto";
 import type { BlobStore } from "../storage-adapters/blob-store.js";
 import { bundleStream, HashCounter } from "./bundle/blob.js";
 import { prepareBundle } from "./bundle/build.js";
@@ -7,8 +6,9 @@ import type { Settings } from "./config.js";
 import { type Recipient, X25519Identity, type X25519Recipient } from "./crypto/age/index.js";
 import type { UserKey } from "./crypto/keys.js";
 import { PinRecipient } from "./crypto/pin.js";
+import { blobSecretFor, slotFileKey } from "./crypto/slot-seal.js";
 import { CcbError, UsageError } from "./errors.js";
-import { addHandoff } from "./handoff-ledger.js";
+import { addHandoff, recipientNames } from "./handoff-ledger.js";
 import { withLock } from "./lock.js";
 import type { VerifiedPacket } from "./pointer/packet.js";
 import {
@@ -27,7 +27,7 @@ import { randomId, storeLayout } from "./store-layout.js";
 /** S3 presigned URLs live at most 7 days (SigV4). */
 const MAX_PRESIGN_SECONDS = 7 * 24 * 3600;
 /** Titles are cut to this many UTF-8 bytes in the record (the bundle keeps the whole title). */
-const MAX_TITLE_BYTES = 48;
+const MAX_TITLE_BYTES = 32;
 
 /**
  * `ccbundle push`: pack the session, encrypt it to a fresh blob key (and to
@@ -88,7 +88,14 @@ export async function pushSession(options: PushOptions): Promise<PushResult> {
 
 async function pushLocked(options: PushOptions): Promise<PushResult> {
   const { settings, key } = options;
-  const people = options.recipients ?? [];
+  // Each reader once; the owner reads every slot anyway.
+  const seen = new Set([Buffer.from(key.ageRecipient().publicKey).toString("hex")]);
+  const people = (options.recipients ?? []).filter((p) => {
+    const id = Buffer.from(p.recipient.publicKey).toString("hex");
+    if (seen.has(id)) return false;
+    seen.add(id);
+    return true;
+  });
   if (options.pin && people.length > 0) {
     throw new UsageError("a handoff is either --to people or by --pin, not both", {
       hint: "push twice: once with --to, once with --pin",
@@ -115,8 +122,10 @@ async function pushLocked(options: PushOptions): Promise<PushResult> {
     ...(options.pin ? [new PinRecipient(options.pin)] : []),
   ];
 
-  // A fresh key per blob: the record carries it, so whoever can open the record can open the blob.
-  const blobSecret = randomBytes(32);
+  // A fresh key per blob, derived from the file key of the slot that will point at it: whoever
+  // can open the slot can open the blob, and the slot need not carry the blob key.
+  const fileKey = slotFileKey();
+  const blobSecret = blobSecretFor(fileKey);
   const blobIdentity = new X25519Identity(blobSecret);
   const objectKey = storeLayout.blob(randomId());
   const now = Math.floor(Date.now() / 1000);
@@ -145,7 +154,7 @@ async function pushLocked(options: PushOptions): Promise<PushResult> {
   };
   const sizeOnly = (payload: PointerPayload): NewSlot => ({
     payload,
-    sealed: Buffer.alloc(sealedSize(payload, slotRecipients)),
+    sealed: Buffer.alloc(sealedSize(payload, slotRecipients, { omitBlobKey: true })),
   });
   const plan = (payload: PointerPayload, current: VerifiedPacket | undefined) =>
     publishRecord({ settings, key, slots: [sizeOnly(payload)], current, transports: [], dryRun: true });
@@ -213,7 +222,10 @@ async function pushLocked(options: PushOptions): Promise<PushResult> {
   url = best!.withUrl;
 
   const payload = payloadFor(counter.bytes, sha256, url, best!.withTitle);
-  const sealed = await sealPayload(payload, slotRecipients);
+  const sealed = await sealPayload(payload, slotRecipients, fileKey);
+  fileKey.fill(0);
+  blobSecret.fill(0);
+  blobIdentity.destroy();
   const report = await publishRecord({
     settings,
     key,
@@ -224,8 +236,7 @@ async function pushLocked(options: PushOptions): Promise<PushResult> {
   });
   const named = people
     .map((p) => ({ id: recipientSlotId(key.publicKey, p.recipient), name: p.name }))
-    .sort((a, b) => a.id.localeCompare(b.id))
-    .filter((p, i, all) => i === 0 || all[i - 1]!.id !== p.id);
+    .sort((a, b) => a.id.localeCompare(b.id));
   await addHandoff(settings.home, key.z32, {
     slot,
     store: options.store.url,
@@ -234,7 +245,7 @@ async function pushLocked(options: PushOptions): Promise<PushResult> {
     expires,
     ...(named.length > 0 ? { recipients: named.map((p) => p.name) } : {}),
   });
-  const names = new Map(named.map((p) => [p.id, p.name]));
+  const names = await recipientNames(settings.home, key.z32);
   for (const dropped of report.dropped) {
     warnings.push(
       `no room left in the 1000-byte record for your older handoff ${describeSlot(dropped.slot, names)} from ${new Date(dropped.created * 1000).toISOString()}: it was left out`,

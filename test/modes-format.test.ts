@@ -7,10 +7,10 @@ import { afterAll, describe, expect, it } from "vitest";
 import { bundleStream, HashCounter, readBundle } from "../core/bundle/blob.js";
 import { prepareBundle } from "../core/bundle/build.js";
 import { findSession } from "../core/claude/session.js";
-import { X25519Identity } from "../core/crypto/age/index.js";
+import { type Recipient, X25519Identity } from "../core/crypto/age/index.js";
 import { UserKey } from "../core/crypto/keys.js";
 import { DEFAULT_ARGON2, derivePinKey, PIN_STANZA, PinIdentity, PinRecipient, pinBytes } from "../core/crypto/pin.js";
-import { openSlot, parseSeal, resealSlot, sealSlot } from "../core/crypto/slot-seal.js";
+import { blobSecretFor, openSlot, parseSeal, resealSlot, sealSlot, slotFileKey } from "../core/crypto/slot-seal.js";
 import { IntegrityError } from "../core/errors.js";
 import { MAX_DNS_BYTES, signPacket, verifyPayload } from "../core/pointer/packet.js";
 import { decodePayload, encodePayload } from "../core/pointer/payload-codec.js";
@@ -231,12 +231,29 @@ describe("PIN slots", () => {
   }, 30_000);
 });
 
+/** Seal as push does: the blob key derived from the slot's file key, not carried. */
+async function sealHandoff(payload: PointerPayload, recipients: Recipient[]): Promise<Uint8Array> {
+  const fileKey = slotFileKey();
+  payload.blob!.age = blobSecretFor(fileKey).toString("base64url");
+  return sealPayload(payload, recipients, fileKey);
+}
+
 describe("the 1000-byte record", () => {
+  it("a slot's blob key is derived from its file key, not carried; readers get it all the same", async () => {
+    const payload = handoff({ slot: slotFor(alice.publicKey, [bob.ageRecipient()]) });
+    const sealed = await sealHandoff(payload, [alice.ageRecipient(), bob.ageRecipient()]);
+    expect(sealed.length).toBe(sealedSize(payload, [alice.ageRecipient(), bob.ageRecipient()], { omitBlobKey: true }));
+    expect(sealed.length).toBe(sealedSize(payload, [alice.ageRecipient(), bob.ageRecipient()]) - 34);
+    const record = verifyPayload(alice.publicKey, signPacket(alice.exportSeed(), recordEntries([sealed]), 4).bytes);
+    const [slot] = await openSlots(record, alice.z32, [bob.ageIdentity()]);
+    expect(slot?.payload.blob?.age).toBe(payload.blob!.age);
+  });
+
   it("holds the owner's handoff beside a handoff to two teammates, even with an S3 store URL", async () => {
-    const self = await sealPayload(handoff(), [alice.ageRecipient()]);
+    const self = await sealHandoff(handoff(), [alice.ageRecipient()]);
     const toPayload = handoff({ slot: slotFor(alice.publicKey, [bob.ageRecipient(), carol.ageRecipient()]) });
-    const shared = await sealPayload(toPayload, [alice.ageRecipient(), bob.ageRecipient(), carol.ageRecipient()]);
-    expect(self.length).toBe(sealedSize(handoff(), [alice.ageRecipient()]));
+    const shared = await sealHandoff(toPayload, [alice.ageRecipient(), bob.ageRecipient(), carol.ageRecipient()]);
+    expect(self.length).toBe(sealedSize(handoff(), [alice.ageRecipient()], { omitBlobKey: true }));
     const fit = recordFits([self, shared]);
     expect(fit.fits).toBe(true);
     expect(fit.size).toBeLessThanOrEqual(MAX_DNS_BYTES);

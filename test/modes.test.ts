@@ -284,7 +284,7 @@ describe("handoff modes", () => {
     const pushed = json(await push(["--session", sessions[1]!.id, "--to", keys.bob!]).then(okOrThrow));
     expect(blobNames()).toContain(path.basename(pushed.blobKey));
     const revoked = json(await laptop.runOk(["revoke", "--json"]));
-    expect(revoked.revoked).toContain(sessions[1]!.id);
+    expect(revoked.revoked.map((r: { session: string }) => r.session)).toContain(sessions[1]!.id);
     expect(blobNames()).not.toContain(path.basename(pushed.blobKey));
     const result = await bob.run(["pull", keys.alice!, "--no-resume"]);
     expectOneLineError(result, 5, /revoked/);

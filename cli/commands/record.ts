@@ -92,7 +92,7 @@ export function recordCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
           if (report.revoked.length === 0) ctx.out.line("Nothing to revoke: no live handoff in your record.");
           else
             ctx.out.line(
-              `Revoked ${report.revoked.join(", ")}: blob deleted, tombstone published (${report.summary}).`,
+              `Revoked ${report.revoked.map((r) => r.label).join("; ")}: ${report.revoked.length === 1 ? "bundle deleted, tombstone" : "bundles deleted, tombstones"} published (${report.summary}).`,
             );
         } finally {
           await Promise.all(transports.map((t) => t.close?.()));

@@ -1,9 +1,8 @@
-import { createCipheriv, createDecipheriv } from "node:crypto";
 import { IntegrityError } from "../errors.js";
 import { headerError } from "./age/errors.js";
 import { b64decode, b64encode, type Stanza } from "./age/format.js";
 import type { Identity, Recipient } from "./age/index.js";
-import { FILE_KEY_SIZE, generateFileKey, hkdf, TAG_SIZE } from "./age/primitives.js";
+import { FILE_KEY_SIZE, generateFileKey, hkdf, openOnce, sealOnce, TAG_SIZE } from "./age/primitives.js";
 import { wrapFileKeySharedEphemeral, X25519Recipient } from "./age/x25519.js";
 import { PIN_SALT_SIZE, PIN_STANZA, PinIdentity } from "./pin.js";
 
@@ -29,6 +28,9 @@ import { PIN_SALT_SIZE, PIN_STANZA, PinIdentity } from "./pin.js";
  *              info = "ccbundle/slot/v1 payload"), nonce = 0,
  *              aad = "ccbundle/slot/v1" || publisher ed25519 key || header)
  *
+ * A handoff's blob key may be derived from the file key (blobSecretFor)
+ * instead of travelling in the payload.
+ *
  * The AAD does the work of age's header MAC (no stanza can be changed) and
  * binds the slot to its publisher: a slot copied into another key's record
  * opens its file key but not its payload. Observers learn the number of
@@ -45,7 +47,7 @@ const SHARE_SIZE = 32;
 const BODY_SIZE = FILE_KEY_SIZE + TAG_SIZE;
 const AAD_LABEL = "ccbundle/slot/v1";
 const PAYLOAD_INFO = "ccbundle/slot/v1 payload";
-const ZERO_NONCE = Buffer.alloc(12);
+const BLOB_INFO = "ccbundle/slot/v1 blob key";
 
 export interface ParsedSeal {
   epoch: number;
@@ -70,11 +72,14 @@ export async function sealSlot(
   plaintext: Uint8Array,
   recipients: readonly Recipient[],
   publisherKey: Uint8Array,
+  /** A file key made beforehand (see slotFileKey); the caller zeroes it. Default: a fresh one. */
+  givenFileKey?: Uint8Array,
 ): Promise<Buffer> {
   if (recipients.length === 0 || recipients.length > MAX_STANZAS) {
     throw new RangeError(`a slot needs 1 to ${MAX_STANZAS} recipients`);
   }
-  const fileKey = generateFileKey();
+  if (givenFileKey && givenFileKey.length !== FILE_KEY_SIZE) throw new RangeError("a file key is 16 bytes");
+  const fileKey = givenFileKey ? Buffer.from(givenFileKey) : generateFileKey();
   try {
     const x25519 = recipients.filter((r): r is X25519Recipient => r instanceof X25519Recipient);
     const stanzas: Stanza[] = wrapFileKeySharedEphemeral(x25519, fileKey);
@@ -85,6 +90,20 @@ export async function sealSlot(
   } finally {
     fileKey.fill(0);
   }
+}
+
+/** A slot file key made before sealing, so the blob key can be derived from it (see blobSecretFor). */
+export function slotFileKey(): Buffer {
+  return generateFileKey();
+}
+
+/**
+ * The X25519 secret of a handoff's blob, derived from its slot's file key:
+ * whoever opens the slot can open the blob, and the slot does not spend 34 of
+ * the record's bytes carrying the blob key.
+ */
+export function blobSecretFor(fileKey: Uint8Array): Buffer {
+  return hkdf(fileKey, Buffer.alloc(0), BLOB_INFO);
 }
 
 /** A new payload for the same readers: same stanzas and file key, next epoch (so a new payload key). */
@@ -175,9 +194,7 @@ function frame(
   const header = Buffer.concat([Buffer.from([SEAL_VERSION, epoch, count]), stanzaBytes]);
   const key = payloadKey(fileKey, epoch);
   try {
-    const cipher = createCipheriv("chacha20-poly1305", key, ZERO_NONCE, { authTagLength: TAG_SIZE });
-    cipher.setAAD(aad(publisherKey, header), { plaintextLength: plaintext.length });
-    return Buffer.concat([header, cipher.update(plaintext), cipher.final(), cipher.getAuthTag()]);
+    return Buffer.concat([header, sealOnce(key, plaintext, aad(publisherKey, header))]);
   } finally {
     key.fill(0);
   }
@@ -192,17 +209,7 @@ function openPayload(
 ): Buffer | undefined {
   const key = payloadKey(fileKey, epoch);
   try {
-    const decipher = createDecipheriv("chacha20-poly1305", key, ZERO_NONCE, { authTagLength: TAG_SIZE });
-    decipher.setAAD(aad(publisherKey, header), { plaintextLength: ciphertext.length - TAG_SIZE });
-    decipher.setAuthTag(ciphertext.subarray(ciphertext.length - TAG_SIZE));
-    const plain = decipher.update(ciphertext.subarray(0, ciphertext.length - TAG_SIZE));
-    try {
-      decipher.final();
-    } catch {
-      plain.fill(0);
-      return undefined;
-    }
-    return plain;
+    return openOnce(key, ciphertext, aad(publisherKey, header));
   } finally {
     key.fill(0);
   }

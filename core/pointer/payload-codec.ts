@@ -1,5 +1,5 @@
 import { IntegrityError } from "../errors.js";
-import { storeLayout } from "../store-layout.js";
+import { idBytes, idFromBytes, storeLayout } from "../store-layout.js";
 import type { BlobPointer, PointerPayload, SlotKind } from "./record.js";
 
 /**
@@ -42,11 +42,14 @@ const KINDS: SlotKind[] = ["handoff", "snapshot", "tombstone"];
 const FLAG_BURN = 0x01;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const BLOB_KEY = new RegExp(`^${storeLayout.blobsPrefix.replace(/[/.]/g, "\\$&")}([a-z2-7]{26})$`);
-const BASE32 = "abcdefghijklmnopqrstuvwxyz234567";
 /** Recipient slot ids: 8 bytes each (see record.ts recipientSlotId). */
 export const SLOT_ID_BYTES = 8;
 
-export function encodePayload(payload: PointerPayload): Buffer {
+/**
+ * `omitBlobKey`: leave the blob's age key out, because the reader derives it
+ * from the slot's file key (slot-seal.ts blobSecretFor).
+ */
+export function encodePayload(payload: PointerPayload, options: { omitBlobKey?: boolean } = {}): Buffer {
   const fields: Array<[number, Uint8Array]> = [];
   const text = (tag: number, value: string | undefined) => {
     if (value !== undefined) fields.push([tag, Buffer.from(value, "utf8")]);
@@ -68,13 +71,13 @@ export function encodePayload(payload: PointerPayload): Buffer {
   if (blob) {
     text(TAG.store, blob.store);
     const id = BLOB_KEY.exec(blob.key)?.[1];
-    const idBytes = id === undefined ? undefined : base32Decode(id);
-    if (idBytes) fields.push([TAG.blobId, idBytes]);
+    const raw = id === undefined ? undefined : idBytes(id);
+    if (raw) fields.push([TAG.blobId, raw]);
     else text(TAG.blobKey, blob.key);
     text(TAG.url, blob.url);
     fields.push([TAG.size, uint(blob.size)]);
     fields.push([TAG.sha256, Buffer.from(blob.sha256, "hex")]);
-    fields.push([TAG.age, Buffer.from(blob.age, "base64url")]);
+    if (!options.omitBlobKey) fields.push([TAG.age, Buffer.from(blob.age, "base64url")]);
   }
   const parts: Buffer[] = [Buffer.from([PAYLOAD_FORMAT])];
   for (const [tag, value] of fields) {
@@ -84,7 +87,8 @@ export function encodePayload(payload: PointerPayload): Buffer {
   return Buffer.concat(parts);
 }
 
-export function decodePayload(input: Uint8Array, publisher: string): PointerPayload {
+/** `derivedBlobKey`: the blob key to use when the payload carries none (see encodePayload). */
+export function decodePayload(input: Uint8Array, publisher: string, derivedBlobKey?: string): PointerPayload {
   const bytes = Buffer.from(input.buffer, input.byteOffset, input.byteLength);
   if (bytes.length === 0) throw malformed("empty");
   if (bytes[0] !== PAYLOAD_FORMAT) {
@@ -158,7 +162,7 @@ export function decodePayload(input: Uint8Array, publisher: string): PointerPayl
   if (snapshot !== undefined) payload.snapshot = snapshot;
 
   const blobTags = [TAG.store, TAG.blobId, TAG.blobKey, TAG.url, TAG.size, TAG.sha256, TAG.age];
-  if (blobTags.some((tag) => fields.has(tag))) payload.blob = decodeBlob(text, fixed, need);
+  if (blobTags.some((tag) => fields.has(tag))) payload.blob = decodeBlob(text, fixed, need, derivedBlobKey);
   return payload;
 }
 
@@ -166,14 +170,16 @@ function decodeBlob(
   text: (tag: number) => string | undefined,
   fixed: (tag: number, size: number, what: string) => Buffer | undefined,
   need: (tag: number, what: string) => Buffer,
+  derivedBlobKey: string | undefined,
 ): BlobPointer {
   const id = fixed(TAG.blobId, 16, "blob id");
   const keyText = text(TAG.blobKey);
   if (id && keyText !== undefined) throw malformed("two blob keys");
-  const key = id ? storeLayout.blob(base32Encode(id)) : keyText;
+  const key = id ? storeLayout.blob(idFromBytes(id)) : keyText;
   if (key === undefined) throw malformed("no blob key");
   const sha256 = fixed(TAG.sha256, 32, "hash") ?? need(TAG.sha256, "hash");
-  const age = fixed(TAG.age, 32, "blob key") ?? need(TAG.age, "blob key");
+  const age = fixed(TAG.age, 32, "blob key")?.toString("base64url") ?? derivedBlobKey;
+  if (age === undefined) throw malformed("no blob key");
   const store = text(TAG.store);
   const url = text(TAG.url);
   return {
@@ -182,7 +188,7 @@ function decodeBlob(
     ...(url !== undefined ? { url } : {}),
     size: readUint(need(TAG.size, "size")),
     sha256: sha256.toString("hex"),
-    age: age.toString("base64url"),
+    age,
   };
 }
 
@@ -244,40 +250,6 @@ function length(n: number): Buffer {
 function uuidText(b: Buffer): string {
   const h = b.toString("hex");
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
-}
-
-/** store-layout's randomId alphabet (RFC 4648 base32, lower case, no padding): 16 bytes ↔ 26 characters. */
-function base32Encode(bytes: Uint8Array): string {
-  let out = "";
-  let bits = 0;
-  let value = 0;
-  for (const byte of bytes) {
-    value = ((value << 8) | byte) & 0xffff;
-    bits += 8;
-    while (bits >= 5) {
-      out += BASE32[(value >>> (bits - 5)) & 31];
-      bits -= 5;
-    }
-  }
-  if (bits > 0) out += BASE32[(value << (5 - bits)) & 31];
-  return out;
-}
-
-function base32Decode(text: string): Buffer | undefined {
-  const out: number[] = [];
-  let bits = 0;
-  let value = 0;
-  for (const char of text) {
-    value = ((value << 5) | BASE32.indexOf(char)) & 0xffff;
-    bits += 5;
-    if (bits >= 8) {
-      out.push((value >>> (bits - 8)) & 0xff);
-      bits -= 8;
-    }
-  }
-  const bytes = Buffer.from(out);
-  // Only a canonical id (zero padding bits) round-trips; anything else is kept as text.
-  return bytes.length === 16 && base32Encode(bytes) === text ? bytes : undefined;
 }
 
 function malformed(what: string): IntegrityError {

@@ -3,7 +3,15 @@ import type { Identity, Recipient } from "../crypto/age/index.js";
 import { X25519Identity, X25519Recipient } from "../crypto/age/x25519.js";
 import { decodeZ32PublicKey, recipientFromPublicKey } from "../crypto/keys.js";
 import { PIN_STANZA, PinRecipient } from "../crypto/pin.js";
-import { type OpenedSeal, openSlot, parseSeal, resealSlot, SEAL_VERSION, sealSlot } from "../crypto/slot-seal.js";
+import {
+  blobSecretFor,
+  type OpenedSeal,
+  openSlot,
+  parseSeal,
+  resealSlot,
+  SEAL_VERSION,
+  sealSlot,
+} from "../crypto/slot-seal.js";
 import { IntegrityError } from "../errors.js";
 import { dnsSize, MAX_DNS_BYTES, type TxtEntry, txtRecords, type VerifiedPacket } from "./packet.js";
 import { decodePayload, encodePayload, SLOT_ID_BYTES } from "./payload-codec.js";
@@ -121,9 +129,18 @@ export function describeSlot(slot: string, names: ReadonlyMap<string, string> = 
 
 // ---------------------------------------------------------------- sealing
 
-/** Seal a payload for `recipients` (the caller includes the owner). */
-export async function sealPayload(payload: PointerPayload, recipients: Recipient[]): Promise<Uint8Array> {
-  return sealSlot(encodePayload(payload), recipients, decodeZ32PublicKey(payload.pub));
+/**
+ * Seal a payload for `recipients` (the caller includes the owner). With the
+ * `fileKey` the blob key was derived from (blobSecretFor), the payload leaves
+ * the blob key out and readers derive it.
+ */
+export async function sealPayload(
+  payload: PointerPayload,
+  recipients: Recipient[],
+  fileKey?: Uint8Array,
+): Promise<Uint8Array> {
+  const omitBlobKey = fileKey !== undefined && payload.blob?.age === blobSecretFor(fileKey).toString("base64url");
+  return sealSlot(encodePayload(payload, { omitBlobKey }), recipients, decodeZ32PublicKey(payload.pub), fileKey);
 }
 
 /** A new payload (a tombstone) for exactly the readers of an opened slot; undefined if it cannot be resealed. */
@@ -132,7 +149,11 @@ export function resealPayload(opened: OpenedSlot, payload: PointerPayload): Uint
 }
 
 /** The size `sealPayload` will produce, without running a PIN's key derivation (for budget checks). */
-export function sealedSize(payload: PointerPayload, recipients: readonly Recipient[]): number {
+export function sealedSize(
+  payload: PointerPayload,
+  recipients: readonly Recipient[],
+  options: { omitBlobKey?: boolean } = {},
+): number {
   let stanzas = 0;
   let x25519 = 0;
   for (const recipient of recipients) {
@@ -140,7 +161,7 @@ export function sealedSize(payload: PointerPayload, recipients: readonly Recipie
     else if (recipient instanceof X25519Recipient) stanzas += x25519++ === 0 ? 1 + 32 + 32 : 1 + 32;
     else throw new RangeError("a record slot takes only X25519 and PIN recipients");
   }
-  return 3 + stanzas + encodePayload(payload).length + 16;
+  return 3 + stanzas + encodePayload(payload, options).length + 16;
 }
 
 export function recordEntries(sealedSlots: Uint8Array[]): TxtEntry[] {
@@ -173,7 +194,7 @@ export async function openSlots(
     for (const identity of identities) {
       const seal = await openSlot(sealed, [identity], publisherKey);
       if (!seal) continue;
-      const payload = decodePayload(seal.plaintext, publisherZ32);
+      const payload = decodePayload(seal.plaintext, publisherZ32, blobSecretFor(seal.fileKey).toString("base64url"));
       seal.plaintext.fill(0);
       checkSlotNamesReader(payload.slot, seal.via, identity, publisherKey, ownerRecipient);
       opened.push({ payload, sealed, seal });

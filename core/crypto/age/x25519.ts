@@ -79,19 +79,8 @@ export class X25519Recipient implements Recipient {
   }
 
   wrapFileKey(fileKey: Uint8Array): Stanza[] {
-    const eph = generateKeyPairSync("x25519");
-    const share = rawPublicKey(eph.publicKey);
-    const shared = x25519(eph.privateKey, this.#key);
-    if (shared === undefined) {
-      throw new UsageError("the recipient is not a valid X25519 public key (low-order point)", {
-        hint: "check the recipient key; it cannot receive encrypted files",
-      });
-    }
-    const wrapKey = hkdf(shared, Buffer.concat([share, this.publicKey]), INFO);
-    const body = sealFileKey(wrapKey, fileKey);
-    shared.fill(0);
-    wrapKey.fill(0);
-    return [{ type: "X25519", args: [b64encode(share)], body }];
+    // A fresh ephemeral key per stanza, as age does.
+    return wrapFileKeySharedEphemeral([this], fileKey, this.#key);
   }
 }
 
@@ -204,11 +193,16 @@ export function parseIdentityFile(text: string): X25519Identity[] {
  * (slot-seal.ts): the recipient's key in the HKDF salt keeps every wrap key
  * distinct, as in multi-recipient ECIES. Files keep a fresh share per stanza.
  */
-export function wrapFileKeySharedEphemeral(recipients: readonly X25519Recipient[], fileKey: Uint8Array): Stanza[] {
+export function wrapFileKeySharedEphemeral(
+  recipients: readonly X25519Recipient[],
+  fileKey: Uint8Array,
+  /** The KeyObject of a single recipient, when the caller holds it already. */
+  keyObject?: KeyObject,
+): Stanza[] {
   const eph = generateKeyPairSync("x25519");
   const share = rawPublicKey(eph.publicKey);
   return recipients.map((recipient) => {
-    const shared = x25519(eph.privateKey, publicKeyObject(recipient.publicKey));
+    const shared = x25519(eph.privateKey, keyObject ?? publicKeyObject(recipient.publicKey));
     if (shared === undefined) {
       throw new UsageError("the recipient is not a valid X25519 public key (low-order point)", {
         hint: "check the recipient key; it cannot receive encrypted files",
