@@ -86,7 +86,23 @@ export async function pushSession(options: PushOptions): Promise<PushResult> {
   return withLock(options.settings.home, "push", () => pushLocked(options), { waitMs: 30_000 });
 }
 
+/**
+ * A fresh key per blob, derived from the file key of the slot that will point
+ * at it: whoever can open the slot can open the blob, and the slot need not
+ * carry the blob key. Both are zeroed however the push ends.
+ */
 async function pushLocked(options: PushOptions): Promise<PushResult> {
+  const fileKey = slotFileKey();
+  const blobSecret = blobSecretFor(fileKey);
+  try {
+    return await pushWithKeys(options, fileKey, blobSecret);
+  } finally {
+    fileKey.fill(0);
+    blobSecret.fill(0);
+  }
+}
+
+async function pushWithKeys(options: PushOptions, fileKey: Buffer, blobSecret: Buffer): Promise<PushResult> {
   const { settings, key } = options;
   // Each reader once; the owner reads every slot anyway.
   const seen = new Set([Buffer.from(key.ageRecipient().publicKey).toString("hex")]);
@@ -122,10 +138,6 @@ async function pushLocked(options: PushOptions): Promise<PushResult> {
     ...(options.pin ? [new PinRecipient(options.pin)] : []),
   ];
 
-  // A fresh key per blob, derived from the file key of the slot that will point at it: whoever
-  // can open the slot can open the blob, and the slot need not carry the blob key.
-  const fileKey = slotFileKey();
-  const blobSecret = blobSecretFor(fileKey);
   const blobIdentity = new X25519Identity(blobSecret);
   const objectKey = storeLayout.blob(randomId());
   const now = Math.floor(Date.now() / 1000);
@@ -223,8 +235,6 @@ async function pushLocked(options: PushOptions): Promise<PushResult> {
 
   const payload = payloadFor(counter.bytes, sha256, url, best!.withTitle);
   const sealed = await sealPayload(payload, slotRecipients, fileKey);
-  fileKey.fill(0);
-  blobSecret.fill(0);
   blobIdentity.destroy();
   const report = await publishRecord({
     settings,

@@ -5,6 +5,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { projectFolderName } from "../core/claude/paths.js";
 import { decodeIdentityText } from "../core/crypto/identity-file.js";
+import { expiredHandoffs } from "../core/handoff-ledger.js";
 import { signPacket, txtRecords, verifyPayload } from "../core/pointer/packet.js";
 import { RECORD_NAME, recordEntries } from "../core/pointer/record.js";
 import { decodePublicKey } from "../core/pointer/z32.js";
@@ -274,10 +275,14 @@ describe("handoff modes", () => {
   });
 
   it("expiry: a pull after --ttl refuses with exit 5 and says when it expired", async () => {
-    await push(["--session", sessions[1]!.id, "--to", keys.bob!, "--ttl", "1s"]).then(okOrThrow);
+    const pushed = json(await push(["--session", sessions[1]!.id, "--to", keys.bob!, "--ttl", "1s"]).then(okOrThrow));
     await new Promise((resolve) => setTimeout(resolve, 2100));
     const result = await bob.run(["pull", keys.alice!, "--no-resume"]);
     expectOneLineError(result, 5, /expired at \d{4}-\d\d-\d\dT/);
+    // The pushing machine knows where the expired blob is, for `prune --expired`.
+    const expired = await expiredHandoffs(laptop.ccbHome, keys.alice!);
+    expect(expired.map((entry) => entry.key)).toContain(pushed.blobKey);
+    expect(expired.every((entry) => entry.expires < Date.now() / 1000)).toBe(true);
   });
 
   it("revoke: deletes the live handoff blobs and publishes tombstones their readers can open", async () => {
