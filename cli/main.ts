@@ -63,7 +63,9 @@ async function main(): Promise<number> {
       .alias("h", "help")
       .wrap(Math.min(110, process.stdout.columns || 100))
       .fail((message, err) => {
-        throw err ?? new UsageError(message ?? "invalid command line", { hint: "see `ccbundle --help`" });
+        if (err) throw err;
+        const text = message?.startsWith("Did you mean") ? `unknown command; did you mean${message.slice(12)}` : message;
+        throw new UsageError(text ?? "invalid command line", { hint: "see `ccbundle --help`" });
       }) as unknown as Argv<GlobalArgs>;
     cli = identityCommands(cli);
     cli = handoffCommands(cli);

@@ -6,9 +6,9 @@ import { readBundle } from "./bundle/blob.js";
 import type { Manifest } from "./bundle/manifest.js";
 import { verifyManifestSignature } from "./bundle/signature.js";
 import { describeGitDrift } from "./claude/git.js";
-import { projectFolderName } from "./claude/paths.js";
 import type { PathMapping } from "./claude/remap.js";
 import { type RestoreResult, removeStaging, restoreSession } from "./claude/restore.js";
+import { otherCopiesWarning } from "./claude/session.js";
 import { chooseTarget, mappingsFor, type TargetChoice } from "./claude/target.js";
 import { homeDir, type Settings } from "./config.js";
 import type { Identity } from "./crypto/age/index.js";
@@ -42,6 +42,8 @@ export interface ReceivedSession extends RestoreResult {
   title: string | undefined;
   target: TargetChoice;
   gitWarnings: string[];
+  /** Everything to tell the user about this session, in order: where it landed, other copies, git. */
+  warnings: string[];
 }
 
 export interface ReceiveResult {
@@ -81,15 +83,14 @@ export async function receiveBundle(options: ReceiveOptions): Promise<ReceiveRes
         cwd: options.cwd,
         maps: options.maps,
       });
-      const mappings = [
-        // Paths into the config dir itself (persisted tool output): the project folder name changes too.
-        {
-          from: `${read.manifest.source.claudeDir}/projects/${session.folder}`,
-          to: path.join(settings.claudeDir, "projects", projectFolderName(target.cwd)),
-        },
-        { from: read.manifest.source.claudeDir, to: settings.claudeDir },
-        ...mappingsFor(session, read.manifest.source.home, target.cwd, homeDir(settings.env), options.maps),
-      ];
+      const mappings = mappingsFor({
+        source: read.manifest.source,
+        session,
+        target,
+        targetHome: homeDir(settings.env),
+        targetClaudeDir: settings.claudeDir,
+        maps: options.maps,
+      });
       const restored = await restoreSession({
         claudeDir: settings.claudeDir,
         home: settings.home,
@@ -100,11 +101,14 @@ export async function receiveBundle(options: ReceiveOptions): Promise<ReceiveRes
         rewrite: options.rewrite,
         force: options.force,
       });
+      const gitWarnings = await describeGitDrift(target.cwd, session.git);
+      const copies = await otherCopiesWarning(settings.claudeDir, restored.transcript, restored.targetCwd);
       sessions.push({
         ...restored,
         title: session.title,
         target,
-        gitWarnings: await describeGitDrift(target.cwd, session.git),
+        gitWarnings,
+        warnings: [...(target.warning ? [target.warning] : []), ...copies, ...gitWarnings],
       });
     }
     return { manifest: read.manifest, signer, sessions };

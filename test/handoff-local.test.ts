@@ -4,7 +4,8 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { projectFolderName } from "../core/claude/paths.js";
 import { type FixtureSession, writeDecoys, writeSession } from "./helpers/fixture.js";
-import { Machine } from "./helpers/machine.js";
+import { Machine, twoMachines } from "./helpers/machine.js";
+import { expectedRewrite, parseLines } from "./helpers/rewrite-oracle.js";
 
 /**
  * The foundation path, end to end through the built CLI: two simulated
@@ -31,16 +32,7 @@ function listFiles(dir: string): string[] {
 }
 
 beforeAll(async () => {
-  alice = new Machine("alice");
-  bob = new Machine("bob");
-  nas = path.join(alice.root, "nas");
-  mkdirSync(nas);
-  alice.env.CCBUNDLE_STORE = nas;
-  bob.env.CCBUNDLE_STORE = nas;
-  await alice.runOk(["init", "--no-passphrase"]);
-  const exported = path.join(alice.root, "key.txt");
-  await alice.runOk(["key", "export", exported]);
-  await bob.runOk(["key", "import", exported]);
+  ({ alice, bob, nas } = await twoMachines("alice", "bob"));
   aliceProject = alice.project("work/my app");
   bobProject = bob.project("src/elsewhere/my-app");
   writeDecoys(alice.claudeDir);
@@ -89,20 +81,21 @@ describe("push and pull through a local store", () => {
       expect(existsSync(target), target).toBe(true);
       const original = readFileSync(path.join(alice.claudeDir, rel), "utf8");
       const restored = readFileSync(target, "utf8");
-      if (rel.endsWith(".jsonl")) {
+      if (rel.startsWith("file-history/")) {
+        // Checkpoint contents are the user's files as they were: never rewritten.
+        expect(restored).toBe(original);
+      } else {
         expect(restored).not.toContain(aliceProject);
         expect(restored).not.toContain(alice.home);
-        for (const line of restored.split("\n").filter(Boolean)) expect(() => JSON.parse(line)).not.toThrow();
-        const expected = original
-          .split(JSON.stringify(`${alice.claudeDir}/projects/${session.folder}`).slice(1, -1))
-          .join(`${bob.claudeDir}/projects/${newFolder}`)
-          .split(aliceProject)
-          .join(bobProject)
-          .split(alice.home)
-          .join(bob.home);
-        expect(restored).toBe(expected);
-      } else {
-        expect(restored).toBe(original);
+        if (rel.endsWith(".jsonl")) parseLines(restored);
+        const pairs: [string, string][] = [
+          [`${alice.claudeDir}/projects/${session.folder}`, `${bob.claudeDir}/projects/${newFolder}`],
+          [aliceProject, bobProject],
+          [alice.home, bob.home],
+        ];
+        expect(restored).toBe(
+          expectedRewrite(original, pairs, rel.endsWith(".md") || rel.endsWith(".txt") ? "text" : "json"),
+        );
       }
       // Fresh mtime, so Claude Code's 30-day cleanup does not delete it at once.
       expect(Date.now() - statSync(target).mtimeMs).toBeLessThan(120_000);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { createRemapper } from "../core/claude/remap.js";
+import { createRemapper, rewriteFormFor } from "../core/claude/remap.js";
 
 const line = (value: unknown) => JSON.stringify(value);
 
@@ -61,7 +61,7 @@ describe("path remapping in JSONL lines", () => {
       t: "Edited /home/alice/work/app. Also 'file:///home/alice/work/app/x' and (/home/alice/work/app)",
     });
     expect(JSON.parse(remap.line(input)).t).toBe(
-      "Edited /Users/bob/code/my app. Also 'file:///Users/bob/code/my app/x' and (/Users/bob/code/my app)",
+      "Edited /Users/bob/code/my app. Also 'file:///Users/bob/code/my%20app/x' and (/Users/bob/code/my app)",
     );
   });
 
@@ -85,5 +85,125 @@ describe("path remapping in JSONL lines", () => {
     const none = createRemapper([{ from: "/same", to: "/same" }]);
     expect(none.identity).toBe(true);
     expect(none.line('{"p":"/same/x"}')).toBe('{"p":"/same/x"}');
+  });
+});
+
+describe("paths where tools print them", () => {
+  const remap = createRemapper([
+    { from: "/home/alice/work/app", to: "/Users/bob/code/my app" },
+    { from: "/home/alice", to: "/Users/bob" },
+  ]);
+
+  it("rewrites a path at the start of a line of output (after a JSON escape) and after a colour code", () => {
+    const stdout =
+      "PASS /home/alice/work/app/a.test.ts\n/home/alice/work/app/src/x.ts:3:1 ok\n\t/home/alice/.npmrc\n\u001b[32m/home/alice/work/app/b.ts\u001b[0m";
+    const out = JSON.parse(remap.line(line({ stdout }))).stdout;
+    expect(out).toBe(
+      "PASS /Users/bob/code/my app/a.test.ts\n/Users/bob/code/my app/src/x.ts:3:1 ok\n\t/Users/bob/.npmrc\n\u001b[32m/Users/bob/code/my app/b.ts\u001b[0m",
+    );
+  });
+
+  it("does not take an escaped backslash followed by n for a newline", () => {
+    // The string holds a literal backslash, then `n/home/alice`: `n` continues a name.
+    const input = line({ t: "x\\n/home/alice/y" });
+    expect(remap.line(input)).toBe(input);
+  });
+
+  it("rewrites percent-encoded paths in file:// links", () => {
+    const odd = createRemapper([{ from: "/home/al/My Proj ü", to: "/srv/b/new one" }]);
+    const input = line({ text: "see [x](file:///home/al/My%20Proj%20%C3%BC/src/x.ts) and /home/al/My Proj ü/y" });
+    expect(JSON.parse(odd.line(input)).text).toBe("see [x](file:///srv/b/new%20one/src/x.ts) and /srv/b/new one/y");
+  });
+
+  it("rewrites object keys too (absolute trackedFileBackups keys)", () => {
+    const input = line({ trackedFileBackups: { "/home/alice/.bashrc": { v: 1 }, "src/a.ts": { v: 2 } } });
+    expect(JSON.parse(remap.line(input)).trackedFileBackups).toEqual({
+      "/Users/bob/.bashrc": { v: 1 },
+      "src/a.ts": { v: 2 },
+    });
+  });
+});
+
+describe("Windows source paths onto a POSIX target", () => {
+  const win = createRemapper([
+    { from: "C:\\Users\\alice\\My Proj", to: "/home/bob/proj" },
+    { from: "C:\\Users\\alice", to: "/home/bob" },
+  ]);
+
+  it("converts the separators of the rest of the path, and only of that path", () => {
+    const input = line({
+      file_path: "C:\\Users\\alice\\My Proj\\src\\new\\app.ts",
+      spaced: "C:\\Users\\alice\\My Proj\\My Documents\\a b.txt",
+      command: 'cd C:\\Users\\alice\\My Proj && findstr /r "\\d+" src\\x.ts',
+      out: "C:\\Users\\alice\\My Proj\\src\\x.ts:3: error \\d C:\\Users\\alice\\.npmrc\nC:\\Users\\alice\\My Proj\\b.ts",
+      regexAfter: "C:\\Users\\alice\\My Proj\\src  \\d+",
+    });
+    expect(JSON.parse(win.line(input))).toEqual({
+      file_path: "/home/bob/proj/src/new/app.ts",
+      spaced: "/home/bob/proj/My Documents/a b.txt",
+      command: 'cd /home/bob/proj && findstr /r "\\d+" src\\x.ts',
+      out: "/home/bob/proj/src/x.ts:3: error \\d /home/bob/.npmrc\n/home/bob/proj/b.ts",
+      regexAfter: "/home/bob/proj/src  \\d+",
+    });
+  });
+
+  it("matches either case of drive letter, forward slashes, and file:/// URLs", () => {
+    const input = line({
+      a: "c:\\Users\\alice\\My Proj\\x",
+      b: "C:/Users/alice/My Proj/y",
+      c: "file:///C:/Users/alice/My%20Proj/z.ts",
+      d: "file:///c:/Users/alice/.npmrc",
+    });
+    expect(JSON.parse(win.line(input))).toEqual({
+      a: "/home/bob/proj/x",
+      b: "/home/bob/proj/y",
+      c: "file:///home/bob/proj/z.ts",
+      d: "file:///home/bob/.npmrc",
+    });
+  });
+
+  it("rewrites plain text (plans, persisted output) with single backslashes", () => {
+    const text = createRemapper([{ from: "C:\\Users\\alice\\My Proj", to: "/home/bob/proj" }], "text");
+    expect(text.line("1. Read C:\\Users\\alice\\My Proj\\src\\module_0.ts\n2. Run \\d")).toBe(
+      "1. Read /home/bob/proj/src/module_0.ts\n2. Run \\d",
+    );
+  });
+});
+
+describe("which restored files are rewritten", () => {
+  it("session lines and JSON side files as JSON, plans and tool output as text, checkpoints never", () => {
+    expect(rewriteFormFor("claude/projects/-p/abc.jsonl")).toBe("json");
+    expect(rewriteFormFor("claude/projects/-p/abc/subagents/agent-a1.jsonl")).toBe("json");
+    expect(rewriteFormFor("claude/projects/-p/abc/subagents/agent-a1.meta.json")).toBe("json");
+    expect(rewriteFormFor("claude/tasks/abc/1.json")).toBe("json");
+    expect(rewriteFormFor("claude/history.jsonl")).toBe("json");
+    expect(rewriteFormFor("claude/plans/slug.md")).toBe("text");
+    expect(rewriteFormFor("claude/projects/-p/abc/tool-results/toolu_1.txt")).toBe("text");
+    expect(rewriteFormFor("claude/projects/-p/abc/tool-results/img.png")).toBeUndefined();
+    expect(rewriteFormFor("claude/file-history/abc/0123456789abcdef@v1")).toBeUndefined();
+    expect(rewriteFormFor("claude/file-history/abc/x.json")).toBeUndefined();
+  });
+});
+
+describe("a Windows path followed by more text", () => {
+  it("leaves the next path on the line to be found", () => {
+    const win = createRemapper([
+      { from: "C:\\Users\\alice\\My Proj", to: "/home/bob/proj" },
+      { from: "C:\\Users\\alice", to: "/home/bob" },
+    ]);
+    const input = line({
+      t: "callers in C:\\Users\\alice\\My Proj\\src\\index.ts; plan in C:\\Users\\alice\\.claude\\plans\\p.md",
+    });
+    expect(JSON.parse(win.line(input)).t).toBe(
+      "callers in /home/bob/proj/src/index.ts; plan in /home/bob/.claude/plans/p.md",
+    );
+  });
+});
+
+describe("file:// links", () => {
+  it("stay URLs when the target path needs percent-encoding and the source did not", () => {
+    const r = createRemapper([{ from: "/home/al/app", to: "/home/bob/my app ü" }]);
+    const input = line({ t: "[a](file:///home/al/app/x.ts) in /home/al/app/x.ts" });
+    expect(JSON.parse(r.line(input)).t).toBe("[a](file:///home/bob/my%20app%20%C3%BC/x.ts) in /home/bob/my app ü/x.ts");
   });
 });

@@ -87,3 +87,42 @@ describe("a transcript being appended to", () => {
     }
   });
 });
+
+describe("what belongs to a session", () => {
+  it("plans named by its subagents' lines and its subagents' plans, not another session's", async () => {
+    const dir = path.join(root, "plans-case");
+    const claude = path.join(dir, ".claude");
+    mkdirSync(path.join(dir, "p"), { recursive: true });
+    const s = writeSession({ claudeDir: claude, projectDir: path.join(dir, "p"), home: dir, history: false });
+    // A subagent with a slug of its own, and another session whose slug starts like ours.
+    appendFileSync(
+      path.join(claude, "projects", s.folder, s.id, "subagents", `agent-${s.agentId}.jsonl`),
+      `${JSON.stringify({ type: "user", sessionId: s.id, slug: "own-agent-slug", message: { role: "user", content: "x" } })}\n`,
+    );
+    writeFileSync(path.join(claude, "plans", "own-agent-slug.md"), "# agent's own plan\n");
+    writeFileSync(path.join(claude, "plans", `${s.slug}x.md`), "# not ours\n");
+    writeFileSync(path.join(claude, "plans", `${s.slug}x-agent-a1.md`), "# not ours either\n");
+    const collected = await collectSession(claude, await findSession(claude, path.join(dir, "p")));
+    const plans = collected.files.map((f) => f.path).filter((p) => p.startsWith("claude/plans/"));
+    expect(plans.sort()).toEqual(
+      [
+        `claude/plans/${s.slug}.md`,
+        `claude/plans/${s.slug}-agent-${s.agentId}.md`,
+        "claude/plans/own-agent-slug.md",
+      ].sort(),
+    );
+  });
+
+  it("history lines of the session only, whole lines only", async () => {
+    const dir = path.join(root, "history-case");
+    const claude = path.join(dir, ".claude");
+    mkdirSync(path.join(dir, "p"), { recursive: true });
+    const s = writeSession({ claudeDir: claude, projectDir: path.join(dir, "p"), home: dir });
+    // Claude Code is writing the next prompt of this session right now: half a line, ending in "}".
+    appendFileSync(path.join(claude, "history.jsonl"), `{"display":"half {x}","sessionId":"${s.id}","pasted":{}}`);
+    const collected = await collectSession(claude, await findSession(claude, path.join(dir, "p")));
+    const history = collected.files.find((f) => f.path === "claude/history.jsonl")!.content!.toString();
+    expect(history.split("\n").filter(Boolean)).toHaveLength(1);
+    expect(JSON.parse(history).display).toBe(s.prompt);
+  });
+});

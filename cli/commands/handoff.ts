@@ -82,6 +82,11 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
           ctx.out.line(`  expires in ${formatDuration(ttlSeconds)}${args.burn ? ", burn after reading" : ""}`);
           for (const failure of result.publishFailures) ctx.out.warn(`not published: ${failure}`);
           for (const warning of result.warnings) ctx.out.warn(warning);
+          if (!ctx.settings.store) {
+            ctx.out.warn(
+              `the bundle is in the default store, a folder on this machine (${ctx.settings.defaultStore}); another machine can pull it only if it can read that folder. Set CCBUNDLE_STORE (or --store) to a NAS path or s3://… store`,
+            );
+          }
           ctx.out.line("");
           if (result.mode === "self") {
             ctx.out.line("On your other machine run:");
@@ -300,12 +305,11 @@ export function sessionJson(session: ReceivedSession) {
     filesKept: session.filesKept,
     conflicts: session.conflicts,
     backupDir: session.backupDir,
-    warnings: [...(session.target.warning ? [session.target.warning] : []), ...session.gitWarnings],
+    warnings: session.warnings,
   };
 }
 
 export function printRestored(ctx: Context, session: ReceivedSession): void {
-  if (session.target.warning) ctx.out.warn(session.target.warning);
   const what: Record<string, string> = {
     new: "restored",
     identical: "already here, identical: nothing to do",
@@ -318,7 +322,7 @@ export function printRestored(ctx: Context, session: ReceivedSession): void {
   ctx.out.line(`  ${session.filesWritten} files written, ${session.filesKept} kept`);
   for (const conflict of session.conflicts)
     ctx.out.warn(`kept local ${conflict} (differs from the incoming one; --force replaces it)`);
-  for (const warning of session.gitWarnings) ctx.out.warn(warning);
+  for (const warning of session.warnings) ctx.out.warn(warning);
   if (session.outcome === "forked")
     ctx.out.line(`  local session: ${session.originalId}   incoming fork: ${session.sessionId}`);
 }

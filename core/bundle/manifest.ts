@@ -28,6 +28,8 @@ export interface GitContext {
   dirty?: boolean;
   /** The session's cwd relative to the repository root ("" at the root). */
   subdir?: string;
+  /** When the session ran in a linked worktree: the repository's main checkout. */
+  mainWorktree?: string;
 }
 
 export interface ManifestSession {

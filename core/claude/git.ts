@@ -15,17 +15,21 @@ function git(cwd: string, args: string[]): Promise<string | undefined> {
 export async function gitContext(cwd: string): Promise<GitContext | undefined> {
   const root = await git(cwd, ["rev-parse", "--show-toplevel"]);
   if (!root) return undefined;
-  const [remote, branch, head, status] = await Promise.all([
+  const [remote, branch, head, status, worktrees] = await Promise.all([
     git(cwd, ["remote", "get-url", "origin"]),
     git(cwd, ["symbolic-ref", "--short", "-q", "HEAD"]),
     git(cwd, ["rev-parse", "HEAD"]),
     git(cwd, ["status", "--porcelain", "--untracked-files=no"]),
+    git(cwd, ["worktree", "list", "--porcelain"]),
   ]);
   const context: GitContext = { subdir: path.relative(root, cwd).split(path.sep).join("/") };
   if (remote) context.remote = stripCredentials(remote);
   if (branch) context.branch = branch;
   if (head) context.head = head;
   if (status !== undefined) context.dirty = status.length > 0;
+  // The first entry of `worktree list` is the main checkout; another root means a linked worktree.
+  const main = /^worktree (.+)$/m.exec(worktrees ?? "")?.[1];
+  if (main && path.resolve(main) !== path.resolve(root)) context.mainWorktree = main;
   return context;
 }
 
@@ -55,7 +59,11 @@ export function sameRemote(a: string | undefined, b: string | undefined): boolea
   return !!a && !!b && normalizeRemote(a) === normalizeRemote(b);
 }
 
-/** How the target checkout relates to the one the session was pushed from, as warnings. */
+/**
+ * How the target checkout relates to the one the session was pushed from, as
+ * warnings printed before resuming: another repository, another branch, or a
+ * HEAD that is behind, ahead of or diverged from the session's.
+ */
 export async function describeGitDrift(targetCwd: string, source: GitContext | undefined): Promise<string[]> {
   if (!source?.head) return [];
   const target = await gitContext(targetCwd);
@@ -63,30 +71,34 @@ export async function describeGitDrift(targetCwd: string, source: GitContext | u
     return [
       `the session ran in a git checkout (${source.branch ?? "detached"} @ ${short(source.head)}); ${targetCwd} is not one`,
     ];
+  if (source.remote && target.remote && !sameRemote(source.remote, target.remote)) {
+    return [`${targetCwd} is a checkout of ${target.remote}, but the session ran in one of ${source.remote}`];
+  }
   const warnings: string[] = [];
   if (source.branch && target.branch !== source.branch) {
-    warnings.push(`branch differs: session was on ${source.branch}, here ${target.branch ?? "detached HEAD"}`);
+    warnings.push(
+      `branch differs: the session was on ${source.branch}, this checkout is on ${target.branch ?? "a detached HEAD"}`,
+    );
   }
-  if (target.head && target.head !== source.head) {
-    const known = await git(targetCwd, ["cat-file", "-e", `${source.head}^{commit}`]);
-    if (known === undefined) {
-      warnings.push(
-        `HEAD differs: session was at ${short(source.head)}, which this checkout does not have (git fetch?)`,
-      );
-    } else {
-      const counts = await git(targetCwd, ["rev-list", "--left-right", "--count", `${target.head}...${source.head}`]);
-      const [ahead, behind] = (counts ?? "0 0").split(/\s+/).map(Number);
-      const how =
-        ahead && behind
-          ? `diverged (${ahead} ahead, ${behind} behind)`
-          : ahead
-            ? `${ahead} commit(s) ahead`
-            : `${behind} commit(s) behind`;
-      warnings.push(`HEAD differs: here ${short(target.head)} is ${how} of the session's ${short(source.head)}`);
-    }
-  }
+  if (target.head && target.head !== source.head)
+    warnings.push(await describeHeads(targetCwd, target.head, source.head));
   if (source.dirty) warnings.push("the source checkout had uncommitted changes; they are not part of the bundle");
   return warnings;
+}
+
+async function describeHeads(cwd: string, here: string, theirs: string): Promise<string> {
+  const prefix = `HEAD differs: this checkout (${short(here)})`;
+  if ((await git(cwd, ["cat-file", "-e", `${theirs}^{commit}`])) === undefined) {
+    return `${prefix} does not have the session's commit ${short(theirs)} (git fetch, then compare)`;
+  }
+  const counts = await git(cwd, ["rev-list", "--left-right", "--count", `${here}...${theirs}`]);
+  const [ahead = 0, behind = 0] = (counts ?? "0 0").split(/\s+/).map(Number);
+  const commits = (n: number) => `${n} commit${n === 1 ? "" : "s"}`;
+  if (ahead && behind) {
+    return `${prefix} has diverged from the session's ${short(theirs)}: ${commits(ahead)} ahead, ${commits(behind)} behind`;
+  }
+  if (behind) return `${prefix} is ${commits(behind)} behind the session's ${short(theirs)} (git pull?)`;
+  return `${prefix} is ${commits(ahead)} ahead of the session's ${short(theirs)}`;
 }
 
 function short(sha: string): string {

@@ -1,11 +1,12 @@
-import { randomBytes, randomUUID } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { appendFile, readFile, realpath, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import type { ManifestSession } from "../bundle/manifest.js";
 import { errnoCode } from "../errors.js";
 import { backupFile, type Comparison, compareFiles, installFile, remapFile } from "./files.js";
+import { type Fork, forkRelativePath, planFork } from "./fork.js";
 import { claudeLayout, projectFolderName } from "./paths.js";
-import { createRemapper, type PathMapping, type Remapper } from "./remap.js";
+import { createRemapper, type PathMapping, rewriteFormFor } from "./remap.js";
 
 /**
  * Moving a verified, staged session into the Claude Code config dir.
@@ -55,15 +56,18 @@ export async function restoreSession(options: RestoreOptions): Promise<RestoreRe
   const { claudeDir, session } = options;
   const targetReal = await realpath(options.targetCwd).catch(() => path.resolve(options.targetCwd));
   const folder = projectFolderName(targetReal);
-  const remapper = options.rewrite ? createRemapper(options.mappings) : createRemapper([]);
+  const mappings = options.rewrite ? options.mappings : [];
+  const remappers = { json: createRemapper(mappings, "json"), text: createRemapper(mappings, "text") };
   const staged = (bundlePath: string) => path.join(options.stagedRoot, ...bundlePath.split("/"));
 
-  // Rewrite paths in every JSONL file first (into new staged files), so comparisons see final bytes.
+  // Rewrite paths in every text file first (into new staged files), so comparisons see final bytes.
   const transcriptPath = `claude/projects/${session.folder}/${session.id}.jsonl`;
   const prepared = new Map<string, string>();
   for (const file of session.files) {
     const source = staged(file.path);
-    if (file.path.endsWith(".jsonl") && !remapper.identity) {
+    const form = rewriteFormFor(file.path);
+    const remapper = form && remappers[form];
+    if (remapper && !remapper.identity) {
       const target = `${source}.remapped`;
       await remapFile(source, target, remapper);
       prepared.set(file.path, target);
@@ -83,14 +87,20 @@ export async function restoreSession(options: RestoreOptions): Promise<RestoreRe
   else if (comparison === "incoming-prefix") outcome = "kept-local";
   else if (comparison === "diverged") outcome = options.force ? "replaced" : "forked";
 
+  let fork: Fork | undefined;
   if (outcome === "forked") {
-    sessionId = randomUUID();
-    const idRewriter = createIdRewriter(session.id, sessionId);
-    for (const file of session.files) {
-      if (!file.path.endsWith(".jsonl")) continue;
-      const current = prepared.get(file.path)!;
+    // A new session id and new plan slugs: the fork shares no file with the local session.
+    const jsonl = session.files.filter((file) => file.path.endsWith(".jsonl") && file.path !== "claude/history.jsonl");
+    const plans = session.files.filter((file) => file.path.startsWith("claude/plans/"));
+    fork = await planFork(
+      session.id,
+      jsonl.map((file) => prepared.get(file.path)!),
+      plans.map((file) => file.path.slice("claude/plans/".length)),
+    );
+    sessionId = fork.newId;
+    for (const file of jsonl) {
       const target = `${staged(file.path)}.forked`;
-      await remapFile(current, target, idRewriter);
+      await remapFile(prepared.get(file.path)!, target, fork.rewriter);
       prepared.set(file.path, target);
     }
   }
@@ -98,7 +108,7 @@ export async function restoreSession(options: RestoreOptions): Promise<RestoreRe
   const destination = (bundlePath: string): string => {
     let rel = bundlePath.slice("claude/".length);
     rel = rel.replace(`projects/${session.folder}/`, `projects/${folder}/`);
-    if (sessionId !== session.id) rel = rel.split(session.id).join(sessionId);
+    if (fork) rel = forkRelativePath(rel, fork);
     return path.join(claudeDir, ...rel.split("/"));
   };
 
@@ -180,11 +190,6 @@ async function compareIfExists(local: string, incoming: string): Promise<Compari
     throw err;
   }
   return compareFiles(local, incoming);
-}
-
-/** Rewrites a session id wherever it stands as a JSON value or path part in lines. */
-function createIdRewriter(oldId: string, newId: string): Remapper {
-  return { identity: false, line: (text) => (text.includes(oldId) ? text.split(oldId).join(newId) : text) };
 }
 
 function remapIds(oldId: string, newId: string): (line: string) => string {

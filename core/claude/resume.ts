@@ -1,6 +1,8 @@
 import { spawn } from "node:child_process";
 import { access, constants } from "node:fs/promises";
+import os from "node:os";
 import path from "node:path";
+import { CcbError } from "../errors.js";
 
 /** Handing the terminal to `claude --resume <id>` in the project directory. */
 
@@ -22,7 +24,14 @@ export async function findOnPath(command: string, env: NodeJS.ProcessEnv): Promi
   return undefined;
 }
 
-/** Run claude with the terminal handed over; resolves with its exit code. */
+/**
+ * Run claude with the terminal handed over; resolves with its exit code (128 +
+ * the signal number if a signal ended it). While claude runs, Ctrl-C and
+ * Ctrl-\ reach every process of the terminal's foreground group, us included:
+ * claude handles them itself (Ctrl-C interrupts a turn), so we ignore them, as
+ * system(3) does, instead of dying and handing the terminal back to the shell
+ * under a claude that is still running. SIGTERM and SIGHUP are passed on.
+ */
 export function runClaudeResume(
   claudeBin: string,
   sessionId: string,
@@ -31,8 +40,35 @@ export function runClaudeResume(
 ): Promise<number> {
   return new Promise((resolve, reject) => {
     const child = spawn(claudeBin, ["--resume", sessionId], { cwd, stdio: "inherit", env });
-    child.on("error", reject);
-    child.on("exit", (code, signal) => resolve(code ?? (signal ? 128 : 1)));
+    const ignore = () => {};
+    const forward = (signal: NodeJS.Signals) => child.kill(signal);
+    const handlers: [NodeJS.Signals, (signal: NodeJS.Signals) => void][] = [
+      ["SIGINT", ignore],
+      ["SIGQUIT", ignore],
+      ["SIGTERM", forward],
+      ["SIGHUP", forward],
+    ];
+    for (const [signal, handler] of handlers) process.on(signal, handler);
+    const release = () => {
+      for (const [signal, handler] of handlers) process.off(signal, handler);
+    };
+    child.on("error", (err) => {
+      release();
+      reject(
+        new CcbError(
+          `could not start ${claudeBin} in ${cwd}: ${(err as NodeJS.ErrnoException).code ?? err.message}`,
+          1,
+          {
+            hint: `run it yourself: ${resumeCommandLine(sessionId, cwd)}`,
+            cause: err,
+          },
+        ),
+      );
+    });
+    child.on("exit", (code, signal) => {
+      release();
+      resolve(code ?? (signal ? 128 + (os.constants.signals[signal] ?? 0) : 1));
+    });
   });
 }
 

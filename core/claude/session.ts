@@ -163,10 +163,7 @@ export async function collectSession(claudeDir: string, ref: SessionRef): Promis
     for (const file of await walkFiles(path.join(claudeDir, sub, ref.id)))
       files.push(await hashedFile(claudeDir, file));
   }
-  for (const slug of [...slugs].sort()) {
-    const plan = path.join(claudeDir, "plans", `${slug}.md`);
-    if (await isRegularFile(plan)) files.push(await hashedFile(claudeDir, plan));
-  }
+  for (const plan of await planFiles(claudeDir, slugs)) files.push(await hashedFile(claudeDir, plan));
   const todosDir = path.join(claudeDir, "todos");
   for (const name of (await readdir(todosDir).catch(() => [] as string[])).sort()) {
     if (name.startsWith(`${ref.id}-agent-`) && name.endsWith(".json")) {
@@ -198,6 +195,25 @@ export async function collectSession(claudeDir: string, ref: SessionRef): Promis
   };
 }
 
+/**
+ * The plans the session's lines name: `plans/<slug>.md`, and the plans of its
+ * subagents, which Claude Code writes as `plans/<slug>-agent-<agentId>.md`.
+ */
+async function planFiles(claudeDir: string, slugs: Set<string>): Promise<string[]> {
+  if (slugs.size === 0) return [];
+  const dir = path.join(claudeDir, "plans");
+  const names = (await readdir(dir).catch(() => [] as string[])).sort();
+  const out: string[] = [];
+  for (const name of names) {
+    if (!name.endsWith(".md")) continue;
+    const stem = name.slice(0, -".md".length);
+    const agent = stem.lastIndexOf("-agent-");
+    const owned = slugs.has(stem) || (agent > 0 && slugs.has(stem.slice(0, agent)));
+    if (owned && (await isRegularFile(path.join(dir, name)))) out.push(path.join(dir, name));
+  }
+  return out;
+}
+
 /** The lines of `history.jsonl` (the prompt history) that belong to this session. */
 async function sessionHistoryLines(claudeDir: string, sessionId: string): Promise<Buffer> {
   let text: string;
@@ -207,7 +223,9 @@ async function sessionHistoryLines(claudeDir: string, sessionId: string): Promis
     return Buffer.alloc(0);
   }
   const needle = `"sessionId":"${sessionId}"`;
-  const lines = text.split("\n").filter((line) => line.includes(needle) && line.endsWith("}"));
+  // Whole lines only: Claude Code may be appending a prompt right now.
+  const whole = text.slice(0, text.lastIndexOf("\n") + 1);
+  const lines = whole.split("\n").filter((line) => line.includes(needle) && line.endsWith("}"));
   return Buffer.from(lines.map((line) => `${line}\n`).join(""));
 }
 
@@ -246,6 +264,25 @@ async function walkFiles(dir: string): Promise<string[]> {
     else if (entry.isFile()) out.push(full);
   }
   return out;
+}
+
+/**
+ * A warning when the session just restored as `transcript` is also filed under
+ * other project folders: Claude Code 2.1.329 resumes an id that sits in two
+ * projects only when started in one of them, no longer from anywhere.
+ */
+export async function otherCopiesWarning(claudeDir: string, transcript: string, targetCwd: string): Promise<string[]> {
+  const projects = claudeLayout(claudeDir).projects;
+  const name = path.basename(transcript);
+  const folder = path.basename(path.dirname(transcript));
+  const others: string[] = [];
+  for (const other of (await readdir(projects).catch(() => [] as string[])).sort()) {
+    if (other !== folder && (await isRegularFile(path.join(projects, other, name)))) others.push(`projects/${other}`);
+  }
+  if (others.length === 0) return [];
+  return [
+    `session ${name.slice(0, -".jsonl".length)} is also filed under ${others.join(", ")} here; Claude Code then resumes it only when started in ${targetCwd}`,
+  ];
 }
 
 export async function exists(file: string): Promise<boolean> {

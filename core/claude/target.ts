@@ -3,38 +3,62 @@ import path from "node:path";
 import type { ManifestSession } from "../bundle/manifest.js";
 import { UsageError } from "../errors.js";
 import { gitContext, gitRoot, sameRemote } from "./git.js";
-import type { PathMapping } from "./remap.js";
+import { projectFolderName } from "./paths.js";
+import { isWindowsPath, type PathMapping } from "./remap.js";
 
 /**
  * Where a session lands on this machine, and which path rewrites go with it.
- * Order (issue "Session fidelity"): --project; else the current directory's
- * git repository when its remote matches the bundle's (a session started in a
- * subdirectory lands in the same subdirectory); else the original path if it
- * exists here; else the current directory, with a warning.
+ * Order (issue "Session fidelity"): --project; else a --map that names an
+ * existing directory; else the current directory's git repository when its
+ * remote matches the bundle's (a session started in a subdirectory lands in
+ * the same subdirectory); else the original path if it exists here; else the
+ * current directory, with a warning.
  */
 
 export interface TargetChoice {
+  /** Real path of the directory the session is filed under and resumed in. */
   cwd: string;
   reason: "project" | "git-remote" | "original-path" | "current-dir" | "mapped";
   warning?: string;
+  /**
+   * Root of the target checkout when it is a clone of the session's repository:
+   * the source checkout's root maps onto it, so a file keeps its place in the repo.
+   */
+  repoRoot?: string;
 }
 
 export async function chooseTarget(
   session: ManifestSession,
   options: { project?: string | undefined; cwd: string; maps: PathMapping[] },
 ): Promise<TargetChoice> {
-  if (options.project) return { cwd: await real(path.resolve(options.project)), reason: "project" };
+  if (options.project) {
+    const project = path.resolve(options.cwd, options.project);
+    if (!(await isDir(project))) {
+      throw new UsageError(`--project ${options.project} is not a directory here`, {
+        hint: "create it (or clone the repository there) first, or leave --project out",
+      });
+    }
+    return withRepo(session, { cwd: await real(project), reason: "project" });
+  }
   const mapped = applyMaps(session.cwd, options.maps);
-  if (mapped !== undefined && (await isDir(mapped))) return { cwd: await real(mapped), reason: "mapped" };
+  if (mapped !== undefined && (await isDir(mapped))) {
+    return withRepo(session, { cwd: await real(mapped), reason: "mapped" });
+  }
   if (session.git?.remote) {
-    const here = await gitContext(options.cwd);
-    const root = here ? await gitRoot(options.cwd) : undefined;
-    if (root && sameRemote(here?.remote, session.git.remote)) {
-      const sub = session.git.subdir ? path.join(root, ...session.git.subdir.split("/")) : root;
-      return { cwd: await real(sub), reason: "git-remote" };
+    const root = await sameRepoRoot(options.cwd, session);
+    if (root) {
+      const subdir = session.git.subdir ? session.git.subdir.split("/").filter(Boolean) : [];
+      const sub = path.join(root, ...subdir);
+      if (await isDir(sub)) return { cwd: await real(sub), reason: "git-remote", repoRoot: root };
+      return {
+        cwd: root,
+        reason: "git-remote",
+        repoRoot: root,
+        warning: `the session ran in ${subdir.join("/")}, which this checkout does not have; restoring at the repository root ${root}`,
+      };
     }
   }
-  if (await isDir(session.cwd)) return { cwd: await real(session.cwd), reason: "original-path" };
+  if (await isDir(session.cwd)) return withRepo(session, { cwd: await real(session.cwd), reason: "original-path" });
   return {
     cwd: await real(options.cwd),
     reason: "current-dir",
@@ -42,28 +66,79 @@ export async function chooseTarget(
   };
 }
 
-/** The rewrites for one session: explicit --map pairs, project path, repo root, and home. */
-export function mappingsFor(
-  session: ManifestSession,
-  sourceHome: string,
-  target: string,
-  targetHome: string,
-  maps: PathMapping[],
-): PathMapping[] {
-  const out: PathMapping[] = [...maps];
-  out.push({ from: session.cwd, to: target });
-  if (session.git?.subdir) {
-    const depth = session.git.subdir.split("/").filter(Boolean).length;
-    let sourceRoot = session.cwd;
-    let targetRoot = target;
-    for (let i = 0; i < depth; i++) {
-      sourceRoot = parentOf(sourceRoot);
-      targetRoot = path.dirname(targetRoot);
+async function withRepo(session: ManifestSession, choice: TargetChoice): Promise<TargetChoice> {
+  const root = await sameRepoRoot(choice.cwd, session);
+  return root ? { ...choice, repoRoot: root } : choice;
+}
+
+/** The root of the checkout `dir` is in, when its origin is the session's remote. */
+async function sameRepoRoot(dir: string, session: ManifestSession): Promise<string | undefined> {
+  if (!session.git?.remote) return undefined;
+  const here = await gitContext(dir);
+  if (!here || !sameRemote(here.remote, session.git.remote)) return undefined;
+  const root = await gitRoot(dir);
+  return root ? real(root) : undefined;
+}
+
+export interface MappingInput {
+  /** The manifest's `source`: the sending machine's home and Claude Code config dir. */
+  source: { home: string; claudeDir: string };
+  session: ManifestSession;
+  target: TargetChoice;
+  targetHome: string;
+  targetClaudeDir: string;
+  /** --map pairs. */
+  maps: PathMapping[];
+}
+
+/**
+ * The rewrites for one session, in any order (the remapper tries the longest
+ * path first): --map pairs; the session's folders in the old config dir (tool
+ * output saved there) onto its folder here; the old config dir onto this one;
+ * the source checkout's root (and, for a linked worktree, its main checkout)
+ * onto the target checkout's root when they are the same repository, else the
+ * original directory onto the target; the old home onto this home.
+ */
+export function mappingsFor(input: MappingInput): PathMapping[] {
+  const { source, session, target } = input;
+  const out: PathMapping[] = [...input.maps];
+  const targetFolder = path.join(input.targetClaudeDir, "projects", projectFolderName(target.cwd));
+  if (source.claudeDir) {
+    out.push({ from: joinLike(source.claudeDir, "projects", session.folder), to: targetFolder });
+    // A transcript Claude Code moved on `cd` (a `relocated` line) still names its first folder in older lines.
+    const firstFolder = projectFolderName(session.cwd);
+    if (firstFolder !== session.folder) {
+      out.push({ from: joinLike(source.claudeDir, "projects", firstFolder), to: targetFolder });
     }
-    out.push({ from: sourceRoot, to: targetRoot });
+    out.push({ from: source.claudeDir, to: input.targetClaudeDir });
   }
-  if (sourceHome && targetHome && sourceHome !== "/") out.push({ from: sourceHome, to: targetHome });
+  if (target.repoRoot && session.git) {
+    out.push({ from: sourceRepoRoot(session.cwd, session.git.subdir), to: target.repoRoot });
+    if (session.git.mainWorktree) out.push({ from: session.git.mainWorktree, to: target.repoRoot });
+  } else {
+    out.push({ from: session.cwd, to: target.cwd });
+  }
+  if (source.home && input.targetHome && source.home !== "/" && !/^[A-Za-z]:\\?$/.test(source.home)) {
+    out.push({ from: source.home, to: input.targetHome });
+  }
   return out;
+}
+
+/** The session's cwd with its subdirectory inside the checkout taken off. */
+function sourceRepoRoot(cwd: string, subdir: string | undefined): string {
+  let root = cwd.replace(/[\\/]+$/, "");
+  for (const _part of (subdir ?? "").split("/").filter(Boolean)) {
+    const cut = Math.max(root.lastIndexOf("/"), root.lastIndexOf("\\"));
+    if (cut <= 0) break;
+    root = root.slice(0, cut);
+  }
+  return root;
+}
+
+/** Join with the separator of the machine `base` comes from (a Windows source keeps backslashes). */
+function joinLike(base: string, ...parts: string[]): string {
+  const sep = isWindowsPath(base) ? "\\" : "/";
+  return [base.replace(/[\\/]+$/, ""), ...parts].join(sep);
 }
 
 /** Prefix mapping (--map /Users/bob=/home/bob): the mapped path, or undefined when none applies. */
@@ -86,11 +161,6 @@ export function parseMaps(values: string[] | undefined): PathMapping[] {
     }
     return { from: value.slice(0, at), to: value.slice(at + 1) };
   });
-}
-
-function parentOf(p: string): string {
-  const i = Math.max(p.lastIndexOf("/"), p.lastIndexOf("\\"));
-  return i > 0 ? p.slice(0, i) : p;
 }
 
 async function isDir(p: string): Promise<boolean> {

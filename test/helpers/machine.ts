@@ -93,3 +93,21 @@ export class Machine {
     rmSync(this.root, { recursive: true, force: true });
   }
 }
+
+/**
+ * One user's two machines: `a` makes the identity, `b` imports it, and both use
+ * one local "NAS" store folder. Callers clean both up.
+ */
+export async function twoMachines(a: string, b: string): Promise<{ alice: Machine; bob: Machine; nas: string }> {
+  const alice = new Machine(a);
+  const bob = new Machine(b);
+  const nas = path.join(alice.root, "nas");
+  mkdirSync(nas);
+  alice.env.CCBUNDLE_STORE = nas;
+  bob.env.CCBUNDLE_STORE = nas;
+  await alice.runOk(["init", "--no-passphrase"]);
+  const exported = path.join(alice.root, "key.txt");
+  await alice.runOk(["key", "export", exported]);
+  await bob.runOk(["key", "import", exported]);
+  return { alice, bob, nas };
+}

@@ -1,0 +1,55 @@
+import { randomUUID } from "node:crypto";
+import type { Remapper } from "./remap.js";
+import { scanTranscript } from "./transcript.js";
+
+/**
+ * Turning an incoming session into a fork beside a diverged local copy: a new
+ * session id, and new plan slugs, so the fork shares no file with the local
+ * session (Claude Code names plans `plans/<slug>.md` and subagent plans
+ * `plans/<slug>-agent-<agentId>.md`; two sessions with one slug would write
+ * the same plan). Claude Code's own fork does the same (new id, plan copied
+ * under a new slug).
+ */
+export interface Fork {
+  oldId: string;
+  newId: string;
+  /** Old slug → new slug. */
+  slugs: Map<string, string>;
+  /** Rewrites a line of the fork: the session id everywhere, slugs in `slug` fields and plan paths. */
+  rewriter: Remapper;
+}
+
+/** Plan the fork of a session whose staged (already remapped) transcripts are given. */
+export async function planFork(oldId: string, transcripts: string[], planFiles: string[]): Promise<Fork> {
+  const newId = randomUUID();
+  const found = new Set<string>();
+  for (const file of transcripts) for (const slug of (await scanTranscript(file)).slugs) found.add(slug);
+  for (const name of planFiles) found.add(name.replace(/\.md$/, "").replace(/-agent-[\w-]+$/, ""));
+  const slugs = new Map([...found].sort().map((slug) => [slug, `${slug}-fork-${newId.slice(0, 8)}`]));
+  const patterns = [...slugs].map(
+    ([from, to]) =>
+      [new RegExp(`(?<="slug":"|plans(?:/|\\\\\\\\))${escapeRegExp(from)}(?="|\\.md|-agent-)`, "g"), to] as const,
+  );
+  const rewriter: Remapper = {
+    identity: false,
+    line(text) {
+      let out = text.includes(oldId) ? text.split(oldId).join(newId) : text;
+      for (const [pattern, to] of patterns) out = out.replace(pattern, to);
+      return out;
+    },
+  };
+  return { oldId, newId, slugs, rewriter };
+}
+
+/** Where a bundle file of the fork goes, relative to the config dir. */
+export function forkRelativePath(rel: string, fork: Fork): string {
+  let out = rel.split(fork.oldId).join(fork.newId);
+  const plan = /^plans\/(.+?)(\.md|-agent-[\w-]+\.md)$/.exec(out);
+  const renamed = plan ? fork.slugs.get(plan[1]!) : undefined;
+  if (plan && renamed) out = `plans/${renamed}${plan[2]}`;
+  return out;
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
+}
