@@ -64,7 +64,9 @@ async function main(): Promise<number> {
       .wrap(Math.min(110, process.stdout.columns || 100))
       .fail((message, err) => {
         if (err) throw err;
-        const text = message?.startsWith("Did you mean") ? `unknown command; did you mean${message.slice(12)}` : message;
+        const text = message?.startsWith("Did you mean")
+          ? `unknown command; did you mean${message.slice(12)}`
+          : message;
         throw new UsageError(text ?? "invalid command line", { hint: "see `ccbundle --help`" });
       }) as unknown as Argv<GlobalArgs>;
     cli = identityCommands(cli);

@@ -207,27 +207,26 @@ describe("PIN slots", () => {
 
   it("a wrong PIN costs one full derivation, like a right one (no early exit to time)", async () => {
     const sealed = await sealSlot(Buffer.from("x"), [new PinRecipient(pinBytes("right-pin-123"))], alice.publicKey);
-    const timed = async (fn: () => Promise<unknown>) => {
+    const calls: Array<{ params: Argon2Params; ms: number }> = [];
+    const counted: typeof derivePinKey = async (pin, salt, params) => {
       const start = performance.now();
-      await fn();
-      return performance.now() - start;
+      const key = await derivePinKey(pin, salt, params);
+      calls.push({ params, ms: performance.now() - start });
+      return key;
     };
-    const kdf: number[] = [];
-    const wrong: number[] = [];
-    const right: number[] = [];
-    const salt = randomBytes(16);
-    // Interleaved, so load from other tests slows all three alike; only lower bounds are asserted
-    // tightly (load makes things slower, never faster).
+    const attempt = (pin: string) => openSlot(sealed, [new PinIdentity(pinBytes(pin), counted)], alice.publicKey);
     for (const pin of ["x", "wrong-pin-123456789"]) {
-      kdf.push(await timed(() => derivePinKey(pinBytes("right-pin-123"), salt, DEFAULT_ARGON2)));
-      wrong.push(await timed(() => openSlot(sealed, [new PinIdentity(pinBytes(pin))], alice.publicKey)));
-      right.push(await timed(() => openSlot(sealed, [new PinIdentity(pinBytes("right-pin-123"))], alice.publicKey)));
+      expect(await attempt(pin)).toBeUndefined();
     }
-    const fastestKdf = Math.min(...kdf);
-    expect(fastestKdf).toBeGreaterThan(50);
-    for (const t of [...wrong, ...right]) expect(t).toBeGreaterThan(0.7 * fastestKdf);
-    // Nothing but the derivation and one constant-time tag check: no attempt costs several derivations.
-    for (const t of wrong) expect(t).toBeLessThan(3 * Math.max(...kdf, ...right));
+    expect((await attempt("right-pin-123"))?.plaintext.toString()).toBe("x");
+    // Exactly one derivation per attempt, at the record's full cost, whatever the PIN; what follows
+    // it is one constant-time tag check. (Timing comparisons are left out: on a shared 2-core
+    // runner they measure the neighbours.)
+    expect(calls.length).toBe(3);
+    for (const call of calls) {
+      expect(call.params).toEqual(DEFAULT_ARGON2);
+      expect(call.ms).toBeGreaterThan(50); // 64 MiB of Argon2id was really filled
+    }
   }, 30_000);
 });
 

@@ -109,16 +109,19 @@ export class PinRecipient implements Recipient {
 
 export class PinIdentity implements Identity {
   readonly #pin: Uint8Array;
+  readonly #derive: typeof derivePinKey;
 
-  constructor(pin: Uint8Array) {
+  /** `derive` is for tests that count derivations; it defaults to the real one. */
+  constructor(pin: Uint8Array, derive: typeof derivePinKey = derivePinKey) {
     this.#pin = pin;
+    this.#derive = derive;
   }
 
   async unwrapFileKey(stanzas: Stanza[]): Promise<Uint8Array | undefined> {
     for (const stanza of stanzas) {
       if (stanza.type !== PIN_STANZA) continue;
       const { salt, params } = parsePinStanza(stanza);
-      const wrapKey = await derivePinKey(this.#pin, salt, params);
+      const wrapKey = await this.#derive(this.#pin, salt, params);
       // The tag check is constant-time (OpenSSL); a wrong PIN costs exactly one derivation, like a right one.
       const fileKey = openFileKey(wrapKey, stanza.body);
       wrapKey.fill(0);
