@@ -163,6 +163,7 @@ export function decodePayload(input: Uint8Array, publisher: string, derivedBlobK
 
   const blobTags = [TAG.store, TAG.blobId, TAG.blobKey, TAG.url, TAG.size, TAG.sha256, TAG.age];
   if (blobTags.some((tag) => fields.has(tag))) payload.blob = decodeBlob(text, fixed, need, derivedBlobKey);
+  if (kind === "handoff" && !payload.blob) throw malformed("a handoff without a blob");
   return payload;
 }
 
@@ -177,6 +178,7 @@ function decodeBlob(
   if (id && keyText !== undefined) throw malformed("two blob keys");
   const key = id ? storeLayout.blob(idFromBytes(id)) : keyText;
   if (key === undefined) throw malformed("no blob key");
+  if (!isStoreKey(key)) throw malformed("bad blob key");
   const sha256 = fixed(TAG.sha256, 32, "hash") ?? need(TAG.sha256, "hash");
   const age = fixed(TAG.age, 32, "blob key")?.toString("base64url") ?? derivedBlobKey;
   if (age === undefined) throw malformed("no blob key");
@@ -190,6 +192,16 @@ function decodeBlob(
     sha256: sha256.toString("hex"),
     age,
   };
+}
+
+/** A key inside ccbundle's part of a store: no `.`/`..`/empty segments, no backslash or control characters. */
+function isStoreKey(key: string): boolean {
+  return (
+    key.startsWith("ccbundle/v1/") &&
+    !key.includes("\\") &&
+    !/[\u0000-\u001f]/.test(key) &&
+    key.split("/").every((part) => part !== "" && part !== "." && part !== "..")
+  );
 }
 
 function encodeSlot(slot: string): Buffer {
