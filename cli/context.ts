@@ -44,6 +44,17 @@ export class Context {
     };
   }
 
+  /** Where a PIN comes from: CCBUNDLE_PIN, --pin-file, or a prompt (never argv). */
+  pinSource(file: string | undefined): SecretSource {
+    return {
+      envVar: "CCBUNDLE_PIN",
+      file,
+      env: this.settings.env,
+      label: "PIN",
+      fileFlag: "--pin-file",
+    };
+  }
+
   /** The user's key, asking for the passphrase only if the identity is encrypted. */
   async userKey(): Promise<UserKey> {
     if (!this.key) {

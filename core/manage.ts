@@ -1,17 +1,34 @@
-import { readFile } from "node:fs/promises";
-import path from "node:path";
-import { openStore } from "../storage-adapters/index.js";
 import type { Settings } from "./config.js";
 import type { Identity } from "./crypto/age/index.js";
 import { decodeZ32PublicKey, type UserKey } from "./crypto/keys.js";
-import { errnoCode } from "./errors.js";
-import { MAX_DNS_BYTES, signPacket, txtRecords, verifyPayload } from "./pointer/packet.js";
-import { openSlots, type PointerPayload, RECORD_NAME, recordEntries } from "./pointer/record.js";
+import { NotFoundError } from "./errors.js";
+import { forgetHandoffs, recipientNames } from "./handoff-ledger.js";
+import { MAX_DNS_BYTES, signPacket, txtRecords } from "./pointer/packet.js";
+import {
+  describeSlot,
+  forgetSlots,
+  type OpenedSlot,
+  openSlots,
+  type PointerPayload,
+  RECORD_NAME,
+  recordEntries,
+  resealPayload,
+  sealPayload,
+} from "./pointer/record.js";
 import { nextSeq, publishAll, publishFailures, resolveNewest } from "./pointer/resolver.js";
 import type { PointerTransport } from "./pointer/transport.js";
-import { publishRecord } from "./publish.js";
+import { lastPublished, newer, publishRecord, resolveCurrent, saveLastPublished } from "./publish.js";
+import { deleteBlob, tombstoneFor } from "./pull.js";
 
 /** `status`, `republish`, `revoke`: looking after the published record. */
+
+export interface StatusSlot extends PointerPayload {
+  /** "to yourself", "by PIN", "to <names or ids>". */
+  label: string;
+  /** Bytes this slot takes in the record. */
+  bytes: number;
+  state: "live" | "expired" | "revoked" | "picked up";
+}
 
 export interface StatusReport {
   publisher: string;
@@ -21,7 +38,7 @@ export interface StatusReport {
   slotCount: number;
   from: string[];
   failures: { transport: string; reason: string }[];
-  slots: PointerPayload[];
+  slots: StatusSlot[];
 }
 
 export async function recordStatus(options: {
@@ -34,6 +51,9 @@ export async function recordStatus(options: {
     home: options.settings.home,
   });
   const slots = await openSlots(resolved.payload, options.publisher, options.identities);
+  forgetSlots(slots);
+  const names = await recipientNames(options.settings.home, options.publisher);
+  const now = Math.floor(Date.now() / 1000);
   return {
     publisher: options.publisher,
     published: new Date(resolved.payload.timestamp / 1000).toISOString(),
@@ -42,8 +62,18 @@ export async function recordStatus(options: {
     slotCount: txtRecords(resolved.payload, RECORD_NAME).length,
     from: resolved.from,
     failures: resolved.failures,
-    slots: slots.map((slot) => redact(slot.payload)),
+    slots: slots.map((slot) => ({
+      ...redact(slot.payload),
+      label: describeSlot(slot.payload.slot, names),
+      bytes: slot.sealed.length,
+      state: stateOf(slot.payload, now),
+    })),
   };
+}
+
+function stateOf(payload: PointerPayload, now: number): StatusSlot["state"] {
+  if (payload.kind === "tombstone") return payload.burn ? "picked up" : "revoked";
+  return payload.expires !== undefined && payload.expires < now ? "expired" : "live";
 }
 
 /** What status may show: never the blob's key or a presigned URL's signature. */
@@ -55,24 +85,28 @@ function redact(payload: PointerPayload): PointerPayload {
 
 /**
  * Re-sign the current record with a fresh seq and publish it everywhere again:
- * DHT nodes drop items after a few hours, so a cron job runs this.
+ * DHT nodes drop items after a few hours, so a cron job runs this. The current
+ * record is the newer of this machine's last and the network's.
  */
 export async function republish(options: { settings: Settings; key: UserKey; transports: PointerTransport[] }) {
   const { settings, key } = options;
-  let bytes: Uint8Array | undefined;
-  try {
-    bytes = await readFile(path.join(settings.home, "state", `record-${key.z32}.bin`));
-  } catch (err) {
-    if (errnoCode(err) !== "ENOENT") throw err;
+  const current = newer(
+    await lastPublished(settings.home, key),
+    await resolveCurrent(options.transports, key, settings.home),
+  );
+  if (!current) {
+    throw new NotFoundError(`no record of ${key.z32} to republish`, { hint: "push something first" });
   }
-  const current = bytes
-    ? verifyPayload(key.publicKey, bytes)
-    : (await resolveNewest(options.transports, key.publicKey, { home: settings.home })).payload;
   const entries = recordEntries(txtRecords(current, RECORD_NAME));
-  const packet = signPacket(key.exportSeed(), entries, await nextSeq(settings.home, key.z32));
+  const seed = key.exportSeed();
+  let packet: ReturnType<typeof signPacket>;
+  try {
+    packet = signPacket(seed, entries, await nextSeq(settings.home, key.z32));
+  } finally {
+    seed.fill(0);
+  }
   const report = await publishAll(options.transports, packet);
-  const { writeFileAtomic } = await import("./claude/files.js");
-  await writeFileAtomic(path.join(settings.home, "state", `record-${key.z32}.bin`), packet.bytes, 0o600);
+  await saveLastPublished(settings.home, key.z32, packet);
   return {
     dnsBytes: packet.dns.length,
     slots: entries.length,
@@ -81,32 +115,58 @@ export async function republish(options: { settings: Settings; key: UserKey; tra
   };
 }
 
-/** Delete every live handoff blob of ours and replace each slot with a signed tombstone. */
+/**
+ * Delete every live handoff blob of ours and replace each slot with a signed
+ * tombstone its readers can open, in one publish.
+ */
 export async function revoke(options: { settings: Settings; key: UserKey; transports: PointerTransport[] }) {
   const { settings, key } = options;
-  const resolved = await resolveNewest(options.transports, key.publicKey, { home: settings.home });
-  const slots = await openSlots(resolved.payload, key.z32, [key.ageIdentity()]);
-  const revoked: string[] = [];
-  let last: { summary: string; failures: string[] } = { summary: "", failures: [] };
-  for (const slot of slots) {
-    const payload = slot.payload;
-    if (payload.kind !== "handoff") continue;
-    if (payload.blob?.store) {
-      const store = await openStore(settings.store ?? payload.blob.store);
-      try {
-        await store.delete(payload.blob.key);
-      } finally {
-        await store.close?.();
+  const current = newer(
+    await lastPublished(settings.home, key),
+    await resolveCurrent(options.transports, key, settings.home),
+  );
+  const slots: OpenedSlot[] = current ? await openSlots(current, key.z32, [key.ageIdentity()]) : [];
+  try {
+    const live = slots.filter((slot) => slot.payload.kind === "handoff");
+    const revoked: Array<{ slot: string; label: string; session: string | undefined }> = [];
+    const warnings: string[] = [];
+    const tombstones = [];
+    const names = await recipientNames(settings.home, key.z32);
+    for (const slot of live) {
+      const blob = slot.payload.blob;
+      const storeUrl = blob?.store ?? settings.store;
+      if (blob && storeUrl) {
+        const deleted = await deleteBlob(storeUrl, blob.key);
+        if (deleted !== true)
+          warnings.push(`could not delete the bundle of ${describeSlot(slot.payload.slot, names)}: ${deleted}`);
       }
+      const tombstone = tombstoneFor(key, slot.payload, false);
+      tombstones.push({
+        payload: tombstone,
+        sealed: resealPayload(slot, tombstone) ?? (await sealPayload(tombstone, [key.ageRecipient()])),
+      });
+      revoked.push({
+        slot: slot.payload.slot,
+        label: describeSlot(slot.payload.slot, names),
+        session: slot.payload.session?.id,
+      });
     }
-    last = await publishRecord({
+    if (tombstones.length === 0) return { revoked, summary: "", failures: [], warnings };
+    const report = await publishRecord({
       settings,
       key,
-      payload: { v: 1, pub: key.z32, slot: payload.slot, kind: "tombstone", created: Math.floor(Date.now() / 1000) },
+      slots: tombstones,
+      current,
       transports: options.transports,
       dryRun: false,
     });
-    revoked.push(payload.session?.id ?? payload.slot);
+    await forgetHandoffs(
+      settings.home,
+      key.z32,
+      live.flatMap((slot) => (slot.payload.blob ? [slot.payload.blob.key] : [])),
+    );
+    return { revoked, summary: report.summary, failures: report.failures, warnings };
+  } finally {
+    forgetSlots(slots);
   }
-  return { revoked, summary: last.summary, failures: last.failures };
 }

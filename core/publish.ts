@@ -2,45 +2,46 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { writeFileAtomic } from "./claude/files.js";
 import type { Settings } from "./config.js";
-import type { Recipient } from "./crypto/age/index.js";
 import type { UserKey } from "./crypto/keys.js";
 import { CcbError } from "./errors.js";
-import { MAX_DNS_BYTES, signPacket, verifyPayload } from "./pointer/packet.js";
-import { openSlots, type PointerPayload, recordEntries, recordFits, sealPayload } from "./pointer/record.js";
-import { nextSeq, publishAll, publishFailures } from "./pointer/resolver.js";
+import { MAX_DNS_BYTES, signPacket, type VerifiedPacket, verifyPayload } from "./pointer/packet.js";
+import {
+  forgetSlots,
+  type OpenedSlot,
+  openSlots,
+  type PointerPayload,
+  recordEntries,
+  recordFits,
+  supersedes,
+} from "./pointer/record.js";
+import { nextSeq, publishAll, publishFailures, resolveNewest } from "./pointer/resolver.js";
 import type { PointerTransport, RelayPayload } from "./pointer/transport.js";
 
 /**
- * Publishing the owner's record: the new slot first, then the slots of the
- * last record that are still live (a handoff to a teammate must not evict the
- * owner's own latest handoff while both fit), signed with a fresh seq.
+ * Publishing the owner's record: the new slots first, then the slots of the
+ * current record that are still live and not replaced, signed with a fresh
+ * seq. The current record is the newer of the one this machine last published
+ * and the one the caller resolved from the network (another machine of the
+ * owner may have pushed since). When the 1000 bytes run out, tombstones go
+ * first, then the oldest handoffs to other people, the owner's own last.
  */
+
+export interface NewSlot {
+  payload: PointerPayload;
+  /** The sealed slot, or (for a size check) any bytes of the sealed length. */
+  sealed: Uint8Array;
+}
 
 export interface PublishRecordOptions {
   settings: Settings;
   key: UserKey;
-  payload: PointerPayload;
-  /** Who besides the owner can open the new slot. */
-  recipients?: Recipient[];
+  /** Each replaces the current slots it supersedes (see record.ts `supersedes`). */
+  slots: NewSlot[];
+  /** The newest record resolved from the network, when the caller has one. */
+  current?: VerifiedPacket | undefined;
   transports: PointerTransport[];
-  /** Only check that the record fits; publish nothing. */
+  /** Only check what fits; publish nothing. */
   dryRun: boolean;
-  /**
-   * Carried-over slots that must not be dropped to make room; if the new slot does
-   * not fit beside them, RecordFullError. (`backup --publish` must not evict a live
-   * handoff the user just pushed.) Default: any carried slot may go.
-   */
-  keep?: (slot: PointerPayload) => boolean;
-}
-
-/** The new slot does not fit beside the carried-over slots that must stay. */
-export class RecordFullError extends CcbError {
-  constructor(size: number) {
-    super(`the record would be ${size} bytes with the slots it must keep, over ${MAX_DNS_BYTES}`, 1, {
-      hint: "it has room again once the live handoffs in it expire or are revoked",
-    });
-    this.name = "RecordFullError";
-  }
 }
 
 export interface PublishRecordReport {
@@ -48,70 +49,110 @@ export interface PublishRecordReport {
   summary: string;
   failures: string[];
   slots: number;
+  /** Live slots left out for lack of room. */
+  dropped: PointerPayload[];
 }
 
 export async function publishRecord(options: PublishRecordOptions): Promise<PublishRecordReport> {
-  const { key, payload } = options;
-  const sealed = await sealPayload(payload, [key.ageRecipient(), ...(options.recipients ?? [])]);
+  const { key } = options;
   const now = Math.floor(Date.now() / 1000);
-  const kept: Uint8Array[] = [];
-  const pinned = new Set<Uint8Array>();
-  for (const slot of await lastPublishedSlots(options.settings.home, key)) {
-    if (slot.payload.slot === payload.slot) continue;
-    if (slot.payload.expires !== undefined && slot.payload.expires < now) continue;
-    kept.push(slot.sealed);
-    if (options.keep?.(slot.payload)) pinned.add(slot.sealed);
-  }
-  // Drop the oldest carried-over slots until the record fits; the new slot always stays.
-  let slots = [sealed, ...kept];
-  let fit = recordFits(slots);
-  while (!fit.fits && slots.length > 1) {
-    const drop = slots.findLastIndex((slot, index) => index > 0 && !pinned.has(slot));
-    if (drop < 0) throw new RecordFullError(fit.size);
-    slots = slots.filter((_, index) => index !== drop);
-    fit = recordFits(slots);
-  }
-  if (!fit.fits) {
-    throw new CcbError(
-      `the record would be ${fit.size} bytes, over the ${MAX_DNS_BYTES}-byte limit of a DHT record`,
-      1,
-      {
-        hint: "use a shorter store URL, or fewer --to recipients",
-      },
-    );
-  }
-  if (options.dryRun) return { dnsBytes: fit.size, summary: "", failures: [], slots: slots.length };
+  const current = await currentSlots(options.settings.home, key, options.current);
+  try {
+    const kept = current
+      .filter((slot) => !options.slots.some((fresh) => supersedes(fresh.payload, slot.payload)))
+      .filter((slot) => slot.payload.expires === undefined || slot.payload.expires >= now)
+      .sort(byKeepPriority);
+    const fresh = options.slots.map((slot) => slot.sealed);
+    let keep = kept.length;
+    let fit = recordFits([...fresh, ...kept.map((slot) => slot.sealed)]);
+    while (!fit.fits && keep > 0) {
+      keep--;
+      fit = recordFits([...fresh, ...kept.slice(0, keep).map((slot) => slot.sealed)]);
+    }
+    if (!fit.fits) {
+      throw new CcbError(
+        `the record would be ${fit.size} bytes, over the ${MAX_DNS_BYTES}-byte limit of a DHT record`,
+        1,
+        { hint: "use a shorter store URL, or fewer --to recipients" },
+      );
+    }
+    const dropped = kept.slice(keep).map((slot) => slot.payload);
+    const slots = [...fresh, ...kept.slice(0, keep).map((slot) => slot.sealed)];
+    if (options.dryRun) return { dnsBytes: fit.size, summary: "", failures: [], slots: slots.length, dropped };
 
-  const seq = await nextSeq(options.settings.home, key.z32);
-  const packet = signPacket(key.exportSeed(), recordEntries(slots), seq);
-  const report = await publishAll(options.transports, packet);
-  await saveLastPublished(options.settings.home, key, packet);
-  return {
-    dnsBytes: packet.dns.length,
-    summary: report.summary,
-    failures: publishFailures(report),
-    slots: slots.length,
-  };
+    const seq = await nextSeq(options.settings.home, key.z32);
+    const seed = key.exportSeed();
+    let packet: RelayPayload;
+    try {
+      packet = signPacket(seed, recordEntries(slots), seq);
+    } finally {
+      seed.fill(0);
+    }
+    const report = await publishAll(options.transports, packet);
+    await saveLastPublished(options.settings.home, key.z32, packet);
+    return {
+      dnsBytes: packet.dns.length,
+      summary: report.summary,
+      failures: publishFailures(report),
+      slots: slots.length,
+      dropped,
+    };
+  } finally {
+    forgetSlots(current);
+  }
 }
 
-function lastRecordFile(home: string, z32: string): string {
+/** Keep first: the owner's own handoff, then other handoffs newest first, then tombstones newest first. */
+function byKeepPriority(a: OpenedSlot, b: OpenedSlot): number {
+  const rank = (slot: OpenedSlot) => (slot.payload.kind === "tombstone" ? 2 : slot.payload.slot === "self" ? 0 : 1);
+  return rank(a) - rank(b) || b.payload.created - a.payload.created;
+}
+
+export function lastRecordFile(home: string, z32: string): string {
   return path.join(home, "state", `record-${z32}.bin`);
 }
 
-async function lastPublishedSlots(home: string, key: UserKey) {
-  let bytes: Buffer;
+/** The record this machine last published for `key`, if any and still valid. */
+export async function lastPublished(home: string, key: UserKey): Promise<VerifiedPacket | undefined> {
   try {
-    bytes = await readFile(lastRecordFile(home, key.z32));
+    return verifyPayload(key.publicKey, await readFile(lastRecordFile(home, key.z32)));
   } catch {
-    return [];
+    return undefined;
   }
+}
+
+/** The newer of two verified records (either may be missing). */
+export function newer(a: VerifiedPacket | undefined, b: VerifiedPacket | undefined): VerifiedPacket | undefined {
+  if (!a) return b;
+  if (!b) return a;
+  return b.timestamp > a.timestamp ? b : a;
+}
+
+async function currentSlots(home: string, key: UserKey, resolved: VerifiedPacket | undefined): Promise<OpenedSlot[]> {
+  const current = newer(await lastPublished(home, key), resolved);
+  if (!current) return [];
   try {
-    return await openSlots(verifyPayload(key.publicKey, bytes), key.z32, [key.ageIdentity()]);
+    return await openSlots(current, key.z32, [key.ageIdentity()]);
   } catch {
+    // A slot we cannot make sense of (damaged, another tool's) is not carried over.
     return [];
   }
 }
 
-async function saveLastPublished(home: string, key: UserKey, packet: RelayPayload): Promise<void> {
-  await writeFileAtomic(lastRecordFile(home, key.z32), packet.bytes, 0o600);
+export async function saveLastPublished(home: string, z32: string, packet: RelayPayload): Promise<void> {
+  await writeFileAtomic(lastRecordFile(home, z32), packet.bytes, 0o600);
+}
+
+/** The newest record of ours on the network, or undefined (none yet, unreachable, or not trustworthy). */
+export async function resolveCurrent(
+  transports: PointerTransport[],
+  key: UserKey,
+  home: string,
+): Promise<VerifiedPacket | undefined> {
+  if (transports.length === 0) return undefined;
+  try {
+    return (await resolveNewest(transports, key.publicKey, { home })).payload;
+  } catch {
+    return undefined;
+  }
 }

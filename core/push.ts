@@ -1,28 +1,43 @@
-import { randomBytes } from "node:crypto";
-import os from "node:os";
 import type { BlobStore } from "../storage-adapters/blob-store.js";
-
-/** S3 presigned URLs live at most 7 days (SigV4). */
-const MAX_PRESIGN_SECONDS = 7 * 24 * 3600;
-
 import { bundleStream, HashCounter } from "./bundle/blob.js";
 import { prepareBundle } from "./bundle/build.js";
 import { findSession } from "./claude/session.js";
 import type { Settings } from "./config.js";
-import { type Recipient, X25519Identity } from "./crypto/age/index.js";
+import { type Recipient, X25519Identity, type X25519Recipient } from "./crypto/age/index.js";
 import type { UserKey } from "./crypto/keys.js";
-import { CcbError } from "./errors.js";
+import { PinRecipient } from "./crypto/pin.js";
+import { blobSecretFor, slotFileKey } from "./crypto/slot-seal.js";
+import { CcbError, UsageError } from "./errors.js";
+import { addHandoff, recipientNames } from "./handoff-ledger.js";
 import { withLock } from "./lock.js";
-import type { BlobPointer, PointerPayload } from "./pointer/record.js";
+import type { VerifiedPacket } from "./pointer/packet.js";
+import {
+  type BlobPointer,
+  describeSlot,
+  type PointerPayload,
+  recipientSlotId,
+  sealedSize,
+  sealPayload,
+  slotFor,
+} from "./pointer/record.js";
 import type { PointerTransport } from "./pointer/transport.js";
-import { publishRecord } from "./publish.js";
+import { type NewSlot, publishRecord, resolveCurrent } from "./publish.js";
 import { randomId, storeLayout } from "./store-layout.js";
+
+/** S3 presigned URLs live at most 7 days (SigV4). */
+const MAX_PRESIGN_SECONDS = 7 * 24 * 3600;
+/** Titles are cut to this many UTF-8 bytes in the record (the bundle keeps the whole title). */
+const MAX_TITLE_BYTES = 32;
 
 /**
  * `ccbundle push`: pack the session, encrypt it to a fresh blob key (and to
  * the owner and any --to recipients), upload it, then publish a signed record
  * that points at it. Order matters: the record goes out only after the blob is
  * completely stored, so a record never points at a half-written blob.
+ *
+ * Modes: to yourself (slot "self"), to people (--to: slot "to:<ids>", sealed
+ * for them and the owner), by PIN (--pin: slot "pin", sealed for the PIN and
+ * the owner). A new slot replaces the slot it supersedes and leaves the others.
  */
 
 export interface PushOptions {
@@ -32,12 +47,16 @@ export interface PushOptions {
   sessionId?: string | undefined;
   store: BlobStore;
   transports: PointerTransport[];
-  /** Extra recipients (--to) for the blob; their record slots are issue-6 work. */
-  recipients?: Recipient[];
+  /** --to: people who can read the handoff besides the owner, with the names the user gave them. */
+  recipients?: Array<{ recipient: X25519Recipient; name: string }>;
+  /** --pin: the PIN as bytes (the caller zeroes them afterwards). */
+  pin?: Uint8Array | undefined;
   ttlSeconds: number;
   burn: boolean;
   onProgress?: (phase: string, done: number, total?: number) => void;
 }
+
+export type PushMode = "self" | "shared" | "pin";
 
 export interface PushResult {
   sessionId: string;
@@ -48,11 +67,17 @@ export interface PushResult {
   blobBytes: number;
   blobKey: string;
   store: string;
+  mode: PushMode;
+  slot: string;
   expires: number;
   recordBytes: number;
+  slotBytes: number;
+  slots: number;
   publishedTo: string;
   publishFailures: string[];
   presigned: boolean;
+  /** Older slots left out of the record for lack of room. */
+  dropped: string[];
   warnings: string[];
 }
 
@@ -61,39 +86,90 @@ export async function pushSession(options: PushOptions): Promise<PushResult> {
   return withLock(options.settings.home, "push", () => pushLocked(options), { waitMs: 30_000 });
 }
 
+/**
+ * A fresh key per blob, derived from the file key of the slot that will point
+ * at it: whoever can open the slot can open the blob, and the slot need not
+ * carry the blob key. Both are zeroed however the push ends.
+ */
 async function pushLocked(options: PushOptions): Promise<PushResult> {
+  const fileKey = slotFileKey();
+  const blobSecret = blobSecretFor(fileKey);
+  try {
+    return await pushWithKeys(options, fileKey, blobSecret);
+  } finally {
+    fileKey.fill(0);
+    blobSecret.fill(0);
+  }
+}
+
+async function pushWithKeys(options: PushOptions, fileKey: Buffer, blobSecret: Buffer): Promise<PushResult> {
   const { settings, key } = options;
+  // Each reader once; the owner reads every slot anyway.
+  const seen = new Set([Buffer.from(key.ageRecipient().publicKey).toString("hex")]);
+  const people = (options.recipients ?? []).filter((p) => {
+    const id = Buffer.from(p.recipient.publicKey).toString("hex");
+    if (seen.has(id)) return false;
+    seen.add(id);
+    return true;
+  });
+  if (options.pin && people.length > 0) {
+    throw new UsageError("a handoff is either --to people or by --pin, not both", {
+      hint: "push twice: once with --to, once with --pin",
+    });
+  }
+  // Another machine of ours may have pushed since this one last did: carry its slots over too.
+  // Resolved while the bundle is packed and uploaded.
+  const currentRecord = resolveCurrent(options.transports, key, settings.home);
+
   const ref = await findSession(settings.claudeDir, options.projectDir, options.sessionId);
   const prepared = await prepareBundle({ claudeDir: settings.claudeDir, ref, key, env: settings.env });
   const session = prepared.manifest.sessions[0]!;
 
-  // A fresh key per blob: the record carries it, so whoever can open the record can open the blob.
-  const blobSecret = randomBytes(32);
+  const mode: PushMode = options.pin ? "pin" : people.length > 0 ? "shared" : "self";
+  const slot = options.pin
+    ? "pin"
+    : slotFor(
+        key.publicKey,
+        people.map((p) => p.recipient),
+      );
+  const slotRecipients: Recipient[] = [
+    key.ageRecipient(),
+    ...people.map((p) => p.recipient),
+    ...(options.pin ? [new PinRecipient(options.pin)] : []),
+  ];
+
   const blobIdentity = new X25519Identity(blobSecret);
-  const blobId = randomId();
-  const objectKey = storeLayout.blob(blobId);
+  const objectKey = storeLayout.blob(randomId());
   const now = Math.floor(Date.now() / 1000);
   const expires = now + options.ttlSeconds;
-  const pointerFor = (size: number, sha256: string, url?: string): BlobPointer => ({
-    store: options.store.url,
-    key: objectKey,
-    ...(url ? { url } : {}),
-    size,
-    sha256,
-    age: blobSecret.toString("base64url"),
+  const payloadFor = (size: number, sha256: string, url: string | undefined, withTitle = true): PointerPayload => {
+    const blob: BlobPointer = {
+      store: options.store.url,
+      key: objectKey,
+      ...(url ? { url } : {}),
+      size,
+      sha256,
+      age: blobSecret.toString("base64url"),
+    };
+    const title = session.title && withTitle ? cutUtf8(session.title, MAX_TITLE_BYTES) : undefined;
+    return {
+      v: 1,
+      pub: key.z32,
+      slot,
+      kind: "handoff",
+      created: now,
+      expires,
+      ...(options.burn ? { burn: true } : {}),
+      session: { id: session.id, ...(title ? { title } : {}) },
+      blob,
+    };
+  };
+  const sizeOnly = (payload: PointerPayload): NewSlot => ({
+    payload,
+    sealed: Buffer.alloc(sealedSize(payload, slotRecipients, { omitBlobKey: true })),
   });
-  const payloadFor = (blob: BlobPointer): PointerPayload => ({
-    v: 1,
-    pub: key.z32,
-    slot: "self",
-    kind: "handoff",
-    created: now,
-    expires,
-    ...(options.burn ? { burn: true } : {}),
-    host: os.hostname(),
-    session: { id: session.id, ...(session.title ? { title: session.title } : {}) },
-    blob,
-  });
+  const plan = (payload: PointerPayload, current: VerifiedPacket | undefined) =>
+    publishRecord({ settings, key, slots: [sizeOnly(payload)], current, transports: [], dryRun: true });
 
   // A presigned GET lets a receiver without store credentials fetch the blob;
   // it can be made before the upload and lives as long as the handoff.
@@ -102,19 +178,11 @@ async function pushLocked(options: PushOptions): Promise<PushResult> {
   if (options.store.presignGet) {
     url = await options.store.presignGet(objectKey, Math.min(options.ttlSeconds, MAX_PRESIGN_SECONDS));
   }
-  // Check the record fits before a single byte is uploaded: same fields, worst-case numbers.
-  const worstCase = (withUrl: string | undefined) =>
-    publishRecord({
-      settings,
-      key,
-      payload: payloadFor(pointerFor(Number.MAX_SAFE_INTEGER, "0".repeat(64), withUrl)),
-      recipients: options.recipients,
-      transports: [],
-      dryRun: true,
-    });
+  // Check the new slot fits before a single byte is uploaded: same fields, worst-case numbers.
+  const worstCase = (withUrl: string | undefined) => payloadFor(Number.MAX_SAFE_INTEGER, "0".repeat(64), withUrl);
   if (url) {
     try {
-      await worstCase(url);
+      await plan(worstCase(url), undefined);
     } catch {
       url = undefined;
       warnings.push(
@@ -122,14 +190,14 @@ async function pushLocked(options: PushOptions): Promise<PushResult> {
       );
     }
   }
-  await worstCase(url);
+  await plan(worstCase(url), undefined);
 
   const counter = new HashCounter();
-  const recipients: Recipient[] = [blobIdentity.recipient(), key.ageRecipient(), ...(options.recipients ?? [])];
+  const blobRecipients: Recipient[] = [blobIdentity.recipient(), key.ageRecipient(), ...people.map((p) => p.recipient)];
   const stream = bundleStream({
     manifestJson: prepared.manifestJson,
     files: prepared.files,
-    recipients,
+    recipients: blobRecipients,
     compression: settings.compression,
   }).pipe(counter);
   await options.store.put(objectKey, stream, {
@@ -143,14 +211,58 @@ async function pushLocked(options: PushOptions): Promise<PushResult> {
     });
   }
 
+  // Fit the new slot beside as many live slots as possible. Left out first: the title (status
+  // shows the session id instead); then, to yourself, the presigned link (your other machine can
+  // read the store itself). To someone else the link stays, even if it fits only alone.
+  const current = await currentRecord;
+  const variants = (url && mode === "self" ? [url, undefined] : [url]).flatMap((withUrl) =>
+    [true, false].map((withTitle) => ({ withUrl, withTitle })),
+  );
+  let best: { withUrl: string | undefined; withTitle: boolean; dropped: number } | undefined;
+  for (const variant of variants) {
+    const { dropped } = await plan(payloadFor(counter.bytes, sha256, variant.withUrl, variant.withTitle), current);
+    if (!best || dropped.length < best.dropped) best = { ...variant, dropped: dropped.length };
+    if (dropped.length === 0) break;
+  }
+  if (url && best!.withUrl === undefined) {
+    warnings.push(
+      "left the presigned download link out of the record to keep your other handoffs in it: the machine that pulls needs read access to the store",
+    );
+  } else if (url && best!.dropped > 0) {
+    warnings.push("the presigned download link takes hundreds of the record's 1000 bytes: it fits only alone");
+  }
+  url = best!.withUrl;
+
+  const payload = payloadFor(counter.bytes, sha256, url, best!.withTitle);
+  const sealed = await sealPayload(payload, slotRecipients, fileKey);
+  blobIdentity.destroy();
   const report = await publishRecord({
     settings,
     key,
-    payload: payloadFor(pointerFor(counter.bytes, sha256, url)),
-    recipients: options.recipients,
+    slots: [{ payload, sealed }],
+    current,
     transports: options.transports,
     dryRun: false,
   });
+  const named = people
+    .map((p) => ({ id: recipientSlotId(key.publicKey, p.recipient), name: p.name }))
+    .sort((a, b) => a.id.localeCompare(b.id));
+  await addHandoff(settings.home, key.z32, {
+    slot,
+    store: options.store.url,
+    key: objectKey,
+    created: now,
+    expires,
+    ...(named.length > 0 ? { recipients: named.map((p) => p.name) } : {}),
+  });
+  const names = await recipientNames(settings.home, key.z32);
+  for (const dropped of report.dropped) {
+    warnings.push(
+      dropped.kind === "snapshot"
+        ? "no room left in the 1000-byte record for the pointer to your backups: it was left out until the next `ccbundle backup --publish` after these handoffs expire"
+        : `no room left in the 1000-byte record for your older handoff ${describeSlot(dropped.slot, names)} from ${new Date(dropped.created * 1000).toISOString()}: it was left out`,
+    );
+  }
   return {
     sessionId: session.id,
     title: session.title,
@@ -160,11 +272,26 @@ async function pushLocked(options: PushOptions): Promise<PushResult> {
     blobBytes: counter.bytes,
     blobKey: objectKey,
     store: options.store.url,
+    mode,
+    slot,
     expires,
     recordBytes: report.dnsBytes,
+    slotBytes: sealed.length,
+    slots: report.slots,
     publishedTo: report.summary,
     publishFailures: report.failures,
     presigned: url !== undefined,
+    dropped: report.dropped.map((p) => p.slot),
     warnings,
   };
+}
+
+function cutUtf8(text: string, maxBytes: number): string {
+  if (Buffer.byteLength(text) <= maxBytes) return text;
+  let out = "";
+  for (const char of text) {
+    if (Buffer.byteLength(`${out}${char}…`) > maxBytes) break;
+    out += char;
+  }
+  return `${out}…`;
 }

@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { decodeBase32, encodeBase32 } from "./base32.js";
 
 /**
  * Object names inside a store (DESIGN.md "Store layout"). No name reveals a
@@ -17,21 +18,19 @@ export const storeLayout = {
   snapshot: (z32: string, id: string) => `${ROOT}/snapshots/${z32}/${id}`,
 };
 
+const ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567";
+
 /** 128 random bits, base32 lower-case: unguessable and filename-safe. */
 export function randomId(): string {
-  const alphabet = "abcdefghijklmnopqrstuvwxyz234567";
-  const bytes = randomBytes(16);
-  let bits = 0;
-  let value = 0;
-  let out = "";
-  for (const byte of bytes) {
-    value = (value << 8) | byte;
-    bits += 8;
-    while (bits >= 5) {
-      out += alphabet[(value >>> (bits - 5)) & 31];
-      bits -= 5;
-    }
-  }
-  if (bits > 0) out += alphabet[(value << (5 - bits)) & 31];
-  return out;
+  return encodeBase32(randomBytes(16), ID_ALPHABET);
+}
+
+/** The 16 bytes of an id randomId made (records carry them raw); undefined for any other text. */
+export function idBytes(id: string): Uint8Array | undefined {
+  const bytes = decodeBase32(id, ID_ALPHABET);
+  return bytes?.length === 16 && encodeBase32(bytes, ID_ALPHABET) === id ? bytes : undefined;
+}
+
+export function idFromBytes(bytes: Uint8Array): string {
+  return encodeBase32(bytes, ID_ALPHABET);
 }

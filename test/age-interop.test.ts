@@ -313,7 +313,9 @@ describe("tampering and wrong keys", () => {
 
   it("non-age input fails fast as a header failure", async () => {
     await expect(decrypt(Buffer.from("hello world\n"), [id])).rejects.toThrow(/not an age encrypted file/);
-    await expect(streamDecrypt(randomBytes(4 * MiB), [id])).rejects.toThrow(/not an age encrypted file|header/);
+    const junk = randomBytes(4 * MiB);
+    junk[0] = 0x78; // not "-" or blank: random input must not look armored
+    await expect(streamDecrypt(junk, [id])).rejects.toThrow(/not an age encrypted file|header/);
     await expect(decrypt(Buffer.alloc(0), [id])).rejects.toBeInstanceOf(IntegrityError);
   });
 });

@@ -2,6 +2,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { projectFolderName } from "../core/claude/paths.js";
+import { UserKey } from "../core/crypto/keys.js";
 import { backupMachine, withSameIdentity } from "./helpers/backup.js";
 import { type FixtureSession, writeSession } from "./helpers/fixture.js";
 import { Machine } from "./helpers/machine.js";
@@ -112,26 +113,31 @@ describe("backup --publish, then restore --all on a new laptop", () => {
     }
   });
 
-  it("a push takes the slot's room; backup --publish then waits rather than evict the handoff", async () => {
-    const long = writeSession({
+  it("the snapshot slot sits beside handoffs; when they fill the record it waits rather than evict one", async () => {
+    const next = writeSession({
       claudeDir: old.claudeDir,
       projectDir: projects[0]!,
       home: old.home,
-      title: `Hand this one over to the desktop: ${"a long description of the work ".repeat(3)}`,
+      title: "x".repeat(40),
     });
-    await old.runOk(["push", "--session", long.id]);
-    const afterPush = JSON.parse((await old.runOk(["status", "--json"])).stdout);
-    expect(afterPush.slots.map((s: { kind: string }) => s.kind)).toEqual(["handoff"]);
+    await old.runOk(["push", "--session", next.id]);
+    const kinds = async () =>
+      JSON.parse((await old.runOk(["status", "--json"])).stdout)
+        .slots.map((s: { kind: string }) => s.kind)
+        .sort();
+    expect(await kinds()).toEqual(["handoff", "snapshot"]);
+    // A handoff to eight people takes the room the snapshot slot had.
+    const people = Array.from({ length: 8 }, () => UserKey.generate().z32).flatMap((z32) => ["--to", z32]);
+    const shared = await old.runOk(["push", "--session", next.id, ...people]);
+    expect(shared.stderr).toContain("no room left in the 1000-byte record for the pointer to your backups");
+    expect(await kinds()).toEqual(["handoff", "handoff"]);
+
     const doc = JSON.parse((await old.runOk(["backup", "--publish", "--json"])).stdout);
-    expect(doc.ok).toBe(true);
-    expect(doc.sessions.uploaded).toBe(1);
+    expect(doc).toMatchObject({ ok: true, sessions: { uploaded: 1 } });
     expect(doc.published).toMatchObject({ status: "deferred", snapshot: doc.snapshot });
-    expect(doc.published.error.message).toContain("over 1000");
-    const status = JSON.parse((await old.runOk(["status", "--json"])).stdout);
-    expect(status.slots).toEqual([
-      expect.objectContaining({ kind: "handoff", session: expect.objectContaining({ id: long.id }) }),
-    ]);
-    // The laptop still finds the backups: the handoff names the same store.
+    expect(doc.published.error.message).toContain("without dropping a live handoff");
+    expect(await kinds()).toEqual(["handoff", "handoff"]);
+    // The laptop still finds the backups: the handoffs name the same store.
     const listed = JSON.parse((await laptop.runOk(["list", "--json"])).stdout);
     expect(listed).toMatchObject({ via: "record", snapshot: doc.snapshot });
     expect(listed.sessions).toHaveLength(6);

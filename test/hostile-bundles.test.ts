@@ -6,7 +6,7 @@ import type { Manifest } from "../core/bundle/manifest.js";
 import { X25519Identity } from "../core/crypto/age/index.js";
 import { UserKey } from "../core/crypto/keys.js";
 import { signPacket } from "../core/pointer/packet.js";
-import { recordEntries, sealPayload } from "../core/pointer/record.js";
+import { recordEntries, sealPayload, slotFor } from "../core/pointer/record.js";
 import { randomId, storeLayout } from "../core/store-layout.js";
 import {
   ageEncrypt,
@@ -486,7 +486,7 @@ describe("hostile bundles behind a record signed by their publisher, through pul
       {
         v: 1,
         pub: mallory.z32,
-        slot: "self",
+        slot: slotFor(mallory.publicKey, [bobKey.ageRecipient()]),
         kind: "handoff",
         created: Math.floor(Date.now() / 1000),
         expires: Math.floor(Date.now() / 1000) + 3600,

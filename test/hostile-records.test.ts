@@ -5,8 +5,10 @@ import { encodeSigData } from "pkarr/lib/tools.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { encrypt } from "../core/crypto/age/index.js";
 import { UserKey } from "../core/crypto/keys.js";
+import { sealSlot } from "../core/crypto/slot-seal.js";
 import { signPacket, type TxtEntry } from "../core/pointer/packet.js";
-import { RECORD_NAME } from "../core/pointer/record.js";
+import { encodePayload } from "../core/pointer/payload-codec.js";
+import { type PointerPayload, RECORD_NAME, slotFor } from "../core/pointer/record.js";
 import { storeLayout } from "../core/store-layout.js";
 import { machineKey } from "./helpers/hostile.js";
 import { Machine } from "./helpers/machine.js";
@@ -42,22 +44,47 @@ function record(entries: TxtEntry[], signer = mallory): Buffer {
   return Buffer.from(signPacket(signer.exportSeed(), entries, seq()).bytes);
 }
 
-/** One slot holding these plaintext bytes, age-encrypted to Bob (and Mallory). */
-async function slot(plain: Buffer | object): Promise<TxtEntry> {
-  const bytes = Buffer.isBuffer(plain) ? plain : Buffer.from(JSON.stringify(plain));
-  return { name: RECORD_NAME, data: await encrypt(bytes, [bobKey.ageRecipient(), mallory.ageRecipient()]) };
+/**
+ * One slot sealed to Bob (and Mallory) the way ccbundle seals them, holding these
+ * plaintext bytes. An object is encoded with the real payload codec when it can
+ * be; a payload the codec refuses to write is sealed as its JSON text instead,
+ * which a reader must refuse just the same.
+ */
+async function slot(plain: Buffer | object, publisher: UserKey = mallory): Promise<TxtEntry> {
+  let bytes: Buffer;
+  if (Buffer.isBuffer(plain)) bytes = plain;
+  else {
+    try {
+      bytes = encodePayload(plain as PointerPayload);
+    } catch {
+      bytes = Buffer.from(JSON.stringify(plain));
+    }
+  }
+  const data = await sealSlot(bytes, [bobKey.ageRecipient(), mallory.ageRecipient()], publisher.publicKey);
+  return { name: RECORD_NAME, data };
+}
+
+/** A well-formed encoded payload whose blob id bytes are replaced by `id` (same length). */
+function withBlobId(id: string): Buffer {
+  const good = payload();
+  const bytes = encodePayload(good as unknown as PointerPayload);
+  const at = bytes.indexOf(Buffer.from(good.blob.key.slice(good.blob.key.lastIndexOf("/") + 1)));
+  if (at < 0 || id.length !== 26) throw new Error("test setup: blob id not found");
+  Buffer.from(id).copy(bytes, at);
+  return bytes;
 }
 
 const now = () => Math.floor(Date.now() / 1000);
 const payload = (over: Record<string, unknown> = {}) => ({
   v: 1,
   pub: mallory.z32,
-  slot: "self",
+  // A shared slot for Bob, as `push --to <bob>` makes it: Bob may read it.
+  slot: slotFor(mallory.publicKey, [bobKey.ageRecipient()]),
   kind: "handoff",
   created: now(),
   expires: now() + 3600,
   session: { id: "0b7e6a52-8c1d-4e0f-9a3b-2c4d5e6f7a8b" },
-  blob: { key: "ccbundle/v1/blobs/abc", size: 10, sha256: "0".repeat(64), age: "A".repeat(43) },
+  blob: { key: "ccbundle/v1/blobs/abcdefghijklmnopqrstuvwxyz", size: 10, sha256: "0".repeat(64), age: "A".repeat(43) },
   ...over,
 });
 
@@ -114,12 +141,16 @@ const cases: { name: string; bytes: () => Promise<Buffer>; says?: RegExp }[] = [
     says: /nothing for your key/,
   },
   {
-    name: "a payload that is not JSON",
+    name: "a payload that is not a ccbundle payload",
     bytes: async () => record([await slot(Buffer.from("{nope"))]),
-    says: /not JSON/,
+    says: /payload format 123 is not supported/,
   },
   { name: "a JSON payload that is not an object", bytes: async () => record([await slot(Buffer.from("[1,2]"))]) },
-  { name: "an unknown payload version", bytes: async () => record([await slot(payload({ v: 2 }))]), says: /version 2/ },
+  {
+    name: "an unknown payload version",
+    bytes: async () => record([await slot(Buffer.from([2, 1, 1, 0]))]),
+    says: /payload format 2 is not supported/,
+  },
   { name: "an unknown slot kind", bytes: async () => record([await slot(payload({ kind: "exploit" }))]) },
   { name: "a negative created time", bytes: async () => record([await slot(payload({ created: -5 }))]) },
   {
@@ -136,15 +167,15 @@ const cases: { name: string; bytes: () => Promise<Buffer>; says?: RegExp }[] = [
   },
   {
     name: "a blob object key climbing out of the store",
-    bytes: async () => record([await slot(payload({ blob: { ...payload().blob, key: "../../../etc/passwd" } }))]),
-    says: /blob key/,
+    bytes: async () => record([await slot(withBlobId("../../../../../../etc/pass"))]),
+    says: /malformed/,
   },
   { name: "a handoff without a blob", bytes: async () => record([await slot(payload({ blob: undefined }))]) },
   { name: "an oversize title", bytes: async () => record([await slot(payload({ session: { id: "x", title: 7 } }))]) },
   {
     name: "a slot made for another publisher",
-    bytes: async () => record([await slot(payload({ pub: stranger.z32 }))]),
-    says: /another key/,
+    bytes: async () => record([await slot(payload({ pub: stranger.z32 }), stranger)]),
+    says: /another record|another key/,
   },
   {
     name: "a revoked handoff",

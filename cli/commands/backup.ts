@@ -151,21 +151,22 @@ async function publish(
   snapshot: string,
 ): Promise<PublishOutcome> {
   const { publishSnapshotSlot } = await import("../../core/backup/slot.js");
-  const { RecordFullError } = await import("../../core/publish.js");
   const transports = await ctx.transports(store);
   try {
-    const report = await publishSnapshotSlot({
+    const outcome = await publishSnapshotSlot({
       settings: ctx.settings,
       key: await ctx.userKey(),
       storeUrl: store.url,
       snapshot,
       transports,
     });
-    return { status: "published", snapshot, report };
+    return outcome.status === "published"
+      ? { status: "published", snapshot, report: outcome.report }
+      : { status: "deferred", snapshot, error: { message: outcome.reason, hint: undefined } };
   } catch (err) {
     // The backup itself is complete; only the pointer to it did not go out.
     const { message, hint } = describeFailure(err);
-    return { status: err instanceof RecordFullError ? "deferred" : "failed", snapshot, error: { message, hint } };
+    return { status: "failed", snapshot, error: { message, hint } };
   } finally {
     await Promise.all(transports.map((t) => t.close?.()));
   }
@@ -216,7 +217,7 @@ function reportBackup(out: Output, result: BackupResult, published: PublishOutco
     out.line(`Your record points at snapshot ${published.snapshot}: ${published.report?.summary}`);
   }
   if (published?.status === "deferred") {
-    out.warn(`your record was not pointed at the snapshot: ${published.error?.message}; ${published.error?.hint}`);
+    out.warn(`your record was not pointed at the snapshot: ${published.error?.message}`);
   }
   for (const failure of published?.report?.failures ?? []) out.warn(`not published: ${failure}`);
   for (const warning of result.warnings) out.warn(warning);

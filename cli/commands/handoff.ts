@@ -1,8 +1,12 @@
 import type { Argv } from "yargs";
 import { findOnPath, resumeCommandLine, runClaudeResume } from "../../core/claude/resume.js";
 import { parseMaps } from "../../core/claude/target.js";
-import { parseRecipient } from "../../core/crypto/keys.js";
+import { readPublicKey } from "../../core/crypto/identity-file.js";
+import { parseRecipient, type UserKey } from "../../core/crypto/keys.js";
+import { checkNewPin, pinBytes } from "../../core/crypto/pin.js";
+import { requireSecret } from "../../core/crypto/secrets.js";
 import { formatBytes, formatDuration, parseDuration } from "../../core/duration.js";
+import { UsageError } from "../../core/errors.js";
 import type { ReceivedSession, ReceiveResult } from "../../core/receive.js";
 import { Context, type GlobalArgs } from "../context.js";
 
@@ -25,11 +29,25 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
             describe: "Also readable by this z32 key or age1… recipient (repeatable)",
           })
           .option("ttl", { type: "string", default: DEFAULT_TTL, describe: "How long the handoff stays valid" })
-          .option("burn", { type: "boolean", default: false, describe: "Delete after the first successful pull" }),
+          .option("burn", { type: "boolean", default: false, describe: "Delete after the first successful pull" })
+          .option("pin", {
+            type: "boolean",
+            default: false,
+            describe:
+              "Lock the handoff with a PIN (from CCBUNDLE_PIN, --pin-file or a prompt) for someone without a key",
+          })
+          .option("pin-file", { type: "string", describe: "Read the PIN from this file (implies --pin)" }),
       async (args) => {
         const ctx = new Context(args);
         const ttlSeconds = parseDuration(args.ttl, "--ttl");
-        const recipients = (args.to ?? []).map(parseRecipient);
+        const recipients = (args.to ?? []).map((text) => ({ recipient: parseRecipient(text), name: text.trim() }));
+        const usePin = args.pin || args.pinFile !== undefined;
+        if (usePin && recipients.length > 0) {
+          throw new UsageError("a handoff is either --to people or by --pin, not both", {
+            hint: "push twice: once with --to, once with --pin",
+          });
+        }
+        const pin = usePin ? await readNewPin(ctx, args.pinFile) : undefined;
         const key = await ctx.userKey();
         const store = await ctx.store();
         const { pushSession } = await import("../../core/push.js");
@@ -43,18 +61,25 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
             store,
             transports,
             recipients,
+            pin,
             ttlSeconds,
             burn: args.burn,
           });
           await Promise.all(transports.map((t) => t.close?.()));
           ctx.out.result({ ok: true, ...result, key: key.z32 });
-          ctx.out.line(`Pushed session ${result.sessionId}${result.title ? ` "${result.title}"` : ""}`);
+          const to = {
+            self: "to yourself",
+            shared: `to ${recipients.length} ${recipients.length === 1 ? "person" : "people"}`,
+            pin: "locked with a PIN",
+          }[result.mode];
+          ctx.out.line(`Pushed session ${result.sessionId}${result.title ? ` "${result.title}"` : ""} ${to}`);
           ctx.out.line(
             `  ${result.files} files, ${formatBytes(result.bytes)} → ${formatBytes(result.blobBytes)} encrypted in ${result.store}`,
           );
           ctx.out.line(
-            `  record ${result.recordBytes}/1000 bytes, ${result.publishedTo}; expires in ${formatDuration(ttlSeconds)}${args.burn ? ", burn after reading" : ""}`,
+            `  record ${result.recordBytes}/1000 bytes (this slot ${result.slotBytes}, ${result.slots} slot${result.slots === 1 ? "" : "s"}), ${result.publishedTo}`,
           );
+          ctx.out.line(`  expires in ${formatDuration(ttlSeconds)}${args.burn ? ", burn after reading" : ""}`);
           for (const failure of result.publishFailures) ctx.out.warn(`not published: ${failure}`);
           for (const warning of result.warnings) ctx.out.warn(warning);
           if (!ctx.settings.store) {
@@ -63,9 +88,20 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
             );
           }
           ctx.out.line("");
-          ctx.out.line("On the other machine run:");
-          ctx.out.line(`  ccbundle pull${recipients.length > 0 ? ` ${key.z32}` : ""}`);
+          if (result.mode === "self") {
+            ctx.out.line("On your other machine run:");
+            ctx.out.line("  ccbundle pull");
+          } else if (result.mode === "shared") {
+            ctx.out.line("The recipients run:");
+            ctx.out.line(`  ccbundle pull ${key.z32}`);
+          } else {
+            ctx.out.line(
+              "The receiver runs (no ccbundle key needed; tell them the PIN some other way than this line):",
+            );
+            ctx.out.line(`  ccbundle pull ${key.z32} --pin`);
+          }
         } finally {
+          pin?.fill(0);
           await store.close?.();
         }
       },
@@ -92,10 +128,33 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
             type: "boolean",
             default: false,
             describe: "Replace a diverged local copy (backed up first)",
-          }),
+          })
+          .option("pin", {
+            type: "boolean",
+            default: false,
+            describe: "Open a PIN handoff (PIN from CCBUNDLE_PIN, --pin-file or a prompt); needs no ccbundle key",
+          })
+          .option("pin-file", { type: "string", describe: "Read the PIN from this file (implies --pin)" }),
       async (args) => {
         const ctx = new Context(args);
-        const key = await ctx.userKey();
+        const usePin = args.pin || args.pinFile !== undefined;
+        let key: UserKey | undefined;
+        let publisher: string;
+        if (usePin) {
+          // A PIN receiver needs no identity; the owner trying their own PIN handoff uses theirs (to burn it).
+          const own = await readPublicKey(ctx.settings.home);
+          if (!args.key && !own) {
+            throw new UsageError("say whose handoff to pull", { hint: "ccbundle pull <the sender's key> --pin" });
+          }
+          publisher = args.key ?? own!;
+          key = own === publisher ? await ctx.userKey() : undefined;
+        } else {
+          key = await ctx.userKey();
+          publisher = args.key ?? key.z32;
+        }
+        const pin = usePin
+          ? pinBytes(await requireSecret(ctx.pinSource(args.pinFile), { message: "PIN for this handoff: " }))
+          : undefined;
         const store = ctx.settings.store ? await ctx.store() : undefined;
         const transports = await ctx.transports(store);
         const { pullSession } = await import("../../core/pull.js");
@@ -104,7 +163,8 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
           result = await pullSession({
             settings: ctx.settings,
             key,
-            publisher: args.key ?? key.z32,
+            pin,
+            publisher,
             transports,
             storeOverride: ctx.settings.store,
             project: args.project,
@@ -114,6 +174,7 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
             force: args.force,
           });
         } finally {
+          pin?.fill(0);
           await Promise.all(transports.map((t) => t.close?.()));
           await store?.close?.();
         }
@@ -123,7 +184,9 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
           publisher: result.payload.pub,
           signer: result.signer,
           resolvedFrom: result.resolvedFrom,
+          slot: result.payload.slot,
           burned: result.burned,
+          warnings: result.warnings,
           sessions: result.sessions.map(sessionJson),
         });
         ctx.out.line(
@@ -131,10 +194,10 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
         );
         printRecovered(ctx, result);
         printRestored(ctx, session);
-        if (result.burned)
-          ctx.out.line(
-            "This was a burn-after-read handoff: the blob is deleted and the record replaced by a tombstone.",
-          );
+        for (const warning of result.warnings) ctx.out.warn(warning);
+        if (result.burned === "record")
+          ctx.out.line("Burn after reading: the bundle is deleted and the handoff replaced by a tombstone.");
+        else if (result.burned === "blob") ctx.out.line("Burn after reading: the bundle is deleted from the store.");
         await maybeResume(ctx, session, args.resume);
       },
     )
@@ -292,4 +355,14 @@ export async function maybeResume(ctx: Context, session: ReceivedSession, resume
   ctx.out.line(`Resuming: ${command}`);
   const code = await runClaudeResume(claude, session.sessionId, session.targetCwd, ctx.settings.env);
   if (code !== 0) process.exitCode = code;
+}
+
+/** A new PIN: from CCBUNDLE_PIN, --pin-file, or typed twice; 8+ characters. Returned as bytes the caller zeroes. */
+async function readNewPin(ctx: Context, file: string | undefined): Promise<Uint8Array> {
+  const pin = await requireSecret(ctx.pinSource(file), {
+    message: "Choose a PIN for this handoff (8+ characters): ",
+    confirm: true,
+  });
+  checkNewPin(pin);
+  return pinBytes(pin);
 }

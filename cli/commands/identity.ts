@@ -1,4 +1,4 @@
-import { readFile, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import type { Argv } from "yargs";
 import { writeFileAtomic } from "../../core/claude/files.js";
 import {
@@ -121,7 +121,8 @@ export function identityCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
               return;
             }
             try {
-              await writeFile(args.file as string, content, { mode: 0o600, flag: "wx" });
+              // Written beside the target and linked into place: never half a key under its name.
+              await writeFileAtomic(args.file as string, content, 0o600, { exclusive: true });
             } catch (err) {
               if (errnoCode(err) === "EEXIST") {
                 throw new UsageError(`${args.file} already exists`, {

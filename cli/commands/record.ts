@@ -33,16 +33,20 @@ export function recordCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
           for (const slot of report.slots) {
             const when = new Date(slot.created * 1000).toISOString();
             const expires = slot.expires ? `, expires ${new Date(slot.expires * 1000).toISOString()}` : "";
-            const what = slot.kind === "tombstone" ? (slot.burn ? "picked up (burned)" : "revoked") : slot.kind;
+            const what =
+              slot.kind === "handoff" ? (slot.state === "expired" ? "expired handoff" : "handoff") : slot.kind;
+            const state = slot.kind === "tombstone" ? slot.state : what;
             ctx.out.line(
-              `  [${slot.slot}] ${what} ${when}${expires}${slot.burn && slot.kind !== "tombstone" ? ", burn after reading" : ""}`,
+              `  ${slot.label}: ${state}, ${when}${expires}${slot.burn && slot.kind !== "tombstone" ? ", burn after reading" : ""} (${slot.bytes} bytes)`,
             );
             if (slot.session)
               ctx.out.line(
                 `      session ${slot.session.id}${slot.session.title ? ` "${slot.session.title}"` : ""}${slot.host ? ` from ${slot.host}` : ""}`,
               );
             if (slot.blob)
-              ctx.out.line(`      blob ${slot.blob.size} bytes in ${slot.blob.store ?? "(presigned URL)"}`);
+              ctx.out.line(
+                `      blob ${slot.blob.size} bytes in ${slot.blob.store ?? "(presigned URL)"}${slot.blob.url && slot.blob.store ? " (+ presigned URL)" : ""}`,
+              );
           }
         } finally {
           await Promise.all(transports.map((t) => t.close?.()));
@@ -84,10 +88,11 @@ export function recordCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
         try {
           const report = await revoke({ settings: ctx.settings, key, transports });
           ctx.out.result({ ok: true, ...report });
+          for (const warning of report.warnings) ctx.out.warn(warning);
           if (report.revoked.length === 0) ctx.out.line("Nothing to revoke: no live handoff in your record.");
           else
             ctx.out.line(
-              `Revoked ${report.revoked.join(", ")}: blob deleted, tombstone published (${report.summary}).`,
+              `Revoked ${report.revoked.map((r) => r.label).join("; ")}: ${report.revoked.length === 1 ? "bundle deleted, tombstone" : "bundles deleted, tombstones"} published (${report.summary}).`,
             );
         } finally {
           await Promise.all(transports.map((t) => t.close?.()));

@@ -1,15 +1,16 @@
 import { readFile } from "node:fs/promises";
-import path from "node:path";
 import type { BlobStore, ObjectInfo } from "../../storage-adapters/blob-store.js";
 import type { Settings } from "../config.js";
 import type { UserKey } from "../crypto/keys.js";
 import { NotFoundError } from "../errors.js";
+import { forgetHandoffs, readLedger } from "../handoff-ledger.js";
 import { withLock } from "../lock.js";
 import { describeError } from "../pointer/abort.js";
-import { verifyPayload } from "../pointer/packet.js";
-import { openSlots, type PointerPayload } from "../pointer/record.js";
+import { type VerifiedPacket, verifyPayload } from "../pointer/packet.js";
+import { forgetSlots, openSlots, type PointerPayload } from "../pointer/record.js";
 import { resolveNewest } from "../pointer/resolver.js";
 import type { PointerTransport } from "../pointer/transport.js";
+import { lastRecordFile } from "../publish.js";
 import { storeLayout } from "../store-layout.js";
 import { applyPolicy, type KeepPolicy, type KeepReason } from "./policy.js";
 import { mapPool } from "./pool.js";
@@ -21,7 +22,8 @@ import { BackupStateFile } from "./state.js";
  * blobs nothing kept needs. A blob is deleted only when all of this holds:
  *
  * - it is ours: named by a snapshot being removed, or uploaded by this machine
- *   (a run cut short), or an expired handoff of ours (`--expired`), or, with
+ *   (a run cut short), or an expired handoff of ours (`--expired`: named by an
+ *   expired slot of the record or by this machine's handoff ledger), or, with
  *   `--unreferenced`, anything in `blobs/` (only for a store no one else uses:
  *   blob names do not say whose they are);
  * - no kept snapshot names it, and this machine's backup state does not;
@@ -102,14 +104,19 @@ async function pruneLocked(options: PruneOptions): Promise<PruneResult> {
   for (const { id } of policy.keep) for (const entry of snapshots.get(id)!.sessions) needed.add(entry.blob.key);
   for (const saved of Object.values(state.sessions)) needed.add(saved.entry.blob.key);
 
-  const slots = await ownerSlots(options, warnings);
+  // Handoffs share blobs/: what the record's slots and this machine's handoff ledger
+  // (which remembers them after the record has forgotten an expired slot) say about them.
+  const handoffs = [
+    ...(await ownerSlots(options, warnings)).flatMap((slot) =>
+      slot.kind === "handoff" && slot.blob ? [{ key: slot.blob.key, expires: slot.expires }] : [],
+    ),
+    ...(await readLedger(settings.home, key.z32)),
+  ];
   const live = new Set<string>();
-  const expired = new Set<string>();
-  for (const slot of slots) {
-    if (slot.kind !== "handoff" || !slot.blob) continue;
-    if (slot.expires !== undefined && slot.expires * 1000 < now) expired.add(slot.blob.key);
-    else live.add(slot.blob.key);
+  for (const handoff of handoffs) {
+    if (handoff.expires === undefined || handoff.expires * 1000 >= now) live.add(handoff.key);
   }
+  const expired = new Set(handoffs.map((handoff) => handoff.key).filter((blobKey) => !live.has(blobKey)));
 
   const inStore = new Map<string, ObjectInfo>();
   for await (const object of store.list(storeLayout.blobsPrefix)) inStore.set(object.key, object);
@@ -157,6 +164,8 @@ async function pruneLocked(options: PruneOptions): Promise<PruneResult> {
     const deleted = await mapPool(doomed, 8, (info) => store.delete(info.key));
     const failed = doomed.filter((_, index) => deleted[index]!.status === "rejected");
     for (const info of failed) warnings.push(`could not delete ${info.key}; the next prune tries again`);
+    const gone = doomed.filter((info) => !failed.includes(info) && expired.has(info.key)).map((info) => info.key);
+    if (gone.length > 0) await forgetHandoffs(settings.home, key.z32, gone);
     state.uploaded = [...pending, ...failed.map((info) => info.key)];
     await stateFile.save();
   }
@@ -190,27 +199,30 @@ async function ownerSlots(options: PruneOptions, warnings: string[]): Promise<Po
     if (!(err instanceof NotFoundError)) throw err;
   }
   try {
-    packets.push(await readFile(path.join(settings.home, "state", `record-${key.z32}.bin`)));
+    packets.push(await readFile(lastRecordFile(settings.home, key.z32)));
   } catch {
     // never published from here
   }
   const payloads: PointerPayload[] = [];
+  const read = async (verified: VerifiedPacket) => {
+    const slots = await openSlots(verified, key.z32, identities);
+    forgetSlots(slots);
+    payloads.push(...slots.map((slot) => slot.payload));
+  };
   for (const bytes of packets) {
     try {
-      payloads.push(
-        ...(await openSlots(verifyPayload(key.publicKey, bytes), key.z32, identities)).map((s) => s.payload),
-      );
+      await read(verifyPayload(key.publicKey, bytes));
     } catch (err) {
       warnings.push(`ignored a record that does not verify: ${describeError(err)}`);
     }
   }
   if (options.transports.length > 0) {
     try {
-      const resolved = await resolveNewest(options.transports, key.publicKey, { home: settings.home });
-      payloads.push(...(await openSlots(resolved.payload, key.z32, identities)).map((s) => s.payload));
+      await read((await resolveNewest(options.transports, key.publicKey, { home: settings.home })).payload);
     } catch (err) {
-      if (!(err instanceof NotFoundError))
+      if (!(err instanceof NotFoundError)) {
         warnings.push(`could not read your record on the network: ${describeError(err)}`);
+      }
     }
   }
   return payloads;

@@ -1,9 +1,9 @@
 import type { Settings } from "../config.js";
 import type { UserKey } from "../crypto/keys.js";
-import { openSlots } from "../pointer/record.js";
+import { forgetSlots, openSlots, type PointerPayload, sealPayload } from "../pointer/record.js";
 import { resolveNewest } from "../pointer/resolver.js";
 import type { PointerTransport } from "../pointer/transport.js";
-import { type PublishRecordReport, publishRecord } from "../publish.js";
+import { type PublishRecordReport, publishRecord, resolveCurrent } from "../publish.js";
 
 /**
  * The owner's record can point at the latest backup snapshot: a slot of kind
@@ -11,15 +11,21 @@ import { type PublishRecordReport, publishRecord } from "../publish.js";
  * alone. A new laptop with only the identity resolves its own record, finds
  * the store there and restores everything.
  *
- * The slot has its own name, so a push does not replace it, but a record has
- * 1000 bytes: a handoff slot and this one rarely fit together. A push drops it
- * (the handoff is what someone waits for now), and `backup --publish` never
- * drops a live handoff to make room: it defers until the handoff expires.
- * Meanwhile a new laptop still finds the store through the handoff's own store
- * URL when backups live there too (locate.ts).
+ * The slot has its own name, so a push does not replace it; but a record has
+ * 1000 bytes, and several handoffs (to people, with presigned links) can fill
+ * it. A push may then drop this slot (the handoff is what someone waits for
+ * now), and `backup --publish` never drops a live handoff to make room: it
+ * defers until the handoffs expire. Meanwhile a new laptop still finds the
+ * store through a handoff's own store URL when backups live there too
+ * (locate.ts).
  */
 
 export const SNAPSHOT_SLOT = "backup";
+
+export type SnapshotSlotOutcome =
+  | { status: "published"; report: PublishRecordReport }
+  /** The record is full with live handoffs; the next `backup --publish` after they expire publishes. */
+  | { status: "deferred"; reason: string };
 
 export async function publishSnapshotSlot(options: {
   settings: Settings;
@@ -27,25 +33,34 @@ export async function publishSnapshotSlot(options: {
   storeUrl: string;
   snapshot: string;
   transports: PointerTransport[];
-}): Promise<PublishRecordReport> {
-  return publishRecord({
-    settings: options.settings,
-    key: options.key,
-    payload: {
-      v: 1,
-      pub: options.key.z32,
-      slot: SNAPSHOT_SLOT,
-      kind: "snapshot",
-      created: Math.floor(Date.now() / 1000),
-      snapshot: options.snapshot,
-      store: options.storeUrl,
-    },
-    transports: options.transports,
-    dryRun: false,
-    // The pointer to backups yields to live handoffs: a pull on another machine is
-    // waiting for those now; the next `backup --publish` after they expire puts it back.
-    keep: (slot) => slot.kind === "handoff",
-  });
+}): Promise<SnapshotSlotOutcome> {
+  const { settings, key, transports } = options;
+  const payload: PointerPayload = {
+    v: 1,
+    pub: key.z32,
+    slot: SNAPSHOT_SLOT,
+    kind: "snapshot",
+    created: Math.floor(Date.now() / 1000),
+    snapshot: options.snapshot,
+    store: options.storeUrl,
+  };
+  const slots = [{ payload, sealed: await sealPayload(payload, [key.ageRecipient()]) }];
+  // Another machine of ours may have pushed since: its handoffs count too.
+  const current = await resolveCurrent(transports, key, settings.home);
+  const plan = await publishRecord({ settings, key, slots, current, transports: [], dryRun: true });
+  // The pointer to backups yields to live handoffs: a pull elsewhere is waiting for those now.
+  const evicted = plan.dropped.filter((slot) => slot.kind === "handoff");
+  if (evicted.length > 0) {
+    return {
+      status: "deferred",
+      reason:
+        "the record has no room for it without dropping a live handoff; it goes in once those expire or are revoked",
+    };
+  }
+  return {
+    status: "published",
+    report: await publishRecord({ settings, key, slots, current, transports, dryRun: false }),
+  };
 }
 
 export interface RecordStores {
@@ -65,7 +80,9 @@ export async function resolveRecordStores(options: {
 }): Promise<RecordStores> {
   const { key } = options;
   const resolved = await resolveNewest(options.transports, key.publicKey, { home: options.settings.home });
-  const payloads = (await openSlots(resolved.payload, key.z32, [key.ageIdentity()])).map((slot) => slot.payload);
+  const opened = await openSlots(resolved.payload, key.z32, [key.ageIdentity()]);
+  forgetSlots(opened);
+  const payloads = opened.map((slot) => slot.payload);
   const newest = payloads
     .filter((payload) => payload.kind === "snapshot" && payload.store && payload.snapshot)
     .sort((a, b) => b.created - a.created)[0];

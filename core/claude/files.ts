@@ -1,7 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { copyFile, type FileHandle, mkdir, open, rename, rm } from "node:fs/promises";
+import { copyFile, type FileHandle, link, mkdir, open, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
+import { errnoCode } from "../errors.js";
 import type { Remapper } from "./remap.js";
 
 /** File helpers for restoring: streamed comparison, streamed line rewriting, atomic writes. */
@@ -84,8 +85,13 @@ export async function backupFile(file: string, backupDir: string, relative: stri
 }
 
 /** Write a small file atomically: temp file in the same folder, fsync, rename. */
-export async function writeFileAtomic(file: string, content: string | Uint8Array, mode = 0o600): Promise<void> {
-  await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+export async function writeFileAtomic(
+  file: string,
+  content: string | Uint8Array,
+  mode = 0o600,
+  options: { exclusive?: boolean } = {},
+): Promise<void> {
+  if (!options.exclusive) await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
   const tmp = `${file}.${randomBytes(6).toString("hex")}.tmp`;
   try {
     const handle = await open(tmp, "wx", mode);
@@ -94,6 +100,23 @@ export async function writeFileAtomic(file: string, content: string | Uint8Array
       await handle.sync();
     } finally {
       await handle.close();
+    }
+    if (options.exclusive) {
+      // link() fails with EEXIST instead of replacing: a key export never overwrites a file.
+      await link(tmp, file).catch(async (err) => {
+        if (errnoCode(err) !== "EPERM" && errnoCode(err) !== "ENOTSUP") throw err;
+        // No hard links here (FAT/exFAT USB sticks): check, then rename.
+        if (
+          await stat(file).then(
+            () => true,
+            () => false,
+          )
+        )
+          throw Object.assign(new Error("exists"), { code: "EEXIST" });
+        await rename(tmp, file);
+      });
+      await rm(tmp, { force: true });
+      return;
     }
     await rename(tmp, file);
   } catch (err) {

@@ -102,7 +102,9 @@ export async function restoreSession(options: RestoreOptions): Promise<RestoreRe
       plans.map((file) => file.path.slice("claude/plans/".length)),
     );
     sessionId = fork.newId;
-    for (const file of jsonl) {
+    // The fork's prompt-history lines carry its new id too (the journal appends them as they are).
+    const historyFile = session.files.filter((file) => file.path === "claude/history.jsonl");
+    for (const file of [...jsonl, ...historyFile]) {
       const target = `${staged(file.path)}.forked`;
       await remapFile(prepared.get(file.path)!, target, fork.rewriter);
       prepared.set(file.path, target);

@@ -53,10 +53,13 @@ export function isEncryptedIdentity(bytes: Uint8Array): boolean {
 export async function identityFileBytes(key: UserKey, passphrase: string | undefined): Promise<Uint8Array> {
   const text = Buffer.from(encodeIdentityText(key));
   if (passphrase === undefined) return text;
+  // JS strings cannot be wiped; the bytes derived from them can.
+  const secret = Buffer.from(passphrase, "utf8");
   try {
-    return await encrypt(text, [new ScryptRecipient(Buffer.from(passphrase, "utf8"), SCRYPT_LOG_N)]);
+    return await encrypt(text, [new ScryptRecipient(secret, SCRYPT_LOG_N)]);
   } finally {
     text.fill(0);
+    secret.fill(0);
   }
 }
 
@@ -68,15 +71,17 @@ export async function openIdentityBytes(
 ): Promise<{ key: UserKey; encrypted: boolean }> {
   if (!isEncryptedIdentity(bytes))
     return { key: decodeIdentityText(Buffer.from(bytes).toString("utf8")), encrypted: false };
-  const passphrase = await getPassphrase();
+  const secret = Buffer.from(await getPassphrase(), "utf8");
   let plain: Uint8Array;
   try {
-    plain = await decrypt(bytes, [new ScryptIdentity(Buffer.from(passphrase, "utf8"))]);
+    plain = await decrypt(bytes, [new ScryptIdentity(secret)]);
   } catch (err) {
     throw new IntegrityError(`wrong passphrase for ${where}`, {
       hint: "check CCBUNDLE_PASSPHRASE / --passphrase-file, or type it again",
       cause: err,
     });
+  } finally {
+    secret.fill(0);
   }
   try {
     return { key: decodeIdentityText(Buffer.from(plain).toString("utf8")), encrypted: true };

@@ -1,6 +1,8 @@
-import type { Packet, TxtAnswer } from "dns-packet";
+import { ed25519 } from "@noble/curves/ed25519.js";
+import dnsPacket, { type TxtAnswer } from "dns-packet";
 import SignedPacket from "pkarr/lib/signed_packet.js";
-import { generateKeyPair } from "pkarr/lib/tools.js";
+import { encodeSigData, generateKeyPair } from "pkarr/lib/tools.js";
+import z32 from "z32";
 import { CcbError, IntegrityError } from "../errors.js";
 import type { RelayPayload } from "./transport.js";
 
@@ -8,7 +10,8 @@ import type { RelayPayload } from "./transport.js";
  * PKARR signed packets: a DNS packet of TXT records, signed with the user's
  * ed25519 key as a BEP44 mutable item (seq = timestamp in µs). We use pkarr's
  * SignedPacket for the signing/verifying and dns-packet encoding, and add what
- * ccbundle needs: binary TXT payloads split into 255-byte character-strings.
+ * ccbundle needs: binary TXT payloads split into 255-byte character-strings,
+ * and repeated names compressed (see encodeCompressed).
  */
 
 /** The most DNS bytes a BEP44 `v` (and so a pkarr packet) may hold. */
@@ -29,14 +32,13 @@ export interface TxtEntry {
  * DHT node or relay would take it.
  */
 export function signPacket(seed: Uint8Array, entries: TxtEntry[], timestampMicros: number): RelayPayload {
-  const payload = buildPacket(seed, entries, timestampMicros);
-  if (payload.dns.length > MAX_DNS_BYTES) throw tooLarge(payload.dns.length);
-  return payload;
+  return buildPacket(seed, entries, timestampMicros);
 }
 
 /** Size of the DNS part a set of entries would sign to, to check the 1000-byte budget before publishing. */
 export function dnsSize(entries: TxtEntry[]): number {
-  return buildPacket(new Uint8Array(32), entries, 1).dns.length;
+  // Every key's z32 has 52 characters, so any key gives the same size.
+  return encodeCompressed(SIZE_ORIGIN, entries).length;
 }
 
 /** Throw the same CcbError signPacket would when `entries` do not fit in MAX_DNS_BYTES (or a smaller `limit`). */
@@ -51,29 +53,76 @@ function tooLarge(size: number, limit: number = MAX_DNS_BYTES): CcbError {
   });
 }
 
+const SIZE_ORIGIN = "y".repeat(52);
+
 function buildPacket(seed: Uint8Array, entries: TxtEntry[], timestampMicros: number): RelayPayload {
   if (!Number.isSafeInteger(timestampMicros) || timestampMicros <= 0) {
     throw new CcbError(`invalid record timestamp: ${timestampMicros}`);
   }
   const keypair = generateKeyPair(seed);
-  const packet: Packet = {
-    type: "response",
-    id: 0,
-    flags: 1 << 10, // AA, as pkarr's reference client sets
-    answers: entries.map(
-      (entry): TxtAnswer => ({
-        type: "TXT",
-        class: "IN",
-        name: entry.name,
-        ttl: entry.ttl ?? 300,
-        data: splitCharacterStrings(entry.data),
-      }),
-    ),
-  };
-  // pkarr types `timestamp` as object; at run time it is the µs number.
-  const signed = SignedPacket.fromPacket(keypair, packet, { timestamp: timestampMicros as unknown as object });
-  keypair.secretKey.fill(0);
-  return toPayload(signed);
+  try {
+    const dns = encodeCompressed(z32.encode(keypair.publicKey), entries);
+    if (dns.length > MAX_DNS_BYTES) throw tooLarge(dns.length);
+    const signable = encodeSigData({ seq: timestampMicros, v: dns });
+    const bytes = Buffer.alloc(72 + dns.length);
+    bytes.set(ed25519.sign(signable, seed), 0);
+    bytes.writeBigUInt64BE(BigInt(timestampMicros), 64);
+    bytes.set(dns, 72);
+    // Parse it back with pkarr: the same check every reader makes, so we never publish what they would refuse.
+    return toPayload(SignedPacket.fromBytes(keypair.publicKey, bytes));
+  } finally {
+    keypair.secretKey.fill(0);
+  }
+}
+
+/**
+ * The DNS message of a record, with RFC 1035 name compression: every answer
+ * after the first with the same owner name points back at it (2 bytes instead
+ * of `_ccbundle.<52-character key>`, 64 bytes). pkarr-js's own encoder does not
+ * compress, which would cost 62 of the 1000 bytes for every extra slot; Rust
+ * pkarr compresses the same way, and every pkarr parser reads it.
+ */
+function encodeCompressed(origin: string, entries: TxtEntry[]): Buffer {
+  const header = dnsPacket.encode({ type: "response", id: 0, flags: 1 << 10, answers: [] }); // AA, as pkarr sets
+  header.writeUInt16BE(entries.length, 6); // ANCOUNT
+  const parts: Buffer[] = [header];
+  const nameOffsets = new Map<string, number>();
+  let offset = header.length;
+  for (const entry of entries) {
+    const name = normalizeName(origin, entry.name);
+    const answer: TxtAnswer = {
+      type: "TXT",
+      class: "IN",
+      name,
+      ttl: entry.ttl ?? 300,
+      data: splitCharacterStrings(entry.data),
+    };
+    // A one-answer message, minus its 12-byte header, is exactly that answer uncompressed.
+    let bytes = dnsPacket.encode({ type: "response", id: 0, answers: [answer] }).subarray(12);
+    const earlier = nameOffsets.get(name);
+    if (earlier !== undefined && earlier < 0x3fff) {
+      const pointer = Buffer.from([0xc0 | (earlier >> 8), earlier & 0xff]);
+      bytes = Buffer.concat([pointer, bytes.subarray(encodedNameLength(name))]);
+    } else {
+      nameOffsets.set(name, offset);
+    }
+    parts.push(bytes);
+    offset += bytes.length;
+  }
+  return Buffer.concat(parts);
+}
+
+/** As pkarr's SignedPacket normalises names: relative to the key, `@` for the key itself. */
+function normalizeName(origin: string, input: string): string {
+  const name = input.endsWith(".") ? input.slice(0, -1) : input;
+  const last = name.split(".").at(-1);
+  if (last === origin) return name;
+  if (last === "@" || last === "") return origin;
+  return `${name}.${origin}`;
+}
+
+function encodedNameLength(name: string): number {
+  return name.split(".").reduce((sum, label) => sum + 1 + Buffer.byteLength(label), 0) + 1;
 }
 
 /**

@@ -1,4 +1,5 @@
 import { ed25519 } from "@noble/curves/ed25519.js";
+import { decodeBase32, encodeBase32 } from "../base32.js";
 import { UsageError } from "../errors.js";
 
 /**
@@ -10,44 +11,17 @@ import { UsageError } from "../errors.js";
  * re-encoding the bytes.
  */
 const ALPHABET = "ybndrfg8ejkmcpqxot1uwisza345h769";
-const REVERSE = new Map<string, number>([...ALPHABET].map((char, index) => [char, index]));
 
 /** Length of a z32-encoded ed25519 public key. */
 export const Z32_KEY_LENGTH = 52;
 
 export function z32Encode(bytes: Uint8Array): string {
-  let out = "";
-  let bits = 0;
-  let value = 0;
-  for (const byte of bytes) {
-    value = ((value << 8) | byte) & 0xffff;
-    bits += 8;
-    while (bits >= 5) {
-      out += ALPHABET[(value >>> (bits - 5)) & 31];
-      bits -= 5;
-    }
-  }
-  if (bits > 0) out += ALPHABET[(value << (5 - bits)) & 31];
-  return out;
+  return encodeBase32(bytes, ALPHABET);
 }
 
 /** Decode z-base-32; undefined on a character outside the alphabet. Padding bits are ignored. */
 export function z32DecodeLoose(text: string): Uint8Array | undefined {
-  const out = new Uint8Array(Math.floor((text.length * 5) / 8));
-  let bits = 0;
-  let value = 0;
-  let index = 0;
-  for (const char of text) {
-    const quintet = REVERSE.get(char);
-    if (quintet === undefined) return undefined;
-    value = ((value << 5) | quintet) & 0xffff;
-    bits += 5;
-    if (bits >= 8) {
-      out[index++] = (value >>> (bits - 8)) & 0xff;
-      bits -= 8;
-    }
-  }
-  return out;
+  return decodeBase32(text, ALPHABET);
 }
 
 /**

@@ -20,6 +20,8 @@ export interface TestRelay {
   mode: RelayMode;
   /** Every request seen, in order. */
   requests: Array<{ method: string; path: string }>;
+  /** The body of every PUT, in order (for leak checks: every byte published here). */
+  putBodies: Uint8Array[];
   /** Serve these bytes for a key without checking them (forged / replayed records). */
   inject(publicKey: Uint8Array, bytes: Uint8Array): void;
   /** Forget everything stored for a key. */
@@ -47,6 +49,7 @@ export async function startRelay(options: TestRelayOptions = {}): Promise<TestRe
     url: "",
     mode: options.mode ?? "normal",
     requests: [],
+    putBodies: [],
     inject(publicKey, bytes) {
       const timestamp = bytes.length >= 72 ? Number(Buffer.from(bytes).readBigUInt64BE(64)) : 0;
       records.set(encodePublicKey(publicKey), { bytes, timestamp });
@@ -81,6 +84,7 @@ export async function startRelay(options: TestRelayOptions = {}): Promise<TestRe
 
     if (request.method === "PUT") {
       if (body === undefined) return send(response, 400, "payload too large");
+      relay.putBodies.push(body);
       let timestamp: number;
       try {
         timestamp = verifyPayload(publicKey, body).timestamp;

@@ -21,9 +21,7 @@ export function generateFileKey(): Buffer {
 
 /** Encrypt a file key under a single-use wrap key. */
 export function sealFileKey(wrapKey: Uint8Array, fileKey: Uint8Array): Buffer {
-  const c = createCipheriv("chacha20-poly1305", wrapKey, ZERO_NONCE, { authTagLength: TAG_SIZE });
-  const body = Buffer.concat([c.update(fileKey), c.final(), c.getAuthTag()]);
-  return body;
+  return sealOnce(wrapKey, fileKey);
 }
 
 /**
@@ -32,16 +30,30 @@ export function sealFileKey(wrapKey: Uint8Array, fileKey: Uint8Array): Buffer {
  * spec requires, so this never sees a body of the wrong size.
  */
 export function openFileKey(wrapKey: Uint8Array, body: Uint8Array): Buffer | undefined {
-  const d = createDecipheriv("chacha20-poly1305", wrapKey, ZERO_NONCE, { authTagLength: TAG_SIZE });
-  d.setAuthTag(body.subarray(body.length - TAG_SIZE));
-  const key = d.update(body.subarray(0, body.length - TAG_SIZE));
+  return openOnce(wrapKey, body);
+}
+
+/** ChaCha20-Poly1305 under a key used exactly once (so the all-zero nonce), with optional associated data. */
+export function sealOnce(key: Uint8Array, plaintext: Uint8Array, aad?: Uint8Array): Buffer {
+  const c = createCipheriv("chacha20-poly1305", key, ZERO_NONCE, { authTagLength: TAG_SIZE });
+  if (aad) c.setAAD(aad, { plaintextLength: plaintext.length });
+  return Buffer.concat([c.update(plaintext), c.final(), c.getAuthTag()]);
+}
+
+/** Open what sealOnce sealed; undefined when the tag does not verify (wrong key, altered bytes or AAD). */
+export function openOnce(key: Uint8Array, sealed: Uint8Array, aad?: Uint8Array): Buffer | undefined {
+  if (sealed.length < TAG_SIZE) return undefined;
+  const d = createDecipheriv("chacha20-poly1305", key, ZERO_NONCE, { authTagLength: TAG_SIZE });
+  if (aad) d.setAAD(aad, { plaintextLength: sealed.length - TAG_SIZE });
+  d.setAuthTag(sealed.subarray(sealed.length - TAG_SIZE));
+  const plain = d.update(sealed.subarray(0, sealed.length - TAG_SIZE));
   try {
     d.final();
   } catch {
-    key.fill(0);
+    plain.fill(0);
     return undefined;
   }
-  return key;
+  return plain;
 }
 
 export function isAllZero(b: Uint8Array): boolean {

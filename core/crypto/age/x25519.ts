@@ -79,19 +79,8 @@ export class X25519Recipient implements Recipient {
   }
 
   wrapFileKey(fileKey: Uint8Array): Stanza[] {
-    const eph = generateKeyPairSync("x25519");
-    const share = rawPublicKey(eph.publicKey);
-    const shared = x25519(eph.privateKey, this.#key);
-    if (shared === undefined) {
-      throw new UsageError("the recipient is not a valid X25519 public key (low-order point)", {
-        hint: "check the recipient key; it cannot receive encrypted files",
-      });
-    }
-    const wrapKey = hkdf(shared, Buffer.concat([share, this.publicKey]), INFO);
-    const body = sealFileKey(wrapKey, fileKey);
-    shared.fill(0);
-    wrapKey.fill(0);
-    return [{ type: "X25519", args: [b64encode(share)], body }];
+    // A fresh ephemeral key per stanza, as age does.
+    return wrapFileKeySharedEphemeral([this], fileKey, this.#key);
   }
 }
 
@@ -194,4 +183,35 @@ export function parseIdentityFile(text: string): X25519Identity[] {
     });
   }
   return ids;
+}
+
+/**
+ * X25519 stanzas for several recipients that share one ephemeral key: each
+ * stanza is exactly what X25519Recipient makes (wrap key = HKDF(X25519(e, R),
+ * share || R)), so any X25519Identity opens its own, but the share is the same
+ * in all of them. Record slots use this to store the 32-byte share once
+ * (slot-seal.ts): the recipient's key in the HKDF salt keeps every wrap key
+ * distinct, as in multi-recipient ECIES. Files keep a fresh share per stanza.
+ */
+export function wrapFileKeySharedEphemeral(
+  recipients: readonly X25519Recipient[],
+  fileKey: Uint8Array,
+  /** The KeyObject of a single recipient, when the caller holds it already. */
+  keyObject?: KeyObject,
+): Stanza[] {
+  const eph = generateKeyPairSync("x25519");
+  const share = rawPublicKey(eph.publicKey);
+  return recipients.map((recipient) => {
+    const shared = x25519(eph.privateKey, keyObject ?? publicKeyObject(recipient.publicKey));
+    if (shared === undefined) {
+      throw new UsageError("the recipient is not a valid X25519 public key (low-order point)", {
+        hint: "check the recipient key; it cannot receive encrypted files",
+      });
+    }
+    const wrapKey = hkdf(shared, Buffer.concat([share, recipient.publicKey]), INFO);
+    const body = sealFileKey(wrapKey, fileKey);
+    shared.fill(0);
+    wrapKey.fill(0);
+    return { type: "X25519", args: [b64encode(share)], body };
+  });
 }
