@@ -200,10 +200,10 @@ function decodeBlob(
   };
 }
 
-/** A key inside ccbundle's part of a store: no `.`/`..`/empty segments, no backslash or control characters. */
+/** A store-relative key: no `.`/`..`/empty segments, no backslash or control characters. */
 function isStoreKey(key: string): boolean {
   return (
-    key.startsWith("ccbundle/v1/") &&
+    key.length > 0 &&
     !key.includes("\\") &&
     !/[\u0000-\u001f]/.test(key) &&
     key.split("/").every((part) => part !== "" && part !== "." && part !== "..")

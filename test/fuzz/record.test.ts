@@ -4,7 +4,8 @@ import { describe, expect, it } from "vitest";
 import { encrypt } from "../../core/crypto/age/index.js";
 import { UserKey } from "../../core/crypto/keys.js";
 import { signPacket, txtRecords, verifyPayload } from "../../core/pointer/packet.js";
-import { openSlots, parsePayload, RECORD_NAME, sealPayload } from "../../core/pointer/record.js";
+import { decodePayload, encodePayload } from "../../core/pointer/payload-codec.js";
+import { openSlots, type PointerPayload, RECORD_NAME, sealPayload } from "../../core/pointer/record.js";
 import { fuzzRuns, fuzzTimeout, onlyTyped } from "./runs.js";
 
 /**
@@ -122,33 +123,42 @@ describe("fuzz: record decoder", () => {
   );
 
   it(
-    "any JSON (or not) in a slot: parsePayload accepts only well-formed payloads",
+    "any bytes in a slot: decodePayload accepts only well-formed payloads",
     async () => {
-      const field = fc.oneof(fc.jsonValue({ maxDepth: 2 }), fc.constant(undefined));
-      const keys = Object.keys(validPayload) as (keyof typeof validPayload)[];
+      // Real encodings with bytes flipped, cut or appended, and plain junk.
+      const valid = encodePayload(validPayload as PointerPayload);
+      const mutated = fc
+        .tuple(
+          fc.nat({ max: valid.length - 1 }),
+          fc.integer({ min: 1, max: 255 }),
+          fc.nat({ max: 3 }),
+          fc.uint8Array({ maxLength: 8 }),
+        )
+        .map(([at, xor, how, extra]) => {
+          const bytes = Buffer.from(valid);
+          if (how === 0) bytes[at]! ^= xor;
+          if (how === 1) return bytes.subarray(0, at);
+          if (how === 2) return Buffer.concat([bytes, extra]);
+          if (how === 3) return Buffer.concat([bytes.subarray(0, at), extra, bytes.subarray(at)]);
+          return bytes;
+        });
       await fc.assert(
         fc.property(
           fc.oneof(
-            fc.jsonValue({ maxDepth: 3 }).map((v) => JSON.stringify(v) ?? ""),
-            fc.string(),
-            fc
-              .tuple(fc.constantFrom(...keys), field)
-              .map(([key, value]) => JSON.stringify({ ...validPayload, [key]: value })),
-            fc
-              .tuple(fc.constantFrom(...Object.keys(validPayload.blob)), field)
-              .map(([key, value]) => JSON.stringify({ ...validPayload, blob: { ...validPayload.blob, [key]: value } })),
+            mutated,
+            fc.uint8Array({ maxLength: 300 }).map((b) => Buffer.from(b)),
           ),
-          (text) => {
-            let parsed: ReturnType<typeof parsePayload> | undefined;
+          (bytes) => {
+            let parsed: PointerPayload | undefined;
             try {
-              parsed = parsePayload(Buffer.from(text));
+              parsed = decodePayload(bytes, publisher.z32, "C".repeat(43));
             } catch (err) {
               return void onlyTyped(() => {
                 throw err;
               });
             }
             // What passes is something the rest of pull can use without more checks.
-            expect(parsed.v).toBe(1);
+            expect(parsed.pub).toBe(publisher.z32);
             expect(["handoff", "snapshot", "tombstone"]).toContain(parsed.kind);
             expect(Number.isSafeInteger(parsed.created)).toBe(true);
             if (parsed.kind === "handoff") expect(parsed.blob).toBeDefined();
