@@ -289,7 +289,10 @@ async function incrementalRows(): Promise<void> {
         ? corpus
         : ensureCorpus({ root: path.join(work, "corpus-2x"), seed: 2, sessions: 600, totalBytes: 600 * MB });
     const bigEnv = machine(big.home, { CCBUNDLE_STORE: fresh(path.join(work, `incr-store-${scale}`)) });
-    cpSync(path.join(env.CCBUNDLE_HOME!, "identity"), path.join(bigEnv.CCBUNDLE_HOME!, "identity"));
+    // The 1× corpus is the one the identity was made in: nothing to copy there.
+    if (bigEnv.CCBUNDLE_HOME !== env.CCBUNDLE_HOME) {
+      cpSync(path.join(env.CCBUNDLE_HOME!, "identity"), path.join(bigEnv.CCBUNDLE_HOME!, "identity"));
+    }
     rmSync(path.join(bigEnv.CCBUNDLE_HOME!, "state"), { recursive: true, force: true });
     const first = await ccb(["backup", "--all"], bigEnv);
     const changed = big.sessions[0]!.transcript;
@@ -391,7 +394,10 @@ async function bigPushRows(): Promise<void> {
       projects: 1,
     });
     const bigEnv = machine(big.home, { CCBUNDLE_STORE: fresh(path.join(work, "big-store")) });
-    cpSync(path.join(env.CCBUNDLE_HOME!, "identity"), path.join(bigEnv.CCBUNDLE_HOME!, "identity"));
+    // The 1× corpus is the one the identity was made in: nothing to copy there.
+    if (bigEnv.CCBUNDLE_HOME !== env.CCBUNDLE_HOME) {
+      cpSync(path.join(env.CCBUNDLE_HOME!, "identity"), path.join(bigEnv.CCBUNDLE_HOME!, "identity"));
+    }
     const push = await ccb(["push", "--session", big.sessions[0]!.id], bigEnv);
     worst = Math.max(worst, push.rssMB);
     results.push(
