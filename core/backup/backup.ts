@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
 import os from "node:os";
 import type { BlobStore } from "../../storage-adapters/blob-store.js";
 import { bundleStream, HashCounter } from "../bundle/blob.js";
@@ -9,7 +10,7 @@ import { allSessions, findSession, folderForProject, type SessionRef, sessionsIn
 import type { Settings } from "../config.js";
 import type { Recipient } from "../crypto/age/index.js";
 import { parseRecipient, type UserKey } from "../crypto/keys.js";
-import { CcbError, describeFailure, type ExitCode, NotFoundError } from "../errors.js";
+import { CcbError, describeFailure, type ExitCode, errnoCode, NotFoundError } from "../errors.js";
 import { withLock } from "../lock.js";
 import { randomId, storeLayout } from "../store-layout.js";
 import { addFileStat, type Fingerprint, fingerprintSession, sameFingerprint, todoIndex } from "./fingerprint.js";
@@ -212,6 +213,9 @@ async function backupLocked(options: BackupOptions): Promise<BackupResult> {
       current.add(decision.stateKey);
       return;
     }
+    // Deleted while we read it (Claude Code's cleanup, /clear): gone, not failed; an
+    // earlier backup of it stays in the snapshot.
+    if (errnoCode(result.reason) === "ENOENT" && !existsSync(decision.ref.transcript)) return;
     failures.push({
       session: decision.ref.id,
       project: state.sessions[decision.stateKey]?.entry.project,
