@@ -14,6 +14,13 @@ import { Context, type GlobalArgs } from "../context.js";
 
 const DEFAULT_TTL = "24h";
 
+/** Which session, and who besides you can open it: push and export take the same. */
+const SESSION_OPTIONS = {
+  session: { type: "string", describe: "Session id or unique prefix (default: newest of --project)" },
+  project: { type: "string", describe: "Project directory (default: current directory)" },
+  to: { type: "string", array: true, describe: "Also readable by this z32 key or age1… recipient (repeatable)" },
+} as const;
+
 export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
   return cli
     .command(
@@ -21,13 +28,7 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
       "Send this project's latest session (or --session) to your store and publish a pointer",
       (y) =>
         y
-          .option("session", { type: "string", describe: "Session id or unique prefix (default: newest of --project)" })
-          .option("project", { type: "string", describe: "Project directory (default: current directory)" })
-          .option("to", {
-            type: "string",
-            array: true,
-            describe: "Also readable by this z32 key or age1… recipient (repeatable)",
-          })
+          .options(SESSION_OPTIONS)
           .option("ttl", { type: "string", default: DEFAULT_TTL, describe: "How long the handoff stays valid" })
           .option("burn", { type: "boolean", default: false, describe: "Delete after the first successful pull" })
           .option("pin", {
@@ -206,13 +207,7 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
       "Write a session bundle to a file (USB stick, mail)",
       (y) =>
         y
-          .option("session", { type: "string", describe: "Session id or unique prefix (default: newest of --project)" })
-          .option("project", { type: "string", describe: "Project directory (default: current directory)" })
-          .option("to", {
-            type: "string",
-            array: true,
-            describe: "Also readable by this z32 key or age1… recipient (repeatable)",
-          })
+          .options(SESSION_OPTIONS)
           .option("out", { type: "string", demandOption: true, describe: "The bundle file to write" }),
       async (args) => {
         const ctx = new Context(args);
