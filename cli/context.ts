@@ -77,6 +77,18 @@ export class Context {
     return openStore(this.settings.defaultStore);
   }
 
+  /** Run `fn` with the configured store and the transports over it, closing both afterwards. */
+  async withStoreAndTransports<T>(fn: (store: BlobStore, transports: PointerTransport[]) => Promise<T>): Promise<T> {
+    const store = await this.store();
+    const transports = await this.transports(store);
+    try {
+      return await fn(store, transports);
+    } finally {
+      await Promise.all(transports.map((t) => t.close?.()));
+      await store.close?.();
+    }
+  }
+
   /** DHT, relays and the store mirror, as configured. Loaded only by commands that publish or resolve. */
   async transports(store: BlobStore | undefined): Promise<PointerTransport[]> {
     const { transportsFor } = await import("../core/pointer/resolver.js");

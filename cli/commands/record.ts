@@ -61,18 +61,13 @@ export function recordCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
       async (args) => {
         const ctx = new Context(args);
         const key = await ctx.userKey();
-        const store = await ctx.store();
-        const transports = await ctx.transports(store);
         const { republish } = await import("../../core/manage.js");
-        try {
+        await ctx.withStoreAndTransports(async (_store, transports) => {
           const report = await republish({ settings: ctx.settings, key, transports });
           ctx.out.result({ ok: true, ...report });
           ctx.out.line(`Republished ${report.slots} slot(s), ${report.dnsBytes} bytes: ${report.summary}`);
           for (const failure of report.failures) ctx.out.warn(`not published: ${failure}`);
-        } finally {
-          await Promise.all(transports.map((t) => t.close?.()));
-          await store.close?.();
-        }
+        });
       },
     )
     .command(
@@ -82,10 +77,8 @@ export function recordCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
       async (args) => {
         const ctx = new Context(args);
         const key = await ctx.userKey();
-        const store = await ctx.store();
-        const transports = await ctx.transports(store);
         const { revoke } = await import("../../core/manage.js");
-        try {
+        await ctx.withStoreAndTransports(async (_store, transports) => {
           const report = await revoke({ settings: ctx.settings, key, transports });
           ctx.out.result({ ok: true, ...report });
           for (const warning of report.warnings) ctx.out.warn(warning);
@@ -94,10 +87,7 @@ export function recordCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
             ctx.out.line(
               `Revoked ${report.revoked.map((r) => r.label).join("; ")}: ${report.revoked.length === 1 ? "bundle deleted, tombstone" : "bundles deleted, tombstones"} published (${report.summary}).`,
             );
-        } finally {
-          await Promise.all(transports.map((t) => t.close?.()));
-          await store.close?.();
-        }
+        });
       },
     );
 }
