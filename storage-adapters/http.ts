@@ -1,6 +1,7 @@
-import { Readable, Transform } from "node:stream";
+import { Readable } from "node:stream";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
 import { CcbError, errnoCode, IntegrityError, NotFoundError } from "../core/errors.js";
+import { countedDownload } from "./download.js";
 
 /**
  * Plain HTTP(S) reads, for `ccbundle pull` of a blob through the presigned URL
@@ -51,27 +52,7 @@ export async function fetchUrlStream(url: string, options: FetchUrlOptions = {})
   const encoded = (response.headers.get("content-encoding") ?? "identity") !== "identity";
   const expected = !encoded && lengthHeader !== null && /^\d+$/.test(lengthHeader) ? Number(lengthHeader) : undefined;
   const body = Readable.fromWeb(response.body as WebReadableStream<Uint8Array>);
-  let done = 0;
-  const report = options.onProgress;
-  const out = new Transform({
-    highWaterMark: 1024 * 1024,
-    transform(chunk: Buffer, _encoding, cb) {
-      done += chunk.length;
-      report?.(done);
-      cb(null, chunk);
-    },
-    flush(cb) {
-      if (expected !== undefined && done !== expected) {
-        cb(
-          new CcbError(`download from ${shown} stopped after ${done} of ${expected} bytes`, 1, {
-            hint: "retry; check the network",
-          }),
-        );
-        return;
-      }
-      cb();
-    },
-  });
+  const out = countedDownload(expected, options.onProgress, `download from ${shown}`);
   body.on("error", (err) => {
     out.destroy(options.signal?.aborted ? asError(options.signal.reason) : networkError(err, shown));
   });

@@ -12,6 +12,7 @@ import { Upload } from "@aws-sdk/lib-storage";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import { CcbError, errnoCode, IntegrityError, NotFoundError, UsageError } from "../core/errors.js";
 import type { BlobStore, GetOptions, ObjectInfo, PutOptions, PutResult } from "./blob-store.js";
+import { countedDownload } from "./download.js";
 
 /** SigV4 presigned URLs are valid for at most 7 days; S3 and MinIO reject longer ones. */
 export const MAX_PRESIGN_SECONDS = 7 * 24 * 3600;
@@ -267,29 +268,7 @@ export class S3Store implements BlobStore {
       if (options.signal?.aborted) throw options.signal.reason;
       throw this.mapError(err, "download", key);
     }
-    let done = 0;
-    const report = options.onProgress;
-    const url = this.url;
-    const out = new Transform({
-      highWaterMark: 1 * MIB,
-      transform(chunk: Buffer, _encoding, cb) {
-        done += chunk.length;
-        report?.(done);
-        cb(null, chunk);
-      },
-      flush(cb) {
-        // A connection closed early can look like a clean end; never hand on a short object.
-        if (expected !== undefined && done !== expected) {
-          cb(
-            new CcbError(`download of ${key} from ${url} stopped after ${done} of ${expected} bytes`, 1, {
-              hint: "retry; check the network",
-            }),
-          );
-          return;
-        }
-        cb();
-      },
-    });
+    const out = countedDownload(expected, options.onProgress, `download of ${key} from ${this.url}`);
     body.on("error", (err) => out.destroy(this.mapError(err, "download", key)));
     out.once("close", () => {
       if (!body.readableEnded) body.destroy();
