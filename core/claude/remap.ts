@@ -19,7 +19,13 @@
  * single spaces inside a name (`My Documents`); it ends at whitespace that is
  * not between two name characters, a quote, `<>|?*:` or a JSON escape, so a
  * backslash after that (a regex `\d`, a second path) is never touched.
+ *
+ * Files are rewritten through `rewrite`, the same rewrite done on the bytes of
+ * many lines at once (remap-bytes.ts); `line` is the reference it must match.
  */
+
+import { isUtf8 } from "node:buffer";
+import { bytesCanMatch, createByteRewriter, startsInJsonString } from "./remap-bytes.js";
 
 export interface PathMapping {
   from: string;
@@ -29,6 +35,12 @@ export interface PathMapping {
 export interface Remapper {
   /** Rewrite one line (or any text of the form the remapper was made for). */
   line(text: string): string;
+  /**
+   * Rewrite UTF-8 bytes that end at a line end or the end of the text: the bytes of `line` applied to
+   * each line of their decoded text. Returns `bytes` itself when that changes nothing. Optional:
+   * without it, callers decode and go line by line.
+   */
+  rewrite?(bytes: Buffer): Buffer;
   /** True if the mapping changes nothing. */
   readonly identity: boolean;
 }
@@ -51,6 +63,7 @@ const ESCAPE_BEFORE: Record<TextForm, RegExp> = {
 };
 /** One component of the rest of a Windows path: name characters, single spaces inside. */
 const WINDOWS_NAME_CHAR = String.raw`[^\s\\"<>|?*:]`;
+const WINDOWS_NAME_CHAR_RE = new RegExp(WINDOWS_NAME_CHAR, "u");
 const WINDOWS_COMPONENT = `${WINDOWS_NAME_CHAR}+(?: ${WINDOWS_NAME_CHAR}+)*`;
 /** A Windows separator as it appears in each form (JSON doubles the backslash). */
 const WINDOWS_SEPARATOR: Record<TextForm, string> = { json: "\\\\", text: "\\" };
@@ -71,7 +84,7 @@ export function createRemapper(mappings: PathMapping[], form: TextForm = "json")
       if (!variants.has(needle)) variants.set(needle, variant);
     }
   }
-  if (variants.size === 0) return { identity: true, line: (text) => text };
+  if (variants.size === 0) return { identity: true, line: (text) => text, rewrite: (bytes) => bytes };
   // Longest first, so a project path wins over the home directory that contains it.
   const needles = [...variants.keys()].sort((a, b) => b.length - a.length);
   const separator = escapeRegExp(WINDOWS_SEPARATOR[form]);
@@ -95,33 +108,44 @@ export function createRemapper(mappings: PathMapping[], form: TextForm = "json")
   };
   // Fast pre-filter: a line that contains none of the needles is returned untouched.
   const firstChars = [...new Set(needles.map((needle) => needle.slice(0, Math.min(needle.length, 8))))];
-  return {
-    identity: false,
-    line(text: string): string {
-      if (!firstChars.some((prefix) => text.includes(prefix))) return text;
-      let out = "";
-      let copied = 0;
-      pattern.lastIndex = 0;
-      for (let match = pattern.exec(text); match; match = pattern.exec(text)) {
-        if (!startsPath(text, match.index)) {
-          pattern.lastIndex = match.index + 1;
-          continue;
-        }
-        const variant = variants.get(match[1]!)!;
-        const rest = match[2] ?? "";
-        out +=
-          text.slice(copied, match.index) +
-          variant.replacement +
-          (variant.toPosix ? rest.replace(separatorRun, "/") : rest);
-        copied = pattern.lastIndex;
+  const line = (text: string): string => {
+    if (!firstChars.some((prefix) => text.includes(prefix))) return text;
+    let out = "";
+    let copied = 0;
+    pattern.lastIndex = 0;
+    for (let match = pattern.exec(text); match; match = pattern.exec(text)) {
+      if (!startsPath(text, match.index)) {
+        pattern.lastIndex = match.index + 1;
+        continue;
       }
-      if (copied === 0) return text;
-      const rewritten = out + text.slice(copied);
-      // A rewrite must never break a line that parsed before.
-      if (form === "json" && !parses(rewritten) && parses(text)) return text;
-      return rewritten;
-    },
+      const variant = variants.get(match[1]!)!;
+      const rest = match[2] ?? "";
+      out +=
+        text.slice(copied, match.index) +
+        variant.replacement +
+        (variant.toPosix ? rest.replace(separatorRun, "/") : rest);
+      copied = pattern.lastIndex;
+    }
+    if (copied === 0) return text;
+    const rewritten = out + text.slice(copied);
+    // A rewrite must never break a line that parsed before.
+    if (form === "json" && !parses(rewritten) && parses(text)) return text;
+    return rewritten;
   };
+  if (!needles.every(bytesCanMatch)) return { identity: false, line };
+  const rewrite = createByteRewriter({
+    variants: needles.map((needle) => {
+      const { replacement, toPosix } = variants.get(needle)!;
+      const startsInString = startsInJsonString(needle);
+      return { needle: Buffer.from(needle), replacement: Buffer.from(replacement), toPosix, startsInString };
+    }),
+    form,
+    nameChar: NAME_CHAR_RE,
+    escapeBefore,
+    windowsNameChar: WINDOWS_NAME_CHAR_RE,
+    line,
+  });
+  return { identity: false, line, rewrite };
 }
 
 /** The forms a path takes in a file of the given form, each with its replacement. */
@@ -199,6 +223,8 @@ export function rewriteFormFor(bundlePath: string): TextForm | undefined {
 /** Apply a remapper to a whole JSONL buffer, line by line, keeping line endings. */
 export function remapJsonl(content: Buffer, remapper: Remapper): Buffer {
   if (remapper.identity) return content;
+  // Not valid UTF-8: decoded, and kept as it was (bad bytes and all) if no line changes.
+  if (remapper.rewrite && isUtf8(content)) return remapper.rewrite(content);
   const text = content.toString("utf8");
   const lines = text.split("\n");
   let changed = false;
