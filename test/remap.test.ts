@@ -1,5 +1,10 @@
-import { describe, expect, it } from "vitest";
-import { createRemapper, rewriteFormFor } from "../core/claude/remap.js";
+import { createReadStream, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { open } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { remapFile } from "../core/claude/files.js";
+import { createRemapper, type Remapper, rewriteFormFor } from "../core/claude/remap.js";
 
 const line = (value: unknown) => JSON.stringify(value);
 
@@ -205,5 +210,78 @@ describe("file:// links", () => {
     const r = createRemapper([{ from: "/home/al/app", to: "/home/bob/my app ü" }]);
     const input = line({ t: "[a](file:///home/al/app/x.ts) in /home/al/app/x.ts" });
     expect(JSON.parse(r.line(input)).t).toBe("[a](file:///home/bob/my%20app%20%C3%BC/x.ts) in /home/bob/my app ü/x.ts");
+  });
+});
+
+/** remapFile as it was before the byte fast path: streamed, decoded, line by line. The oracle for its bytes. */
+async function remapFileByLines(source: string, target: string, remapper: Remapper): Promise<void> {
+  const out = await open(target, "wx", 0o600);
+  try {
+    let carry = "";
+    for await (const chunk of createReadStream(source, { encoding: "utf8", highWaterMark: 1 << 20 })) {
+      const text = carry + (chunk as string);
+      const lastNewline = text.lastIndexOf("\n");
+      if (lastNewline < 0) {
+        carry = text;
+        continue;
+      }
+      carry = text.slice(lastNewline + 1);
+      const lines = text
+        .slice(0, lastNewline)
+        .split("\n")
+        .map((l) => remapper.line(l));
+      await out.write(`${lines.join("\n")}\n`);
+    }
+    if (carry) await out.write(remapper.line(carry));
+  } finally {
+    await out.close();
+  }
+}
+
+describe("remapFile", () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "ccbundle-remapfile-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const remapper = createRemapper([
+    { from: "/home/alice/work/app", to: "/Users/bob/code/my app ü" },
+    { from: "/home/alice", to: "/Users/bob" },
+  ]);
+  const lineOnly: Remapper = { identity: false, line: (text) => text.split("alice").join("carol") };
+  let n = 0;
+  const same = async (content: Buffer, r: Remapper = remapper) => {
+    const source = path.join(dir, `in-${++n}`);
+    writeFileSync(source, content);
+    await remapFile(source, `${source}.new`, r, { fsync: n % 2 === 0 });
+    await remapFileByLines(source, `${source}.old`, r);
+    expect(readFileSync(`${source}.new`).equals(readFileSync(`${source}.old`))).toBe(true);
+    return readFileSync(`${source}.new`);
+  };
+  const transcriptLine = (i: number) =>
+    line({
+      cwd: "/home/alice/work/app",
+      i,
+      message: {
+        content: [{ type: "tool_use", input: { command: `cd /home/alice/work/app && cat ~/x ${"é".repeat(i % 7)}` } }],
+      },
+      toolUseResult: { stdout: `/home/alice/.npmrc\n/home/alice/work/app/src/${i}.ts\n` },
+    });
+
+  it("writes the bytes the line-by-line rewrite wrote, across chunks, with or without a last newline", async () => {
+    const lines = Array.from({ length: 40_000 }, (_, i) => transcriptLine(i));
+    const out = await same(Buffer.from(`${lines.join("\n")}\n`));
+    expect(out.toString()).toContain('"cwd":"/Users/bob/code/my app ü"');
+    await same(Buffer.from(lines.slice(0, 100).join("\n")));
+    await same(Buffer.alloc(0));
+    await same(Buffer.from("\n\n/home/alice\n"));
+  });
+
+  it("handles a line longer than its read buffer", async () => {
+    const long = line({ cwd: "/home/alice", t: `${"x".repeat(5 << 20)} /home/alice/work/app/z` });
+    await same(Buffer.from(`${transcriptLine(1)}\n${long}\n${transcriptLine(2)}`));
+  });
+
+  it("decodes text that is not valid UTF-8 as before, and rewrites with a line-only remapper", async () => {
+    const good = Buffer.from(`${transcriptLine(1)}\n${transcriptLine(2)}\n`);
+    await same(Buffer.concat([good, Buffer.from([0xc3, 0x28, 0xff, 0x0a]), good]));
+    await same(good, lineOnly);
   });
 });

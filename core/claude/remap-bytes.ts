@@ -60,6 +60,8 @@ export interface ByteRewriterOptions {
   line: (text: string) => string;
 }
 
+/** The largest output buffer a rewriter keeps between calls. */
+const MAX_SCRATCH = 16 << 20;
 const NEWLINE = 0x0a;
 const BACKSLASH = 0x5c;
 const DOT = 0x2e;
@@ -103,6 +105,7 @@ export function createByteRewriter(options: ByteRewriterOptions): (bytes: Buffer
   const slotOf = keyOf.map((key) => keys.indexOf(key));
   const keyLength = keyOf.map((key) => needles[key]!.length);
 
+  let scratch: ByteSink | undefined;
   return (bytes: Buffer): Buffer => {
     if (!isUtf8(bytes)) return Buffer.from(bytes.toString().split("\n").map(line).join("\n"));
     const end = bytes.length;
@@ -137,11 +140,20 @@ export function createByteRewriter(options: ByteRewriterOptions): (bytes: Buffer
       else {
         let lead = at - 1;
         while (lead > 0 && lead > at - 4 && (bytes[lead]! & 0xc0) === 0x80) lead--;
-        name = nameChar.test(bytes.toString("utf8", lead, at));
+        // `line` looks at one UTF-16 unit: of a character beyond U+FFFF, a lone surrogate, never a name.
+        name = bytes[lead]! < 0xf0 && nameChar.test(bytes.toString("utf8", lead, at));
       }
       if (!name || !mayEndEscape(at)) return !name;
       // The escape and colour-code patterns end in ASCII; 32 bytes hold what 32 characters hold of them.
-      return escapeBefore.test(bytes.toString("latin1", Math.max(0, at - 32), at));
+      const window = Math.max(0, at - 32);
+      if (json && bytes[at - 2] === BACKSLASH) {
+        // `\n/home…` (a newline in tool output), most of the hits in a transcript: the pattern's
+        // first branch, without the regex. An odd run of backslashes (to the window start) escapes it.
+        let run = 1;
+        while (at - 2 - run >= window && bytes[at - 2 - run] === BACKSLASH) run++;
+        return run % 2 === 1;
+      }
+      return escapeBefore.test(bytes.toString("latin1", window, at));
     };
     /** What `escapeBefore` needs to end at `at`: `\` and one of `bfnrt` (JSON), or a colour code's `[`, digit or `;` and a letter. */
     const mayEndEscape = (at: number): boolean => {
@@ -204,7 +216,10 @@ export function createByteRewriter(options: ByteRewriterOptions): (bytes: Buffer
       }
       const needleEnd = at + variant.needle.length;
       const pathEnd = restEnd(needleEnd);
-      out ??= new ByteSink(end + (end >> 3) + 1024);
+      if (!out) {
+        out = scratch ?? new ByteSink(end + (end >> 3) + 1024);
+        out.length = 0;
+      }
       if (json) {
         if (at >= lineEnd) {
           lineStart = at === 0 ? 0 : bytes.lastIndexOf(NEWLINE, at - 1) + 1;
@@ -236,6 +251,8 @@ export function createByteRewriter(options: ByteRewriterOptions): (bytes: Buffer
     }
     if (!out) return bytes;
     out.append(raw, copied, end);
+    // Kept for the next call (fresh memory costs a page fault per 4 KiB), unless it grew large.
+    scratch = out.capacity <= MAX_SCRATCH ? out : undefined;
     return out.bytes();
   };
 }
@@ -263,6 +280,10 @@ class ByteSink {
   appendByte(byte: number): void {
     this.reserve(1);
     this.buffer[this.length++] = byte;
+  }
+
+  get capacity(): number {
+    return this.buffer.length;
   }
 
   bytes(): Buffer {

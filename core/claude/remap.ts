@@ -37,8 +37,9 @@ export interface Remapper {
   line(text: string): string;
   /**
    * Rewrite UTF-8 bytes that end at a line end or the end of the text: the bytes of `line` applied to
-   * each line of their decoded text. Returns `bytes` itself when that changes nothing. Optional:
-   * without it, callers decode and go line by line.
+   * each line of their decoded text. Returns `bytes` itself when that changes nothing; otherwise a
+   * buffer that the next call may overwrite (write or copy it first). Optional: without it, callers
+   * decode and go line by line.
    */
   rewrite?(bytes: Buffer): Buffer;
   /** True if the mapping changes nothing. */
@@ -224,7 +225,10 @@ export function rewriteFormFor(bundlePath: string): TextForm | undefined {
 export function remapJsonl(content: Buffer, remapper: Remapper): Buffer {
   if (remapper.identity) return content;
   // Not valid UTF-8: decoded, and kept as it was (bad bytes and all) if no line changes.
-  if (remapper.rewrite && isUtf8(content)) return remapper.rewrite(content);
+  if (remapper.rewrite && isUtf8(content)) {
+    const rewritten = remapper.rewrite(content);
+    return rewritten === content ? content : Buffer.from(rewritten);
+  }
   const text = content.toString("utf8");
   const lines = text.split("\n");
   let changed = false;
