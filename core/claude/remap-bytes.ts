@@ -60,6 +60,7 @@ export interface ByteRewriterOptions {
   line: (text: string) => string;
 }
 
+const asciiTables = new WeakMap<RegExp, Uint8Array>();
 /** The largest output buffer a rewriter keeps between calls. */
 const MAX_SCRATCH = 16 << 20;
 const NEWLINE = 0x0a;
@@ -303,10 +304,13 @@ function uninitialized(size: number): Uint8Array {
   return new Uint8Array(buffer.buffer, buffer.byteOffset, size);
 }
 
-/** 1 for each ASCII character the (one-character) pattern matches. */
+/** 1 for each ASCII character the (one-character) pattern matches; made once per pattern (a restore makes a rewriter per session). */
 function asciiTable(pattern: RegExp): Uint8Array {
-  const table = new Uint8Array(128);
+  let table = asciiTables.get(pattern);
+  if (table) return table;
+  table = new Uint8Array(128);
   for (let code = 0; code < 128; code++) table[code] = pattern.test(String.fromCharCode(code)) ? 1 : 0;
+  asciiTables.set(pattern, table);
   return table;
 }
 

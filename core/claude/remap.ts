@@ -91,13 +91,15 @@ export function createRemapper(mappings: PathMapping[], form: TextForm = "json")
   const separator = escapeRegExp(WINDOWS_SEPARATOR[form]);
   // The needles come first so the engine can skip ahead to them; where a path may start is checked
   // per match (a lookbehind in front would be tried at every position, five times slower).
-  const pattern = new RegExp(
-    `(${needles.map(escapeRegExp).join("|")})(?!${NAME_CHAR}|\\.${NAME_CHAR})` +
-      // The rest of the path up to its last separator: the last name is left for the scan to move
-      // over, so a second path that a spaced name ran into is still found.
-      `((?:(?:${separator}${WINDOWS_COMPONENT})*${separator}(?=${WINDOWS_NAME_CHAR}))?)`,
-    "gu",
-  );
+  // Made on first use: `rewrite` rarely needs `line`, and a restore makes two remappers per session.
+  const makePattern = () =>
+    new RegExp(
+      `(${needles.map(escapeRegExp).join("|")})(?!${NAME_CHAR}|\\.${NAME_CHAR})` +
+        // The rest of the path up to its last separator: the last name is left for the scan to move
+        // over, so a second path that a spaced name ran into is still found.
+        `((?:(?:${separator}${WINDOWS_COMPONENT})*${separator}(?=${WINDOWS_NAME_CHAR}))?)`,
+      "gu",
+    );
   const separatorRun = new RegExp(separator, "g");
   const escapeBefore = ESCAPE_BEFORE[form];
   const startsPath = (text: string, at: number): boolean => {
@@ -109,8 +111,10 @@ export function createRemapper(mappings: PathMapping[], form: TextForm = "json")
   };
   // Fast pre-filter: a line that contains none of the needles is returned untouched.
   const firstChars = [...new Set(needles.map((needle) => needle.slice(0, Math.min(needle.length, 8))))];
+  let pattern: RegExp | undefined;
   const line = (text: string): string => {
     if (!firstChars.some((prefix) => text.includes(prefix))) return text;
+    pattern ??= makePattern();
     let out = "";
     let copied = 0;
     pattern.lastIndex = 0;
