@@ -9,7 +9,7 @@ import type { TextForm } from "./remap.js";
  * native `Buffer#indexOf` for each needle over the chunk, checks the few
  * characters around a hit, and copies the bytes in between untouched.
  *
- * Same result as `line` on each line, byte for byte (test/remap-bytes.test.ts
+ * Same result as `line` on each line, byte for byte (test/fuzz/remap-bytes.test.ts
  * checks it against the line-by-line implementation):
  * - Needles are valid UTF-8 that starts on a character (ASCII or lead byte), so
  *   in valid UTF-8 text a byte hit is a character hit; text that is not valid

@@ -18,7 +18,8 @@ const windowsPath = fc
   .tuple(fc.constantFrom("C:", "c:", "D:"), fc.array(segment, { minLength: 1, maxLength: 3 }))
   .map(([drive, parts]) => `${drive}\\${parts.join("\\")}`);
 const uncPath = fc.array(segment, { minLength: 2, maxLength: 3 }).map((parts) => `\\\\${parts.join("\\")}`);
-const oddPath = fc.constantFrom("rel/dir", "~/x", "a", "file:x", "/", "\\");
+// Not absolute: these can match outside a JSON string (`1` in `"u":1`), where only the parse check saves the line.
+const oddPath = fc.constantFrom("rel/dir", "~/x", "a", "file:x", "/", "\\", "1", "1.5", "null", "true");
 const anyPath = fc.oneof(
   { weight: 4, arbitrary: posixPath },
   { weight: 3, arbitrary: windowsPath },
@@ -93,7 +94,7 @@ function lineOf(paths: string[]): fc.Arbitrary<string> {
     .map((parts) => parts.join(""));
   return fc.oneof(
     text.map((t) => JSON.stringify({ t, n: 1.5 })),
-    fc.tuple(text, text).map(([a, b]) => JSON.stringify([a, { b }])),
+    fc.tuple(text, text).map(([a, b]) => JSON.stringify([a, { b }, null, true, 1])),
     jsonish.map((t) => `{"t":"${t}","u":1}`),
     jsonish,
     text,
