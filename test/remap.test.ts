@@ -283,5 +283,8 @@ describe("remapFile", () => {
     const good = Buffer.from(`${transcriptLine(1)}\n${transcriptLine(2)}\n`);
     await same(Buffer.concat([good, Buffer.from([0xc3, 0x28, 0xff, 0x0a]), good]));
     await same(good, lineOnly);
+    const marking: Remapper = { identity: false, line: (text) => `${text}!` };
+    await same(good, marking);
+    await same(Buffer.from("a\n\nb"), marking);
   });
 });

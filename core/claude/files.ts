@@ -93,13 +93,12 @@ export async function remapFile(
 
 /** `rewrite` for a remapper that only rewrites lines: decode, each line, encode. */
 function rewriteLines(bytes: Buffer, remapper: Remapper): Buffer {
-  return Buffer.from(
-    bytes
-      .toString()
-      .split("\n")
-      .map((line) => remapper.line(line))
-      .join("\n"),
-  );
+  const lines = bytes.toString().split("\n");
+  // What follows the last newline is a line only if it is not empty (a file's unterminated end).
+  const last = lines.pop()!;
+  const rewritten = lines.map((line) => remapper.line(line));
+  rewritten.push(last && remapper.line(last));
+  return Buffer.from(rewritten.join("\n"));
 }
 
 function writeFully(fd: number, bytes: Buffer): void {
