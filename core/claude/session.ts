@@ -5,6 +5,7 @@ import path from "node:path";
 import { CcbError, errnoCode, NotFoundError, UsageError } from "../errors.js";
 import { type FileIdentity, fileIdentity, sameFile } from "../file-identity.js";
 import { claudeLayout, isSessionId, projectFolderName } from "./paths.js";
+import { scratch } from "./scratch.js";
 import { scanTranscript } from "./transcript.js";
 
 /**
@@ -250,7 +251,7 @@ async function hashedFile(claudeDir: string, file: string): Promise<SessionFile>
     const before = fileIdentity(fstatSync(fd));
     const hash = createHash("sha256");
     let size = 0;
-    const buffer = Buffer.allocUnsafe(Math.min(1 << 20, Math.max(1, before.size)));
+    const buffer = scratch(before.size);
     for (;;) {
       const bytesRead = readSync(fd, buffer, 0, buffer.length, size);
       if (bytesRead === 0) break;
