@@ -210,7 +210,7 @@ async function backupLocked(options: BackupOptions): Promise<BackupResult> {
       plainDone += printBytes(decision.print);
       report();
     }
-  }).finally(() => bundler?.close());
+  }).finally(() => Promise.all([bundler?.close(), stateFile.closeJournal()]));
 
   const uploaded: UploadedSession[] = [];
   const failures: BackupFailure[] = [];
