@@ -11,7 +11,9 @@ import { type PackFile, READ_SIZE, tarChunks } from "./pack.js";
  * gathered into ~1 MiB pieces. No streams between the layers: per ~1 MB
  * session blob, three Transforms and their buffering cost more than the
  * work (and, on worker threads, left 30-40 MB of dead read buffers per
- * thread waiting for the GC). The bytes are the same as createEncryptStream
+ * thread waiting for the GC). Output comes as lists of the Buffers node:crypto
+ * returned (each owns its memory), so a worker can transfer them to the main
+ * thread instead of copying them and leaving garbage behind. The bytes are the same as createEncryptStream
  * over createCompressor over packBundle would write: a header, a nonce, then
  * the sealed 64 KiB chunks of one zstd frame of the tar.
  */
@@ -23,7 +25,7 @@ export interface BlobEncodeOptions {
   onPlainBytes?: ((bytes: number) => void) | undefined;
 }
 
-/** Output is handed on in pieces of at least this much (the last may be smaller). */
+/** Output is handed on in lists of at least this many bytes (the last may be smaller). */
 export const BLOB_PIECE = 1 << 20;
 /**
  * Input bytes after which the loop lets the event loop run even if no output
@@ -32,7 +34,7 @@ export const BLOB_PIECE = 1 << 20;
  */
 const INPUT_PER_TURN = 4 << 20;
 
-export async function* encodeBlob(encoder: ZstdEncoder, options: BlobEncodeOptions): AsyncGenerator<Buffer> {
+export async function* encodeBlob(encoder: ZstdEncoder, options: BlobEncodeOptions): AsyncGenerator<Buffer[]> {
   let pieces: Buffer[] = [];
   let pieceBytes = 0;
   const take = (bytes: Buffer) => {
@@ -40,7 +42,7 @@ export async function* encodeBlob(encoder: ZstdEncoder, options: BlobEncodeOptio
     pieceBytes += bytes.length;
   };
   const piece = () => {
-    const out = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, pieceBytes);
+    const out = pieces;
     pieces = [];
     pieceBytes = 0;
     return out;

@@ -42,7 +42,7 @@ export interface BundleWriteOptions {
 export function bundleStream(options: BundleWriteOptions): Readable {
   const zstd = zstdEncoder(options.compression);
   // zstd: one synchronous loop (blob-encoder.ts); gzip (no zstd here) goes through node:zlib's stream.
-  if (zstd) return Readable.from(encodeBlob(zstd, options), { objectMode: false, highWaterMark: BLOB_PIECE });
+  if (zstd) return Readable.from(joined(encodeBlob(zstd, options)), { objectMode: false, highWaterMark: BLOB_PIECE });
   const tarStream = packBundle(options.manifestJson, options.files);
   const compressor = createCompressor(options.compression);
   const encryptor = createEncryptStream(options.recipients);
@@ -57,6 +57,10 @@ export function bundleStream(options: BundleWriteOptions): Readable {
   }
   compressor.on("error", (err) => encryptor.destroy(err));
   return tarStream.pipe(compressor).pipe(encryptor);
+}
+
+async function* joined(lists: AsyncIterable<Buffer[]>): AsyncGenerator<Buffer> {
+  for await (const list of lists) yield list.length === 1 ? list[0]! : Buffer.concat(list);
 }
 
 export interface BundleReadOptions {

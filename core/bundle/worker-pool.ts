@@ -128,7 +128,9 @@ class WorkerPool implements SessionBundler {
             return false;
           }
           options.onPlainBytes?.(message.plain);
-          if (stream.push(Buffer.from(message.data))) credit(1);
+          let room = true;
+          for (const data of message.data) room = stream.push(Buffer.from(data));
+          if (room) credit(1);
           else owed++;
           return false;
         }

@@ -9,7 +9,7 @@ import type { PackFile } from "./pack.js";
  *
  * A worker runs one job at a time: `collect` (scan and hash a session's files)
  * or `encode` (tar → zstd → age of files the main thread signed a manifest
- * for). Encoded bytes come back as `chunk` messages whose ArrayBuffer is
+ * for). Encoded bytes come back as `chunk` messages whose ArrayBuffers are
  * transferred, not copied; the worker stops after WINDOW chunks the main
  * thread has not taken yet (`credit`), so a slow store holds memory at a few MB.
  */
@@ -33,13 +33,13 @@ export type ToWorker =
 export type FromWorker =
   | { type: "collected"; id: number; session: CollectedSession }
   /** `plain`: tar bytes encoded so far, for progress. */
-  | { type: "chunk"; id: number; data: ArrayBuffer; plain: number }
+  | { type: "chunk"; id: number; data: ArrayBuffer[]; plain: number }
   | { type: "done"; id: number }
   | { type: "failed"; id: number; failure: WorkerFailure };
 
 /** Chunks a worker may have sent that the main thread has not taken yet. */
 export const WINDOW = 4;
-/** Encoded bytes are gathered into messages of about this size (fewer, cheaper posts). */
+/** Encoded bytes are gathered into messages of at least this size (fewer, cheaper posts). */
 export const CHUNK_BYTES = 1 << 20;
 
 /**

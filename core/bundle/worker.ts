@@ -2,6 +2,8 @@ import { parentPort } from "node:worker_threads";
 import { collectSession } from "../claude/session.js";
 import { parseRecipient } from "../crypto/keys.js";
 import { bundleStream } from "./blob.js";
+import { encodeBlob } from "./blob-encoder.js";
+import { zstdEncoder } from "./codec.js";
 import { CHUNK_BYTES, type FromWorker, type ToWorker, toFailure, WINDOW } from "./worker-protocol.js";
 
 /**
@@ -51,36 +53,37 @@ async function encode(job: Extract<ToWorker, { type: "encode" }>): Promise<void>
   const flow = { id: job.id, unacked: 0, cancelled: false, wake: undefined as (() => void) | undefined };
   current = flow;
   let plain = 0;
-  const blob = bundleStream({
+  const options = {
     manifestJson: Buffer.from(job.manifestJson.buffer, job.manifestJson.byteOffset, job.manifestJson.byteLength),
     files: job.files.map((file) => (file.content ? { ...file, content: Buffer.from(file.content) } : file)),
     recipients: job.recipients.map(parseRecipient),
     compression: { ...job.compression, workers: 0 },
-    onPlainBytes: (bytes) => {
+    onPlainBytes: (bytes: number) => {
       plain = bytes;
     },
-  });
+  };
+  // zstd: the synchronous encoder's Buffer lists; gzip (no zstd here): the stream path.
+  const zstd = zstdEncoder(options.compression);
+  const source = zstd ? encodeBlob(zstd, options) : asLists(bundleStream(options));
   let pending: Buffer[] = [];
   let pendingBytes = 0;
   const post = async () => {
-    const data = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
+    const data = transferable(pending);
     pending = [];
     pendingBytes = 0;
-    const buffer = ownBuffer(data);
-    send({ type: "chunk", id: job.id, data: buffer, plain }, [buffer]);
+    send({ type: "chunk", id: job.id, data, plain }, data);
     flow.unacked++;
     while (flow.unacked >= WINDOW && !flow.cancelled) await new Promise<void>((wake) => (flow.wake = wake));
     flow.wake = undefined;
   };
   try {
-    for await (const chunk of blob as AsyncIterable<Buffer>) {
-      pending.push(chunk);
-      pendingBytes += chunk.length;
+    for await (const list of source) {
+      for (const bytes of list) pending.push(bytes);
+      for (const bytes of list) pendingBytes += bytes.length;
       if (pendingBytes >= CHUNK_BYTES) await post();
       if (flow.cancelled) break;
     }
-    if (flow.cancelled) blob.destroy();
-    else if (pendingBytes > 0) await post();
+    if (!flow.cancelled && pendingBytes > 0) await post();
     // Also after a cancel: the pool gives this worker its next job only after "done" or "failed".
     send({ type: "done", id: job.id });
   } finally {
@@ -88,8 +91,36 @@ async function encode(job: Extract<ToWorker, { type: "encode" }>): Promise<void>
   }
 }
 
-/** An ArrayBuffer holding exactly `data`, safe to transfer (not a slice of Node's shared small-buffer pool). */
-function ownBuffer(data: Buffer): ArrayBuffer {
-  const whole = data.byteOffset === 0 && data.buffer.byteLength === data.length && data.buffer instanceof ArrayBuffer;
-  return whole ? (data.buffer as ArrayBuffer) : (new Uint8Array(data).buffer as ArrayBuffer);
+async function* asLists(stream: AsyncIterable<Buffer>): AsyncGenerator<Buffer[]> {
+  for await (const chunk of stream) yield [chunk];
+}
+
+/**
+ * The bytes as ArrayBuffers to transfer, in order. Buffers that own their
+ * whole ArrayBuffer (node:crypto's output) go as they are: moved, not copied,
+ * and no garbage left here (V8 collects dead ArrayBuffers only when its heap
+ * asks for a GC, and a worker's small heap rarely does: tens of MB piled up
+ * per thread). The rest (slices of Node's small-buffer pool) are copied
+ * together into one new buffer.
+ */
+function transferable(buffers: Buffer[]): ArrayBuffer[] {
+  const out: ArrayBuffer[] = [];
+  let small: Buffer[] = [];
+  const flushSmall = () => {
+    if (small.length === 0) return;
+    out.push(new Uint8Array(Buffer.concat(small)).buffer as ArrayBuffer);
+    small = [];
+  };
+  for (const bytes of buffers) {
+    const owns =
+      bytes.byteOffset === 0 && bytes.buffer.byteLength === bytes.length && bytes.buffer instanceof ArrayBuffer;
+    if (!owns) {
+      small.push(bytes);
+      continue;
+    }
+    flushSmall();
+    out.push(bytes.buffer as ArrayBuffer);
+  }
+  flushSmall();
+  return out;
 }
