@@ -5,7 +5,7 @@ import type { BlobStore } from "../../storage-adapters/blob-store.js";
 import { HashCounter } from "../bundle/blob.js";
 import { signBundle } from "../bundle/build.js";
 import type { GitContext } from "../bundle/manifest.js";
-import { type SessionBundler, sessionBundler } from "../bundle/worker-pool.js";
+import { inProcess, type SessionBundler, sessionBundler } from "../bundle/worker-pool.js";
 import { gitContext } from "../claude/git.js";
 import { allSessions, findSession, folderForProject, type SessionRef, sessionsInFolder } from "../claude/session.js";
 import type { Settings } from "../config.js";
@@ -140,6 +140,13 @@ async function backupLocked(options: BackupOptions): Promise<BackupResult> {
 
   const refs = await sessionsInScope(settings, options.scope, options.cwd, Object.keys(state.sessions).length);
   const todos = todoIndex(claudeDir);
+  // Reading, hashing, tar, zstd and age run on worker threads (one per core). They start at the
+  // first changed session, so their start-up overlaps the rest of the scan; none if nothing changed.
+  let bundler: SessionBundler | undefined;
+  const changedFound = () => {
+    bundler ??= sessionBundler();
+    bundler.warm();
+  };
   let scanned = 0;
   const scan = await mapPool(refs, SCAN_CONCURRENCY, async (ref): Promise<Decision> => {
     const stateKey = stateKeyOf(ref.folder, ref.id);
@@ -154,12 +161,15 @@ async function backupLocked(options: BackupOptions): Promise<BackupResult> {
       const stored = await store.stat(blob.key);
       if (stored?.size === blob.size) return { ref, stateKey, print, status: "resumed" };
     }
+    changedFound();
     return { ref, stateKey, print, status: "changed" };
   });
-  const decisions = scan.map((result) => {
-    if (result.status === "rejected") throw result.reason;
-    return result.value;
-  });
+  const failed = scan.find((result) => result.status === "rejected");
+  if (failed) {
+    await bundler?.close();
+    throw failed.reason;
+  }
+  const decisions = scan.map((result) => (result as PromiseFulfilledResult<Decision>).value);
 
   const changed = decisions.filter((decision) => decision.status === "changed");
   const plainTotal = changed.reduce((sum, decision) => sum + printBytes(decision.print), 0);
@@ -178,8 +188,6 @@ async function backupLocked(options: BackupOptions): Promise<BackupResult> {
     if (!gitCache.has(cwd)) gitCache.set(cwd, gitContext(cwd));
     return gitCache.get(cwd)!;
   };
-  // Reading, hashing, tar, zstd and age run on worker threads (one per core); no workers when nothing changed.
-  const bundler = changed.length > 0 ? sessionBundler() : undefined;
   const uploadLimit = options.concurrency ?? DEFAULT_CONCURRENCY;
   // Sessions are collected and signed ahead of the uploads (git runs here, between worker jobs), so a
   // worker finds its next job waiting; at most `uploadLimit` blobs are encoded and uploaded at once.
@@ -188,7 +196,7 @@ async function backupLocked(options: BackupOptions): Promise<BackupResult> {
   const uploadResults = await mapPool(changed, ahead, async (decision) => {
     try {
       return await uploadSession({
-        bundler: bundler!,
+        bundler: bundler ?? inProcess(),
         uploads,
         settings,
         git,

@@ -27,6 +27,8 @@ export interface SessionBundler {
   collect(claudeDir: string, ref: SessionRef): Promise<CollectedSession>;
   /** The blob, `age(zstd(tar))`, byte for byte what bundleStream writes. */
   encode(options: EncodeOptions): Readable;
+  /** Start the threads now (their start-up then overlaps what the caller does before the first job). */
+  warm(): void;
   close(): Promise<void>;
 }
 
@@ -53,6 +55,7 @@ export function inProcess(): SessionBundler {
     collect: collectSession,
     encode: (options) =>
       bundleStream({ ...options, recipients: options.recipients.map((recipient) => parseRecipient(recipient)) }),
+    warm: () => {},
     close: async () => {},
   };
 }
@@ -128,9 +131,10 @@ class WorkerPool implements SessionBundler {
             return false;
           }
           options.onPlainBytes?.(message.plain);
-          let room = true;
-          for (const data of message.data) room = stream.push(Buffer.from(data));
-          if (room) credit(1);
+          // One Buffer per message (~1 MiB): the store then writes (and hashes) big chunks, not
+          // 64 KiB ciphertexts and 16-byte tags one by one. The parts die here, where GC is frequent.
+          const parts = message.data.map((data) => Buffer.from(data));
+          if (stream.push(parts.length === 1 ? parts[0] : Buffer.concat(parts))) credit(1);
           else owed++;
           return false;
         }
@@ -150,6 +154,10 @@ class WorkerPool implements SessionBundler {
       },
     });
     return stream;
+  }
+
+  warm(): void {
+    while (!this.#closed && this.#slots.length < this.threads) this.#spawn();
   }
 
   async close(): Promise<void> {
