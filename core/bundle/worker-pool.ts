@@ -35,7 +35,7 @@ export interface SessionBundler {
 export interface EncodeOptions {
   manifestJson: Buffer;
   files: PackFile[];
-  /** age recipients as strings (`age1…`). */
+  /** X25519 age recipients as strings (`age1…`, what String(X25519Recipient) gives). */
   recipients: string[];
   compression: CompressOptions;
   onPlainBytes?: ((bytes: number) => void) | undefined;

@@ -21,7 +21,7 @@ export type ToWorker =
       id: number;
       manifestJson: Uint8Array;
       files: PackFile[];
-      /** age recipients as strings (`age1…`): Recipient objects do not cross threads. */
+      /** X25519 age recipients as strings (`age1…`): Recipient objects do not cross threads. */
       recipients: string[];
       compression: CompressOptions;
     }

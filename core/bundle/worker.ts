@@ -1,7 +1,6 @@
 import { parentPort } from "node:worker_threads";
 import { collectSession } from "../claude/session.js";
-import { parseRecipient } from "../crypto/keys.js";
-import { bundleStream } from "./blob.js";
+import { X25519Recipient } from "../crypto/age/x25519.js";
 import { encodeBlob } from "./blob-encoder.js";
 import { zstdEncoder } from "./codec.js";
 import { CHUNK_BYTES, type FromWorker, type ToWorker, toFailure, WINDOW } from "./worker-protocol.js";
@@ -56,7 +55,8 @@ async function encode(job: Extract<ToWorker, { type: "encode" }>): Promise<void>
   const options = {
     manifestJson: Buffer.from(job.manifestJson.buffer, job.manifestJson.byteOffset, job.manifestJson.byteLength),
     files: job.files.map((file) => (file.content ? { ...file, content: Buffer.from(file.content) } : file)),
-    recipients: job.recipients.map(parseRecipient),
+    // Always `age1…` strings (String of an X25519Recipient): the light parser, not keys.js and its curves.
+    recipients: job.recipients.map((recipient) => X25519Recipient.fromString(recipient)),
     compression: { ...job.compression, workers: 0 },
     onPlainBytes: (bytes: number) => {
       plain = bytes;
@@ -64,7 +64,8 @@ async function encode(job: Extract<ToWorker, { type: "encode" }>): Promise<void>
   };
   // zstd: the synchronous encoder's Buffer lists; gzip (no zstd here): the stream path.
   const zstd = zstdEncoder(options.compression);
-  const source = zstd ? encodeBlob(zstd, options) : asLists(bundleStream(options));
+  // blob.js (and the unpack side it carries) loads only for gzip: a lighter worker start-up.
+  const source = zstd ? encodeBlob(zstd, options) : asLists((await import("./blob.js")).bundleStream(options));
   let pending: Buffer[] = [];
   let pendingBytes = 0;
   const post = async () => {
