@@ -4,7 +4,8 @@ import { pipeline } from "node:stream/promises";
 import { bundleStream, HashCounter } from "../core/bundle/blob.js";
 import { BUNDLE_FORMAT, type Manifest, type ManifestSession, signableBytes } from "../core/bundle/manifest.js";
 import type { PackFile } from "../core/bundle/pack.js";
-import { allSessions, collectSession } from "../core/claude/session.js";
+import { sessionBundler } from "../core/bundle/worker-pool.js";
+import { allSessions } from "../core/claude/session.js";
 import { loadSettings } from "../core/config.js";
 import { openIdentityBytes, readIdentityBytes } from "../core/crypto/identity-file.js";
 import { TOOL_VERSION } from "../core/version.js";
@@ -12,7 +13,8 @@ import { TOOL_VERSION } from "../core/version.js";
 /**
  * The bundle pipeline on a whole config dir, as one process, the way a
  * one-blob `backup --all` would run it: discover every session, scan and hash
- * its files, then tar → zstd → age → sha256 → file. The output is a normal
+ * its files (on the worker threads backup uses, one per core), then
+ * tar → zstd → age → sha256 → file (zstd on its own threads). The output is a normal
  * multi-session bundle signed by the user, so `ccbundle import` restores it.
  *
  *     node dist/bench/engine.js <out-file>      (environment as for ccbundle; identity without passphrase)
@@ -35,8 +37,13 @@ const entries: ManifestSession[] = [];
 const files: PackFile[] = [];
 const taken = new Set<string>();
 let bytes = 0;
-for (const ref of await allSessions(settings.claudeDir)) {
-  const session = await collectSession(settings.claudeDir, ref);
+const bundler = sessionBundler();
+const refs = await allSessions(settings.claudeDir);
+const collecting = refs.map((ref) => bundler.collect(settings.claudeDir, ref));
+// Every collect is queued at once; errors surface in order below.
+for (const pending of collecting) pending.catch(() => {});
+for (const pending of collecting) {
+  const session = await pending;
   // A bundle holds a path once: each session's prompt-history lines share one path (left out here), and two
   // sessions may name the same plan (the first one carries it).
   const own = session.files.filter((file) => file.path !== "claude/history.jsonl" && !taken.has(file.path));
@@ -52,6 +59,7 @@ for (const ref of await allSessions(settings.claudeDir)) {
   bytes += own.reduce((sum, file) => sum + file.size, 0);
 }
 
+await bundler.close();
 const collected = { wall: (performance.now() - phase.start) / 1000, cpu: cpu() - phase.cpu };
 const manifest: Manifest = {
   format: BUNDLE_FORMAT,

@@ -1,12 +1,15 @@
-import { createReadStream, createWriteStream } from "node:fs";
-import { mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/promises";
+import { createReadStream, createWriteStream, open } from "node:fs";
+import { mkdir, readdir, readFile, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { pathToFileURL } from "node:url";
+import { promisify } from "node:util";
 import { CcbError, errnoCode, NotFoundError } from "../core/errors.js";
 import { randomId } from "../core/store-layout.js";
 import type { BlobStore, GetOptions, ObjectInfo, PutOptions, PutResult } from "./blob-store.js";
+
+const openFile = promisify(open);
 
 /** Where unfinished uploads live until they are renamed into place; never listed. */
 const TMP_DIR = ".tmp";
@@ -30,12 +33,22 @@ export class LocalStore implements BlobStore {
     return path.join(this.root, ...key.split("/"));
   }
 
+  /** Set once the store folder was checked and `.tmp` exists (once per instance: backup puts hundreds of blobs). */
+  #writable: Promise<void> | undefined;
+  /** Folders known to exist under the root (blob fan-out folders), so each is made once. */
+  readonly #folders = new Set<string>();
+
   async put(key: string, body: Readable | Uint8Array, options: PutOptions = {}): Promise<PutResult> {
     const target = this.file(key);
     const tmpDir = path.join(this.root, TMP_DIR);
-    await this.ensureWritable(tmpDir);
-    await mkdir(path.dirname(target), { recursive: true });
     const tmp = path.join(tmpDir, `${randomId()}.partial`);
+    const fd = await this.openTemp(tmp, tmpDir).catch((err) => {
+      throw this.wrap(err, key);
+    });
+    // flush: fsync before close, on the stream's own descriptor (pipeline waits for it and
+    // reports its failure): durable before the rename, with no second open and close.
+    const out = createWriteStream(tmp, { fd, flush: true });
+    const folder = path.dirname(target);
     let size = 0;
     const counter = new Transform({
       transform(chunk: Buffer, _enc, done) {
@@ -45,20 +58,24 @@ export class LocalStore implements BlobStore {
       },
     });
     try {
+      if (!this.#folders.has(folder)) {
+        await mkdir(folder, { recursive: true });
+        this.#folders.add(folder);
+      }
       const source = body instanceof Uint8Array ? Readable.from([Buffer.from(body)]) : body;
-      const out = createWriteStream(tmp, { flags: "wx", mode: 0o600 });
       await pipeline(source, counter, out, options.signal ? { signal: options.signal } : {});
       if (options.size !== undefined && size !== options.size) {
         throw new CcbError(`upload to ${this.url} stored ${size} bytes, expected ${options.size}`);
       }
-      const handle = await open(tmp, "r");
-      try {
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
-      await rename(tmp, target);
+      await rename(tmp, target).catch(async (err) => {
+        // Someone removed the folder since we made it: make it again, once.
+        if (errnoCode(err) !== "ENOENT") throw err;
+        this.#folders.delete(folder);
+        await mkdir(folder, { recursive: true });
+        await rename(tmp, target);
+      });
     } catch (err) {
+      out.destroy(); // closes the descriptor if the pipeline never ran
       await rm(tmp, { force: true });
       throw this.wrap(err, key);
     }
@@ -131,6 +148,23 @@ export class LocalStore implements BlobStore {
       } else if (entry.isFile() && key.startsWith(prefix)) {
         const info = await stat(full);
         yield { key, size: info.size, modified: info.mtime };
+      }
+    }
+  }
+
+  /**
+   * A new temp file, open for writing. The store folder is checked (and `.tmp` made) on the
+   * first put only, and again if `.tmp` has gone since (someone emptied the store).
+   */
+  private async openTemp(tmp: string, tmpDir: string): Promise<number> {
+    for (let fresh = this.#writable === undefined; ; fresh = true) {
+      this.#writable ??= this.ensureWritable(tmpDir);
+      try {
+        await this.#writable;
+        return await openFile(tmp, "wx", 0o600);
+      } catch (err) {
+        this.#writable = undefined;
+        if (fresh || errnoCode(err) !== "ENOENT") throw err;
       }
     }
   }

@@ -2,9 +2,10 @@ import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import os from "node:os";
 import type { BlobStore } from "../../storage-adapters/blob-store.js";
-import { bundleStream, HashCounter } from "../bundle/blob.js";
-import { prepareBundle } from "../bundle/build.js";
+import { HashCounter } from "../bundle/blob.js";
+import { signBundle } from "../bundle/build.js";
 import type { GitContext } from "../bundle/manifest.js";
+import { inProcess, type SessionBundler, sessionBundler } from "../bundle/worker-pool.js";
 import { gitContext } from "../claude/git.js";
 import { allSessions, findSession, folderForProject, type SessionRef, sessionsInFolder } from "../claude/session.js";
 import type { Settings } from "../config.js";
@@ -14,7 +15,7 @@ import { CcbError, describeFailure, type ExitCode, errnoCode, NotFoundError } fr
 import { withLock } from "../lock.js";
 import { randomId, storeLayout } from "../store-layout.js";
 import { addFileStat, type Fingerprint, fingerprintSession, sameFingerprint, todoIndex } from "./fingerprint.js";
-import { mapPool } from "./pool.js";
+import { limiter, mapPool } from "./pool.js";
 import type { ProgressListener } from "./progress.js";
 import { newestSnapshot, newSnapshotId, type Snapshot, type SnapshotSession, writeSnapshot } from "./snapshot.js";
 import { BackupStateFile, machineId, type StateEntry } from "./state.js";
@@ -139,6 +140,13 @@ async function backupLocked(options: BackupOptions): Promise<BackupResult> {
 
   const refs = await sessionsInScope(settings, options.scope, options.cwd, Object.keys(state.sessions).length);
   const todos = todoIndex(claudeDir);
+  // Reading, hashing, tar, zstd and age run on worker threads (one per core). They start at the
+  // first changed session, so their start-up overlaps the rest of the scan; none if nothing changed.
+  let bundler: SessionBundler | undefined;
+  const changedFound = () => {
+    bundler ??= sessionBundler();
+    bundler.warm();
+  };
   let scanned = 0;
   const scan = await mapPool(refs, SCAN_CONCURRENCY, async (ref): Promise<Decision> => {
     const stateKey = stateKeyOf(ref.folder, ref.id);
@@ -153,12 +161,15 @@ async function backupLocked(options: BackupOptions): Promise<BackupResult> {
       const stored = await store.stat(blob.key);
       if (stored?.size === blob.size) return { ref, stateKey, print, status: "resumed" };
     }
+    changedFound();
     return { ref, stateKey, print, status: "changed" };
   });
-  const decisions = scan.map((result) => {
-    if (result.status === "rejected") throw result.reason;
-    return result.value;
-  });
+  const failed = scan.find((result) => result.status === "rejected");
+  if (failed) {
+    await bundler?.close();
+    throw failed.reason;
+  }
+  const decisions = scan.map((result) => (result as PromiseFulfilledResult<Decision>).value);
 
   const changed = decisions.filter((decision) => decision.status === "changed");
   const plainTotal = changed.reduce((sum, decision) => sum + printBytes(decision.print), 0);
@@ -177,9 +188,16 @@ async function backupLocked(options: BackupOptions): Promise<BackupResult> {
     if (!gitCache.has(cwd)) gitCache.set(cwd, gitContext(cwd));
     return gitCache.get(cwd)!;
   };
-  const uploadResults = await mapPool(changed, options.concurrency ?? DEFAULT_CONCURRENCY, async (decision) => {
+  const uploadLimit = options.concurrency ?? DEFAULT_CONCURRENCY;
+  // Sessions are collected and signed ahead of the uploads (git runs here, between worker jobs), so a
+  // worker finds its next job waiting; at most `uploadLimit` blobs are encoded and uploaded at once.
+  const ahead = uploadLimit + 2 * (bundler?.threads ?? 1);
+  const uploads = limiter(uploadLimit);
+  const uploadResults = await mapPool(changed, ahead, async (decision) => {
     try {
       return await uploadSession({
+        bundler: bundler ?? inProcess(),
+        uploads,
         settings,
         git,
         key,
@@ -200,7 +218,7 @@ async function backupLocked(options: BackupOptions): Promise<BackupResult> {
       plainDone += printBytes(decision.print);
       report();
     }
-  });
+  }).finally(() => Promise.all([bundler?.close(), stateFile.closeJournal()]));
 
   const uploaded: UploadedSession[] = [];
   const failures: BackupFailure[] = [];
@@ -288,6 +306,8 @@ async function backupLocked(options: BackupOptions): Promise<BackupResult> {
 }
 
 async function uploadSession(options: {
+  bundler: SessionBundler;
+  uploads: <R>(task: () => Promise<R>) => Promise<R>;
   settings: Settings;
   key: UserKey;
   store: BlobStore;
@@ -303,9 +323,9 @@ async function uploadSession(options: {
   const { settings, store, decision } = options;
   // The fingerprint was taken before this read: if Claude Code writes meanwhile, the
   // next run sees a newer stat and backs the session up again (whole lines only now).
-  const prepared = await prepareBundle({
+  const prepared = await signBundle({
     claudeDir: settings.claudeDir,
-    ref: decision.ref,
+    session: await options.bundler.collect(settings.claudeDir, decision.ref),
     key: options.key,
     env: settings.env,
     git: options.git,
@@ -313,22 +333,24 @@ async function uploadSession(options: {
   const session = prepared.manifest.sessions[0]!;
   const blobKey = storeLayout.blob(randomId());
   const counter = new HashCounter();
-  const blob = bundleStream({
-    manifestJson: prepared.manifestJson,
-    files: prepared.files,
-    recipients: options.recipients,
-    compression: settings.compression,
-    onPlainBytes: options.onPlainBytes,
-  });
-  // pipe() does not forward errors; without this a failed read would stall the upload.
-  blob.on("error", (err) => counter.destroy(err));
-  await store.put(blobKey, blob.pipe(counter));
-  const stored = await store.stat(blobKey);
-  if (stored?.size !== counter.bytes) {
-    throw new CcbError(`the store kept ${stored?.size ?? 0} of ${counter.bytes} bytes of a bundle`, 1, {
-      hint: "check the store and run the backup again",
+  await options.uploads(async () => {
+    const blob = options.bundler.encode({
+      manifestJson: prepared.manifestJson,
+      files: prepared.files,
+      recipients: options.recipients.map((recipient) => String(recipient)),
+      compression: settings.compression,
+      onPlainBytes: options.onPlainBytes,
     });
-  }
+    // pipe() does not forward errors; without this a failed read would stall the upload.
+    blob.on("error", (err) => counter.destroy(err));
+    await store.put(blobKey, blob.pipe(counter));
+    const stored = await store.stat(blobKey);
+    if (stored?.size !== counter.bytes) {
+      throw new CcbError(`the store kept ${stored?.size ?? 0} of ${counter.bytes} bytes of a bundle`, 1, {
+        hint: "check the store and run the backup again",
+      });
+    }
+  });
   const slugs = prepared.files
     .map((file) => /^claude\/plans\/([\w.-]+)\.md$/.exec(file.path)?.[1])
     .filter((slug): slug is string => slug !== undefined);

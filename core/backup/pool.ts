@@ -23,3 +23,25 @@ export async function mapPool<T, R>(
   await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
   return results;
 }
+
+/**
+ * At most `limit` tasks run at once; the rest wait their turn, first come
+ * first served. For a stage inside mapPool tasks that must stay narrower than
+ * the tasks around it (backup: uploads, while sessions are collected ahead).
+ */
+export function limiter(limit: number): <R>(task: () => Promise<R>) => Promise<R> {
+  let running = 0;
+  const waiting: (() => void)[] = [];
+  return async (task) => {
+    if (running >= limit) await new Promise<void>((resolve) => waiting.push(resolve));
+    else running++;
+    try {
+      return await task();
+    } finally {
+      // Hand the slot straight to the next in line (running stays the same), or free it.
+      const next = waiting.shift();
+      if (next) next();
+      else running--;
+    }
+  };
+}

@@ -1,9 +1,10 @@
 import { createHash } from "node:crypto";
-import { type Readable, Transform } from "node:stream";
+import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createDecryptStream, createEncryptStream, type Identity, type Recipient } from "../crypto/age/index.js";
 import { CcbError } from "../errors.js";
-import { type CompressOptions, createCompressor, createDecompressor } from "./codec.js";
+import { BLOB_PIECE, encodeBlob } from "./blob-encoder.js";
+import { type CompressOptions, createCompressor, createDecompressor, zstdEncoder } from "./codec.js";
 import type { Manifest } from "./manifest.js";
 import { type PackFile, packBundle } from "./pack.js";
 import { unpackBundle } from "./unpack.js";
@@ -39,6 +40,9 @@ export interface BundleWriteOptions {
 
 /** The encrypted blob as a stream; pipe it to a store or a file. */
 export function bundleStream(options: BundleWriteOptions): Readable {
+  const zstd = zstdEncoder(options.compression);
+  // zstd: one synchronous loop (blob-encoder.ts); gzip (no zstd here) goes through node:zlib's stream.
+  if (zstd) return Readable.from(joined(encodeBlob(zstd, options)), { objectMode: false, highWaterMark: BLOB_PIECE });
   const tarStream = packBundle(options.manifestJson, options.files);
   const compressor = createCompressor(options.compression);
   const encryptor = createEncryptStream(options.recipients);
@@ -53,6 +57,10 @@ export function bundleStream(options: BundleWriteOptions): Readable {
   }
   compressor.on("error", (err) => encryptor.destroy(err));
   return tarStream.pipe(compressor).pipe(encryptor);
+}
+
+async function* joined(lists: AsyncIterable<Buffer[]>): AsyncGenerator<Buffer> {
+  for await (const list of lists) yield list.length === 1 ? list[0]! : Buffer.concat(list);
 }
 
 export interface BundleReadOptions {

@@ -22,9 +22,20 @@ export async function prepareBundle(options: {
   key: UserKey;
   env: NodeJS.ProcessEnv;
   /** Where git facts come from; backup passes a per-run cache (git runs up to 5 times per project). */
-  git?: (cwd: string) => Promise<GitContext | undefined>;
+  git?: ((cwd: string) => Promise<GitContext | undefined>) | undefined;
 }): Promise<PreparedBundle> {
-  const session = await collectSession(options.claudeDir, options.ref);
+  return signBundle({ ...options, session: await collectSession(options.claudeDir, options.ref) });
+}
+
+/** The signed manifest of a session collected already (backup collects in a worker thread). */
+export async function signBundle(options: {
+  claudeDir: string;
+  session: CollectedSession;
+  key: UserKey;
+  env: NodeJS.ProcessEnv;
+  git?: ((cwd: string) => Promise<GitContext | undefined>) | undefined;
+}): Promise<PreparedBundle> {
+  const { session } = options;
   const cwd = session.cwd ?? "";
   const git = cwd && (await exists(cwd)) ? await (options.git ?? gitContext)(cwd) : undefined;
   const entry: ManifestSession = {

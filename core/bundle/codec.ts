@@ -17,7 +17,9 @@ import { IntegrityError } from "../errors.js";
  * level 3 on two workers measured 166 MB/s through them against 550 MB/s here
  * with one reused output buffer (bench/stages.ts). zstd's own threads compress
  * in the background, so the main thread stays free for reading, tar, hashing
- * and age while both cores compress.
+ * and age while both cores compress. (`backup` instead encodes each session on
+ * its own worker thread with nbWorkers=0: a ~1 MB session is a single zstd job,
+ * and waiting for it at the frame's end made compression serial.)
  */
 
 export type Codec = "zstd" | "gzip";
@@ -61,19 +63,23 @@ export function defaultWorkers(): number {
 }
 
 export function createCompressor(options: CompressOptions): Transform {
-  const codec = effectiveCodec(options.codec);
-  if (codec === "zstd") {
-    const level = clamp(options.level, ZSTD_LEVELS.min, ZSTD_LEVELS.max);
-    return new ZstdCompressor(loadZstd()!, level, options.workers ?? defaultWorkers());
-  }
+  const encoder = zstdEncoder(options);
+  if (encoder) return new ZstdCompressor(encoder);
   return zlib.createGzip({ level: clamp(options.level, GZIP_LEVELS.min, GZIP_LEVELS.max) });
+}
+
+/** A synchronous zstd encoder for `options`, or undefined when they ask for gzip (or zstd failed to load). */
+export function zstdEncoder(options: CompressOptions): ZstdEncoder | undefined {
+  if (effectiveCodec(options.codec) !== "zstd") return undefined;
+  const level = clamp(options.level, ZSTD_LEVELS.min, ZSTD_LEVELS.max);
+  return new ZstdEncoder(loadZstd()!, level, options.workers ?? defaultWorkers());
 }
 
 function clamp(value: number, min: number, max: number): number {
   return Math.min(max, Math.max(min, Math.round(value)));
 }
 
-/** Compressed output is collected into this much before it is pushed on. */
+/** Compressed output is collected into this much before it is handed on. */
 const COMPRESSED_CHUNK = 256 * 1024;
 /** Decompressed output buffers (each pushed whole, never reused). */
 const PLAIN_CHUNK = 256 * 1024;
@@ -102,9 +108,18 @@ function returnContext(level: number, workers: number, cctx: ZstdBinding.CCtx): 
   idleContexts.set(key, idle);
 }
 
-class ZstdCompressor extends Transform {
+/** Receives compressed bytes: a view of the encoder's buffer, valid only until it returns. */
+export type Emit = (bytes: Buffer) => void;
+
+/**
+ * One zstd frame, written synchronously: the core of ZstdCompressor, and what
+ * the blob encoder (blob.ts) calls directly, with no stream between tar, zstd
+ * and age. Input is never retained once write() returns (zstd copies what it
+ * keeps), so callers may reuse their read buffer.
+ */
+export class ZstdEncoder {
   #cctx: ZstdBinding.CCtx | undefined;
-  #out = Buffer.allocUnsafe(COMPRESSED_CHUNK);
+  readonly #out = Buffer.allocUnsafe(COMPRESSED_CHUNK);
   #filled = 0;
 
   constructor(
@@ -112,15 +127,68 @@ class ZstdCompressor extends Transform {
     private readonly level: number,
     private readonly workers: number,
   ) {
-    super({ writableHighWaterMark: 1 << 20, readableHighWaterMark: 1 << 20 });
     this.#cctx = takeContext(zstd, level, workers);
+  }
+
+  /** Compressed bytes buffered and not yet emitted. */
+  get buffered(): number {
+    return this.#filled;
+  }
+
+  write(input: Buffer, emit: Emit): void {
+    this.#run(input, this.zstd.EndDirective.continue, emit);
+  }
+
+  /** Emit what is buffered now (if anything). */
+  flush(emit: Emit): void {
+    if (this.#filled === 0) return;
+    const filled = this.#filled;
+    this.#filled = 0;
+    emit(this.#out.subarray(0, filled));
+  }
+
+  /** End the frame and emit the rest; the context goes back to the pool. */
+  end(emit: Emit): void {
+    this.#run(EMPTY, this.zstd.EndDirective.end, emit);
+    this.flush(emit);
+    const cctx = this.#cctx;
+    this.#cctx = undefined;
+    if (cctx) returnContext(this.level, this.workers, cctx);
+  }
+
+  /** Abandon the frame. A context left mid-frame is not reused: reset it and let the GC free it. */
+  destroy(): void {
+    this.#cctx?.reset(this.zstd.ResetDirective.sessionOnly);
+    this.#cctx = undefined;
+  }
+
+  #run(input: Buffer, op: ZstdBinding.EndDirective, emit: Emit): void {
+    const cctx = this.#cctx;
+    if (!cctx) throw new Error("zstd: write after end");
+    for (;;) {
+      const [remaining, produced, consumed] = cctx.compressStream2(this.#out.subarray(this.#filled), input, op);
+      this.#filled += produced;
+      input = input.subarray(consumed);
+      if (this.#filled === this.#out.length) this.flush(emit);
+      const done = op === this.zstd.EndDirective.continue ? input.length === 0 : remaining === 0;
+      if (done) return;
+    }
+  }
+}
+
+class ZstdCompressor extends Transform {
+  // Copy out the (small, compressed) bytes: the encoder keeps writing into the same buffer.
+  readonly #push: Emit = (bytes) => this.push(Buffer.from(bytes));
+
+  constructor(private readonly encoder: ZstdEncoder) {
+    super({ writableHighWaterMark: 1 << 20, readableHighWaterMark: 1 << 20 });
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     try {
-      this.#run(chunk, this.zstd.EndDirective.continue);
+      this.encoder.write(chunk, this.#push);
       // Keep bytes moving even when the input is small (progress, and the next stage's overlap).
-      if (this.#filled >= COMPRESSED_CHUNK / 4) this.#pushOut();
+      if (this.encoder.buffered >= COMPRESSED_CHUNK / 4) this.encoder.flush(this.#push);
     } catch (err) {
       callback(err as Error);
       return;
@@ -130,11 +198,7 @@ class ZstdCompressor extends Transform {
 
   override _flush(callback: TransformCallback): void {
     try {
-      this.#run(EMPTY, this.zstd.EndDirective.end);
-      this.#pushOut();
-      const cctx = this.#cctx;
-      this.#cctx = undefined;
-      if (cctx) returnContext(this.level, this.workers, cctx);
+      this.encoder.end(this.#push);
     } catch (err) {
       callback(err as Error);
       return;
@@ -143,30 +207,8 @@ class ZstdCompressor extends Transform {
   }
 
   override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
-    // A context abandoned mid-frame is not reused: reset it and let the GC free it.
-    this.#cctx?.reset(this.zstd.ResetDirective.sessionOnly);
-    this.#cctx = undefined;
+    this.encoder.destroy();
     callback(err);
-  }
-
-  #run(input: Buffer, op: ZstdBinding.EndDirective): void {
-    const cctx = this.#cctx;
-    if (!cctx) throw new Error("zstd: write after end");
-    for (;;) {
-      const [remaining, produced, consumed] = cctx.compressStream2(this.#out.subarray(this.#filled), input, op);
-      this.#filled += produced;
-      input = input.subarray(consumed);
-      if (this.#filled === this.#out.length) this.#pushOut();
-      const done = op === this.zstd.EndDirective.continue ? input.length === 0 : remaining === 0;
-      if (done) return;
-    }
-  }
-
-  #pushOut(): void {
-    if (this.#filled === 0) return;
-    // Copy out the (small, compressed) bytes and keep writing into the same buffer.
-    this.push(Buffer.from(this.#out.subarray(0, this.#filled)));
-    this.#filled = 0;
   }
 }
 

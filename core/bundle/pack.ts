@@ -21,7 +21,7 @@ export interface PackFile {
 }
 
 /** Bytes read per file read: large enough that per-chunk stream costs vanish. */
-const READ_SIZE = 1 << 20;
+export const READ_SIZE = 1 << 20;
 const HEADER_MODE = 0o600;
 
 /**
@@ -37,7 +37,13 @@ export function packBundle(manifestJson: Buffer, files: PackFile[]): Readable {
   return Readable.from(tarChunks(manifestJson, files), { objectMode: false, highWaterMark: 4 << 20 });
 }
 
-async function* tarChunks(manifestJson: Buffer, files: PackFile[]): AsyncGenerator<Buffer> {
+/**
+ * The same tar, as a synchronous generator. With `readBuffer`, file bytes are
+ * read into it and yielded as views of it: the caller must be done with each
+ * chunk before it asks for the next (the blob encoder is: zstd copies its
+ * input), and the run allocates no read buffers at all.
+ */
+export function* tarChunks(manifestJson: Buffer, files: PackFile[], readBuffer?: Buffer): Generator<Buffer> {
   const mtime = Math.floor(Date.now() / 1000);
   const header = (name: string, size: number) => fileHeader({ name, size, mode: HEADER_MODE, mtime });
   yield Buffer.concat([header(MANIFEST_NAME, manifestJson.length), manifestJson, padding(manifestJson.length)]);
@@ -49,7 +55,7 @@ async function* tarChunks(manifestJson: Buffer, files: PackFile[]): AsyncGenerat
       continue;
     }
     yield header(file.path, file.size);
-    yield* fileChunks(file);
+    yield* fileChunks(file, readBuffer);
     const pad = padding(file.size);
     if (pad.length > 0) yield pad;
   }
@@ -65,7 +71,7 @@ async function* tarChunks(manifestJson: Buffer, files: PackFile[]): AsyncGenerat
  * pipeline idle more than half the time (bench/stages.ts). A sync pread of at
  * most 1 MiB blocks the event loop for well under a millisecond.
  */
-function* fileChunks(file: PackFile): Generator<Buffer> {
+function* fileChunks(file: PackFile, readBuffer: Buffer | undefined): Generator<Buffer> {
   let fd: number;
   try {
     fd = openSync(file.source!, "r");
@@ -77,9 +83,9 @@ function* fileChunks(file: PackFile): Generator<Buffer> {
     const trusted = file.hashedAt !== undefined && sameFile(before, file.hashedAt);
     const hash: Hash | undefined = trusted ? undefined : createHash("sha256");
     for (let position = 0; position < file.size; ) {
-      const want = Math.min(READ_SIZE, file.size - position);
-      // A fresh buffer per chunk: the stream may hold it until the compressor has taken it.
-      const buffer = Buffer.allocUnsafe(want);
+      const want = Math.min(readBuffer?.length ?? READ_SIZE, file.size - position);
+      // Without readBuffer, a fresh buffer per chunk: the stream may hold it until the compressor has taken it.
+      const buffer = readBuffer ? readBuffer.subarray(0, want) : Buffer.allocUnsafe(want);
       if (readFully(fd, buffer, position) !== want) throw changed(file);
       hash?.update(buffer);
       position += want;

@@ -1,10 +1,12 @@
 import { createHash } from "node:crypto";
-import { closeSync, fstatSync, openSync, readSync } from "node:fs";
-import { lstat, readdir, readFile, realpath, stat } from "node:fs/promises";
+import { closeSync, type Dirent, fstatSync, lstatSync, openSync, readdirSync, readSync, type Stats } from "node:fs";
+import { readdir, realpath, stat } from "node:fs/promises";
 import path from "node:path";
 import { CcbError, errnoCode, NotFoundError, UsageError } from "../errors.js";
 import { type FileIdentity, fileIdentity, sameFile } from "../file-identity.js";
 import { claudeLayout, isSessionId, projectFolderName } from "./paths.js";
+import { scratch } from "./scratch.js";
+import { derivedFromFile, sortedNames } from "./stable-cache.js";
 import { scanTranscript } from "./transcript.js";
 
 /**
@@ -51,12 +53,16 @@ export interface SessionRef {
   size: number;
 }
 
-/** Sessions in one project folder, newest first. */
+/**
+ * Sessions in one project folder, newest first. Synchronous listing and lstat
+ * calls, as in collectSession: `backup --all` lists every folder, and an
+ * awaited lstat per transcript was a thread-pool round trip each, one after another.
+ */
 export async function sessionsInFolder(claudeDir: string, folder: string): Promise<SessionRef[]> {
   const dir = claudeLayout(claudeDir).projectDir(folder);
   let names: string[];
   try {
-    names = await readdir(dir);
+    names = readdirSync(dir);
   } catch (err) {
     if (errnoCode(err) === "ENOENT") return [];
     throw err;
@@ -67,7 +73,12 @@ export async function sessionsInFolder(claudeDir: string, folder: string): Promi
     const id = name.slice(0, -".jsonl".length);
     if (!isSessionId(id)) continue;
     const transcript = path.join(dir, name);
-    const info = await lstat(transcript).catch(() => undefined);
+    let info: Stats | undefined;
+    try {
+      info = lstatSync(transcript, { throwIfNoEntry: false });
+    } catch {
+      continue;
+    }
     if (!info?.isFile()) continue;
     refs.push({ id, folder, transcript, modified: info.mtimeMs, size: info.size });
   }
@@ -78,7 +89,7 @@ export async function sessionsInFolder(claudeDir: string, folder: string): Promi
 export async function allSessions(claudeDir: string): Promise<SessionRef[]> {
   let folders: string[];
   try {
-    folders = await readdir(claudeLayout(claudeDir).projects);
+    folders = readdirSync(claudeLayout(claudeDir).projects);
   } catch (err) {
     if (errnoCode(err) === "ENOENT") return [];
     throw err;
@@ -153,7 +164,7 @@ export async function collectSession(claudeDir: string, ref: SessionRef): Promis
   const slugs = new Set(scan.slugs);
 
   const sessionDir = path.join(claudeLayout(claudeDir).projectDir(ref.folder), ref.id);
-  for (const file of await walkFiles(sessionDir)) {
+  for (const file of walkFiles(sessionDir)) {
     if (file.endsWith(".jsonl")) {
       // Subagent transcripts are appended to like the main one, and name plans too.
       const sub = await scanTranscript(file);
@@ -170,18 +181,17 @@ export async function collectSession(claudeDir: string, ref: SessionRef): Promis
     }
   }
   for (const sub of ["file-history", "tasks"]) {
-    for (const file of await walkFiles(path.join(claudeDir, sub, ref.id)))
-      files.push(await hashedFile(claudeDir, file));
+    for (const file of walkFiles(path.join(claudeDir, sub, ref.id))) files.push(await hashedFile(claudeDir, file));
   }
-  for (const plan of await planFiles(claudeDir, slugs)) files.push(await hashedFile(claudeDir, plan));
+  for (const plan of planFiles(claudeDir, slugs)) files.push(await hashedFile(claudeDir, plan));
   const todosDir = path.join(claudeDir, "todos");
-  for (const name of (await readdir(todosDir).catch(() => [] as string[])).sort()) {
+  for (const name of sortedNames(todosDir)) {
     if (name.startsWith(`${ref.id}-agent-`) && name.endsWith(".json")) {
       const file = path.join(todosDir, name);
-      if (await isRegularFile(file)) files.push(await hashedFile(claudeDir, file));
+      if (isRegularFile(file)) files.push(await hashedFile(claudeDir, file));
     }
   }
-  const history = await sessionHistoryLines(claudeDir, ref.id);
+  const history = sessionHistoryLines(claudeDir, ref.id);
   if (history.length > 0) {
     files.push({
       source: undefined,
@@ -209,34 +219,56 @@ export async function collectSession(claudeDir: string, ref: SessionRef): Promis
  * The plans the session's lines name: `plans/<slug>.md`, and the plans of its
  * subagents, which Claude Code writes as `plans/<slug>-agent-<agentId>.md`.
  */
-async function planFiles(claudeDir: string, slugs: Set<string>): Promise<string[]> {
+function planFiles(claudeDir: string, slugs: Set<string>): string[] {
   if (slugs.size === 0) return [];
   const dir = path.join(claudeDir, "plans");
-  const names = (await readdir(dir).catch(() => [] as string[])).sort();
+  const names = sortedNames(dir);
   const out: string[] = [];
   for (const name of names) {
     if (!name.endsWith(".md")) continue;
     const stem = name.slice(0, -".md".length);
     const agent = stem.lastIndexOf("-agent-");
     const owned = slugs.has(stem) || (agent > 0 && slugs.has(stem.slice(0, agent)));
-    if (owned && (await isRegularFile(path.join(dir, name)))) out.push(path.join(dir, name));
+    if (owned && isRegularFile(path.join(dir, name))) out.push(path.join(dir, name));
   }
   return out;
 }
 
-/** The lines of `history.jsonl` (the prompt history) that belong to this session. */
-async function sessionHistoryLines(claudeDir: string, sessionId: string): Promise<Buffer> {
-  let text: string;
-  try {
-    text = await readFile(claudeLayout(claudeDir).history, "utf8");
-  } catch {
-    return Buffer.alloc(0);
-  }
-  const needle = `"sessionId":"${sessionId}"`;
+/**
+ * The lines of `history.jsonl` (the prompt history) that belong to this
+ * session: those that hold `"sessionId":"<id>"` and end in `}`. The file is
+ * indexed by session once per thread while it stays unchanged (stable-cache.ts).
+ */
+function sessionHistoryLines(claudeDir: string, sessionId: string): Buffer {
+  const index = derivedFromFile("history-by-session", claudeLayout(claudeDir).history, historyBySession);
+  const lines = index?.get(sessionId);
+  return lines ? Buffer.from(lines.map((line) => `${line}\n`).join("")) : Buffer.alloc(0);
+}
+
+const SESSION_ID_KEY = '"sessionId":"';
+
+/** Whole lines ending in `}`, under every session id they name (a line naming two is under both). */
+function historyBySession(text: string): Map<string, string[]> {
+  const index = new Map<string, string[]>();
   // Whole lines only: Claude Code may be appending a prompt right now.
   const whole = text.slice(0, text.lastIndexOf("\n") + 1);
-  const lines = whole.split("\n").filter((line) => line.includes(needle) && line.endsWith("}"));
-  return Buffer.from(lines.map((line) => `${line}\n`).join(""));
+  for (const line of whole.split("\n")) {
+    if (!line.endsWith("}")) continue;
+    const named = new Set<string>();
+    for (let at = line.indexOf(SESSION_ID_KEY); at >= 0; ) {
+      const start = at + SESSION_ID_KEY.length;
+      const end = line.indexOf('"', start);
+      if (end < 0) break;
+      named.add(line.slice(start, end));
+      at = line.indexOf(SESSION_ID_KEY, end);
+    }
+    for (const id of named) {
+      const lines = index.get(id);
+      if (lines) lines.push(line);
+      else index.set(id, [line]);
+    }
+  }
+  return index;
 }
 
 function bundlePath(claudeDir: string, file: string): string {
@@ -250,7 +282,7 @@ async function hashedFile(claudeDir: string, file: string): Promise<SessionFile>
     const before = fileIdentity(fstatSync(fd));
     const hash = createHash("sha256");
     let size = 0;
-    const buffer = Buffer.allocUnsafe(Math.min(1 << 20, Math.max(1, before.size)));
+    const buffer = scratch(before.size);
     for (;;) {
       const bytesRead = readSync(fd, buffer, 0, buffer.length, size);
       if (bytesRead === 0) break;
@@ -264,24 +296,31 @@ async function hashedFile(claudeDir: string, file: string): Promise<SessionFile>
   }
 }
 
-async function isRegularFile(file: string): Promise<boolean> {
-  const info = await lstat(file).catch(() => undefined);
-  return info?.isFile() ?? false;
+/** Synchronous, like the reads (see hashedFile): one small lstat, no thread-pool round trip. */
+function isRegularFile(file: string): boolean {
+  try {
+    return lstatSync(file, { throwIfNoEntry: false })?.isFile() ?? false;
+  } catch {
+    return false;
+  }
 }
 
-/** Regular files below `dir`, sorted; symlinks and special files are never followed or packed. */
-async function walkFiles(dir: string): Promise<string[]> {
+/**
+ * Regular files below `dir`, sorted; symlinks and special files are never followed or packed.
+ * Synchronous: on a worker thread each awaited readdir left the thread idle for a round trip.
+ */
+function walkFiles(dir: string): string[] {
   const out: string[] = [];
-  let entries: import("node:fs").Dirent[];
+  let entries: Dirent[];
   try {
-    entries = await readdir(dir, { withFileTypes: true });
+    entries = readdirSync(dir, { withFileTypes: true });
   } catch (err) {
     if (errnoCode(err) === "ENOENT" || errnoCode(err) === "ENOTDIR") return out;
     throw err;
   }
   for (const entry of entries.sort((a, b) => (a.name < b.name ? -1 : 1))) {
     const full = path.join(dir, entry.name);
-    if (entry.isDirectory()) out.push(...(await walkFiles(full)));
+    if (entry.isDirectory()) out.push(...walkFiles(full));
     else if (entry.isFile()) out.push(full);
   }
   return out;

@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { type FileIdentity, fileIdentity, sameFile } from "../file-identity.js";
+import { scratch } from "./scratch.js";
 
 /**
  * Reading a transcript that Claude Code may still be appending to: we fix the
@@ -126,8 +127,8 @@ export async function scanTranscript(file: string): Promise<TranscriptScan> {
       scanLines(whole, scan, prompt, titles);
       scanLast(whole, scan);
     };
-    // One read buffer, reused: only the tail of an unfinished line is copied out of it.
-    const buffer = Buffer.allocUnsafe(Math.min(CHUNK, Math.max(1, limit)));
+    // The thread's read buffer, reused: only the tail of an unfinished line is copied out of it.
+    const buffer = scratch(Math.min(CHUNK, limit));
     while (position < limit) {
       const bytesRead = readSync(fd, buffer, 0, Math.min(buffer.length, limit - position), position);
       if (bytesRead === 0) break;
