@@ -1,10 +1,10 @@
-import { ed25519 } from "@noble/curves/ed25519.js";
 import dnsPacket, { type TxtAnswer } from "dns-packet";
 import SignedPacket from "pkarr/lib/signed_packet.js";
 import { encodeSigData, generateKeyPair } from "pkarr/lib/tools.js";
-import z32 from "z32";
+import { signWithSeed } from "../crypto/ed25519.js";
 import { CcbError, IntegrityError } from "../errors.js";
 import type { RelayPayload } from "./transport.js";
+import { z32Encode } from "./z32.js";
 
 /**
  * PKARR signed packets: a DNS packet of TXT records, signed with the user's
@@ -61,11 +61,11 @@ function buildPacket(seed: Uint8Array, entries: TxtEntry[], timestampMicros: num
   }
   const keypair = generateKeyPair(seed);
   try {
-    const dns = encodeCompressed(z32.encode(keypair.publicKey), entries);
+    const dns = encodeCompressed(z32Encode(keypair.publicKey), entries);
     if (dns.length > MAX_DNS_BYTES) throw tooLarge(dns.length);
     const signable = encodeSigData({ seq: timestampMicros, v: dns });
     const bytes = Buffer.alloc(72 + dns.length);
-    bytes.set(ed25519.sign(signable, seed), 0);
+    bytes.set(signWithSeed(signable, seed), 0);
     bytes.writeBigUInt64BE(BigInt(timestampMicros), 64);
     bytes.set(dns, 72);
     // Parse it back with pkarr: the same check every reader makes, so we never publish what they would refuse.
