@@ -41,6 +41,7 @@ export class UserKey {
   readonly publicKey: Uint8Array;
   /** The public key in z-base-32, as pkarr names keys. */
   readonly z32: string;
+  #recipient: X25519Recipient | undefined;
 
   private constructor(seed: Uint8Array) {
     this.#seed = seed;
@@ -82,7 +83,9 @@ export class UserKey {
 
   /** The age recipient for this key; equals recipientFromPublicKey(publicKey). */
   ageRecipient(): X25519Recipient {
-    return recipientFromPublicKey(this.publicKey);
+    // Computed once: a push asks for it several times, and the conversion is BigInt field math.
+    this.#recipient ??= recipientFromPublicKey(this.publicKey);
+    return this.#recipient;
   }
 
   /** Zero this object's copy of the seed; the object is unusable afterwards. */
