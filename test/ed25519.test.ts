@@ -3,12 +3,14 @@
  * which it replaced on the CLI's paths: same public keys, signatures,
  * Montgomery conversions, point validation, small-order detection and strict
  * verification — including signatures whose R carries a torsion component,
- * which only the cofactored equation accepts.
+ * which only the cofactored equation accepts. verifySodium against libsodium
+ * (what pkarr verifies records with), on the same inputs.
  */
 
 import { randomBytes } from "node:crypto";
 import { ed25519 } from "@noble/curves/ed25519.js";
 import { sha512 } from "@noble/hashes/sha2.js";
+import sodium from "sodium-universal";
 import { describe, expect, it } from "vitest";
 import {
   isPoint,
@@ -17,6 +19,7 @@ import {
   montgomerySecret,
   publicKeyFromSeed,
   signWithSeed,
+  verifySodium,
   verifyStrict,
 } from "../core/crypto/ed25519.js";
 
@@ -115,6 +118,43 @@ describe("ed25519 through OpenSSL", () => {
     }
     for (const small of EDGE_POINTS.slice(0, 8)) {
       expect(verifyStrict(small, message, Buffer.alloc(64))).toBe(false);
+    }
+  });
+
+  it("verifySodium agrees with libsodium on good, corrupted, torsion-R and small-order inputs", () => {
+    const libsodium = (pub: Uint8Array, message: Uint8Array, sig: Uint8Array) =>
+      sodium.crypto_sign_verify_detached(Buffer.from(sig), Buffer.from(message), Buffer.from(pub));
+    const seed = randomBytes(32);
+    const pub = ed25519.getPublicKey(seed);
+    const h = sha512(seed);
+    h[0]! &= 248;
+    h[31]! &= 127;
+    h[31]! |= 64;
+    const a = le(h.subarray(0, 32)) % L;
+    const cases: Array<[Uint8Array, Uint8Array, Uint8Array]> = [];
+    for (let i = 0; i < 60; i++) {
+      const message = randomBytes(i);
+      const sig = ed25519.sign(message, seed);
+      cases.push([pub, message, sig]);
+      const bad = Uint8Array.from(sig);
+      bad[(i * 7) % 64]! ^= 1 << (i % 8);
+      cases.push([pub, message, bad]);
+      // S + L: the same point equation, a non-canonical scalar.
+      cases.push([pub, message, Buffer.concat([sig.subarray(0, 32), toLE(le(sig.subarray(32)) + L)])]);
+    }
+    const message = Buffer.from("torsion");
+    for (const torsion of EDGE_POINTS) {
+      const r = le(randomBytes(32)) % L;
+      const point = noblePoint(torsion);
+      if (!point) continue;
+      const R = ed25519.Point.BASE.multiply(r).add(point).toBytes();
+      const k = le(sha512(Buffer.concat([R, pub, message]))) % L;
+      cases.push([pub, message, Buffer.concat([R, toLE((r + k * a) % L)])]);
+      cases.push([torsion, message, Buffer.concat([torsion, Buffer.alloc(32)])]);
+      cases.push([pub, message, Buffer.concat([torsion, toLE(a % L)])]);
+    }
+    for (const [key, msg, sig] of cases) {
+      expect(verifySodium(key, msg, sig), `${hex(key)} ${hex(sig)}`).toBe(libsodium(key, msg, sig));
     }
   });
 });

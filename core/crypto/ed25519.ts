@@ -115,6 +115,42 @@ export function verifyStrict(publicKey: Uint8Array, message: Uint8Array, signatu
   return isSmallOrder(add(rkA, negate(sB)));
 }
 
+/** Encodings libsodium refuses as R (and as a public key), sign bit ignored: the small-order points and y = p, p + 1. */
+const SMALL_ORDER_ENCODINGS = [
+  "0000000000000000000000000000000000000000000000000000000000000000",
+  "0100000000000000000000000000000000000000000000000000000000000000",
+  "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+  "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+  "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+  "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+  "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+].map((h) => Buffer.from(h, "hex"));
+
+function onSmallOrderList(bytes: Uint8Array): boolean {
+  const normed = Buffer.from(bytes);
+  normed[31]! &= 0x7f;
+  return SMALL_ORDER_ENCODINGS.some((entry) => entry.equals(normed));
+}
+
+/**
+ * libsodium's crypto_sign_verify_detached, which pkarr verifies records with:
+ * S < L, A canonical, on the curve and not of small order, R not a small-order
+ * encoding, then the cofactorless equation (OpenSSL's, which compares R
+ * byte for byte as libsodium does).
+ */
+export function verifySodium(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean {
+  if (publicKey.length !== 32 || signature.length !== 64) return false;
+  if (bytesToNumberLE(signature.subarray(32)) >= L) return false;
+  if (onSmallOrderList(signature.subarray(0, 32)) || onSmallOrderList(publicKey)) return false;
+  const a = decodePoint(publicKey);
+  if (!a || isSmallOrder(extended(a))) return false;
+  try {
+    return nativeVerify(null, message, publicKeyObject(publicKey), signature);
+  } catch {
+    return false;
+  }
+}
+
 function checkSeed(seed: Uint8Array): void {
   if (seed.length !== SEED_SIZE) throw new Error("an ed25519 seed must be 32 bytes");
 }
