@@ -61,6 +61,32 @@ const ownUrl = {
   },
 };
 
+/**
+ * yargs' string-width declares `const rgiEmojiRegex = /^\p{RGI_Emoji}$/v;` at its top level, and V8
+ * builds the whole emoji string set while it compiles that literal: 20–80 ms at every start, for a
+ * regex only non-ASCII help text ever reaches. Made lazy here: built on its first `.test()`. Left
+ * as it is (with a warning) if the module uses the regex any other way.
+ */
+const RGI_EMOJI_LITERAL = String.raw`/^\p{RGI_Emoji}$/v`;
+const lazyEmojiRegex = {
+  name: "lazy-rgi-emoji-regex",
+  transform(code, id) {
+    const declaration = new RegExp(String.raw`const (\w+) = ${RGI_EMOJI_LITERAL.replace(/[\\^$/{}]/g, "\\$&")};`).exec(
+      code,
+    );
+    if (!declaration) return null;
+    const name = declaration[1];
+    const uses = code.split(name).length - 2;
+    if (uses !== code.split(`${name}.test(`).length - 1) {
+      console.warn(`bundle-cli: ${id} uses ${name} other than by .test(); left as it is`);
+      return null;
+    }
+    const source = JSON.stringify(String.raw`^\p{RGI_Emoji}$`);
+    const lazy = `let ${name}Built;\nconst ${name} = { test: (text) => (${name}Built ??= new RegExp(${source}, "v")).test(text) };`;
+    return { code: code.replace(declaration[0], lazy) };
+  },
+};
+
 // Chunks of an earlier bundle would linger beside the new ones.
 for (const name of readdirSync(outDir)) {
   if (name.startsWith("chunk-") || name === "main.js.map") rmSync(path.join(outDir, name));
@@ -69,7 +95,7 @@ const bundle = await rolldown({
   input: entry,
   platform: "node",
   external: EXTERNAL,
-  plugins: [ownUrl],
+  plugins: [ownUrl, lazyEmojiRegex],
   logLevel: "warn",
 });
 const { output } = await bundle.write({
