@@ -40,6 +40,19 @@ function rejectSecretsOnArgv(args: string[]): void {
   }
 }
 
+/**
+ * yargs renders a command's whole help text before running its handler, in
+ * case the handler asks for it later; ours never do (failures go through
+ * .fail, which prints no help), and laying out the help costs 30 ms and more
+ * of string-width per run. Help that is asked for is still rendered on demand.
+ * Internal API: if a yargs version lacks it, nothing changes.
+ */
+function skipHelpCache(cli: Argv<GlobalArgs>): void {
+  type Internals = { getInternalMethods?: () => { getUsageInstance?: () => { cacheHelpMessage?: () => void } } };
+  const usage = (cli as unknown as Internals).getInternalMethods?.().getUsageInstance?.();
+  if (usage && typeof usage.cacheHelpMessage === "function") usage.cacheHelpMessage = () => {};
+}
+
 async function main(): Promise<number> {
   const json = argv.includes("--json");
   const quiet = argv.includes("--quiet") || argv.includes("-q");
@@ -71,6 +84,7 @@ async function main(): Promise<number> {
           : message;
         throw new UsageError(text ?? "invalid command line", { hint: "see `ccbundle --help`" });
       }) as unknown as Argv<GlobalArgs>;
+    skipHelpCache(cli);
     cli = identityCommands(cli);
     cli = handoffCommands(cli);
     cli = recordCommands(cli);

@@ -1,4 +1,5 @@
-import cliProgress from "cli-progress";
+import { createRequire } from "node:module";
+import type cliProgress from "cli-progress";
 import type { ProgressEvent } from "../core/backup/progress.js";
 import { formatBytes } from "../core/duration.js";
 import type { Output } from "./output.js";
@@ -8,6 +9,10 @@ import type { Output } from "./output.js";
  * amount, rate and ETA. Only on a terminal: in cron, with --json or --quiet,
  * nothing is drawn.
  */
+// Required on the first bar, not imported: cli-progress (and string-width under it) costs
+// ~20 ms to load, and most runs (cron, --json, pipes) draw no bar at all.
+const require = createRequire(import.meta.url);
+
 export class PhaseBars {
   private bar: cliProgress.SingleBar | undefined;
   private phase: string | undefined;
@@ -26,7 +31,8 @@ export class PhaseBars {
       this.phase = event.phase;
       this.started = Date.now();
       const bytes = event.unit === "bytes";
-      this.bar = new cliProgress.SingleBar(
+      const bars = require("cli-progress") as typeof cliProgress;
+      this.bar = new bars.SingleBar(
         {
           format: `${event.phase.padEnd(8)} [{bar}] {percentage}% | {value} / {total}${bytes ? " | {rate}/s" : ""} | ETA {eta_formatted}`,
           stream: process.stderr,
@@ -37,7 +43,7 @@ export class PhaseBars {
           formatValue: (value, _options, type) =>
             bytes && (type === "value" || type === "total") ? formatBytes(Number(value)) : String(value),
         },
-        cliProgress.Presets.shades_classic,
+        bars.Presets.shades_classic,
       );
       this.bar.start(Math.max(event.total, 1), 0, { rate: formatBytes(0) });
     }

@@ -12,24 +12,40 @@ function git(cwd: string, args: string[]): Promise<string | undefined> {
   });
 }
 
+/**
+ * One round of three git processes, all at once: `rev-parse` (root, common
+ * dir), `status --porcelain=v2 --branch` (HEAD, branch, dirtiness) and the
+ * origin URL. `worktree list` runs only when the common dir is not
+ * `<root>/.git`, i.e. in a linked worktree (or a submodule, or a separate git
+ * dir). Each spawn costs the event loop 10–25 ms; this was 1 + 5 processes in
+ * two rounds before, ~500 ms of a 20-project backup.
+ */
 export async function gitContext(cwd: string): Promise<GitContext | undefined> {
-  const root = await git(cwd, ["rev-parse", "--show-toplevel"]);
-  if (!root) return undefined;
-  const [remote, branch, head, status, worktrees] = await Promise.all([
+  const [paths, status, remote] = await Promise.all([
+    git(cwd, ["rev-parse", "--show-toplevel", "--git-common-dir"]),
+    git(cwd, ["status", "--porcelain=v2", "--branch", "--untracked-files=no"]),
     git(cwd, ["remote", "get-url", "origin"]),
-    git(cwd, ["symbolic-ref", "--short", "-q", "HEAD"]),
-    git(cwd, ["rev-parse", "HEAD"]),
-    git(cwd, ["status", "--porcelain", "--untracked-files=no"]),
-    git(cwd, ["worktree", "list", "--porcelain"]),
   ]);
+  const [root, commonDir] = (paths ?? "").split("\n");
+  if (!root) return undefined;
   const context: GitContext = { subdir: path.relative(root, cwd).split(path.sep).join("/") };
   if (remote) context.remote = stripCredentials(remote);
-  if (branch) context.branch = branch;
-  if (head) context.head = head;
-  if (status !== undefined) context.dirty = status.length > 0;
-  // The first entry of `worktree list` is the main checkout; another root means a linked worktree.
-  const main = /^worktree (.+)$/m.exec(worktrees ?? "")?.[1];
-  if (main && path.resolve(main) !== path.resolve(root)) context.mainWorktree = main;
+  if (status !== undefined) {
+    const lines = status.split("\n");
+    const header = (name: string) =>
+      lines.find((line) => line.startsWith(`# branch.${name} `))?.slice(name.length + 10);
+    const branch = header("head");
+    const head = header("oid");
+    if (branch && branch !== "(detached)") context.branch = branch;
+    if (head && /^[0-9a-f]{40,64}$/.test(head)) context.head = head;
+    context.dirty = lines.some((line) => line !== "" && !line.startsWith("#"));
+  }
+  if (commonDir && path.resolve(cwd, commonDir) !== path.join(root, ".git")) {
+    // The first entry of `worktree list` is the main checkout; another root means a linked worktree.
+    const worktrees = await git(cwd, ["worktree", "list", "--porcelain"]);
+    const main = /^worktree (.+)$/m.exec(worktrees ?? "")?.[1];
+    if (main && path.resolve(main) !== path.resolve(root)) context.mainWorktree = main;
+  }
   return context;
 }
 

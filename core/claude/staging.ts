@@ -32,6 +32,11 @@ export async function createStaging(claudeDir: string): Promise<string> {
 
 /** Remove a staging folder, whatever state it is in. */
 export async function removeStaging(dir: string): Promise<void> {
+  // The owner file goes last: a run killed halfway through this leaves a folder the next run
+  // still sees as abandoned by a dead process (without it, the folder sat out a 10-minute grace;
+  // test/kill.test.ts caught one killed inside the rm).
+  const names = await readdir(dir).catch(() => [] as string[]);
+  for (const name of names) if (name !== OWNER_FILE) await rm(path.join(dir, name), { recursive: true, force: true });
   await rm(dir, { recursive: true, force: true });
 }
 

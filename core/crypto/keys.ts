@@ -17,10 +17,17 @@
  */
 
 import { getRandomValues } from "node:crypto";
-import { ed25519 } from "@noble/curves/ed25519.js";
-import z32 from "z32";
 import { UsageError } from "../errors.js";
+import { z32DecodeLoose, z32Encode } from "../pointer/z32.js";
 import { X25519Identity, X25519Recipient } from "./age/x25519.js";
+import {
+  isSmallOrderPoint,
+  montgomeryPublic,
+  montgomerySecret,
+  publicKeyFromSeed,
+  signWithSeed,
+  verifyStrict,
+} from "./ed25519.js";
 
 const SEED_SIZE = 32;
 const PUBLIC_KEY_SIZE = 32;
@@ -28,17 +35,18 @@ const SIGNATURE_SIZE = 64;
 const Z32_KEY_LENGTH = 52;
 
 export class UserKey {
-  // JS cannot guarantee secret bytes are never copied (GC moves, noble's
-  // internal bigints); we keep one copy and zero it in destroy().
+  // JS cannot guarantee secret bytes are never copied (GC moves, OpenSSL's
+  // own copy in a KeyObject); we keep one copy and zero it in destroy().
   readonly #seed: Uint8Array;
   readonly publicKey: Uint8Array;
   /** The public key in z-base-32, as pkarr names keys. */
   readonly z32: string;
+  #recipient: X25519Recipient | undefined;
 
   private constructor(seed: Uint8Array) {
     this.#seed = seed;
-    this.publicKey = ed25519.getPublicKey(seed);
-    this.z32 = z32.encode(this.publicKey);
+    this.publicKey = publicKeyFromSeed(seed);
+    this.z32 = z32Encode(this.publicKey);
   }
 
   static generate(): UserKey {
@@ -60,12 +68,12 @@ export class UserKey {
   }
 
   sign(message: Uint8Array): Uint8Array {
-    return ed25519.sign(message, this.#seed);
+    return signWithSeed(message, this.#seed);
   }
 
   /** The age identity for this key (X25519 secret converted from the seed). */
   ageIdentity(): X25519Identity {
-    const secret = ed25519.utils.toMontgomerySecret(this.#seed);
+    const secret = montgomerySecret(this.#seed);
     try {
       return new X25519Identity(secret);
     } finally {
@@ -75,7 +83,9 @@ export class UserKey {
 
   /** The age recipient for this key; equals recipientFromPublicKey(publicKey). */
   ageRecipient(): X25519Recipient {
-    return recipientFromPublicKey(this.publicKey);
+    // Computed once: a push asks for it several times, and the conversion is BigInt field math.
+    this.#recipient ??= recipientFromPublicKey(this.publicKey);
+    return this.#recipient;
   }
 
   /** Zero this object's copy of the seed; the object is unusable afterwards. */
@@ -87,12 +97,12 @@ export class UserKey {
 /** The age recipient of an ed25519 public key (Edwards to Montgomery). */
 export function recipientFromPublicKey(edPublicKey: Uint8Array): X25519Recipient {
   if (edPublicKey.length !== PUBLIC_KEY_SIZE) throw new UsageError("an ed25519 public key must be 32 bytes");
-  return new X25519Recipient(ed25519.utils.toMontgomery(edPublicKey));
+  return new X25519Recipient(montgomeryPublic(edPublicKey));
 }
 
 export function encodeZ32PublicKey(publicKey: Uint8Array): string {
   if (publicKey.length !== PUBLIC_KEY_SIZE) throw new UsageError("an ed25519 public key must be 32 bytes");
-  return z32.encode(publicKey);
+  return z32Encode(publicKey);
 }
 
 const BAD_KEY_HINT = "a ccbundle key is the 52-character z-base-32 string `ccbundle whoami` prints";
@@ -108,19 +118,13 @@ export function decodeZ32PublicKey(s: string): Uint8Array {
   if (text.length !== Z32_KEY_LENGTH) {
     throw new UsageError(`not a ccbundle key: expected ${Z32_KEY_LENGTH} characters`, { hint: BAD_KEY_HINT });
   }
-  let bytes: Uint8Array;
-  try {
-    bytes = z32.decode(text);
-  } catch {
-    throw new UsageError("not a ccbundle key: invalid z-base-32 character", { hint: BAD_KEY_HINT });
-  }
-  if (bytes.length !== PUBLIC_KEY_SIZE || z32.encode(bytes) !== text) {
+  const bytes = z32DecodeLoose(text);
+  if (!bytes) throw new UsageError("not a ccbundle key: invalid z-base-32 character", { hint: BAD_KEY_HINT });
+  if (bytes.length !== PUBLIC_KEY_SIZE || z32Encode(bytes) !== text) {
     throw new UsageError("not a ccbundle key: not a canonical 32-byte encoding", { hint: BAD_KEY_HINT });
   }
-  let smallOrder: boolean;
-  try {
-    smallOrder = ed25519.Point.fromBytes(bytes).isSmallOrder();
-  } catch {
+  const smallOrder = isSmallOrderPoint(bytes);
+  if (smallOrder === undefined) {
     throw new UsageError("not a ccbundle key: not a valid ed25519 public key", { hint: BAD_KEY_HINT });
   }
   if (smallOrder) throw new UsageError("not a ccbundle key: a small-order ed25519 point", { hint: BAD_KEY_HINT });
@@ -149,9 +153,5 @@ export function parseRecipient(s: string): X25519Recipient {
 /** Strict RFC 8032 verification (no ZIP-215 leniency); false on any malformed input. */
 export function verifyEd25519(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean {
   if (publicKey.length !== PUBLIC_KEY_SIZE || signature.length !== SIGNATURE_SIZE) return false;
-  try {
-    return ed25519.verify(signature, message, publicKey, { zip215: false });
-  } catch {
-    return false;
-  }
+  return verifyStrict(publicKey, message, signature);
 }

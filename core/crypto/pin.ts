@@ -1,5 +1,4 @@
 import { randomBytes } from "node:crypto";
-import { argon2id } from "hash-wasm";
 import { UsageError } from "../errors.js";
 import { headerError } from "./age/errors.js";
 import { b64decode, b64encode, type Stanza } from "./age/format.js";
@@ -71,6 +70,8 @@ export function checkArgon2Params(params: Argon2Params): boolean {
 
 /** Argon2id(PIN, "ccbundle/pin/v1" || salt) → 32-byte wrap key. Runs the full cost whatever the PIN. */
 export async function derivePinKey(pin: Uint8Array, salt: Uint8Array, params: Argon2Params): Promise<Uint8Array> {
+  // Loaded here, not at the top: hash-wasm costs ~30 ms to load, and only PIN handoffs need it.
+  const { argon2id } = await import("hash-wasm");
   return argon2id({
     password: pin,
     salt: Buffer.concat([Buffer.from(DOMAIN, "latin1"), salt]),

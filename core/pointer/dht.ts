@@ -4,8 +4,10 @@ import type DHT from "bittorrent-dht";
 import type { DhtNodeAddress, KrpcError, KrpcMessage } from "bittorrent-dht";
 import { UsageError } from "../errors.js";
 import { abortable, describeError, TimeoutReason, timeoutSignal } from "./abort.js";
-import { MAX_DNS_BYTES } from "./packet.js";
+import { bep44Signable, MAX_DNS_BYTES } from "./packet.js";
 import type { PointerTransport, RelayPayload } from "./transport.js";
+
+export { bep44Signable };
 
 /**
  * The Mainline DHT as a pointer transport: BEP44 mutable items (k = ed25519
@@ -278,11 +280,6 @@ const SPKI_ED25519_PREFIX = Buffer.from("302a300506032b6570032100", "hex");
 
 function publicKeyObject(publicKey: Uint8Array): KeyObject {
   return createPublicKey({ key: Buffer.concat([SPKI_ED25519_PREFIX, publicKey]), format: "der", type: "spki" });
-}
-
-/** BEP44 signable for an unsalted mutable item: `3:seqi<seq>e1:v<len>:<v>`. */
-export function bep44Signable(seq: number, v: Uint8Array): Buffer {
-  return Buffer.concat([Buffer.from(`3:seqi${seq}e1:v${v.length}:`), v]);
 }
 
 /** The DHT target of a pkarr key: SHA1 of the 32-byte public key. */

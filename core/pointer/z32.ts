@@ -1,5 +1,5 @@
-import { ed25519 } from "@noble/curves/ed25519.js";
 import { decodeBase32, encodeBase32 } from "../base32.js";
+import { isPoint } from "../crypto/ed25519.js";
 import { UsageError } from "../errors.js";
 
 /**
@@ -41,12 +41,9 @@ export function decodePublicKey(text: string): Uint8Array {
   if (bytes === undefined || bytes.length !== 32) {
     throw new UsageError(`not a public key: ${JSON.stringify(shown)} is not valid z-base-32`, { hint });
   }
-  try {
-    ed25519.Point.fromBytes(bytes);
-  } catch (err) {
+  if (!isPoint(bytes)) {
     throw new UsageError(`not a public key: ${JSON.stringify(shown)} is not an ed25519 point`, {
       hint: `${hint}; check for a typo`,
-      cause: err,
     });
   }
   return bytes;
