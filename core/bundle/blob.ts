@@ -67,6 +67,8 @@ export interface BundleReadOptions {
   identities: Identity[];
   stagingDir: string;
   onManifest?: (manifest: Manifest) => void | Promise<void>;
+  /** Takes over each staged file's descriptor to fsync and close it (see unpackBundle). */
+  handOver?: (fd: number) => Promise<void>;
 }
 
 /**
@@ -88,6 +90,7 @@ export async function readBundle(
   });
   const unpackOptions = {
     ...(options.onManifest ? { onManifest: options.onManifest } : {}),
+    ...(options.handOver ? { handOver: options.handOver } : {}),
     // The ratio check compares the tar bytes out with the blob bytes in (age adds ~0.03%).
     compressedBytes: () => counter.bytes,
   };

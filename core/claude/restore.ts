@@ -1,10 +1,12 @@
 import { randomBytes } from "node:crypto";
+import { statSync } from "node:fs";
 import { realpath, stat } from "node:fs/promises";
 import path from "node:path";
 import type { ManifestSession } from "../bundle/manifest.js";
 import { errnoCode } from "../errors.js";
 import { backupFile, type Comparison, compareFiles, remapFile } from "./files.js";
 import { type Fork, forkRelativePath, planFork } from "./fork.js";
+import type { FsyncQueue } from "./fsync-queue.js";
 import { commitJournal, type InstallStep, journalPath, type StepHook } from "./install-journal.js";
 import { claudeLayout, projectFolderName } from "./paths.js";
 import { createRemapper, type PathMapping, rewriteFormFor } from "./remap.js";
@@ -39,6 +41,13 @@ export interface RestoreOptions {
   force: boolean;
   /** Called before each move into the config dir. */
   onInstallStep?: StepHook | undefined;
+  /**
+   * Where the staged files are being fsynced (the unpacked ones already handed to it);
+   * the rewritten copies made here join it, and the journal waits for all of them.
+   */
+  durable: FsyncQueue;
+  /** Target folders known to exist in this run (shared across sessions). */
+  madeDirs?: Set<string> | undefined;
 }
 
 export interface RestoreResult {
@@ -74,7 +83,8 @@ export async function restoreSession(options: RestoreOptions): Promise<RestoreRe
     const remapper = form && remappers[form];
     if (remapper && !remapper.identity) {
       const target = `${source}.remapped`;
-      await remapFile(source, target, remapper);
+      await remapFile(source, target, remapper, { fsync: false });
+      await options.durable.addFile(target);
       prepared.set(file.path, target);
     } else {
       prepared.set(file.path, source);
@@ -106,7 +116,8 @@ export async function restoreSession(options: RestoreOptions): Promise<RestoreRe
     const historyFile = session.files.filter((file) => file.path === "claude/history.jsonl");
     for (const file of [...jsonl, ...historyFile]) {
       const target = `${staged(file.path)}.forked`;
-      await remapFile(prepared.get(file.path)!, target, fork.rewriter);
+      await remapFile(prepared.get(file.path)!, target, fork.rewriter, { fsync: false });
+      await options.durable.addFile(target);
       prepared.set(file.path, target);
     }
   }
@@ -181,12 +192,14 @@ export async function restoreSession(options: RestoreOptions): Promise<RestoreRe
   }
   await plan(transcriptPath, true);
 
-  // Commit: journal first, then the renames, transcript last.
+  // Commit: staged files on disk, then the journal, then the renames, transcript last.
+  await options.durable.settle();
   const reports = await commitJournal(
     journalPath(options.stagedRoot, sessionId),
     { version: 1, claudeDir, backupDir, steps },
     options.stagedRoot,
     options.onInstallStep,
+    options.madeDirs,
   );
   let filesWritten = 0;
   const saved: string[] = [];
@@ -221,7 +234,8 @@ export async function restoreSession(options: RestoreOptions): Promise<RestoreRe
 
 async function compareIfExists(local: string, incoming: string): Promise<Comparison | undefined> {
   try {
-    await stat(local);
+    // Sync: usually absent (a fresh restore), and an ENOENT through the threadpool costs a round trip per file.
+    statSync(local);
   } catch (err) {
     if (errnoCode(err) === "ENOENT") return undefined;
     throw err;
