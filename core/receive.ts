@@ -12,6 +12,7 @@ import { type RestoreResult, restoreSession } from "./claude/restore.js";
 import { otherCopiesWarning } from "./claude/session.js";
 import { createStaging, type RecoveredStaging, recoverStaging, removeStaging } from "./claude/staging.js";
 import { chooseTarget, mappingsFor, type TargetChoice } from "./claude/target.js";
+import { TranscriptIndex } from "./claude/transcript-index.js";
 import { homeDir, type Settings } from "./config.js";
 import type { Identity } from "./crypto/age/index.js";
 import { CcbError, errnoCode, IntegrityError } from "./errors.js";
@@ -101,10 +102,13 @@ export class ReceiveRun {
   #recoveredReported = false;
   readonly #madeDirs = new Set<string>();
   readonly #gitDrift = new Map<string, Promise<string[]>>();
+  readonly #targets = new Map<string, Promise<TargetChoice>>();
+  readonly #transcripts: TranscriptIndex;
 
   constructor(settings: Settings, options: { oneBundle: boolean }) {
     this.#settings = settings;
     this.#oneBundle = options.oneBundle;
+    this.#transcripts = new TranscriptIndex(settings.claudeDir);
   }
 
   /** Decrypt, verify and unpack one blob. If anything fails here the config dir is as it was. */
@@ -199,12 +203,7 @@ export class ReceiveRun {
   ): Promise<ReceivedSession> {
     const { settings } = options;
     const manifest = staged.manifest;
-    const target = await chooseTarget(session, {
-      project: options.project,
-      cwd: options.cwd,
-      maps: options.maps,
-      keepOriginalPaths: options.keepOriginalPaths,
-    });
+    const target = await this.#chooseTarget(session, options);
     const mappings = mappingsFor({
       // restore --all keeps a session at its original path unless --map moved it: then no
       // other path may move either (the old home → this home rewrite is off).
@@ -230,7 +229,13 @@ export class ReceiveRun {
       madeDirs: this.#madeDirs,
     });
     const gitWarnings = await this.#describeGitDrift(target.cwd, session.git);
-    const copies = await otherCopiesWarning(settings.claudeDir, restored.transcript, restored.targetCwd);
+    await this.#transcripts.add(restored.transcript);
+    const copies = await otherCopiesWarning(
+      settings.claudeDir,
+      restored.transcript,
+      restored.targetCwd,
+      await this.#transcripts.foldersWith(restored.transcript),
+    );
     return {
       ...restored,
       title: session.title,
@@ -238,6 +243,29 @@ export class ReceiveRun {
       gitWarnings,
       warnings: [...(target.warning ? [target.warning] : []), ...copies, ...gitWarnings],
     };
+  }
+
+  /**
+   * Where a session lands, decided once per original path and git context in a run: the
+   * answer depends only on those, the options and the checkouts here, and each costs up to
+   * seven git processes when the session has a remote.
+   */
+  #chooseTarget(session: Manifest["sessions"][number], options: ReceiveOptions): Promise<TargetChoice> {
+    const choice = {
+      project: options.project,
+      cwd: options.cwd,
+      maps: options.maps,
+      keepOriginalPaths: options.keepOriginalPaths,
+    };
+    const key = JSON.stringify([session.cwd, session.git ?? null, choice]);
+    let target = this.#targets.get(key);
+    if (!target) {
+      target = chooseTarget(session, choice);
+      this.#targets.set(key, target);
+      // A refusal (--project is not a directory) is asked again, not remembered.
+      target.catch(() => this.#targets.delete(key));
+    }
+    return target;
   }
 
   /**
