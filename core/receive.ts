@@ -2,13 +2,13 @@ import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
 import { readBundle } from "./bundle/blob.js";
-import type { GitContext, Manifest } from "./bundle/manifest.js";
+import type { GitContext, Manifest, ManifestSession } from "./bundle/manifest.js";
 import { verifyManifestSignature } from "./bundle/signature.js";
 import { FsyncQueue } from "./claude/fsync-queue.js";
 import { describeGitDrift } from "./claude/git.js";
-import { pendingJournals, type StepHook } from "./claude/install-journal.js";
+import { commitJournal, journalPath, pendingJournals, type StepHook } from "./claude/install-journal.js";
 import type { PathMapping } from "./claude/remap.js";
-import { type RestoreResult, restoreSession } from "./claude/restore.js";
+import { newBackupDir, type PreparedRestore, prepareRestore, type RestoreResult } from "./claude/restore.js";
 import { otherCopiesWarning } from "./claude/session.js";
 import { createStaging, type RecoveredStaging, recoverStaging, removeStaging } from "./claude/staging.js";
 import { chooseTarget, mappingsFor, type TargetChoice } from "./claude/target.js";
@@ -154,9 +154,7 @@ export class ReceiveRun {
     const { claudeDir } = this.#settings;
     try {
       const { recovered } = await this.#installLock();
-      const sessions: ReceivedSession[] = [];
-      for (const session of staged.manifest.sessions)
-        sessions.push(await this.#installSession(options, session, staged));
+      const sessions = await this.#installSessions(options, staged);
       const reported = this.#recoveredReported ? [] : recovered;
       this.#recoveredReported = true;
       return { manifest: staged.manifest, signer: staged.signer, sessions, recovered: reported };
@@ -196,53 +194,74 @@ export class ReceiveRun {
     return lock;
   }
 
-  async #installSession(
-    options: ReceiveOptions,
-    session: Manifest["sessions"][number],
-    staged: StagedBundle,
-  ): Promise<ReceivedSession> {
+  /**
+   * Every session of the bundle prepared first (decided, remapped, backups made), then one
+   * journal for all of their moves: a journal costs an fsync, and a 300-session import
+   * wrote 300 of them in turn (1.5 s). Each session's own moves keep their order, its
+   * transcript last, so Claude Code sees no session before its other files are in place.
+   */
+  async #installSessions(options: ReceiveOptions, staged: StagedBundle): Promise<ReceivedSession[]> {
     const { settings } = options;
     const manifest = staged.manifest;
-    const target = await this.#chooseTarget(session, options);
-    const mappings = mappingsFor({
-      // restore --all keeps a session at its original path unless --map moved it: then no
-      // other path may move either (the old home → this home rewrite is off).
-      source:
-        options.keepOriginalPaths && target.reason !== "mapped" ? { ...manifest.source, home: "" } : manifest.source,
-      session,
-      target,
-      targetHome: homeDir(settings.env),
-      targetClaudeDir: settings.claudeDir,
-      maps: options.maps,
-    });
-    const restored = await restoreSession({
-      claudeDir: settings.claudeDir,
-      home: settings.home,
-      stagedRoot: staged.dir,
-      session,
-      targetCwd: target.cwd,
-      mappings,
-      rewrite: options.rewrite,
-      force: options.force,
-      onInstallStep: options.onInstallStep,
-      durable: staged.durable,
-      madeDirs: this.#madeDirs,
-    });
-    const gitWarnings = await this.#describeGitDrift(target.cwd, session.git);
-    await this.#transcripts.add(restored.transcript);
-    const copies = await otherCopiesWarning(
-      settings.claudeDir,
-      restored.transcript,
-      restored.targetCwd,
-      await this.#transcripts.foldersWith(restored.transcript),
+    const backupDir = newBackupDir(settings.home);
+    const prepared: { session: ManifestSession; target: TargetChoice; restore: PreparedRestore }[] = [];
+    for (const session of manifest.sessions) {
+      const target = await this.#chooseTarget(session, options);
+      const mappings = mappingsFor({
+        // restore --all keeps a session at its original path unless --map moved it: then no
+        // other path may move either (the old home → this home rewrite is off).
+        source:
+          options.keepOriginalPaths && target.reason !== "mapped" ? { ...manifest.source, home: "" } : manifest.source,
+        session,
+        target,
+        targetHome: homeDir(settings.env),
+        targetClaudeDir: settings.claudeDir,
+        maps: options.maps,
+      });
+      const restore = await prepareRestore({
+        claudeDir: settings.claudeDir,
+        stagedRoot: staged.dir,
+        session,
+        targetCwd: target.cwd,
+        mappings,
+        rewrite: options.rewrite,
+        force: options.force,
+        durable: staged.durable,
+        backupDir,
+      });
+      prepared.push({ session, target, restore });
+    }
+    // Commit: staged files on disk, then the journal, then the renames.
+    await staged.durable.settle();
+    const reports = await commitJournal(
+      journalPath(staged.dir, prepared[0]?.restore.sessionId ?? "empty"),
+      { version: 1, claudeDir: settings.claudeDir, backupDir, steps: prepared.flatMap((p) => p.restore.steps) },
+      staged.dir,
+      options.onInstallStep,
+      this.#madeDirs,
     );
-    return {
-      ...restored,
-      title: session.title,
-      target,
-      gitWarnings,
-      warnings: [...(target.warning ? [target.warning] : []), ...copies, ...gitWarnings],
-    };
+    const sessions: ReceivedSession[] = [];
+    let taken = 0;
+    for (const { session, target, restore } of prepared) {
+      const restored = restore.finish(reports.slice(taken, taken + restore.steps.length));
+      taken += restore.steps.length;
+      await this.#transcripts.add(restored.transcript);
+      const gitWarnings = await this.#describeGitDrift(target.cwd, session.git);
+      const copies = await otherCopiesWarning(
+        settings.claudeDir,
+        restored.transcript,
+        restored.targetCwd,
+        await this.#transcripts.foldersWith(restored.transcript),
+      );
+      sessions.push({
+        ...restored,
+        title: session.title,
+        target,
+        gitWarnings,
+        warnings: [...(target.warning ? [target.warning] : []), ...copies, ...gitWarnings],
+      });
+    }
+    return sessions;
   }
 
   /**
