@@ -4,6 +4,7 @@ import type { Readable } from "node:stream";
 import { readBundle } from "./bundle/blob.js";
 import type { GitContext, Manifest, ManifestSession } from "./bundle/manifest.js";
 import { verifyManifestSignature } from "./bundle/signature.js";
+import { stagedPath } from "./bundle/unpack.js";
 import { FsyncQueue } from "./claude/fsync-queue.js";
 import { describeGitDrift } from "./claude/git.js";
 import { commitJournal, journalPath, pendingJournals, type StepHook } from "./claude/install-journal.js";
@@ -135,6 +136,7 @@ export class ReceiveRun {
           }
         },
         handOver: (fd) => durable.add(fd),
+        layout: "flat",
       });
       if (options.expect && (read.sha256 !== options.expect.sha256 || read.size !== options.expect.size)) {
         throw new IntegrityError("the blob does not match the hash in the record", {
@@ -221,6 +223,7 @@ export class ReceiveRun {
       const restore = await prepareRestore({
         claudeDir: settings.claudeDir,
         stagedRoot: staged.dir,
+        stagedPath: (bundlePath) => stagedPath(staged.dir, bundlePath, "flat"),
         session,
         targetCwd: target.cwd,
         mappings,

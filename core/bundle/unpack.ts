@@ -26,6 +26,8 @@ export interface UnpackOptions {
    * verified (the caller fsyncs and closes it); without it the file is closed.
    */
   handOver?: (fd: number) => Promise<void>;
+  /** "tree" (default) mirrors the bundle paths below the staging folder; "flat" see stagedPath. */
+  layout?: StagingLayout;
   /** Override the limits (tests). */
   limits?: Partial<UnpackLimits>;
 }
@@ -47,6 +49,19 @@ export const DEFAULT_UNPACK_LIMITS: UnpackLimits = {
   maxRatio: 1000,
   ratioGraceBytes: 64 * 2 ** 20,
 };
+
+export type StagingLayout = "tree" | "flat";
+
+/**
+ * Where a bundle file is staged. "flat" puts every file directly in the staging
+ * folder under a name derived from its path: no folders to make and remove
+ * (a 300-session bundle has about 1000), which the receiving commands use since
+ * they only ever reach staged files through this function.
+ */
+export function stagedPath(stagingDir: string, bundlePath: string, layout: StagingLayout = "tree"): string {
+  if (layout === "tree") return path.join(stagingDir, ...bundlePath.split("/"));
+  return path.join(stagingDir, `f-${createHash("sha256").update(bundlePath).digest("hex").slice(0, 40)}`);
+}
 
 /** Slack for tar headers and padding beyond the files' own bytes. */
 const TAR_OVERHEAD_PER_FILE = 3 * 512;
@@ -83,7 +98,7 @@ export async function unpackBundle(
   let manifest: Manifest | undefined;
   const expected = new Map<string, BundleFile>();
   const received = new Set<string>();
-  const writer = new StagedWriter(stagingDir, options.handOver);
+  const writer = new StagedWriter(stagingDir, options.layout ?? "tree", options.handOver);
   try {
     for await (const entry of extract) {
       const header = entry.header;
@@ -154,11 +169,12 @@ class StagedWriter {
 
   constructor(
     private readonly stagingDir: string,
+    private readonly layout: StagingLayout,
     private readonly handOver: ((fd: number) => Promise<void>) | undefined,
   ) {}
 
   async write(entry: AsyncIterable<Buffer>, file: BundleFile): Promise<void> {
-    const target = path.join(this.stagingDir, ...file.path.split("/"));
+    const target = stagedPath(this.stagingDir, file.path, this.layout);
     const dir = path.dirname(target);
     if (!this.#made.has(dir)) {
       makeDirs(this.stagingDir, dir);

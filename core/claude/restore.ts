@@ -27,8 +27,10 @@ export type RestoreOutcome = "new" | "identical" | "fast-forward" | "kept-local"
 
 export interface RestoreOptions {
   claudeDir: string;
-  /** Folder that holds the staged `claude/…` tree. */
+  /** Folder that holds the staged files (and the journal). */
   stagedRoot: string;
+  /** Where a bundle file was staged (unpackBundle's stagedPath). */
+  stagedPath: (bundlePath: string) => string;
   session: ManifestSession;
   /** The project directory the session should belong to on this machine. */
   targetCwd: string;
@@ -90,7 +92,7 @@ export async function prepareRestore(options: RestoreOptions): Promise<PreparedR
   const folder = projectFolderName(targetReal);
   const mappings = options.rewrite ? options.mappings : [];
   const remappers = { json: createRemapper(mappings, "json"), text: createRemapper(mappings, "text") };
-  const staged = (bundlePath: string) => path.join(options.stagedRoot, ...bundlePath.split("/"));
+  const staged = options.stagedPath;
 
   // Rewrite paths in every text file first (into new staged files), so comparisons see final bytes.
   const transcriptPath = `claude/projects/${session.folder}/${session.id}.jsonl`;
