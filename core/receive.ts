@@ -1,18 +1,23 @@
+import { mkdir } from "node:fs/promises";
+import path from "node:path";
 import type { Readable } from "node:stream";
 import { readBundle } from "./bundle/blob.js";
-import type { Manifest } from "./bundle/manifest.js";
+import type { GitContext, Manifest, ManifestSession } from "./bundle/manifest.js";
 import { verifyManifestSignature } from "./bundle/signature.js";
+import { stagedPath } from "./bundle/unpack.js";
+import { FsyncQueue } from "./claude/fsync-queue.js";
 import { describeGitDrift } from "./claude/git.js";
-import { pendingJournals, type StepHook } from "./claude/install-journal.js";
+import { commitJournal, journalPath, pendingJournals, type StepHook } from "./claude/install-journal.js";
 import type { PathMapping } from "./claude/remap.js";
-import { type RestoreResult, restoreSession } from "./claude/restore.js";
+import { newBackupDir, type PreparedRestore, prepareRestore, type RestoreResult } from "./claude/restore.js";
 import { otherCopiesWarning } from "./claude/session.js";
 import { createStaging, type RecoveredStaging, recoverStaging, removeStaging } from "./claude/staging.js";
 import { chooseTarget, mappingsFor, type TargetChoice } from "./claude/target.js";
+import { TranscriptIndex } from "./claude/transcript-index.js";
 import { homeDir, type Settings } from "./config.js";
 import type { Identity } from "./crypto/age/index.js";
 import { CcbError, errnoCode, IntegrityError } from "./errors.js";
-import { withLock } from "./lock.js";
+import { acquireLock } from "./lock.js";
 
 /**
  * The receiving half shared by pull, import and restore: decrypt and unpack a
@@ -62,94 +67,242 @@ export interface ReceiveResult {
 }
 
 export async function receiveBundle(options: ReceiveOptions): Promise<ReceiveResult> {
-  const { settings } = options;
-  const staging = await createStaging(settings.claudeDir).catch((err: unknown) => {
-    throw describeFsError(err, settings.claudeDir);
-  });
+  const run = new ReceiveRun(options.settings, { oneBundle: true });
   try {
-    let signer = "";
-    const read = await readBundle(options.blob, {
-      identities: options.identities,
-      stagingDir: staging,
-      onManifest: (manifest) => {
-        signer = verifyManifestSignature(manifest);
-        if (options.acceptSigners.length > 0 && !options.acceptSigners.includes(signer)) {
-          throw new IntegrityError(`bundle is signed by ${signer}, not by the expected key`, {
-            hint: "the bundle does not come from who you think; pass --from <z32> to accept another signer",
-          });
-        }
-      },
-    });
-    if (options.expect && (read.sha256 !== options.expect.sha256 || read.size !== options.expect.size)) {
-      throw new IntegrityError("the blob does not match the hash in the record", {
-        hint: "the stored bundle was replaced or damaged; ask the sender to push again",
-      });
-    }
-    // One install phase at a time on this machine; finish what killed runs left first.
-    return await withLock(
-      settings.home,
-      "restore",
-      async () => {
-        const recovered = await recoverStaging(settings.claudeDir);
-        const sessions: ReceivedSession[] = [];
-        for (const session of read.manifest.sessions)
-          sessions.push(await installSession(options, session, staging, read.manifest));
-        return { manifest: read.manifest, signer, sessions, recovered };
-      },
-      { waitMs: INSTALL_LOCK_WAIT_MS },
-    );
-  } catch (err) {
-    throw describeFsError(err, settings.claudeDir, (await pendingJournals(staging).catch(() => [])).length > 0);
+    return await run.install(await run.stage(options), options);
   } finally {
-    // A journal still here means the install phase stopped half-way: keep it for the next run to finish.
-    if ((await pendingJournals(staging).catch(() => [])).length === 0) await removeStaging(staging);
+    await run.close();
   }
 }
 
-async function installSession(
-  options: ReceiveOptions,
-  session: Manifest["sessions"][number],
-  staging: string,
-  manifest: Manifest,
-): Promise<ReceivedSession> {
-  const { settings } = options;
-  const target = await chooseTarget(session, {
-    project: options.project,
-    cwd: options.cwd,
-    maps: options.maps,
-    keepOriginalPaths: options.keepOriginalPaths,
-  });
-  const mappings = mappingsFor({
-    // restore --all keeps a session at its original path unless --map moved it: then no
-    // other path may move either (the old home → this home rewrite is off).
-    source:
-      options.keepOriginalPaths && target.reason !== "mapped" ? { ...manifest.source, home: "" } : manifest.source,
-    session,
-    target,
-    targetHome: homeDir(settings.env),
-    targetClaudeDir: settings.claudeDir,
-    maps: options.maps,
-  });
-  const restored = await restoreSession({
-    claudeDir: settings.claudeDir,
-    home: settings.home,
-    stagedRoot: staging,
-    session,
-    targetCwd: target.cwd,
-    mappings,
-    rewrite: options.rewrite,
-    force: options.force,
-    onInstallStep: options.onInstallStep,
-  });
-  const gitWarnings = await describeGitDrift(target.cwd, session.git);
-  const copies = await otherCopiesWarning(settings.claudeDir, restored.transcript, restored.targetCwd);
-  return {
-    ...restored,
-    title: session.title,
-    target,
-    gitWarnings,
-    warnings: [...(target.warning ? [target.warning] : []), ...copies, ...gitWarnings],
-  };
+/** A blob decrypted, verified and unpacked into its staging folder, not yet installed. */
+export interface StagedBundle {
+  dir: string;
+  manifest: Manifest;
+  signer: string;
+  /** The staged files' fsyncs, still running in the background. */
+  durable: FsyncQueue;
+}
+
+/**
+ * One receiving command: one staging folder, the install lock taken once (at
+ * the first install, after the first blob was staged), killed runs recovered
+ * once, and facts remembered across its bundles (target folders made, git
+ * drift per checkout). `restore --all` stages blob N+1 while blob N installs;
+ * each blob gets its own subfolder (`bundle-<n>`, its journal inside) so a
+ * failed one can be dropped or finished on its own. Per session this saved
+ * what each `receiveBundle` used to repeat: a staging folder with an fsynced
+ * owner file, the lock, a scan for abandoned staging, and six git calls.
+ */
+export class ReceiveRun {
+  readonly #settings: Settings;
+  readonly #oneBundle: boolean;
+  #root: Promise<string> | undefined;
+  #bundles = 0;
+  #lock: Promise<{ release: () => Promise<void>; recovered: RecoveredStaging[] }> | undefined;
+  #recoveredReported = false;
+  readonly #madeDirs = new Set<string>();
+  readonly #gitDrift = new Map<string, Promise<string[]>>();
+  readonly #targets = new Map<string, Promise<TargetChoice>>();
+  readonly #transcripts: TranscriptIndex;
+
+  constructor(settings: Settings, options: { oneBundle: boolean }) {
+    this.#settings = settings;
+    this.#oneBundle = options.oneBundle;
+    this.#transcripts = new TranscriptIndex(settings.claudeDir);
+  }
+
+  /** Decrypt, verify and unpack one blob. If anything fails here the config dir is as it was. */
+  async stage(options: ReceiveOptions): Promise<StagedBundle> {
+    const { claudeDir } = this.#settings;
+    this.#root ??= createStaging(claudeDir);
+    const root = await this.#root.catch((err: unknown) => {
+      throw describeFsError(err, claudeDir);
+    });
+    const dir = this.#oneBundle ? root : path.join(root, `bundle-${++this.#bundles}`);
+    const durable = new FsyncQueue();
+    try {
+      if (dir !== root) await mkdir(dir, { mode: 0o700 });
+      let signer = "";
+      const read = await readBundle(options.blob, {
+        identities: options.identities,
+        stagingDir: dir,
+        onManifest: (manifest) => {
+          signer = verifyManifestSignature(manifest);
+          if (options.acceptSigners.length > 0 && !options.acceptSigners.includes(signer)) {
+            throw new IntegrityError(`bundle is signed by ${signer}, not by the expected key`, {
+              hint: "the bundle does not come from who you think; pass --from <z32> to accept another signer",
+            });
+          }
+        },
+        handOver: (fd) => durable.add(fd),
+        layout: "flat",
+      });
+      if (options.expect && (read.sha256 !== options.expect.sha256 || read.size !== options.expect.size)) {
+        throw new IntegrityError("the blob does not match the hash in the record", {
+          hint: "the stored bundle was replaced or damaged; ask the sender to push again",
+        });
+      }
+      return { dir, manifest: read.manifest, signer, durable };
+    } catch (err) {
+      await durable.settle().catch(() => undefined);
+      if (dir !== root) await removeStaging(dir);
+      throw describeFsError(err, claudeDir);
+    }
+  }
+
+  /** Move a staged bundle's sessions into place, one install phase at a time on this machine. */
+  async install(staged: StagedBundle, options: ReceiveOptions): Promise<ReceiveResult> {
+    const { claudeDir } = this.#settings;
+    try {
+      const { recovered } = await this.#installLock();
+      const sessions = await this.#installSessions(options, staged);
+      const reported = this.#recoveredReported ? [] : recovered;
+      this.#recoveredReported = true;
+      return { manifest: staged.manifest, signer: staged.signer, sessions, recovered: reported };
+    } catch (err) {
+      throw describeFsError(err, claudeDir, (await pendingJournals(staged.dir).catch(() => [])).length > 0);
+    } finally {
+      // A journal still here means the install phase stopped half-way: keep it for the next run to finish.
+      if (!this.#oneBundle && (await pendingJournals(staged.dir).catch(() => [])).length === 0)
+        await removeStaging(staged.dir);
+    }
+  }
+
+  /** Release the lock; remove the staging folder unless an install stopped half-way in it. */
+  async close(): Promise<void> {
+    const lock = await this.#lock?.catch(() => undefined);
+    await lock?.release();
+    const root = await this.#root?.catch(() => undefined);
+    if (root && (await pendingJournals(root).catch(() => [])).length === 0) await removeStaging(root);
+  }
+
+  /** The install lock, taken once per run; killed runs' staging is finished first. */
+  #installLock(): Promise<{ release: () => Promise<void>; recovered: RecoveredStaging[] }> {
+    this.#lock ??= (async () => {
+      const release = await acquireLock(this.#settings.home, "restore", { waitMs: INSTALL_LOCK_WAIT_MS });
+      try {
+        return { release, recovered: await recoverStaging(this.#settings.claudeDir) };
+      } catch (err) {
+        await release();
+        throw err;
+      }
+    })();
+    const lock = this.#lock;
+    // A failed attempt (recovery hit a full disk) is tried again by the next install.
+    lock.catch(() => {
+      if (this.#lock === lock) this.#lock = undefined;
+    });
+    return lock;
+  }
+
+  /**
+   * Every session of the bundle prepared first (decided, remapped, backups made), then one
+   * journal for all of their moves: a journal costs an fsync, and a 300-session import
+   * wrote 300 of them in turn (1.5 s). Each session's own moves keep their order, its
+   * transcript last, so Claude Code sees no session before its other files are in place.
+   */
+  async #installSessions(options: ReceiveOptions, staged: StagedBundle): Promise<ReceivedSession[]> {
+    const { settings } = options;
+    const manifest = staged.manifest;
+    const backupDir = newBackupDir(settings.home);
+    const prepared: { session: ManifestSession; target: TargetChoice; restore: PreparedRestore }[] = [];
+    for (const session of manifest.sessions) {
+      const target = await this.#chooseTarget(session, options);
+      const mappings = mappingsFor({
+        // restore --all keeps a session at its original path unless --map moved it: then no
+        // other path may move either (the old home → this home rewrite is off).
+        source:
+          options.keepOriginalPaths && target.reason !== "mapped" ? { ...manifest.source, home: "" } : manifest.source,
+        session,
+        target,
+        targetHome: homeDir(settings.env),
+        targetClaudeDir: settings.claudeDir,
+        maps: options.maps,
+      });
+      const restore = await prepareRestore({
+        claudeDir: settings.claudeDir,
+        stagedRoot: staged.dir,
+        stagedPath: (bundlePath) => stagedPath(staged.dir, bundlePath, "flat"),
+        session,
+        targetCwd: target.cwd,
+        mappings,
+        rewrite: options.rewrite,
+        force: options.force,
+        durable: staged.durable,
+        backupDir,
+      });
+      prepared.push({ session, target, restore });
+    }
+    // Commit: staged files on disk, then the journal, then the renames.
+    await staged.durable.settle();
+    const reports = await commitJournal(
+      journalPath(staged.dir, prepared[0]?.restore.sessionId ?? "empty"),
+      { version: 1, claudeDir: settings.claudeDir, backupDir, steps: prepared.flatMap((p) => p.restore.steps) },
+      staged.dir,
+      options.onInstallStep,
+      this.#madeDirs,
+    );
+    const sessions: ReceivedSession[] = [];
+    let taken = 0;
+    for (const { session, target, restore } of prepared) {
+      const restored = restore.finish(reports.slice(taken, taken + restore.steps.length));
+      taken += restore.steps.length;
+      await this.#transcripts.add(restored.transcript);
+      const gitWarnings = await this.#describeGitDrift(target.cwd, session.git);
+      const copies = await otherCopiesWarning(
+        settings.claudeDir,
+        restored.transcript,
+        restored.targetCwd,
+        await this.#transcripts.foldersWith(restored.transcript),
+      );
+      sessions.push({
+        ...restored,
+        title: session.title,
+        target,
+        gitWarnings,
+        warnings: [...(target.warning ? [target.warning] : []), ...copies, ...gitWarnings],
+      });
+    }
+    return sessions;
+  }
+
+  /**
+   * Where a session lands, decided once per original path and git context in a run: the
+   * answer depends only on those, the options and the checkouts here, and each costs up to
+   * seven git processes when the session has a remote.
+   */
+  #chooseTarget(session: Manifest["sessions"][number], options: ReceiveOptions): Promise<TargetChoice> {
+    const choice = {
+      project: options.project,
+      cwd: options.cwd,
+      maps: options.maps,
+      keepOriginalPaths: options.keepOriginalPaths,
+    };
+    const key = JSON.stringify([session.cwd, session.git ?? null, choice]);
+    let target = this.#targets.get(key);
+    if (!target) {
+      target = chooseTarget(session, choice);
+      this.#targets.set(key, target);
+      // A refusal (--project is not a directory) is asked again, not remembered.
+      target.catch(() => this.#targets.delete(key));
+    }
+    return target;
+  }
+
+  /**
+   * Git drift, asked once per checkout and source state in a run: sessions of one project share
+   * both, and each answer costs up to eight git processes (9 s of spawning for 300 sessions).
+   */
+  #describeGitDrift(cwd: string, source: GitContext | undefined): Promise<string[]> {
+    const key = `${cwd}\0${JSON.stringify(source ?? null)}`;
+    let drift = this.#gitDrift.get(key);
+    if (!drift) {
+      drift = describeGitDrift(cwd, source);
+      this.#gitDrift.set(key, drift);
+    }
+    return drift;
+  }
 }
 
 /** Disk full and permission errors as one line that says what to do (they are not bugs). */

@@ -4,7 +4,7 @@ import type { PathMapping } from "../claude/remap.js";
 import type { Settings } from "../config.js";
 import type { UserKey } from "../crypto/keys.js";
 import { describeFailure, type ExitCode, NotFoundError, UsageError } from "../errors.js";
-import { type ReceivedSession, receiveBundle } from "../receive.js";
+import { type ReceivedSession, type ReceiveOptions, ReceiveRun, type StagedBundle } from "../receive.js";
 import { filterEntries, lastActivity } from "./filter.js";
 import type { ProgressListener } from "./progress.js";
 import { pickSnapshotId, readSnapshot, type SnapshotSession } from "./snapshot.js";
@@ -80,41 +80,72 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRes
   }
 
   const total = entries.reduce((sum, entry) => sum + entry.blob.size, 0);
-  let done = 0;
+  let downloaded = 0;
   const restored: RestoredSession[] = [];
   const failures: RestoreFailure[] = [];
-  // One at a time: restores share history.jsonl and may land in the same project folder.
-  for (const entry of entries) {
+  const receive = (entry: SnapshotSession, blob: Readable): ReceiveOptions => ({
+    settings,
+    blob,
+    identities: [key.ageIdentity()],
+    acceptSigners: [key.z32],
+    expect: { sha256: entry.blob.sha256, size: entry.blob.size },
+    project: select.all ? undefined : select.project,
+    keepOriginalPaths: select.all,
+    cwd: options.cwd,
+    maps: options.maps,
+    rewrite: options.rewrite,
+    force: options.force,
+  });
+  const run = new ReceiveRun(settings, { oneBundle: false });
+  const stageEntry = async (entry: SnapshotSession): Promise<{ staged: StagedBundle; receiving: ReceiveOptions }> => {
+    let seen = 0;
+    const blob = counted(await openBackupBlob(store, entry), (bytes) => {
+      downloaded += bytes - seen;
+      seen = bytes;
+      options.onProgress?.({ phase: "download", unit: "bytes", done: downloaded, total });
+    });
+    const receiving = receive(entry, blob);
     try {
-      const blob = counted(await openBackupBlob(store, entry), (bytes) =>
-        options.onProgress?.({ phase: "download", unit: "bytes", done: done + bytes, total }),
-      );
-      const result = await receiveBundle({
-        settings,
-        blob,
-        identities: [key.ageIdentity()],
-        acceptSigners: [key.z32],
-        expect: { sha256: entry.blob.sha256, size: entry.blob.size },
-        project: select.all ? undefined : select.project,
-        keepOriginalPaths: select.all,
-        cwd: options.cwd,
-        maps: options.maps,
-        rewrite: options.rewrite,
-        force: options.force,
-      });
-      for (const session of result.sessions) restored.push({ ...session, host: entry.host, backedUp: entry.backedUp });
-    } catch (err) {
-      if (!select.all) throw err;
-      failures.push({
-        session: entry.id,
-        project: entry.project,
-        ...describeFailure(err),
-      });
+      return { staged: await run.stage(receiving), receiving };
+    } finally {
+      downloaded += entry.blob.size - seen;
+      seen = entry.blob.size;
     }
-    done += entry.blob.size;
-    options.onProgress?.({ phase: "download", unit: "bytes", done, total });
+  };
+  try {
+    // Installs go one at a time, in order: restores share history.jsonl and may land in the same
+    // project folder. The next blob is downloaded, decrypted and unpacked meanwhile.
+    let next = outcome(stageEntry(entries[0]!));
+    for (const [index, entry] of entries.entries()) {
+      const staged = await next;
+      if (index + 1 < entries.length) next = outcome(stageEntry(entries[index + 1]!));
+      try {
+        if ("error" in staged) throw staged.error;
+        const result = await run.install(staged.value.staged, staged.value.receiving);
+        for (const session of result.sessions)
+          restored.push({ ...session, host: entry.host, backedUp: entry.backedUp });
+      } catch (err) {
+        if (!select.all) throw err;
+        failures.push({
+          session: entry.id,
+          project: entry.project,
+          ...describeFailure(err),
+        });
+      }
+      options.onProgress?.({ phase: "download", unit: "bytes", done: downloaded, total });
+    }
+  } finally {
+    await run.close();
   }
   return { store: store.url, snapshot: snapshotId, restored, failures };
+}
+
+/** A promise's result or error as a value, so one staged ahead never rejects unobserved. */
+function outcome<T>(promise: Promise<T>): Promise<{ value: T } | { error: unknown }> {
+  return promise.then(
+    (value) => ({ value }),
+    (error: unknown) => ({ error }),
+  );
 }
 
 async function openBackupBlob(store: BlobStore, entry: SnapshotSession): Promise<Readable> {

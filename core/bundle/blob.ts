@@ -7,7 +7,7 @@ import { BLOB_PIECE, encodeBlob } from "./blob-encoder.js";
 import { type CompressOptions, createCompressor, createDecompressor, zstdEncoder } from "./codec.js";
 import type { Manifest } from "./manifest.js";
 import { type PackFile, packBundle } from "./pack.js";
-import { unpackBundle } from "./unpack.js";
+import { type StagingLayout, unpackBundle } from "./unpack.js";
 
 /**
  * A bundle blob is `age(zstd-or-gzip(tar))`. These two functions are the only
@@ -67,6 +67,9 @@ export interface BundleReadOptions {
   identities: Identity[];
   stagingDir: string;
   onManifest?: (manifest: Manifest) => void | Promise<void>;
+  /** Takes over each staged file's descriptor to fsync and close it (see unpackBundle). */
+  handOver?: (fd: number) => Promise<void>;
+  layout?: StagingLayout;
 }
 
 /**
@@ -88,6 +91,8 @@ export async function readBundle(
   });
   const unpackOptions = {
     ...(options.onManifest ? { onManifest: options.onManifest } : {}),
+    ...(options.handOver ? { handOver: options.handOver } : {}),
+    ...(options.layout ? { layout: options.layout } : {}),
     // The ratio check compares the tar bytes out with the blob bytes in (age adds ~0.03%).
     compressedBytes: () => counter.bytes,
   };

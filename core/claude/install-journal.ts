@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
-import { createWriteStream } from "node:fs";
-import { type FileHandle, mkdir, open, readdir, readFile, rm, stat } from "node:fs/promises";
+import { createWriteStream, type Dirent, lstatSync, rmSync } from "node:fs";
+import { type FileHandle, mkdir, open, readdir, readFile, rm } from "node:fs/promises";
 import path from "node:path";
 import { pipeline } from "node:stream/promises";
 import { errnoCode } from "../errors.js";
@@ -63,38 +63,61 @@ export function journalPath(stagingDir: string, name: string): string {
   return path.join(stagingDir, `${JOURNAL_PREFIX}${name}.json`);
 }
 
-/** Journals left in a staging folder, oldest first by name order. */
+/**
+ * Journals left in a staging folder, oldest first by name order: at its top
+ * (one bundle) or in its `bundle-<n>` subfolders (a run of several, restore --all).
+ * A journal's steps are relative to the folder that holds it.
+ */
 export async function pendingJournals(stagingDir: string): Promise<string[]> {
-  let names: string[];
+  const found: string[] = [];
+  for (const entry of await listDir(stagingDir)) {
+    if (isJournal(entry.name)) found.push(path.join(stagingDir, entry.name));
+    else if (entry.isDirectory() && BUNDLE_FOLDER.test(entry.name)) {
+      const sub = path.join(stagingDir, entry.name);
+      for (const inner of await listDir(sub)) if (isJournal(inner.name)) found.push(path.join(sub, inner.name));
+    }
+  }
+  return found.sort();
+}
+
+/** A staging subfolder holding one bundle of a multi-bundle run (core/receive.ts). */
+const BUNDLE_FOLDER = /^bundle-\d+$/;
+
+function isJournal(name: string): boolean {
+  return name.startsWith(JOURNAL_PREFIX) && name.endsWith(".json");
+}
+
+async function listDir(dir: string): Promise<Dirent[]> {
   try {
-    names = await readdir(stagingDir);
+    return await readdir(dir, { withFileTypes: true });
   } catch (err) {
-    if (errnoCode(err) === "ENOENT") return [];
+    if (errnoCode(err) === "ENOENT" || errnoCode(err) === "ENOTDIR") return [];
     throw err;
   }
-  return names
-    .filter((name) => name.startsWith(JOURNAL_PREFIX) && name.endsWith(".json"))
-    .sort()
-    .map((name) => path.join(stagingDir, name));
 }
 
 /** Called before each step with its index (progress; tests use it to kill the process at a chosen step). */
 export type StepHook = (index: number, total: number) => void;
 
-/** Write the journal, then apply its steps in order; the journal is removed once all are done. */
+/**
+ * Write the journal, then apply its steps in order; the journal is removed once all are done.
+ * Every staged file it names must already be on disk (fsynced): the journal is what a
+ * replay after a power cut trusts. `madeDirs` remembers target folders known to exist.
+ */
 export async function commitJournal(
   file: string,
   journal: Journal,
   stagingDir: string,
   onStep?: StepHook,
+  madeDirs: Set<string> = new Set(),
 ): Promise<StepReport[]> {
   await writeFileAtomic(file, JSON.stringify(journal), 0o600);
   const reports: StepReport[] = [];
   for (const [index, step] of journal.steps.entries()) {
     onStep?.(index, journal.steps.length);
-    reports.push(await applyStep(step, stagingDir, journal));
+    reports.push(await applyStep(step, stagingDir, journal, madeDirs));
   }
-  await rm(file, { force: true });
+  rmSync(file, { force: true });
   return reports;
 }
 
@@ -115,21 +138,34 @@ export async function replayJournal(file: string, stagingDir: string): Promise<S
   return commitJournal(file, journal, stagingDir);
 }
 
-/** One guarded, idempotent move (or history merge) into the config dir. */
-export async function applyStep(step: InstallStep, stagingDir: string, journal: Journal): Promise<StepReport> {
+/**
+ * One guarded, idempotent move (or history merge) into the config dir.
+ * The common case, a target that does not exist, is all sync calls (see installFile).
+ */
+export async function applyStep(
+  step: InstallStep,
+  stagingDir: string,
+  journal: Journal,
+  madeDirs: Set<string> = new Set(),
+): Promise<StepReport> {
   const source = path.join(stagingDir, step.source);
-  if (!(await exists(source))) return { step, result: "already-done" };
+  if (!existsSync(source)) return { step, result: "already-done" };
   if (step.kind === "history") {
     await mergeHistory(step.target, source);
-    await rm(source, { force: true });
+    rmSync(source, { force: true });
     return { step, result: "written" };
   }
+  if (!existsSync(step.target)) {
+    installFile(source, step.target, madeDirs);
+    return { step, result: "written" };
+  }
+  // Claude Code may have the target open: compare it through one handle, kept open across the rename.
   const local = await openIfExists(step.target);
   try {
     const seen = local ? await local.stat() : undefined;
     const relation: Comparison | "absent" = local ? await compareFiles(local, source) : "absent";
     if (relation === "identical" || relation === "incoming-prefix") {
-      await rm(source, { force: true });
+      rmSync(source, { force: true });
       return { step, result: "kept" };
     }
     if (relation === "diverged") {
@@ -137,7 +173,7 @@ export async function applyStep(step: InstallStep, stagingDir: string, journal: 
       const unchanged = step.backedUp?.size === seen?.size && step.backedUp?.mtimeMs === seen?.mtimeMs;
       if (!unchanged) await backupFile(step.target, journal.backupDir, relativeTo(journal.claudeDir, step.target));
     }
-    await installFile(source, step.target);
+    installFile(source, step.target, madeDirs);
     let savedTo: string | undefined;
     if (local && seen && (await local.stat()).size !== seen.size) {
       // The old file grew after we compared it (Claude Code appended): keep its last state.
@@ -197,9 +233,10 @@ async function saveHandle(handle: FileHandle, target: string): Promise<void> {
   );
 }
 
-async function exists(file: string): Promise<boolean> {
+/** lstat, not stat: a dangling symlink at the target exists (the rename replaces the link, as before). */
+function existsSync(file: string): boolean {
   try {
-    await stat(file);
+    lstatSync(file);
     return true;
   } catch (err) {
     if (errnoCode(err) === "ENOENT") return false;

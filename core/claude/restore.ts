@@ -1,11 +1,13 @@
 import { randomBytes } from "node:crypto";
+import { statSync } from "node:fs";
 import { realpath, stat } from "node:fs/promises";
 import path from "node:path";
 import type { ManifestSession } from "../bundle/manifest.js";
 import { errnoCode } from "../errors.js";
 import { backupFile, type Comparison, compareFiles, remapFile } from "./files.js";
 import { type Fork, forkRelativePath, planFork } from "./fork.js";
-import { commitJournal, type InstallStep, journalPath, type StepHook } from "./install-journal.js";
+import type { FsyncQueue } from "./fsync-queue.js";
+import type { InstallStep, StepReport } from "./install-journal.js";
 import { claudeLayout, projectFolderName } from "./paths.js";
 import { createRemapper, type PathMapping, rewriteFormFor } from "./remap.js";
 
@@ -25,10 +27,10 @@ export type RestoreOutcome = "new" | "identical" | "fast-forward" | "kept-local"
 
 export interface RestoreOptions {
   claudeDir: string;
-  /** CCBUNDLE_HOME: where replaced local files are backed up. */
-  home: string;
-  /** Folder that holds the staged `claude/…` tree. */
+  /** Folder that holds the staged files (and the journal). */
   stagedRoot: string;
+  /** Where a bundle file was staged (unpackBundle's stagedPath). */
+  stagedPath: (bundlePath: string) => string;
   session: ManifestSession;
   /** The project directory the session should belong to on this machine. */
   targetCwd: string;
@@ -37,8 +39,30 @@ export interface RestoreOptions {
   /** false keeps every file byte-identical (`--no-rewrite`). */
   rewrite: boolean;
   force: boolean;
-  /** Called before each move into the config dir. */
-  onInstallStep?: StepHook | undefined;
+  /**
+   * Where the staged files are being fsynced (the unpacked ones already handed to it);
+   * the rewritten copies made here join it, and the journal waits for all of them.
+   */
+  durable: FsyncQueue;
+  /** Where replaced files go (newBackupDir); the sessions installed under one journal share it. */
+  backupDir: string;
+}
+
+/** A session decided and staged, its moves not done yet. */
+export interface PreparedRestore {
+  sessionId: string;
+  steps: InstallStep[];
+  /** The result, from what the journal did with `steps` (its reports for them, in order). */
+  finish(reports: StepReport[]): RestoreResult;
+}
+
+/** Where replaced local files are backed up: a fresh folder under CCBUNDLE_HOME/backups. */
+export function newBackupDir(home: string): string {
+  return path.join(
+    home,
+    "backups",
+    `${new Date().toISOString().replace(/[:.]/g, "-")}-${randomBytes(3).toString("hex")}`,
+  );
 }
 
 export interface RestoreResult {
@@ -57,13 +81,18 @@ export interface RestoreResult {
   backupDir: string | undefined;
 }
 
-export async function restoreSession(options: RestoreOptions): Promise<RestoreResult> {
-  const { claudeDir, session } = options;
+/**
+ * Everything before the moves: rewrite paths, decide the outcome and every
+ * step, back up what will be replaced. The config dir is unchanged. The caller
+ * commits the steps with an install journal (several sessions may share one).
+ */
+export async function prepareRestore(options: RestoreOptions): Promise<PreparedRestore> {
+  const { claudeDir, session, backupDir } = options;
   const targetReal = await realpath(options.targetCwd).catch(() => path.resolve(options.targetCwd));
   const folder = projectFolderName(targetReal);
   const mappings = options.rewrite ? options.mappings : [];
   const remappers = { json: createRemapper(mappings, "json"), text: createRemapper(mappings, "text") };
-  const staged = (bundlePath: string) => path.join(options.stagedRoot, ...bundlePath.split("/"));
+  const staged = options.stagedPath;
 
   // Rewrite paths in every text file first (into new staged files), so comparisons see final bytes.
   const transcriptPath = `claude/projects/${session.folder}/${session.id}.jsonl`;
@@ -74,7 +103,8 @@ export async function restoreSession(options: RestoreOptions): Promise<RestoreRe
     const remapper = form && remappers[form];
     if (remapper && !remapper.identity) {
       const target = `${source}.remapped`;
-      await remapFile(source, target, remapper);
+      await remapFile(source, target, remapper, { fsync: false });
+      await options.durable.addFile(target);
       prepared.set(file.path, target);
     } else {
       prepared.set(file.path, source);
@@ -106,7 +136,8 @@ export async function restoreSession(options: RestoreOptions): Promise<RestoreRe
     const historyFile = session.files.filter((file) => file.path === "claude/history.jsonl");
     for (const file of [...jsonl, ...historyFile]) {
       const target = `${staged(file.path)}.forked`;
-      await remapFile(prepared.get(file.path)!, target, fork.rewriter);
+      await remapFile(prepared.get(file.path)!, target, fork.rewriter, { fsync: false });
+      await options.durable.addFile(target);
       prepared.set(file.path, target);
     }
   }
@@ -119,11 +150,6 @@ export async function restoreSession(options: RestoreOptions): Promise<RestoreRe
   };
 
   const rel = (target: string) => path.relative(claudeDir, target);
-  const backupDir = path.join(
-    options.home,
-    "backups",
-    `${new Date().toISOString().replace(/[:.]/g, "-")}-${randomBytes(3).toString("hex")}`,
-  );
   let backupUsed = false;
 
   // Prepare: decide every move and back up what will be replaced, before anything in the
@@ -181,47 +207,44 @@ export async function restoreSession(options: RestoreOptions): Promise<RestoreRe
   }
   await plan(transcriptPath, true);
 
-  // Commit: journal first, then the renames, transcript last.
-  const reports = await commitJournal(
-    journalPath(options.stagedRoot, sessionId),
-    { version: 1, claudeDir, backupDir, steps },
-    options.stagedRoot,
-    options.onInstallStep,
-  );
-  let filesWritten = 0;
-  const saved: string[] = [];
-  const transcriptTarget = destination(transcriptPath);
-  for (const report of reports) {
-    if (report.step.kind === "history") continue;
-    if (report.savedTo) saved.push(report.savedTo);
-    if (report.result === "written") filesWritten++;
-    else filesKept++;
-    if (report.result === "conflict") conflicts.push(rel(report.step.target));
-    if (report.step.target === transcriptTarget && report.result !== "written" && outcome !== "replaced") {
-      // Claude Code wrote to the transcript while we restored: the local copy is now ahead or diverged.
-      outcome = "kept-local";
-      if (report.result === "conflict") conflicts.push(rel(transcriptTarget));
+  const finish = (reports: StepReport[]): RestoreResult => {
+    let filesWritten = 0;
+    const saved: string[] = [];
+    const transcriptTarget = destination(transcriptPath);
+    for (const report of reports) {
+      if (report.step.kind === "history") continue;
+      if (report.savedTo) saved.push(report.savedTo);
+      if (report.result === "written") filesWritten++;
+      else filesKept++;
+      if (report.result === "conflict") conflicts.push(rel(report.step.target));
+      if (report.step.target === transcriptTarget && report.result !== "written" && outcome !== "replaced") {
+        // Claude Code wrote to the transcript while we restored: the local copy is now ahead or diverged.
+        outcome = "kept-local";
+        if (report.result === "conflict") conflicts.push(rel(transcriptTarget));
+      }
     }
-  }
-  if (saved.length > 0) backupUsed = true;
+    if (saved.length > 0) backupUsed = true;
 
-  return {
-    sessionId,
-    originalId: session.id,
-    outcome,
-    targetCwd: targetReal,
-    transcript: transcriptTarget,
-    filesWritten,
-    filesKept,
-    conflicts: [...new Set(conflicts)],
-    saved,
-    backupDir: backupUsed ? backupDir : undefined,
+    return {
+      sessionId,
+      originalId: session.id,
+      outcome,
+      targetCwd: targetReal,
+      transcript: transcriptTarget,
+      filesWritten,
+      filesKept,
+      conflicts: [...new Set(conflicts)],
+      saved,
+      backupDir: backupUsed ? backupDir : undefined,
+    };
   };
+  return { sessionId, steps, finish };
 }
 
 async function compareIfExists(local: string, incoming: string): Promise<Comparison | undefined> {
   try {
-    await stat(local);
+    // Sync: usually absent (a fresh restore), and an ENOENT through the threadpool costs a round trip per file.
+    statSync(local);
   } catch (err) {
     if (errnoCode(err) === "ENOENT") return undefined;
     throw err;

@@ -331,12 +331,18 @@ function walkFiles(dir: string): string[] {
  * other project folders: Claude Code 2.1.329 resumes an id that sits in two
  * projects only when started in one of them, no longer from anywhere.
  */
-export async function otherCopiesWarning(claudeDir: string, transcript: string, targetCwd: string): Promise<string[]> {
+export async function otherCopiesWarning(
+  claudeDir: string,
+  transcript: string,
+  targetCwd: string,
+  /** The project folders that may hold a copy (a restore run's index); default: all of them. */
+  candidates?: string[],
+): Promise<string[]> {
   const projects = claudeLayout(claudeDir).projects;
   const name = path.basename(transcript);
   const folder = path.basename(path.dirname(transcript));
   const others: string[] = [];
-  for (const other of (await readdir(projects).catch(() => [] as string[])).sort()) {
+  for (const other of (candidates ?? (await readdir(projects).catch(() => [] as string[]))).sort()) {
     if (other !== folder && (await isRegularFile(path.join(projects, other, name)))) others.push(`projects/${other}`);
   }
   if (others.length === 0) return [];

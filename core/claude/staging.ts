@@ -51,7 +51,8 @@ export async function recoverStaging(claudeDir: string): Promise<RecoveredStagin
   const recovered: RecoveredStaging[] = [];
   for (const { dir } of await abandonedStaging(claudeDir)) {
     const finished: StepReport[] = [];
-    for (const journal of await pendingJournals(dir)) finished.push(...(await replayJournal(journal, dir)));
+    for (const journal of await pendingJournals(dir))
+      finished.push(...(await replayJournal(journal, path.dirname(journal))));
     await removeStaging(dir);
     recovered.push({ dir, finished });
   }
