@@ -83,10 +83,12 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRes
   let downloaded = 0;
   const restored: RestoredSession[] = [];
   const failures: RestoreFailure[] = [];
+  // One identity for the run: making its key objects is ~1 ms, and restore --all opens hundreds of blobs.
+  const identity = key.ageIdentity();
   const receive = (entry: SnapshotSession, blob: Readable): ReceiveOptions => ({
     settings,
     blob,
-    identities: [key.ageIdentity()],
+    identities: [identity],
     acceptSigners: [key.z32],
     expect: { sha256: entry.blob.sha256, size: entry.blob.size },
     project: select.all ? undefined : select.project,

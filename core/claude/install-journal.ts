@@ -100,6 +100,13 @@ async function listDir(dir: string): Promise<Dirent[]> {
 export type StepHook = (index: number, total: number) => void;
 
 /**
+ * Target folders this process made or found, across journals: restore --all commits one journal per
+ * blob into the same few project folders, and a recursive mkdir of an existing folder still costs
+ * a few syscalls each time. installFile makes a folder again if one was removed meanwhile.
+ */
+const knownDirs = new Set<string>();
+
+/**
  * Write the journal, then apply its steps in order; the journal is removed once all are done.
  * Every staged file it names must already be on disk (fsynced): the journal is what a
  * replay after a power cut trusts. `madeDirs` remembers target folders known to exist.
@@ -109,7 +116,7 @@ export async function commitJournal(
   journal: Journal,
   stagingDir: string,
   onStep?: StepHook,
-  madeDirs: Set<string> = new Set(),
+  madeDirs: Set<string> = knownDirs,
 ): Promise<StepReport[]> {
   await writeFileAtomic(file, JSON.stringify(journal), 0o600);
   const reports: StepReport[] = [];

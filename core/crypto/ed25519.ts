@@ -34,8 +34,17 @@ function privateKeyObject(seed: Uint8Array): KeyObject {
   }
 }
 
+/** Key objects of the last few public keys verified against (a restore checks hundreds of manifests by one signer). */
+const publicKeyObjects = new Map<string, KeyObject>();
 function publicKeyObject(publicKey: Uint8Array): KeyObject {
-  return createPublicKey({ key: Buffer.concat([SPKI_PREFIX, publicKey]), format: "der", type: "spki" });
+  const id = Buffer.from(publicKey).toString("hex");
+  let key = publicKeyObjects.get(id);
+  if (!key) {
+    key = createPublicKey({ key: Buffer.concat([SPKI_PREFIX, publicKey]), format: "der", type: "spki" });
+    if (publicKeyObjects.size >= 64) publicKeyObjects.clear();
+    publicKeyObjects.set(id, key);
+  }
+  return key;
 }
 
 /** The 32-byte public key of a 32-byte seed (RFC 8032 private key). */
@@ -95,17 +104,19 @@ export function isSmallOrderPoint(bytes: Uint8Array): boolean | undefined {
  */
 export function verifyStrict(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean {
   if (publicKey.length !== 32 || signature.length !== 64) return false;
-  const a = decodePoint(publicKey);
-  const r = decodePoint(signature.subarray(0, 32));
+  const A = strictPublicPoint(publicKey);
   const s = bytesToNumberLE(signature.subarray(32));
-  if (!a || !r || s >= L) return false;
-  const A = extended(a);
-  if (isSmallOrder(A)) return false;
+  if (!A || s >= L) return false;
   try {
+    // OpenSSL recomputes R from S, A and the message and compares its canonical encoding with the
+    // signature's R byte for byte: when it says yes, R is a canonical encoding of a curve point,
+    // so decoding R (a BigInt square root, ~0.5 ms) is needed only on the slow path below.
     if (nativeVerify(null, message, publicKeyObject(publicKey), signature)) return true;
   } catch {
     // Fall through to the exact check.
   }
+  const r = decodePoint(signature.subarray(0, 32));
+  if (!r) return false;
   const k = mod(
     bytesToNumberLE(createHash("sha512").update(signature.subarray(0, 32)).update(publicKey).update(message).digest()),
     L,
@@ -113,6 +124,22 @@ export function verifyStrict(publicKey: Uint8Array, message: Uint8Array, signatu
   const sB = multiply(BASE, s);
   const rkA = add(extended(r), multiply(A, k));
   return isSmallOrder(add(rkA, negate(sB)));
+}
+
+/**
+ * A public key decoded strictly (canonical, on the curve, not of small order), or undefined.
+ * Remembered per key: a restore checks hundreds of manifests by the same signer, and the
+ * decoding is BigInt field math (~0.5 ms each).
+ */
+const strictPoints = new Map<string, Extended | undefined>();
+function strictPublicPoint(publicKey: Uint8Array): Extended | undefined {
+  const id = Buffer.from(publicKey).toString("hex");
+  if (strictPoints.has(id)) return strictPoints.get(id);
+  const decoded = decodePoint(publicKey);
+  const point = decoded && !isSmallOrder(extended(decoded)) ? extended(decoded) : undefined;
+  if (strictPoints.size >= 64) strictPoints.clear();
+  strictPoints.set(id, point);
+  return point;
 }
 
 /** Encodings libsodium refuses as R (and as a public key), sign bit ignored: the small-order points and y = p, p + 1. */
