@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { mkdir, readdir, readFile, rm, stat } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm, rmdir, stat } from "node:fs/promises";
 import path from "node:path";
 import { errnoCode } from "../errors.js";
 import { currentOwner, ownerIsGone, parseOwner } from "../lock.js";
@@ -24,10 +24,35 @@ const FOREIGN_OWNER_MS = 24 * 3600_000;
 
 export async function createStaging(claudeDir: string): Promise<string> {
   await mkdir(claudeDir, { recursive: true });
-  const dir = path.join(claudeDir, `${PREFIX}${randomBytes(6).toString("hex")}`);
-  await mkdir(dir, { mode: 0o700 });
-  await writeFileAtomic(path.join(dir, OWNER_FILE), JSON.stringify(currentOwner()), 0o600);
-  return dir;
+  for (let attempt = 1; ; attempt++) {
+    const dir = path.join(claudeDir, `${PREFIX}${randomBytes(6).toString("hex")}`);
+    await mkdir(dir, { mode: 0o700 });
+    try {
+      await writeFileAtomic(path.join(dir, OWNER_FILE), JSON.stringify(currentOwner()), 0o600);
+      return dir;
+    } catch (err) {
+      // Another receiving command took our folder for a dead one's in the instant before the
+      // owner file existed (see removeIfNeverUsed): make another.
+      if (errnoCode(err) !== "ENOENT" || attempt >= 3) throw err;
+    }
+  }
+}
+
+/**
+ * A folder without an owner file that holds nothing but an unfinished owner file: made by a
+ * process killed before it wrote its owner file, or one killed while removing its folder. Nothing
+ * in it is worth keeping, so it goes at once (rmdir refuses a folder that is not empty, and a live
+ * creator that loses the race makes a new folder). True if it was removed.
+ */
+async function removeIfNeverUsed(dir: string): Promise<boolean> {
+  const names = await readdir(dir).catch(() => undefined);
+  if (names === undefined) return false;
+  if (!names.every((name) => name.startsWith(`${OWNER_FILE}.`) && name.endsWith(".tmp"))) return false;
+  for (const name of names) await rm(path.join(dir, name), { force: true });
+  return rmdir(dir).then(
+    () => true,
+    () => false,
+  );
 }
 
 /** Remove a staging folder, whatever state it is in. */
@@ -71,6 +96,7 @@ export async function abandonedStaging(claudeDir: string): Promise<{ dir: string
   const out: { dir: string; interrupted: boolean }[] = [];
   for (const name of names.filter((n) => n.startsWith(PREFIX))) {
     const dir = path.join(claudeDir, name);
+    if (!(await hasOwnerFile(dir)) && (await removeIfNeverUsed(dir))) continue;
     if (await ownerGone(dir)) out.push({ dir, interrupted: (await pendingJournals(dir)).length > 0 });
   }
   return out;
@@ -88,4 +114,11 @@ async function ownerGone(dir: string): Promise<boolean> {
   // No owner file: killed between mkdir and writing it, or made by an older ccbundle.
   const info = await stat(dir).catch(() => undefined);
   return info !== undefined && Date.now() - info.mtimeMs > ORPHAN_GRACE_MS;
+}
+
+async function hasOwnerFile(dir: string): Promise<boolean> {
+  return stat(path.join(dir, OWNER_FILE)).then(
+    () => true,
+    () => false,
+  );
 }
