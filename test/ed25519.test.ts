@@ -26,6 +26,15 @@ import {
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 const L = 2n ** 252n + 27742317777372353535851937790883648493n;
 const le = (b: Uint8Array) => BigInt(`0x${Buffer.from(b).reverse().toString("hex")}`);
+
+/** The secret scalar of an ed25519 seed (RFC 8032 §5.1.5: clamped lower half of SHA-512), reduced mod L. */
+function secretScalar(seed: Uint8Array): bigint {
+  const h = sha512(seed);
+  h[0]! &= 248;
+  h[31]! &= 127;
+  h[31]! |= 64;
+  return le(h.subarray(0, 32)) % L;
+}
 const toLE = (n: bigint) => Buffer.from(n.toString(16).padStart(64, "0"), "hex").reverse();
 
 /** The 8 small-order points, the identity with the sign bit, and encodings with y ≥ p. */
@@ -102,11 +111,7 @@ describe("ed25519 through OpenSSL", () => {
   it("accepts a signature whose R has a torsion component (cofactored), refuses small-order keys", () => {
     const seed = randomBytes(32);
     const pub = ed25519.getPublicKey(seed);
-    const h = sha512(seed);
-    h[0]! &= 248;
-    h[31]! &= 127;
-    h[31]! |= 64;
-    const a = le(h.subarray(0, 32)) % L;
+    const a = secretScalar(seed);
     const message = Buffer.from("torsion");
     for (const torsion of EDGE_POINTS.slice(1, 8)) {
       const r = le(randomBytes(32)) % L;
@@ -126,11 +131,7 @@ describe("ed25519 through OpenSSL", () => {
       sodium.crypto_sign_verify_detached(Buffer.from(sig), Buffer.from(message), Buffer.from(pub));
     const seed = randomBytes(32);
     const pub = ed25519.getPublicKey(seed);
-    const h = sha512(seed);
-    h[0]! &= 248;
-    h[31]! &= 127;
-    h[31]! |= 64;
-    const a = le(h.subarray(0, 32)) % L;
+    const a = secretScalar(seed);
     const cases: Array<[Uint8Array, Uint8Array, Uint8Array]> = [];
     for (let i = 0; i < 60; i++) {
       const message = randomBytes(i);
