@@ -1,14 +1,13 @@
 import { createWriteStream } from "node:fs";
-import os from "node:os";
 import { pipeline } from "node:stream/promises";
 import { bundleStream, HashCounter } from "../core/bundle/blob.js";
-import { BUNDLE_FORMAT, type Manifest, type ManifestSession, signableBytes } from "../core/bundle/manifest.js";
+import { signedManifest } from "../core/bundle/build.js";
+import type { ManifestSession } from "../core/bundle/manifest.js";
 import type { PackFile } from "../core/bundle/pack.js";
 import { sessionBundler } from "../core/bundle/worker-pool.js";
 import { allSessions } from "../core/claude/session.js";
 import { loadSettings } from "../core/config.js";
 import { openIdentityBytes, readIdentityBytes } from "../core/crypto/identity-file.js";
-import { TOOL_VERSION } from "../core/version.js";
 
 /**
  * The bundle pipeline on a whole config dir, as one process, the way a
@@ -61,21 +60,7 @@ for (const pending of collecting) {
 
 await bundler.close();
 const collected = { wall: (performance.now() - phase.start) / 1000, cpu: cpu() - phase.cpu };
-const manifest: Manifest = {
-  format: BUNDLE_FORMAT,
-  created: new Date().toISOString(),
-  tool: { name: "ccbundle", version: TOOL_VERSION },
-  source: {
-    host: os.hostname(),
-    user: os.userInfo().username,
-    platform: process.platform,
-    home: settings.env.HOME ?? os.homedir(),
-    claudeDir: settings.claudeDir,
-  },
-  publisher: key.z32,
-  sessions: entries,
-};
-manifest.signature = Buffer.from(key.sign(signableBytes(manifest))).toString("base64");
+const manifest = signedManifest({ claudeDir: settings.claudeDir, env: settings.env, key, sessions: entries });
 
 const counter = new HashCounter();
 await pipeline(

@@ -50,6 +50,28 @@ export async function signBundle(options: {
   if (session.firstTimestamp) entry.firstTimestamp = session.firstTimestamp;
   if (session.lastTimestamp) entry.lastTimestamp = session.lastTimestamp;
   if (git) entry.git = git;
+  const manifest = signedManifest({
+    claudeDir: options.claudeDir,
+    env: options.env,
+    key: options.key,
+    sessions: [entry],
+  });
+  return {
+    manifest,
+    manifestJson: Buffer.from(JSON.stringify(manifest, null, 2)),
+    files: session.files,
+    session,
+    bytes: session.files.reduce((sum, file) => sum + file.size, 0),
+  };
+}
+
+/** A manifest for `sessions` from this machine, signed by `key`. */
+export function signedManifest(options: {
+  claudeDir: string;
+  env: NodeJS.ProcessEnv;
+  key: UserKey;
+  sessions: ManifestSession[];
+}): Manifest {
   const manifest: Manifest = {
     format: BUNDLE_FORMAT,
     created: new Date().toISOString(),
@@ -62,16 +84,10 @@ export async function signBundle(options: {
       claudeDir: options.claudeDir,
     },
     publisher: options.key.z32,
-    sessions: [entry],
+    sessions: options.sessions,
   };
   manifest.signature = Buffer.from(options.key.sign(signableBytes(manifest))).toString("base64");
-  return {
-    manifest,
-    manifestJson: Buffer.from(JSON.stringify(manifest, null, 2)),
-    files: session.files,
-    session,
-    bytes: session.files.reduce((sum, file) => sum + file.size, 0),
-  };
+  return manifest;
 }
 
 function safeUser(): string {
