@@ -249,13 +249,11 @@ class DetectingDecompressor extends Transform {
         return;
       }
       try {
-        this.start(this.head);
+        chunk = this.takeHead();
       } catch (err) {
         callback(err as Error);
         return;
       }
-      chunk = this.head;
-      this.head = EMPTY;
     }
     this.feed(chunk, callback);
   }
@@ -266,14 +264,13 @@ class DetectingDecompressor extends Transform {
         callback();
         return;
       }
+      let head: Buffer;
       try {
-        this.start(this.head);
+        head = this.takeHead();
       } catch (err) {
         callback(err as Error);
         return;
       }
-      const head = this.head;
-      this.head = EMPTY;
       this.feed(head, (err) => (err ? callback(err) : this._flush(callback)));
       return;
     }
@@ -329,6 +326,14 @@ class DetectingDecompressor extends Transform {
         hint: "the bundle is damaged or truncated",
       })
     );
+  }
+
+  /** Pick the codec by the bytes held so far, and hand them over to be fed (throws for an unknown codec). */
+  private takeHead(): Buffer {
+    this.start(this.head);
+    const head = this.head;
+    this.head = EMPTY;
+    return head;
   }
 
   private start(head: Buffer): void {
