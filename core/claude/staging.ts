@@ -39,7 +39,7 @@ export async function createStaging(claudeDir: string): Promise<string> {
 }
 
 /**
- * A folder without an owner file that holds nothing but an unfinished owner file: made by a
+ * A folder that holds nothing but an unfinished owner file (no owner file, nothing else): made by a
  * process killed before it wrote its owner file, or one killed while removing its folder. Nothing
  * in it is worth keeping, so it goes at once (rmdir refuses a folder that is not empty, and a live
  * creator that loses the race makes a new folder). True if it was removed.
@@ -96,7 +96,7 @@ export async function abandonedStaging(claudeDir: string): Promise<{ dir: string
   const out: { dir: string; interrupted: boolean }[] = [];
   for (const name of names.filter((n) => n.startsWith(PREFIX))) {
     const dir = path.join(claudeDir, name);
-    if (!(await hasOwnerFile(dir)) && (await removeIfNeverUsed(dir))) continue;
+    if (await removeIfNeverUsed(dir)) continue;
     if (await ownerGone(dir)) out.push({ dir, interrupted: (await pendingJournals(dir)).length > 0 });
   }
   return out;
@@ -114,11 +114,4 @@ async function ownerGone(dir: string): Promise<boolean> {
   // No owner file: killed between mkdir and writing it, or made by an older ccbundle.
   const info = await stat(dir).catch(() => undefined);
   return info !== undefined && Date.now() - info.mtimeMs > ORPHAN_GRACE_MS;
-}
-
-async function hasOwnerFile(dir: string): Promise<boolean> {
-  return stat(path.join(dir, OWNER_FILE)).then(
-    () => true,
-    () => false,
-  );
 }
