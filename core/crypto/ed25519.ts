@@ -34,18 +34,26 @@ function privateKeyObject(seed: Uint8Array): KeyObject {
   }
 }
 
-/** Key objects of the last few public keys verified against (a restore checks hundreds of manifests by one signer). */
-const publicKeyObjects = new Map<string, KeyObject>();
-function publicKeyObject(publicKey: Uint8Array): KeyObject {
-  const id = Buffer.from(publicKey).toString("hex");
-  let key = publicKeyObjects.get(id);
-  if (!key) {
-    key = createPublicKey({ key: Buffer.concat([SPKI_PREFIX, publicKey]), format: "der", type: "spki" });
-    if (publicKeyObjects.size >= 64) publicKeyObjects.clear();
-    publicKeyObjects.set(id, key);
-  }
-  return key;
+/**
+ * What a public key works out to, kept for the last few keys: a restore checks hundreds of
+ * manifests by one signer, and each result costs ~0.5 ms to make again.
+ */
+function rememberedPerKey<T>(make: (publicKey: Uint8Array) => T): (publicKey: Uint8Array) => T {
+  const kept = new Map<string, T>();
+  return (publicKey) => {
+    const id = Buffer.from(publicKey).toString("hex");
+    if (kept.has(id)) return kept.get(id) as T;
+    const value = make(publicKey);
+    if (kept.size >= 64) kept.clear();
+    kept.set(id, value);
+    return value;
+  };
 }
+
+const publicKeyObject = rememberedPerKey(
+  (publicKey): KeyObject =>
+    createPublicKey({ key: Buffer.concat([SPKI_PREFIX, publicKey]), format: "der", type: "spki" }),
+);
 
 /** The 32-byte public key of a 32-byte seed (RFC 8032 private key). */
 export function publicKeyFromSeed(seed: Uint8Array): Uint8Array {
@@ -126,21 +134,11 @@ export function verifyStrict(publicKey: Uint8Array, message: Uint8Array, signatu
   return isSmallOrder(add(rkA, negate(sB)));
 }
 
-/**
- * A public key decoded strictly (canonical, on the curve, not of small order), or undefined.
- * Remembered per key: a restore checks hundreds of manifests by the same signer, and the
- * decoding is BigInt field math (~0.5 ms each).
- */
-const strictPoints = new Map<string, Extended | undefined>();
-function strictPublicPoint(publicKey: Uint8Array): Extended | undefined {
-  const id = Buffer.from(publicKey).toString("hex");
-  if (strictPoints.has(id)) return strictPoints.get(id);
+/** A public key decoded strictly (canonical, on the curve, not of small order), or undefined. */
+const strictPublicPoint = rememberedPerKey((publicKey): Extended | undefined => {
   const decoded = decodePoint(publicKey);
-  const point = decoded && !isSmallOrder(extended(decoded)) ? extended(decoded) : undefined;
-  if (strictPoints.size >= 64) strictPoints.clear();
-  strictPoints.set(id, point);
-  return point;
-}
+  return decoded && !isSmallOrder(extended(decoded)) ? extended(decoded) : undefined;
+});
 
 /** Encodings libsodium refuses as R (and as a public key), sign bit ignored: the small-order points and y = p, p + 1. */
 const SMALL_ORDER_ENCODINGS = [
