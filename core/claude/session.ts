@@ -343,7 +343,7 @@ export async function otherCopiesWarning(
   const folder = path.basename(path.dirname(transcript));
   const others: string[] = [];
   for (const other of (candidates ?? (await readdir(projects).catch(() => [] as string[]))).sort()) {
-    if (other !== folder && (await isRegularFile(path.join(projects, other, name)))) others.push(`projects/${other}`);
+    if (other !== folder && isRegularFile(path.join(projects, other, name))) others.push(`projects/${other}`);
   }
   if (others.length === 0) return [];
   return [
