@@ -538,7 +538,7 @@ const table = [
 const report = `# Bench results
 
 \`npm run bench\` on ${new Date().toISOString().slice(0, 10)}: ${os.availableParallelism()} cores (${os.cpus()[0]?.model ?? "unknown CPU"}), ${fmt(os.totalmem() / 2 ** 30, 0)} GiB, Node ${process.version}, load average ${loadAtStart} at the start and ${loadAverage()} at the end (other processes share these cores: compare ccbundle with the reference in the same row, and CPU seconds as well as wall time).
-Corpus: ${corpus.sessions.length} seeded sessions, ${fmt(corpus.bytes / MB, 0)} MB of Claude Code JSONL and side files (bench/corpus.ts). Each comparison alternates ccbundle and the reference ${RUNS} times and keeps each side's fastest run; wall times include process start-up. Shell side: Debian's \`tar\`, \`zstd -3\`, \`age\`.
+Corpus: ${corpus.sessions.length} seeded sessions, ${fmt(corpus.bytes / MB, 0)} MB of Claude Code JSONL and side files (bench/corpus.ts). Each comparison alternates ccbundle and the reference ${RUNS} times and keeps each side's fastest run; before each timed run, \`sync\` writes back what earlier runs left dirty (untimed); wall times include process start-up. Shell side: Debian's \`tar\`, \`zstd -3\`, \`age\`.
 
 ${table}
 
