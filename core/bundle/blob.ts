@@ -5,9 +5,9 @@ import { createDecryptStream, createEncryptStream, type Identity, type Recipient
 import { CcbError } from "../errors.js";
 import { BLOB_PIECE, encodeBlob } from "./blob-encoder.js";
 import { type CompressOptions, createCompressor, createDecompressor, zstdEncoder } from "./codec.js";
-import type { Manifest } from "./manifest.js";
+import type { BundleFile, Manifest } from "./manifest.js";
 import { type PackFile, packBundle } from "./pack.js";
-import { type StagingLayout, unpackBundle } from "./unpack.js";
+import { type Rewriter, type StagingLayout, unpackBundle } from "./unpack.js";
 
 /**
  * A bundle blob is `age(zstd-or-gzip(tar))`. These two functions are the only
@@ -70,6 +70,8 @@ export interface BundleReadOptions {
   /** Takes over each staged file's descriptor to fsync and close it (see unpackBundle). */
   handOver?: (fd: number) => Promise<void>;
   layout?: StagingLayout;
+  /** Rewrites a file's bytes on their way to staging (see unpackBundle). */
+  rewriterFor?: (file: BundleFile) => Promise<Rewriter | undefined>;
 }
 
 /**
@@ -93,6 +95,7 @@ export async function readBundle(
     ...(options.onManifest ? { onManifest: options.onManifest } : {}),
     ...(options.handOver ? { handOver: options.handOver } : {}),
     ...(options.layout ? { layout: options.layout } : {}),
+    ...(options.rewriterFor ? { rewriterFor: options.rewriterFor } : {}),
     // The ratio check compares the tar bytes out with the blob bytes in (age adds ~0.03%).
     compressedBytes: () => counter.bytes,
   };

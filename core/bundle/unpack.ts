@@ -26,6 +26,13 @@ export interface UnpackOptions {
    * verified (the caller fsyncs and closes it); without it the file is closed.
    */
   handOver?: (fd: number) => Promise<void>;
+  /**
+   * A rewrite for a file's bytes on their way to its staged file (path remapping), or undefined
+   * to stage it as it is; asked once per file, before its first byte. It gets line-aligned pieces
+   * (each ends at a line end or the file's end) and may return its own buffer, reused by its next
+   * call. The manifest's size and hash are checked on the bytes as they came.
+   */
+  rewriterFor?: (file: BundleFile) => Promise<Rewriter | undefined>;
   /** "tree" (default) mirrors the bundle paths below the staging folder; "flat" see stagedPath. */
   layout?: StagingLayout;
   /** Override the limits (tests). */
@@ -51,6 +58,9 @@ export const DEFAULT_UNPACK_LIMITS: UnpackLimits = {
 };
 
 export type StagingLayout = "tree" | "flat";
+
+/** Rewrites line-aligned bytes (see UnpackOptions.rewriterFor). */
+export type Rewriter = (bytes: Buffer) => Buffer;
 
 /**
  * Where a bundle file is staged. "flat" puts every file directly in the staging
@@ -98,7 +108,7 @@ export async function unpackBundle(
   let manifest: Manifest | undefined;
   const expected = new Map<string, BundleFile>();
   const received = new Set<string>();
-  const writer = new StagedWriter(stagingDir, options.layout ?? "tree", options.handOver);
+  const writer = new StagedWriter(stagingDir, options.layout ?? "tree", options.handOver, options.rewriterFor);
   try {
     for await (const entry of extract) {
       const header = entry.header;
@@ -171,9 +181,11 @@ class StagedWriter {
     private readonly stagingDir: string,
     private readonly layout: StagingLayout,
     private readonly handOver: ((fd: number) => Promise<void>) | undefined,
+    private readonly rewriterFor: ((file: BundleFile) => Promise<Rewriter | undefined>) | undefined,
   ) {}
 
   async write(entry: AsyncIterable<Buffer>, file: BundleFile): Promise<void> {
+    const rewriter = await this.rewriterFor?.(file);
     const target = stagedPath(this.stagingDir, file.path, this.layout);
     const dir = path.dirname(target);
     if (!this.#made.has(dir)) {
@@ -185,11 +197,14 @@ class StagedWriter {
     let size = 0;
     let handedOver = false;
     try {
+      const lines = rewriter && new LineAlignedWriter(fd, rewriter);
       for await (const chunk of entry) {
         hash.update(chunk);
         size += chunk.length;
-        writeAll(fd, chunk);
+        if (lines) lines.write(chunk);
+        else writeAll(fd, chunk);
       }
+      lines?.end();
       if (size !== file.size || hash.digest("hex") !== file.sha256) {
         throw reject(`${show(file.path)} does not match its hash in the manifest`);
       }
@@ -202,6 +217,51 @@ class StagedWriter {
     }
   }
 }
+
+/**
+ * Feeds a file's bytes to a rewriter in line-aligned pieces and writes what comes out: each
+ * chunk up to its last line end goes through as it is (no copy); only the unfinished line
+ * after it is held, and joined with the start of the next chunk up to its first line end.
+ */
+class LineAlignedWriter {
+  #held: Buffer[] = [];
+
+  constructor(
+    private readonly fd: number,
+    private readonly rewrite: Rewriter,
+  ) {}
+
+  write(chunk: Buffer): void {
+    let from = 0;
+    if (this.#held.length > 0) {
+      const newline = chunk.indexOf(NEWLINE);
+      if (newline < 0) {
+        this.#held.push(Buffer.from(chunk));
+        return;
+      }
+      from = newline + 1;
+      this.#put(Buffer.concat([...this.#held, chunk.subarray(0, from)]));
+      this.#held = [];
+    }
+    const lineEnd = chunk.lastIndexOf(NEWLINE) + 1;
+    if (lineEnd > from) this.#put(chunk.subarray(from, lineEnd));
+    const tail = Math.max(from, lineEnd);
+    // Copied: the chunk's memory is not ours to keep.
+    if (tail < chunk.length) this.#held.push(Buffer.from(chunk.subarray(tail)));
+  }
+
+  /** The file's last line, if it has no line end. */
+  end(): void {
+    if (this.#held.length > 0) this.#put(Buffer.concat(this.#held));
+    this.#held = [];
+  }
+
+  #put(bytes: Buffer): void {
+    writeAll(this.fd, this.rewrite(bytes));
+  }
+}
+
+const NEWLINE = 0x0a;
 
 function writeAll(fd: number, chunk: Buffer): void {
   for (let done = 0; done < chunk.length; ) done += writeSync(fd, chunk, done, chunk.length - done);
