@@ -7,6 +7,7 @@ import { BLOB_PIECE, encodeBlob } from "./blob-encoder.js";
 import { type CompressOptions, createCompressor, createDecompressor, zstdEncoder } from "./codec.js";
 import type { BundleFile, Manifest } from "./manifest.js";
 import { type PackFile, packBundle } from "./pack.js";
+import { createThreadedDecompressor } from "./threaded-decompressor.js";
 import { type Rewriter, type StagingLayout, unpackBundle } from "./unpack.js";
 
 /**
@@ -70,6 +71,8 @@ export interface BundleReadOptions {
   /** Takes over each staged file's descriptor to fsync and close it (see unpackBundle). */
   handOver?: (fd: number) => Promise<void>;
   layout?: StagingLayout;
+  /** Decompress on a worker thread (one big blob: pull, import); see threaded-decompressor.ts. */
+  threaded?: boolean;
   /** Rewrites a file's bytes on their way to staging (see unpackBundle). */
   rewriterFor?: (file: BundleFile) => Promise<Rewriter | undefined>;
 }
@@ -85,7 +88,7 @@ export async function readBundle(
 ): Promise<{ manifest: Manifest; sha256: string; size: number }> {
   const counter = new HashCounter();
   const decryptor = createDecryptStream(options.identities);
-  const decompressor = createDecompressor();
+  const decompressor = options.threaded ? createThreadedDecompressor() : createDecompressor();
   let pipeError: unknown;
   const piping = pipeline(blob, counter, decryptor, decompressor).catch((err: unknown) => {
     pipeError = err;

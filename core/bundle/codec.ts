@@ -212,7 +212,7 @@ class ZstdCompressor extends Transform {
   }
 }
 
-const ZSTD_MAGIC = [0x28, 0xb5, 0x2f, 0xfd];
+export const ZSTD_MAGIC = [0x28, 0xb5, 0x2f, 0xfd];
 const GZIP_MAGIC = [0x1f, 0x8b];
 
 /**
@@ -367,8 +367,12 @@ class DetectingDecompressor extends Transform {
   }
 }
 
-/** Synchronous streaming zstd decoding; frames may follow each other (parallel or appended frames). */
-class ZstdDecoder {
+/**
+ * Synchronous streaming zstd decoding; frames may follow each other (parallel or appended frames).
+ * Each buffer it emits is the only view of its own memory (a fresh buffer follows every flush):
+ * the decompression worker hands them to the main thread without a copy.
+ */
+export class ZstdDecoder {
   readonly #dctx: ZstdBinding.DCtx;
   #out = Buffer.allocUnsafe(PLAIN_CHUNK);
   #filled = 0;
