@@ -1,4 +1,4 @@
-import { readFile } from "node:fs/promises";
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import { writeFileAtomic } from "./claude/files.js";
 import type { Settings } from "./config.js";
@@ -112,10 +112,15 @@ export function lastRecordFile(home: string, z32: string): string {
   return path.join(home, "state", `record-${z32}.bin`);
 }
 
-/** The record this machine last published for `key`, if any and still valid. */
+/**
+ * The record this machine last published for `key`, if any and still valid. A sync read (a
+ * 1 KB file): push checks its slot fits before uploading, and each thread-pool round trip of
+ * an async read let the DHT's start-up (module load, first lookups: ~40 ms) run first, so the
+ * upload started that much later instead of overlapping it.
+ */
 export async function lastPublished(home: string, key: UserKey): Promise<VerifiedPacket | undefined> {
   try {
-    return verifyPayload(key.publicKey, await readFile(lastRecordFile(home, key.z32)));
+    return verifyPayload(key.publicKey, readFileSync(lastRecordFile(home, key.z32)));
   } catch {
     return undefined;
   }
