@@ -189,6 +189,9 @@ export class ReceiveRun {
       if (!made) {
         made = this.#chooseTarget(session, options).then(
           (target) => {
+            // Asked now, its git processes run while the bundle unpacks (forked from a smaller
+            // process, too); install reads the run's cached answer. Its errors are install's to report.
+            this.#describeGitDrift(target.cwd, session.git).catch(() => undefined);
             const mappings = this.#mappingsFor(session, manifest, target, options);
             return { json: createRemapper(mappings, "json"), text: createRemapper(mappings, "text") };
           },
