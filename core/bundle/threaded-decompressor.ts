@@ -144,6 +144,8 @@ class ThreadedDecompressor extends Transform {
   }
 
   #received(message: FromDecompressWorker): void {
+    // Messages the thread sent before it was stopped.
+    if (this.destroyed) return;
     if (message.type === "failed") {
       this.destroy(
         new IntegrityError(`bundle is not valid compressed data (${message.message})`, {
