@@ -1,4 +1,6 @@
-import { readFile } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { mkdir, open, rename, rm } from "node:fs/promises";
 import path from "node:path";
 import { writeFileAtomic } from "./claude/files.js";
 import type { Settings } from "./config.js";
@@ -88,8 +90,20 @@ export async function publishRecord(options: PublishRecordOptions): Promise<Publ
     } finally {
       seed.fill(0);
     }
-    const report = await publishAll(options.transports, packet);
-    await saveLastPublished(options.settings.home, key.z32, packet);
+    // The local copy of the record is written and fsynced while the record goes out, and put in
+    // place (renamed) only once it was published somewhere: as before, but its fsync no longer
+    // waits for the DHT's answers.
+    const saving = stageLastPublished(options.settings.home, key.z32, packet);
+    // Handled below, after the publish (a failure here must not surface before it, unhandled).
+    saving.catch(() => undefined);
+    let report: Awaited<ReturnType<typeof publishAll>>;
+    try {
+      report = await publishAll(options.transports, packet);
+    } catch (err) {
+      await saving.then((staged) => staged.abort()).catch(() => undefined);
+      throw err;
+    }
+    await (await saving).commit();
     return {
       dnsBytes: packet.dns.length,
       summary: report.summary,
@@ -112,10 +126,15 @@ export function lastRecordFile(home: string, z32: string): string {
   return path.join(home, "state", `record-${z32}.bin`);
 }
 
-/** The record this machine last published for `key`, if any and still valid. */
+/**
+ * The record this machine last published for `key`, if any and still valid. A sync read (a
+ * 1 KB file): push checks its slot fits before uploading, and each thread-pool round trip of
+ * an async read let the DHT's start-up (module load, first lookups: ~40 ms) run first, so the
+ * upload started that much later instead of overlapping it.
+ */
 export async function lastPublished(home: string, key: UserKey): Promise<VerifiedPacket | undefined> {
   try {
-    return verifyPayload(key.publicKey, await readFile(lastRecordFile(home, key.z32)));
+    return verifyPayload(key.publicKey, readFileSync(lastRecordFile(home, key.z32)));
   } catch {
     return undefined;
   }
@@ -137,6 +156,40 @@ async function currentSlots(home: string, key: UserKey, resolved: VerifiedPacket
     // A slot we cannot make sense of (damaged, another tool's) is not carried over.
     return [];
   }
+}
+
+/** A finished copy of the record beside its place (written, fsynced), for commit (rename) or abort. */
+async function stageLastPublished(
+  home: string,
+  z32: string,
+  packet: RelayPayload,
+): Promise<{ commit(): Promise<void>; abort(): Promise<void> }> {
+  const file = lastRecordFile(home, z32);
+  await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+  const tmp = `${file}.${randomBytes(6).toString("hex")}.tmp`;
+  try {
+    const handle = await open(tmp, "wx", 0o600);
+    try {
+      await handle.writeFile(packet.bytes);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+  return {
+    commit: async () => {
+      try {
+        await rename(tmp, file);
+      } catch (err) {
+        await rm(tmp, { force: true });
+        throw err;
+      }
+    },
+    abort: () => rm(tmp, { force: true }),
+  };
 }
 
 export async function saveLastPublished(home: string, z32: string, packet: RelayPayload): Promise<void> {

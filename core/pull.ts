@@ -1,6 +1,7 @@
 import type { Readable } from "node:stream";
 import type { BlobStore } from "../storage-adapters/blob-store.js";
 import { openStore } from "../storage-adapters/index.js";
+import { warmDecompressor } from "./bundle/threaded-decompressor.js";
 import type { PathMapping } from "./claude/remap.js";
 import type { Settings } from "./config.js";
 import { type Identity, X25519Identity } from "./crypto/age/index.js";
@@ -116,6 +117,8 @@ export function checkLive(payload: PointerPayload, now = Math.floor(Date.now() /
 
 export async function pullSession(options: PullOptions): Promise<PullResult> {
   const { settings, key } = options;
+  // The blob's decompression thread starts while the record is resolved.
+  warmDecompressor();
   const pin = options.pin ? new PinIdentity(options.pin) : undefined;
   const identities: Identity[] = [
     ...(pin ? [pin] : []),

@@ -2,13 +2,14 @@ import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
 import { readBundle } from "./bundle/blob.js";
-import type { GitContext, Manifest, ManifestSession } from "./bundle/manifest.js";
+import type { BundleFile, GitContext, Manifest, ManifestSession } from "./bundle/manifest.js";
 import { verifyManifestSignature } from "./bundle/signature.js";
-import { stagedPath } from "./bundle/unpack.js";
+import { type Rewriter, stagedPath } from "./bundle/unpack.js";
+import { chunkRewriter } from "./claude/files.js";
 import { FsyncQueue } from "./claude/fsync-queue.js";
 import { describeGitDrift } from "./claude/git.js";
 import { commitJournal, journalPath, pendingJournals, type StepHook } from "./claude/install-journal.js";
-import type { PathMapping } from "./claude/remap.js";
+import { createRemapper, type PathMapping, type Remapper, rewriteFormFor, type TextForm } from "./claude/remap.js";
 import { newBackupDir, type PreparedRestore, prepareRestore, type RestoreResult } from "./claude/restore.js";
 import { otherCopiesWarning } from "./claude/session.js";
 import { createStaging, type RecoveredStaging, recoverStaging, removeStaging } from "./claude/staging.js";
@@ -82,6 +83,8 @@ export interface StagedBundle {
   signer: string;
   /** The staged files' fsyncs, still running in the background. */
   durable: FsyncQueue;
+  /** Bundle paths whose staged file is rewritten already, with its session's mappings (see stage). */
+  rewritten: ReadonlySet<string>;
 }
 
 /**
@@ -124,6 +127,8 @@ export class ReceiveRun {
     try {
       if (dir !== root) await mkdir(dir, { mode: 0o700 });
       let signer = "";
+      const rewritten = new Set<string>();
+      let rewriterFor: ((file: BundleFile) => Promise<Rewriter | undefined>) | undefined;
       const read = await readBundle(options.blob, {
         identities: options.identities,
         stagingDir: dir,
@@ -134,21 +139,86 @@ export class ReceiveRun {
               hint: "the bundle does not come from who you think; pass --from <z32> to accept another signer",
             });
           }
+          if (this.#oneBundle) rewriterFor = this.#stagingRewriters(manifest, options, rewritten);
         },
+        rewriterFor: (file) => rewriterFor?.(file) ?? Promise.resolve(undefined),
         handOver: (fd) => durable.add(fd),
         layout: "flat",
+        threaded: this.#oneBundle,
       });
       if (options.expect && (read.sha256 !== options.expect.sha256 || read.size !== options.expect.size)) {
         throw new IntegrityError("the blob does not match the hash in the record", {
           hint: "the stored bundle was replaced or damaged; ask the sender to push again",
         });
       }
-      return { dir, manifest: read.manifest, signer, durable };
+      return { dir, manifest: read.manifest, signer, durable, rewritten };
     } catch (err) {
       await durable.settle().catch(() => undefined);
       if (dir !== root) await removeStaging(dir);
       throw describeFsError(err, claudeDir);
     }
+  }
+
+  /**
+   * Path remapping while unpacking: each text file that prepareRestore would rewrite into a
+   * second staged copy is rewritten on its way to staging instead, so its bytes are written
+   * once (a 50 MB transcript was written, read back, written again and fsynced twice: ~150 ms
+   * of a pull). Same target choice (the run remembers it), same mappings and remapper, same
+   * rewrite of line-aligned bytes as remapFile; `rewritten` tells prepareRestore which files
+   * are done. One-bundle runs only (pull, import): restore --all stages a blob while the last
+   * installs and keeps choosing targets after each install. Whatever cannot be decided here
+   * (a target choice that fails, a path listed by two sessions) is left to prepareRestore,
+   * which remaps it as before (and reports the failure).
+   */
+  #stagingRewriters(
+    manifest: Manifest,
+    options: ReceiveOptions,
+    rewritten: Set<string>,
+  ): (file: BundleFile) => Promise<Rewriter | undefined> {
+    if (!options.rewrite) return () => Promise.resolve(undefined);
+    const sessionOf = new Map<string, ManifestSession | undefined>();
+    for (const session of manifest.sessions) {
+      for (const file of session.files) sessionOf.set(file.path, sessionOf.has(file.path) ? undefined : session);
+    }
+    const remappers = new Map<ManifestSession, Promise<Record<TextForm, Remapper> | undefined>>();
+    return async (file) => {
+      const form = rewriteFormFor(file.path);
+      const session = sessionOf.get(file.path);
+      if (!form || !session) return undefined;
+      let made = remappers.get(session);
+      if (!made) {
+        made = this.#chooseTarget(session, options).then(
+          (target) => {
+            // Asked now, its git processes run while the bundle unpacks (forked from a smaller
+            // process, too); install reads the run's cached answer. Its errors are install's to report.
+            this.#describeGitDrift(target.cwd, session.git).catch(() => undefined);
+            const mappings = this.#mappingsFor(session, manifest, target, options);
+            return { json: createRemapper(mappings, "json"), text: createRemapper(mappings, "text") };
+          },
+          () => undefined,
+        );
+        remappers.set(session, made);
+      }
+      const remapper = (await made)?.[form];
+      if (!remapper || remapper.identity) return undefined;
+      rewritten.add(file.path);
+      return chunkRewriter(remapper);
+    };
+  }
+
+  /** The path rewrites for a session landing at `target` (prepareRestore applies them unless --no-rewrite). */
+  #mappingsFor(session: ManifestSession, manifest: Manifest, target: TargetChoice, options: ReceiveOptions) {
+    return mappingsFor({
+      // restore --all keeps a session at its original path unless --map moved it: then no
+      // other path may move either (the old home → this home rewrite is off).
+      source:
+        options.keepOriginalPaths && target.reason !== "mapped" ? { ...manifest.source, home: "" } : manifest.source,
+      session,
+      target,
+      targetHome: homeDir(options.settings.env),
+      targetClaudeDir: options.settings.claudeDir,
+      maps: options.maps,
+    });
   }
 
   /** Move a staged bundle's sessions into place, one install phase at a time on this machine. */
@@ -209,17 +279,7 @@ export class ReceiveRun {
     const prepared: { session: ManifestSession; target: TargetChoice; restore: PreparedRestore }[] = [];
     for (const session of manifest.sessions) {
       const target = await this.#chooseTarget(session, options);
-      const mappings = mappingsFor({
-        // restore --all keeps a session at its original path unless --map moved it: then no
-        // other path may move either (the old home → this home rewrite is off).
-        source:
-          options.keepOriginalPaths && target.reason !== "mapped" ? { ...manifest.source, home: "" } : manifest.source,
-        session,
-        target,
-        targetHome: homeDir(settings.env),
-        targetClaudeDir: settings.claudeDir,
-        maps: options.maps,
-      });
+      const mappings = this.#mappingsFor(session, manifest, target, options);
       const restore = await prepareRestore({
         claudeDir: settings.claudeDir,
         stagedRoot: staged.dir,
@@ -230,6 +290,7 @@ export class ReceiveRun {
         rewrite: options.rewrite,
         force: options.force,
         durable: staged.durable,
+        rewritten: staged.rewritten,
         backupDir,
       });
       prepared.push({ session, target, restore });

@@ -8,6 +8,8 @@ import { afterAll, describe, expect, it } from "vitest";
 import { BUNDLE_FORMAT, isAllowedPath, type Manifest, parseManifest } from "../core/bundle/manifest.js";
 import { packBundle } from "../core/bundle/pack.js";
 import { unpackBundle } from "../core/bundle/unpack.js";
+import { chunkRewriter, remapFile } from "../core/claude/files.js";
+import { createRemapper, type Remapper } from "../core/claude/remap.js";
 
 const root = mkdtempSync(path.join(os.tmpdir(), "ccb-tar-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -61,6 +63,50 @@ describe("bundle tar layer", () => {
     const got = await unpackBundle(stream, staging);
     expect(got.sessions[0]!.id).toBe(ID);
     expect(readFileSync(path.join(staging, "claude/projects/-p", `${ID}.jsonl`))).toEqual(transcript);
+  });
+
+  it("rewrites a file on its way to staging as remapFile does, however the tar bytes are cut", async () => {
+    const remapper = createRemapper([
+      { from: "/home/u/p", to: "/Users/bob/code/my app ü" },
+      { from: "/home/u", to: "/Users/bob" },
+    ]);
+    const lineOnly: Remapper = { identity: false, line: (text) => text.split("/home/u").join("/h") };
+    const line = (i: number) =>
+      JSON.stringify({ cwd: "/home/u/p", i, out: `/home/u/.npmrc\n/home/u/p/${"é".repeat(i % 5)}${i}.ts` });
+    const lines = Array.from({ length: 3000 }, (_, i) => line(i));
+    const long = JSON.stringify({ cwd: "/home/u/p", t: `${"x".repeat(300_000)} /home/u/p/z` });
+    const contents = [
+      Buffer.from(`${lines.join("\n")}\n`),
+      Buffer.from(`${lines.slice(0, 50).join("\n")}\n${long}\n${lines.slice(50, 60).join("\n")}`),
+      Buffer.from("/home/u"),
+      Buffer.concat([Buffer.from(`${line(1)}\n`), Buffer.from([0xc3, 0x28, 0xff, 0x0a]), Buffer.from(line(2))]),
+      Buffer.alloc(0),
+    ];
+    let n = 0;
+    for (const content of contents) {
+      for (const r of [remapper, lineOnly]) {
+        const name = `claude/projects/-p/${ID}.jsonl`;
+        const manifest = manifestFor([{ path: name, content }]);
+        const whole = await tarOf([
+          { name: "ccbundle.json", content: Buffer.from(JSON.stringify(manifest)) },
+          { name, content },
+        ]);
+        // Cut into pieces of 1 byte to 70 KB, so line ends fall anywhere.
+        const pieces: Buffer[] = [];
+        for (let at = 0, i = 0; at < whole.length; i++) {
+          const size = [1, 7, 512, 4096, 70_000, 33][i % 6]!;
+          pieces.push(whole.subarray(at, at + size));
+          at += size;
+        }
+        const staging = mkdtempSync(path.join(root, "s-"));
+        await unpackBundle(Readable.from(pieces), staging, { rewriterFor: async () => chunkRewriter(r) });
+        const source = path.join(root, `remap-${++n}`);
+        writeFileSync(source, content);
+        await remapFile(source, `${source}.out`, r, { fsync: false });
+        const staged = readFileSync(path.join(staging, "claude/projects/-p", `${ID}.jsonl`));
+        expect(staged.equals(readFileSync(`${source}.out`))).toBe(true);
+      }
+    }
   });
 
   it("fails packing when a file changed after it was hashed", async () => {

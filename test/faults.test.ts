@@ -241,7 +241,8 @@ describe("the disk fills up while restoring (tmpfs)", () => {
 
   it("the disk runs out mid-restore (no inodes left): exit 1, nothing changed; the rerun succeeds once there is room", async () => {
     const dir = path.join(bob.root, "claude-inodes");
-    mountTmpfs(dir, "size=64m,nr_inodes=24");
+    // Fewer inodes than the staged files take: the restore fails while staging, before its journal.
+    mountTmpfs(dir, "size=64m,nr_inodes=16");
     writeFileSync(path.join(dir, "settings.json"), "{}");
     const before = claudeFiles(dir);
     const r = await pull([], { CLAUDE_CONFIG_DIR: dir });

@@ -158,6 +158,8 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
           : undefined;
         const store = ctx.settings.store ? await ctx.store() : undefined;
         const transports = await ctx.transports(store);
+        // The DHT starts while the pull code loads (it resolves first thing).
+        for (const transport of transports) transport.warm?.();
         const { pullSession } = await import("../../core/pull.js");
         let result: Awaited<ReturnType<typeof pullSession>>;
         try {

@@ -5,9 +5,10 @@ import { createDecryptStream, createEncryptStream, type Identity, type Recipient
 import { CcbError } from "../errors.js";
 import { BLOB_PIECE, encodeBlob } from "./blob-encoder.js";
 import { type CompressOptions, createCompressor, createDecompressor, zstdEncoder } from "./codec.js";
-import type { Manifest } from "./manifest.js";
+import type { BundleFile, Manifest } from "./manifest.js";
 import { type PackFile, packBundle } from "./pack.js";
-import { type StagingLayout, unpackBundle } from "./unpack.js";
+import { createThreadedDecompressor } from "./threaded-decompressor.js";
+import { type Rewriter, type StagingLayout, unpackBundle } from "./unpack.js";
 
 /**
  * A bundle blob is `age(zstd-or-gzip(tar))`. These two functions are the only
@@ -70,6 +71,10 @@ export interface BundleReadOptions {
   /** Takes over each staged file's descriptor to fsync and close it (see unpackBundle). */
   handOver?: (fd: number) => Promise<void>;
   layout?: StagingLayout;
+  /** Decompress on a worker thread (one big blob: pull, import); see threaded-decompressor.ts. */
+  threaded?: boolean;
+  /** Rewrites a file's bytes on their way to staging (see unpackBundle). */
+  rewriterFor?: (file: BundleFile) => Promise<Rewriter | undefined>;
 }
 
 /**
@@ -83,7 +88,7 @@ export async function readBundle(
 ): Promise<{ manifest: Manifest; sha256: string; size: number }> {
   const counter = new HashCounter();
   const decryptor = createDecryptStream(options.identities);
-  const decompressor = createDecompressor();
+  const decompressor = options.threaded ? createThreadedDecompressor() : createDecompressor();
   let pipeError: unknown;
   const piping = pipeline(blob, counter, decryptor, decompressor).catch((err: unknown) => {
     pipeError = err;
@@ -93,6 +98,7 @@ export async function readBundle(
     ...(options.onManifest ? { onManifest: options.onManifest } : {}),
     ...(options.handOver ? { handOver: options.handOver } : {}),
     ...(options.layout ? { layout: options.layout } : {}),
+    ...(options.rewriterFor ? { rewriterFor: options.rewriterFor } : {}),
     // The ratio check compares the tar bytes out with the blob bytes in (age adds ~0.03%).
     compressedBytes: () => counter.bytes,
   };

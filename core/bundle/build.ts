@@ -1,3 +1,4 @@
+import { closeSync, openSync, readSync, statSync } from "node:fs";
 import os from "node:os";
 import { gitContext } from "../claude/git.js";
 import { type CollectedSession, collectSession, exists, type SessionRef } from "../claude/session.js";
@@ -24,7 +25,59 @@ export async function prepareBundle(options: {
   /** Where git facts come from; backup passes a per-run cache (git runs up to 5 times per project). */
   git?: ((cwd: string) => Promise<GitContext | undefined>) | undefined;
 }): Promise<PreparedBundle> {
-  return signBundle({ ...options, session: await collectSession(options.claudeDir, options.ref) });
+  // git runs while the transcript is read (its processes on another core): the cwd is found
+  // in the transcript's first lines, and the answer is used only if the read finds the same cwd.
+  const early = leadingCwd(options.ref.transcript);
+  const askGit = options.git ?? gitContext;
+  const earlyGit = early !== undefined && isDirectory(early) ? askGit(early) : undefined;
+  earlyGit?.catch(() => undefined);
+  const session = await collectSession(options.claudeDir, options.ref);
+  const git = (cwd: string) => (earlyGit && cwd === early ? earlyGit : askGit(cwd));
+  return signBundle({ ...options, session, git });
+}
+
+/** How much of a transcript leadingCwd looks at. */
+const LEADING_BYTES = 64 * 1024;
+
+/**
+ * The cwd of a transcript as scanTranscript finds it (the first whole line that has a `"cwd":`
+ * key and parses with a string cwd), if it is within the first LEADING_BYTES; a guess that
+ * prepareBundle checks against the scan.
+ */
+function leadingCwd(transcript: string): string | undefined {
+  let head: Buffer;
+  try {
+    const fd = openSync(transcript, "r");
+    try {
+      const buffer = Buffer.allocUnsafe(LEADING_BYTES);
+      head = buffer.subarray(0, readSync(fd, buffer, 0, LEADING_BYTES, 0));
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return undefined;
+  }
+  for (let start = 0; ; ) {
+    const end = head.indexOf(0x0a, start);
+    if (end < 0) return undefined;
+    const line = head.subarray(start, end);
+    start = end + 1;
+    if (line.indexOf('"cwd":') < 0) continue;
+    try {
+      const record = JSON.parse(line.toString()) as { cwd?: unknown };
+      if (typeof record.cwd === "string") return record.cwd;
+    } catch {
+      // Not JSON: the scan skips it too.
+    }
+  }
+}
+
+function isDirectory(dir: string): boolean {
+  try {
+    return statSync(dir).isDirectory();
+  } catch {
+    return false;
+  }
 }
 
 /** The signed manifest of a session collected already (backup collects in a worker thread). */

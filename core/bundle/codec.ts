@@ -1,7 +1,6 @@
 import { createRequire } from "node:module";
 import os from "node:os";
 import { Transform, type TransformCallback } from "node:stream";
-import zlib from "node:zlib";
 import type * as ZstdBinding from "zstd-napi/binding.js";
 import { IntegrityError } from "../errors.js";
 
@@ -53,6 +52,16 @@ export function loadZstd(): Binding | null {
   return binding;
 }
 
+/**
+ * node:zlib, loaded on first use: only gzip bundles need it, and importing it at start-up cost
+ * every command ~3 ms (push and pull are two processes of a handoff).
+ */
+let zlibModule: typeof import("node:zlib") | undefined;
+function gzipModule(): typeof import("node:zlib") {
+  zlibModule ??= createRequire(import.meta.url)("node:zlib") as typeof import("node:zlib");
+  return zlibModule;
+}
+
 export function effectiveCodec(wanted: Codec): Codec {
   return wanted === "zstd" && !loadZstd() ? "gzip" : wanted;
 }
@@ -65,7 +74,7 @@ export function defaultWorkers(): number {
 export function createCompressor(options: CompressOptions): Transform {
   const encoder = zstdEncoder(options);
   if (encoder) return new ZstdCompressor(encoder);
-  return zlib.createGzip({ level: clamp(options.level, GZIP_LEVELS.min, GZIP_LEVELS.max) });
+  return gzipModule().createGzip({ level: clamp(options.level, GZIP_LEVELS.min, GZIP_LEVELS.max) });
 }
 
 /** A synchronous zstd encoder for `options`, or undefined when they ask for gzip (or zstd failed to load). */
@@ -212,7 +221,7 @@ class ZstdCompressor extends Transform {
   }
 }
 
-const ZSTD_MAGIC = [0x28, 0xb5, 0x2f, 0xfd];
+export const ZSTD_MAGIC = [0x28, 0xb5, 0x2f, 0xfd];
 const GZIP_MAGIC = [0x1f, 0x8b];
 
 /**
@@ -348,7 +357,7 @@ class DetectingDecompressor extends Transform {
       return;
     }
     if (GZIP_MAGIC.every((byte, i) => head[i] === byte)) {
-      const gunzip = zlib.createGunzip();
+      const gunzip = gzipModule().createGunzip();
       this.gunzip = gunzip;
       gunzip.on("data", (data: Buffer) => {
         if (!this.output(data)) gunzip.destroy();
@@ -367,8 +376,12 @@ class DetectingDecompressor extends Transform {
   }
 }
 
-/** Synchronous streaming zstd decoding; frames may follow each other (parallel or appended frames). */
-class ZstdDecoder {
+/**
+ * Synchronous streaming zstd decoding; frames may follow each other (parallel or appended frames).
+ * Each buffer it emits is the only view of its own memory (a fresh buffer follows every flush):
+ * the decompression worker hands them to the main thread without a copy.
+ */
+export class ZstdDecoder {
   readonly #dctx: ZstdBinding.DCtx;
   #out = Buffer.allocUnsafe(PLAIN_CHUNK);
   #filled = 0;

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { closeSync, mkdirSync, openSync, writeSync } from "node:fs";
+import { closeSync, fdatasync, mkdirSync, openSync, writeSync } from "node:fs";
 import { statfs } from "node:fs/promises";
 import path from "node:path";
 import { type Readable, Transform } from "node:stream";
@@ -26,6 +26,13 @@ export interface UnpackOptions {
    * verified (the caller fsyncs and closes it); without it the file is closed.
    */
   handOver?: (fd: number) => Promise<void>;
+  /**
+   * A rewrite for a file's bytes on their way to its staged file (path remapping), or undefined
+   * to stage it as it is; asked once per file, before its first byte. It gets line-aligned pieces
+   * (each ends at a line end or the file's end) and may return its own buffer, reused by its next
+   * call. The manifest's size and hash are checked on the bytes as they came.
+   */
+  rewriterFor?: (file: BundleFile) => Promise<Rewriter | undefined>;
   /** "tree" (default) mirrors the bundle paths below the staging folder; "flat" see stagedPath. */
   layout?: StagingLayout;
   /** Override the limits (tests). */
@@ -51,6 +58,9 @@ export const DEFAULT_UNPACK_LIMITS: UnpackLimits = {
 };
 
 export type StagingLayout = "tree" | "flat";
+
+/** Rewrites line-aligned bytes (see UnpackOptions.rewriterFor). */
+export type Rewriter = (bytes: Buffer) => Buffer;
 
 /**
  * Where a bundle file is staged. "flat" puts every file directly in the staging
@@ -98,7 +108,7 @@ export async function unpackBundle(
   let manifest: Manifest | undefined;
   const expected = new Map<string, BundleFile>();
   const received = new Set<string>();
-  const writer = new StagedWriter(stagingDir, options.layout ?? "tree", options.handOver);
+  const writer = new StagedWriter(stagingDir, options.layout ?? "tree", options.handOver, options.rewriterFor);
   try {
     for await (const entry of extract) {
       const header = entry.header;
@@ -171,9 +181,11 @@ class StagedWriter {
     private readonly stagingDir: string,
     private readonly layout: StagingLayout,
     private readonly handOver: ((fd: number) => Promise<void>) | undefined,
+    private readonly rewriterFor: ((file: BundleFile) => Promise<Rewriter | undefined>) | undefined,
   ) {}
 
   async write(entry: AsyncIterable<Buffer>, file: BundleFile): Promise<void> {
+    const rewriter = await this.rewriterFor?.(file);
     const target = stagedPath(this.stagingDir, file.path, this.layout);
     const dir = path.dirname(target);
     if (!this.#made.has(dir)) {
@@ -184,24 +196,118 @@ class StagedWriter {
     const hash = createHash("sha256");
     let size = 0;
     let handedOver = false;
+    // Only a file the caller will fsync: else nothing waits for its writeback anyway.
+    const writeback = this.handOver ? new EarlyWriteback(fd) : undefined;
     try {
+      const lines = rewriter && new LineAlignedWriter(fd, rewriter);
       for await (const chunk of entry) {
         hash.update(chunk);
         size += chunk.length;
-        writeAll(fd, chunk);
+        if (lines) lines.write(chunk);
+        else writeAll(fd, chunk);
+        writeback?.written(size);
       }
+      lines?.end();
       if (size !== file.size || hash.digest("hex") !== file.sha256) {
         throw reject(`${show(file.path)} does not match its hash in the manifest`);
       }
+      await writeback?.settle();
       if (this.handOver) {
         handedOver = true;
         await this.handOver(fd);
       }
     } finally {
-      if (!handedOver) closeSync(fd);
+      // Never close a descriptor a background fdatasync may still be using.
+      if (!handedOver) {
+        await writeback?.settle().catch(() => undefined);
+        closeSync(fd);
+      }
     }
   }
 }
+
+/** Bytes written to a staged file between two early writebacks. */
+const EARLY_SYNC_BYTES = 8 << 20;
+
+/**
+ * Writeback of a big staged file started while it is still being written: every
+ * EARLY_SYNC_BYTES an fdatasync runs on the thread pool while unpacking goes on, so the
+ * fsync before the install journal (FsyncQueue) finds little left to write. A 50 MB
+ * transcript, the last file of a handoff bundle, was written back only after its last byte,
+ * and the pull sat idle for it. An error of an early one is kept and thrown by settle: a
+ * later fsync may not report it again.
+ */
+class EarlyWriteback {
+  #synced = 0;
+  #running: Promise<void> | undefined;
+  #error: unknown;
+
+  constructor(private readonly fd: number) {}
+
+  /** `total` bytes are written: start a writeback if enough are new and none is running. */
+  written(total: number): void {
+    if (this.#running || total - this.#synced < EARLY_SYNC_BYTES) return;
+    this.#synced = total;
+    this.#running = new Promise<void>((resolve) => {
+      fdatasync(this.fd, (err) => {
+        if (err) this.#error ??= err;
+        this.#running = undefined;
+        resolve();
+      });
+    });
+  }
+
+  /** Wait for the writeback running now; throws the first error any of them had. */
+  async settle(): Promise<void> {
+    await this.#running;
+    if (this.#error) throw this.#error;
+  }
+}
+
+/**
+ * Feeds a file's bytes to a rewriter in line-aligned pieces and writes what comes out: each
+ * chunk up to its last line end goes through as it is (no copy); only the unfinished line
+ * after it is held, and joined with the start of the next chunk up to its first line end.
+ */
+class LineAlignedWriter {
+  #held: Buffer[] = [];
+
+  constructor(
+    private readonly fd: number,
+    private readonly rewrite: Rewriter,
+  ) {}
+
+  write(chunk: Buffer): void {
+    let from = 0;
+    if (this.#held.length > 0) {
+      const newline = chunk.indexOf(NEWLINE);
+      if (newline < 0) {
+        this.#held.push(Buffer.from(chunk));
+        return;
+      }
+      from = newline + 1;
+      this.#put(Buffer.concat([...this.#held, chunk.subarray(0, from)]));
+      this.#held = [];
+    }
+    const lineEnd = chunk.lastIndexOf(NEWLINE) + 1;
+    if (lineEnd > from) this.#put(chunk.subarray(from, lineEnd));
+    const tail = Math.max(from, lineEnd);
+    // Copied: the chunk's memory is not ours to keep.
+    if (tail < chunk.length) this.#held.push(Buffer.from(chunk.subarray(tail)));
+  }
+
+  /** The file's last line, if it has no line end. */
+  end(): void {
+    if (this.#held.length > 0) this.#put(Buffer.concat(this.#held));
+    this.#held = [];
+  }
+
+  #put(bytes: Buffer): void {
+    writeAll(this.fd, this.rewrite(bytes));
+  }
+}
+
+const NEWLINE = 0x0a;
 
 function writeAll(fd: number, chunk: Buffer): void {
   for (let done = 0; done < chunk.length; ) done += writeSync(fd, chunk, done, chunk.length - done);

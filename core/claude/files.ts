@@ -60,7 +60,7 @@ export async function remapFile(
   try {
     const input = openSync(source, "r");
     try {
-      const rewrite = remapper.rewrite?.bind(remapper) ?? ((bytes: Buffer) => rewriteLines(bytes, remapper));
+      const rewrite = chunkRewriter(remapper);
       let buffer = Buffer.allocUnsafe(Math.min(REMAP_CHUNK, fstatSync(input).size + 1));
       let filled = 0;
       for (;;) {
@@ -89,6 +89,15 @@ export async function remapFile(
   } finally {
     closeSync(out);
   }
+}
+
+/**
+ * The remapper's rewrite of line-aligned bytes (pieces that end at a line end or at the end of
+ * the file): its byte fast path, or line by line. remapFile and the rewrite while unpacking
+ * (ReceiveRun.stage) share it, so a file comes out the same either way.
+ */
+export function chunkRewriter(remapper: Remapper): (bytes: Buffer) => Buffer {
+  return remapper.rewrite?.bind(remapper) ?? ((bytes: Buffer) => rewriteLines(bytes, remapper));
 }
 
 /** `rewrite` for a remapper that only rewrites lines: decode, each line, encode. */

@@ -44,6 +44,8 @@ export interface RestoreOptions {
    * the rewritten copies made here join it, and the journal waits for all of them.
    */
   durable: FsyncQueue;
+  /** Bundle paths staged already rewritten with these mappings (ReceiveRun.stage): not remapped again. */
+  rewritten?: ReadonlySet<string> | undefined;
   /** Where replaced files go (newBackupDir); the sessions installed under one journal share it. */
   backupDir: string;
 }
@@ -101,7 +103,7 @@ export async function prepareRestore(options: RestoreOptions): Promise<PreparedR
     const source = staged(file.path);
     const form = rewriteFormFor(file.path);
     const remapper = form && remappers[form];
-    if (remapper && !remapper.identity) {
+    if (remapper && !remapper.identity && !options.rewritten?.has(file.path)) {
       const target = `${source}.remapped`;
       await remapFile(source, target, remapper, { fsync: false });
       await options.durable.addFile(target);

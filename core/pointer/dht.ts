@@ -209,6 +209,15 @@ export class DhtTransport implements PointerTransport {
     return `no DHT node answered (bootstrap ${this.bootstrap.join(", ")})${why}`;
   }
 
+  /**
+   * Start the node now: a pull that is about to resolve calls this before it loads the rest of
+   * its code, so loading bittorrent-dht and the first round trips overlap that. A failure here
+   * is the resolve's to report (it awaits the same start).
+   */
+  warm(): void {
+    this.start().catch(() => undefined);
+  }
+
   /** Start the node once: load bittorrent-dht, bind; bootstrapping runs in the background. */
   private start(): Promise<DHT> {
     if (this.closed) return Promise.reject(new Error("the DHT transport is closed"));

@@ -12,6 +12,8 @@ export interface PointerTransport {
   /** The newest payload this transport has for the key, unverified; undefined when it has none. */
   resolve(publicKey: Uint8Array, signal: AbortSignal): Promise<Uint8Array | undefined>;
   close?(): Promise<void>;
+  /** Get ready for a resolve that comes next (load code, open sockets), without waiting; failures show at the resolve. */
+  warm?(): void;
 }
 
 /** A signed packet in the pkarr relay wire form: 64-byte signature, 8-byte big-endian seq (µs), DNS bytes. */
