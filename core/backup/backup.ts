@@ -15,6 +15,7 @@ import { CcbError, describeFailure, type ExitCode, errnoCode, NotFoundError } fr
 import { withLock } from "../lock.js";
 import { randomId, storeLayout } from "../store-layout.js";
 import { addFileStat, type Fingerprint, fingerprintSession, sameFingerprint, todoIndex } from "./fingerprint.js";
+import { GitShell } from "./git-shell.js";
 import { limiter, mapPool } from "./pool.js";
 import type { ProgressListener } from "./progress.js";
 import { newestSnapshot, newSnapshotId, type Snapshot, type SnapshotSession, writeSnapshot } from "./snapshot.js";
@@ -114,6 +115,16 @@ type Decision = { ref: SessionRef; stateKey: string; print: Fingerprint; status:
 
 async function backupLocked(options: BackupOptions): Promise<BackupResult> {
   const started = performance.now();
+  // Forked now, while the process is small: every git command of the run goes through it (git-shell.ts).
+  const gitShell = new GitShell();
+  try {
+    return await backupWith(options, started, gitShell);
+  } finally {
+    gitShell.close();
+  }
+}
+
+async function backupWith(options: BackupOptions, started: number, gitShell: GitShell): Promise<BackupResult> {
   const { settings, key, store } = options;
   const { claudeDir } = settings;
   const machine = await machineId(settings.home);
@@ -185,7 +196,7 @@ async function backupLocked(options: BackupOptions): Promise<BackupResult> {
   // Sessions of one project share its git facts: ask git once per project per run.
   const gitCache = new Map<string, Promise<GitContext | undefined>>();
   const git = (cwd: string) => {
-    if (!gitCache.has(cwd)) gitCache.set(cwd, gitContext(cwd));
+    if (!gitCache.has(cwd)) gitCache.set(cwd, gitContext(cwd, gitShell.run));
     return gitCache.get(cwd)!;
   };
   const uploadLimit = options.concurrency ?? DEFAULT_CONCURRENCY;

@@ -4,6 +4,9 @@ import type { GitContext } from "../bundle/manifest.js";
 
 /** Git facts about a project, for the manifest and for the warnings pull prints. Never fails: git is optional. */
 
+/** Runs `git -C cwd …args`: its trimmed stdout, or undefined if it failed. */
+export type GitRunner = (cwd: string, args: string[]) => Promise<string | undefined>;
+
 function git(cwd: string, args: string[]): Promise<string | undefined> {
   return new Promise((resolve) => {
     execFile("git", ["-C", cwd, ...args], { timeout: 5000, maxBuffer: 1 << 20 }, (err, stdout) => {
@@ -20,11 +23,11 @@ function git(cwd: string, args: string[]): Promise<string | undefined> {
  * dir). Each spawn costs the event loop 10–25 ms; this was 1 + 5 processes in
  * two rounds before, ~500 ms of a 20-project backup.
  */
-export async function gitContext(cwd: string): Promise<GitContext | undefined> {
+export async function gitContext(cwd: string, run: GitRunner = git): Promise<GitContext | undefined> {
   const [paths, status, remote] = await Promise.all([
-    git(cwd, ["rev-parse", "--show-toplevel", "--git-common-dir"]),
-    git(cwd, ["status", "--porcelain=v2", "--branch", "--untracked-files=no"]),
-    git(cwd, ["remote", "get-url", "origin"]),
+    run(cwd, ["rev-parse", "--show-toplevel", "--git-common-dir"]),
+    run(cwd, ["status", "--porcelain=v2", "--branch", "--untracked-files=no"]),
+    run(cwd, ["remote", "get-url", "origin"]),
   ]);
   const [root, commonDir] = (paths ?? "").split("\n");
   if (!root) return undefined;
@@ -42,7 +45,7 @@ export async function gitContext(cwd: string): Promise<GitContext | undefined> {
   }
   if (commonDir && path.resolve(cwd, commonDir) !== path.join(root, ".git")) {
     // The first entry of `worktree list` is the main checkout; another root means a linked worktree.
-    const worktrees = await git(cwd, ["worktree", "list", "--porcelain"]);
+    const worktrees = await run(cwd, ["worktree", "list", "--porcelain"]);
     const main = /^worktree (.+)$/m.exec(worktrees ?? "")?.[1];
     if (main && path.resolve(main) !== path.resolve(root)) context.mainWorktree = main;
   }
