@@ -92,3 +92,52 @@ export async function* encodeBlob(encoder: ZstdEncoder, options: BlobEncodeOptio
     encoder.destroy();
   }
 }
+
+/**
+ * A blob made of zstd frames compressed already (bench/engine.ts: sessions'
+ * tar entries compressed on worker threads, the manifest's entry here): they
+ * are sealed one after another, in pieces of about BLOB_PIECE bytes. A zstd
+ * stream may hold any number of frames; the decompressor reads them in order,
+ * as `zstd -d` does, so the blob reads as the same tar.
+ */
+export async function* sealFrames(
+  recipients: readonly Recipient[],
+  frames: Iterable<Buffer>,
+): AsyncGenerator<Buffer[]> {
+  let pieces: Buffer[] = [];
+  let pieceBytes = 0;
+  const take = (bytes: Buffer) => {
+    pieces.push(bytes);
+    pieceBytes += bytes.length;
+  };
+  let sealer: PayloadSealer | undefined;
+  try {
+    const fileKey = generateFileKey();
+    try {
+      take(await sealHeader(recipients, fileKey));
+      const nonce = randomBytes(NONCE_SIZE);
+      take(nonce);
+      sealer = new PayloadSealer(fileKey, nonce);
+    } finally {
+      fileKey.fill(0);
+    }
+    const sealed: Buffer[] = [];
+    for (const frame of frames) {
+      sealer.write(frame, sealed);
+      for (const bytes of sealed) take(bytes);
+      sealed.length = 0;
+      if (pieceBytes >= BLOB_PIECE) {
+        const out = pieces;
+        pieces = [];
+        pieceBytes = 0;
+        yield out;
+      }
+    }
+    sealer.end(sealed);
+    for (const bytes of sealed) take(bytes);
+    sealer = undefined;
+    if (pieceBytes > 0) yield pieces;
+  } finally {
+    sealer?.destroy();
+  }
+}
