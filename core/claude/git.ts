@@ -1,4 +1,5 @@
 import { execFile } from "node:child_process";
+import { lstatSync } from "node:fs";
 import path from "node:path";
 import type { GitContext } from "../bundle/manifest.js";
 
@@ -24,6 +25,7 @@ function git(cwd: string, args: string[]): Promise<string | undefined> {
  * two rounds before, ~500 ms of a 20-project backup.
  */
 export async function gitContext(cwd: string, run: GitRunner = git): Promise<GitContext | undefined> {
+  if (!mayBeInCheckout(cwd)) return undefined;
   const [paths, status, remote] = await Promise.all([
     run(cwd, ["rev-parse", "--show-toplevel", "--git-common-dir"]),
     run(cwd, ["status", "--porcelain=v2", "--branch", "--untracked-files=no"]),
@@ -50,6 +52,27 @@ export async function gitContext(cwd: string, run: GitRunner = git): Promise<Git
     if (main && path.resolve(main) !== path.resolve(root)) context.mainWorktree = main;
   }
   return context;
+}
+
+/**
+ * False when git could not find a work tree for `cwd`: no `.git` (folder or
+ * gitfile) in it or any folder above it, and no GIT_DIR or GIT_WORK_TREE
+ * pointing elsewhere. Then `rev-parse --show-toplevel` fails, so gitContext
+ * says undefined without starting git (a few lstat calls instead of three git
+ * processes: projects outside any checkout are common, and all 20 of the bench's).
+ */
+function mayBeInCheckout(cwd: string): boolean {
+  if (process.env.GIT_DIR !== undefined || process.env.GIT_WORK_TREE !== undefined) return true;
+  for (let dir = path.resolve(cwd); ; ) {
+    try {
+      if (lstatSync(path.join(dir, ".git"), { throwIfNoEntry: false }) !== undefined) return true;
+    } catch {
+      return true; // Not readable here (EACCES…): let git decide.
+    }
+    const parent = path.dirname(dir);
+    if (parent === dir) return false;
+    dir = parent;
+  }
 }
 
 export async function gitRoot(cwd: string): Promise<string | undefined> {
