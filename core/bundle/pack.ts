@@ -44,42 +44,22 @@ export function packBundle(manifestJson: Buffer, files: PackFile[]): Readable {
  * input), and the run allocates no read buffers at all.
  */
 export function* tarChunks(manifestJson: Buffer, files: PackFile[], readBuffer?: Buffer): Generator<Buffer> {
-  const mtime = tarTime();
-  yield tarEntry(MANIFEST_NAME, manifestJson, mtime);
-  yield* fileEntries(files, mtime, readBuffer);
-  yield END_OF_ARCHIVE;
-}
-
-/** The mtime a bundle's tar headers carry: now, in whole seconds. */
-export function tarTime(): number {
-  return Math.floor(Date.now() / 1000);
-}
-
-/** One whole tar entry (header, content, padding) for bytes in memory. */
-export function tarEntry(name: string, content: Buffer, mtime: number): Buffer {
-  const header = fileHeader({ name, size: content.length, mode: HEADER_MODE, mtime });
-  return Buffer.concat([header, content, padding(content.length)]);
-}
-
-/**
- * The tar entries of `files`, in order, without the manifest before them or the
- * end-of-archive blocks after them (tarChunks adds those; bench/engine.ts
- * compresses sessions' entries on worker threads and puts them together).
- * `readBuffer`: as for tarChunks.
- */
-export function* fileEntries(files: PackFile[], mtime: number, readBuffer?: Buffer): Generator<Buffer> {
+  const mtime = Math.floor(Date.now() / 1000);
+  const header = (name: string, size: number) => fileHeader({ name, size, mode: HEADER_MODE, mtime });
+  yield Buffer.concat([header(MANIFEST_NAME, manifestJson.length), manifestJson, padding(manifestJson.length)]);
   for (const file of files) {
     if (file.content !== undefined || file.size === 0) {
       const content = file.content ?? Buffer.alloc(0);
       checkHash(file, createHash("sha256").update(content).digest("hex"));
-      yield tarEntry(file.path, content, mtime);
+      yield Buffer.concat([header(file.path, content.length), content, padding(content.length)]);
       continue;
     }
-    yield fileHeader({ name: file.path, size: file.size, mode: HEADER_MODE, mtime });
+    yield header(file.path, file.size);
     yield* fileChunks(file, readBuffer);
     const pad = padding(file.size);
     if (pad.length > 0) yield pad;
   }
+  yield END_OF_ARCHIVE;
 }
 
 /**

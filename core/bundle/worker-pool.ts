@@ -9,7 +9,6 @@ import { parseRecipient } from "../crypto/keys.js";
 import { bundleStream } from "./blob.js";
 import type { CompressOptions } from "./codec.js";
 import type { PackFile } from "./pack.js";
-import { type FramedSessions, type FrameJob, frameSessions } from "./session-frames.js";
 import { asBuffer, type FromWorker, fromFailure, type ToWorker, WINDOW } from "./worker-protocol.js";
 
 /**
@@ -27,8 +26,6 @@ export interface SessionBundler {
   /** Threads that collect and encode (1 for in-process). */
   readonly threads: number;
   collect(claudeDir: string, ref: SessionRef): Promise<CollectedSession>;
-  /** Sessions collected and their tar entries compressed into one zstd frame (session-frames.ts). */
-  frame(job: FrameJob): Promise<FramedSessions>;
   /** The blob, `age(zstd(tar))`, byte for byte what bundleStream writes. */
   encode(options: EncodeOptions): Readable;
   /** Start the threads now (their start-up then overlaps what the caller does before the first job). */
@@ -57,7 +54,6 @@ export function inProcess(): SessionBundler {
   return {
     threads: 1,
     collect: collectSession,
-    frame: frameSessions,
     encode: (options) =>
       bundleStream({ ...options, recipients: options.recipients.map((recipient) => parseRecipient(recipient)) }),
     warm: () => {},
@@ -103,22 +99,6 @@ class WorkerPool implements SessionBundler {
         reply: (message) => {
           if (message.type === "collected") resolve(restoreContent(message.session));
           else if (message.type === "failed") reject(fromFailure(message.failure));
-          return true;
-        },
-        fail: reject,
-      });
-    });
-  }
-
-  frame(job: FrameJob): Promise<FramedSessions> {
-    return new Promise((resolve, reject) => {
-      this.#submit({
-        message: { type: "frame", id: this.#nextId++, job },
-        reply: (message) => {
-          if (message.type === "framed") {
-            const { sessions, packed, frame } = message.result;
-            resolve({ sessions: sessions.map(restoreContent), packed, frame: frame.map(asBuffer) });
-          } else if (message.type === "failed") reject(fromFailure(message.failure));
           return true;
         },
         fail: reject,
@@ -214,7 +194,7 @@ class WorkerPool implements SessionBundler {
       return;
     }
     // Encodes go before collects: they finish sessions (and free upload slots); collects start new ones.
-    const firstCollect = this.#queue.findIndex((queued) => queued.message.type !== "encode");
+    const firstCollect = this.#queue.findIndex((queued) => queued.message.type === "collect");
     if (job.message.type === "encode" && firstCollect >= 0) this.#queue.splice(firstCollect, 0, job);
     else this.#queue.push(job);
     this.#pump();

@@ -2,15 +2,14 @@ import type { CollectedSession, SessionRef } from "../claude/session.js";
 import { CcbError, IntegrityError, NotFoundError, UsageError } from "../errors.js";
 import type { CompressOptions } from "./codec.js";
 import type { PackFile } from "./pack.js";
-import type { FramedSessions, FrameJob } from "./session-frames.js";
 
 /**
  * The messages between the main thread and a bundle worker
  * (core/bundle/worker.ts, driven by core/bundle/worker-pool.ts).
  *
- * A worker runs one job at a time: `collect` (scan and hash a session's files),
- * `encode` (tar → zstd → age of files the main thread signed a manifest
- * for) or `frame` (collect sessions and compress their tar entries). Encoded bytes come back as `chunk` messages whose ArrayBuffers are
+ * A worker runs one job at a time: `collect` (scan and hash a session's files)
+ * or `encode` (tar → zstd → age of files the main thread signed a manifest
+ * for). Encoded bytes come back as `chunk` messages whose ArrayBuffers are
  * transferred, not copied; the worker stops after WINDOW chunks the main
  * thread has not taken yet (`credit`), so a slow store holds memory at a few MB.
  */
@@ -26,8 +25,6 @@ export type ToWorker =
       recipients: string[];
       compression: CompressOptions;
     }
-  /** Collect sessions and compress their tar entries into one zstd frame (session-frames.ts). */
-  | { type: "frame"; id: number; job: FrameJob }
   /** The main thread took `chunks` more chunks of job `id`. */
   | { type: "credit"; id: number; chunks: number }
   /** The main thread no longer wants job `id` (its upload failed). */
@@ -35,8 +32,6 @@ export type ToWorker =
 
 export type FromWorker =
   | { type: "collected"; id: number; session: CollectedSession }
-  /** The frame's pieces are transferred. */
-  | { type: "framed"; id: number; result: FramedSessions }
   /** `plain`: tar bytes encoded so far, for progress. */
   | { type: "chunk"; id: number; data: ArrayBuffer[]; plain: number }
   | { type: "done"; id: number }

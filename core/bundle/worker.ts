@@ -3,7 +3,6 @@ import { collectSession } from "../claude/session.js";
 import { X25519Recipient } from "../crypto/age/x25519.js";
 import { encodeBlob } from "./blob-encoder.js";
 import { zstdEncoder } from "./codec.js";
-import { frameSessions } from "./session-frames.js";
 import { CHUNK_BYTES, type FromWorker, type ToWorker, toFailure, WINDOW } from "./worker-protocol.js";
 
 /**
@@ -26,12 +25,6 @@ port.on("message", (message: ToWorker) => {
     case "collect":
       void run(message.id, async () => {
         send({ type: "collected", id: message.id, session: await collectSession(message.claudeDir, message.ref) });
-      });
-      return;
-    case "frame":
-      void run(message.id, async () => {
-        const result = await frameSessions(message.job);
-        send({ type: "framed", id: message.id, result }, transferable(result.frame));
       });
       return;
     case "encode":
