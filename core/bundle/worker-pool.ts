@@ -88,7 +88,7 @@ class WorkerPool implements SessionBundler {
     // around native work (reads, sha256, zstd, chacha), and optimizing it in three isolates cost more
     // than it saved. Bench, backup --all of 300 sessions: ~0.3-0.5 s less CPU (the background compile
     // threads had ~0.6 s), peak RSS -22 MB. Ignition and Sparkplug still run; set once per process.
-    if (!jitLimited) v8.setFlagsFromString("--no-opt");
+    if (!jitLimited) v8.setFlagsFromString("--no-turbofan");
     jitLimited = true;
   }
 
