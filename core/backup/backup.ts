@@ -101,6 +101,8 @@ export interface BackupResult {
 }
 
 const DEFAULT_CONCURRENCY = 3;
+/** Changed bytes from which worker threads encode (below, the main thread does: see backupWith). */
+const WORKERS_FROM = 16 << 20;
 /** Fingerprinting is stat calls only: many at once keeps the disk queue full. */
 const SCAN_CONCURRENCY = 16;
 
@@ -151,10 +153,15 @@ async function backupWith(options: BackupOptions, started: number, gitShell: Git
 
   const refs = await sessionsInScope(settings, options.scope, options.cwd, Object.keys(state.sessions).length);
   const todos = todoIndex(claudeDir);
-  // Reading, hashing, tar, zstd and age run on worker threads (one per core). They start at the
-  // first changed session, so their start-up overlaps the rest of the scan; none if nothing changed.
+  // Reading, hashing, tar, zstd and age run on worker threads (one per core). They start once the
+  // changed sessions found hold WORKERS_FROM bytes, so their start-up overlaps the rest of the scan.
+  // Below that (the hourly or SessionEnd backup of a session or two) this thread does the work:
+  // starting the threads (~70 ms each, loading their modules) cost more than encoding a few MB.
   let bundler: SessionBundler | undefined;
-  const changedFound = () => {
+  let changedBytes = 0;
+  const changedFound = (print: Fingerprint) => {
+    changedBytes += printBytes(print);
+    if (changedBytes < WORKERS_FROM) return;
     bundler ??= sessionBundler();
     bundler.warm();
   };
@@ -172,7 +179,7 @@ async function backupWith(options: BackupOptions, started: number, gitShell: Git
       const stored = await store.stat(blob.key);
       if (stored?.size === blob.size) return { ref, stateKey, print, status: "resumed" };
     }
-    changedFound();
+    changedFound(print);
     return { ref, stateKey, print, status: "changed" };
   });
   const failed = scan.find((result) => result.status === "rejected");
