@@ -7,14 +7,16 @@ import type { GitRunner } from "../claude/git.js";
  * the run, instead of one spawn per command. Why: Node forks itself for every
  * child, and the fork's cost grows with the process's memory; by the time
  * backup asks git about a project, worker threads and buffers have taken the
- * process to ~150 MB, and the 60 git spawns of the bench (3 per project) cost
- * the main thread ~0.45 s (a 60 MB process: ~0.1 s). The shell is forked once
- * while the process is still small, and it forks git cheaply.
+ * process to ~150 MB, and 60 git spawns (20 projects, 3 each) cost the main
+ * thread ~0.45 s (from a 60 MB process: ~0.1 s). The shell is forked once
+ * while the process is still small, and it forks git cheaply. (The bench's
+ * projects are no checkouts: gitContext spawns nothing for them at all.)
  *
  * Commands run one at a time, in order; each one's output ends with a marker
  * line carrying its exit status. A command that runs over its timeout kills
- * the shell (and its git); that command fails, and every later one spawns git
- * directly, as gitContext does on its own. Not on Windows (no /bin/sh there).
+ * the shell (and its git) and fails; should the shell be gone (it could not
+ * start, or died), every command still waiting spawns git directly, as
+ * gitContext does on its own. Not on Windows (no /bin/sh there).
  */
 
 const TIMEOUT_MS = 5000;
@@ -115,17 +117,21 @@ export class GitShell {
         shell.kill("SIGKILL");
       }
     }
-    this.#fail();
+    this.#fail(true);
   }
 
-  /** The shell is gone: the command out fails (as a failed git does), the queued ones spawn git. */
-  #fail(): void {
+  /**
+   * The shell is gone. A command that ran over its time fails (as execFile's timeout does); every
+   * other command still waiting, including one cut off by the shell's own end (it failed to start,
+   * or died), runs as a git process of its own.
+   */
+  #fail(timedOut = false): void {
     if (!this.#shell) return;
     this.#shell = undefined;
     clearTimeout(this.#timer);
-    const [running, ...queued] = this.#queue.splice(0);
-    running?.resolve(undefined);
-    for (const request of queued) void spawnGit(request.cwd, request.args).then(request.resolve);
+    const requests = this.#queue.splice(0);
+    if (timedOut) requests.shift()?.resolve(undefined);
+    for (const request of requests) void spawnGit(request.cwd, request.args).then(request.resolve);
   }
 }
 
