@@ -37,6 +37,8 @@ const files: PackFile[] = [];
 const taken = new Set<string>();
 let bytes = 0;
 const bundler = sessionBundler();
+// The threads start now, while this thread lists the sessions.
+bundler.warm();
 const refs = await allSessions(settings.claudeDir);
 const collecting = refs.map((ref) => bundler.collect(settings.claudeDir, ref));
 // Every collect is queued at once; errors surface in order below.
@@ -58,7 +60,8 @@ for (const pending of collecting) {
   bytes += own.reduce((sum, file) => sum + file.size, 0);
 }
 
-await bundler.close();
+// Ended in the background: the stream below needs no worker.
+const closing = bundler.close();
 const collected = { wall: (performance.now() - phase.start) / 1000, cpu: cpu() - phase.cpu };
 const manifest = signedManifest({ claudeDir: settings.claudeDir, env: settings.env, key, sessions: entries });
 
@@ -73,6 +76,7 @@ await pipeline(
   counter,
   createWriteStream(out, { mode: 0o600 }),
 );
+await closing;
 const total = { wall: (performance.now() - phase.start) / 1000, cpu: cpu() - phase.cpu };
 process.stdout.write(
   `${JSON.stringify({ sessions: entries.length, bytes, blobBytes: counter.bytes, collected, total })}\n`,

@@ -15,6 +15,7 @@ import { CcbError, describeFailure, type ExitCode, errnoCode, NotFoundError } fr
 import { withLock } from "../lock.js";
 import { randomId, storeLayout } from "../store-layout.js";
 import { addFileStat, type Fingerprint, fingerprintSession, sameFingerprint, todoIndex } from "./fingerprint.js";
+import { GitShell } from "./git-shell.js";
 import { limiter, mapPool } from "./pool.js";
 import type { ProgressListener } from "./progress.js";
 import { newestSnapshot, newSnapshotId, type Snapshot, type SnapshotSession, writeSnapshot } from "./snapshot.js";
@@ -100,6 +101,8 @@ export interface BackupResult {
 }
 
 const DEFAULT_CONCURRENCY = 3;
+/** Changed bytes from which worker threads encode (below, the main thread does: see backupWith). */
+const WORKERS_FROM = 16 << 20;
 /** Fingerprinting is stat calls only: many at once keeps the disk queue full. */
 const SCAN_CONCURRENCY = 16;
 
@@ -114,6 +117,16 @@ type Decision = { ref: SessionRef; stateKey: string; print: Fingerprint; status:
 
 async function backupLocked(options: BackupOptions): Promise<BackupResult> {
   const started = performance.now();
+  // Forked now, while the process is small: every git command of the run goes through it (git-shell.ts).
+  const gitShell = new GitShell();
+  try {
+    return await backupWith(options, started, gitShell);
+  } finally {
+    gitShell.close();
+  }
+}
+
+async function backupWith(options: BackupOptions, started: number, gitShell: GitShell): Promise<BackupResult> {
   const { settings, key, store } = options;
   const { claudeDir } = settings;
   const machine = await machineId(settings.home);
@@ -140,10 +153,15 @@ async function backupLocked(options: BackupOptions): Promise<BackupResult> {
 
   const refs = await sessionsInScope(settings, options.scope, options.cwd, Object.keys(state.sessions).length);
   const todos = todoIndex(claudeDir);
-  // Reading, hashing, tar, zstd and age run on worker threads (one per core). They start at the
-  // first changed session, so their start-up overlaps the rest of the scan; none if nothing changed.
+  // Reading, hashing, tar, zstd and age run on worker threads (one per core). They start once the
+  // changed sessions found hold WORKERS_FROM bytes, so their start-up overlaps the rest of the scan.
+  // Below that (the hourly or SessionEnd backup of a session or two) this thread does the work:
+  // starting the threads (~70 ms each, loading their modules) cost more than encoding a few MB.
   let bundler: SessionBundler | undefined;
-  const changedFound = () => {
+  let changedBytes = 0;
+  const changedFound = (print: Fingerprint) => {
+    changedBytes += printBytes(print);
+    if (changedBytes < WORKERS_FROM) return;
     bundler ??= sessionBundler();
     bundler.warm();
   };
@@ -161,7 +179,7 @@ async function backupLocked(options: BackupOptions): Promise<BackupResult> {
       const stored = await store.stat(blob.key);
       if (stored?.size === blob.size) return { ref, stateKey, print, status: "resumed" };
     }
-    changedFound();
+    changedFound(print);
     return { ref, stateKey, print, status: "changed" };
   });
   const failed = scan.find((result) => result.status === "rejected");
@@ -185,7 +203,7 @@ async function backupLocked(options: BackupOptions): Promise<BackupResult> {
   // Sessions of one project share its git facts: ask git once per project per run.
   const gitCache = new Map<string, Promise<GitContext | undefined>>();
   const git = (cwd: string) => {
-    if (!gitCache.has(cwd)) gitCache.set(cwd, gitContext(cwd));
+    if (!gitCache.has(cwd)) gitCache.set(cwd, gitContext(cwd, gitShell.run));
     return gitCache.get(cwd)!;
   };
   const uploadLimit = options.concurrency ?? DEFAULT_CONCURRENCY;

@@ -1,8 +1,12 @@
 import { execFile } from "node:child_process";
+import { lstatSync } from "node:fs";
 import path from "node:path";
 import type { GitContext } from "../bundle/manifest.js";
 
 /** Git facts about a project, for the manifest and for the warnings pull prints. Never fails: git is optional. */
+
+/** Runs `git -C cwd …args`: its trimmed stdout, or undefined if it failed. */
+export type GitRunner = (cwd: string, args: string[]) => Promise<string | undefined>;
 
 function git(cwd: string, args: string[]): Promise<string | undefined> {
   return new Promise((resolve) => {
@@ -20,11 +24,12 @@ function git(cwd: string, args: string[]): Promise<string | undefined> {
  * dir). Each spawn costs the event loop 10–25 ms; this was 1 + 5 processes in
  * two rounds before, ~500 ms of a 20-project backup.
  */
-export async function gitContext(cwd: string): Promise<GitContext | undefined> {
+export async function gitContext(cwd: string, run: GitRunner = git): Promise<GitContext | undefined> {
+  if (!mayBeInCheckout(cwd)) return undefined;
   const [paths, status, remote] = await Promise.all([
-    git(cwd, ["rev-parse", "--show-toplevel", "--git-common-dir"]),
-    git(cwd, ["status", "--porcelain=v2", "--branch", "--untracked-files=no"]),
-    git(cwd, ["remote", "get-url", "origin"]),
+    run(cwd, ["rev-parse", "--show-toplevel", "--git-common-dir"]),
+    run(cwd, ["status", "--porcelain=v2", "--branch", "--untracked-files=no"]),
+    run(cwd, ["remote", "get-url", "origin"]),
   ]);
   const [root, commonDir] = (paths ?? "").split("\n");
   if (!root) return undefined;
@@ -42,11 +47,32 @@ export async function gitContext(cwd: string): Promise<GitContext | undefined> {
   }
   if (commonDir && path.resolve(cwd, commonDir) !== path.join(root, ".git")) {
     // The first entry of `worktree list` is the main checkout; another root means a linked worktree.
-    const worktrees = await git(cwd, ["worktree", "list", "--porcelain"]);
+    const worktrees = await run(cwd, ["worktree", "list", "--porcelain"]);
     const main = /^worktree (.+)$/m.exec(worktrees ?? "")?.[1];
     if (main && path.resolve(main) !== path.resolve(root)) context.mainWorktree = main;
   }
   return context;
+}
+
+/**
+ * False when git could not find a work tree for `cwd`: no `.git` (folder or
+ * gitfile) in it or any folder above it, and no GIT_DIR or GIT_WORK_TREE
+ * pointing elsewhere. Then `rev-parse --show-toplevel` fails, so gitContext
+ * says undefined without starting git (a few lstat calls instead of three git
+ * processes: projects outside any checkout are common, and all 20 of the bench's).
+ */
+function mayBeInCheckout(cwd: string): boolean {
+  if (process.env.GIT_DIR !== undefined || process.env.GIT_WORK_TREE !== undefined) return true;
+  for (let dir = path.resolve(cwd); ; ) {
+    try {
+      if (lstatSync(path.join(dir, ".git"), { throwIfNoEntry: false }) !== undefined) return true;
+    } catch {
+      return true; // Not readable here (EACCES…): let git decide.
+    }
+    const parent = path.dirname(dir);
+    if (parent === dir) return false;
+    dir = parent;
+  }
 }
 
 export async function gitRoot(cwd: string): Promise<string | undefined> {
