@@ -75,6 +75,8 @@ interface Slot {
   job: Job | undefined;
 }
 
+/** V8 majors 11-13 (Node 20.10 to 24) have `--turbofan`. */
+const KNOWN_TURBOFAN_FLAG = /^1[123]\./;
 let jitLimited = false;
 
 class WorkerPool implements SessionBundler {
@@ -88,7 +90,9 @@ class WorkerPool implements SessionBundler {
     // around native work (reads, sha256, zstd, chacha), and optimizing it in three isolates cost more
     // than it saved. Bench, backup --all of 300 sessions: ~0.3-0.5 s less CPU (the background compile
     // threads had ~0.6 s), peak RSS -22 MB. Ignition and Sparkplug still run; set once per process.
-    if (!jitLimited) v8.setFlagsFromString("--no-turbofan");
+    // Only on the V8 versions known to have the flag (Node 20-24): an unknown one is printed to
+    // stderr by V8 itself, in the middle of the user's output.
+    if (!jitLimited && KNOWN_TURBOFAN_FLAG.test(process.versions.v8)) v8.setFlagsFromString("--no-turbofan");
     jitLimited = true;
   }
 
