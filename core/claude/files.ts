@@ -139,14 +139,17 @@ export async function backupFile(file: string, backupDir: string, relative: stri
   return target;
 }
 
-/** Write a small file atomically: temp file in the same folder, fsync, rename. */
+/**
+ * Write a small file atomically: temp file in the same folder, fsync, rename.
+ * `parentExists` skips making the folder (an install journal: one per blob of a restore --all).
+ */
 export async function writeFileAtomic(
   file: string,
   content: string | Uint8Array,
   mode = 0o600,
-  options: { exclusive?: boolean } = {},
+  options: { exclusive?: boolean; parentExists?: boolean } = {},
 ): Promise<void> {
-  if (!options.exclusive) await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+  if (!options.exclusive && !options.parentExists) await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
   const tmp = `${file}.${randomBytes(6).toString("hex")}.tmp`;
   try {
     const handle = await open(tmp, "wx", mode);

@@ -1,5 +1,18 @@
 import { randomBytes } from "node:crypto";
-import { createWriteStream, type Dirent, lstatSync, rmSync } from "node:fs";
+import {
+  closeSync,
+  createWriteStream,
+  type Dirent,
+  fstatSync,
+  ftruncateSync,
+  lstatSync,
+  openSync,
+  readFileSync,
+  readSync,
+  type Stats,
+  unlinkSync,
+  writeSync,
+} from "node:fs";
 import { type FileHandle, mkdir, open, readdir, readFile, rm } from "node:fs/promises";
 import path from "node:path";
 import { pipeline } from "node:stream/promises";
@@ -100,31 +113,41 @@ async function listDir(dir: string): Promise<Dirent[]> {
 export type StepHook = (index: number, total: number) => void;
 
 /**
- * Target folders this process made or found, across journals: restore --all commits one journal per
- * blob into the same few project folders, and a recursive mkdir of an existing folder still costs
- * a few syscalls each time. installFile makes a folder again if one was removed meanwhile.
+ * What one receiving run learnt about the config dir across its journals (restore --all commits
+ * one per blob into the same few folders and the same history.jsonl).
  */
-const knownDirs = new Set<string>();
+export class InstallCache {
+  /**
+   * Target folders made or found: a recursive mkdir of an existing folder still costs a few
+   * syscalls each time. installFile makes a folder again if one was removed meanwhile.
+   */
+  readonly dirs = new Set<string>();
+  /** history.jsonl's lines as this run last read or wrote them, trusted while the file's identity and size hold. */
+  readonly history = new Map<string, HistorySnapshot>();
+}
 
 /**
  * Write the journal, then apply its steps in order; the journal is removed once all are done.
  * Every staged file it names must already be on disk (fsynced): the journal is what a
- * replay after a power cut trusts. `madeDirs` remembers target folders known to exist.
+ * replay after a power cut trusts. `replay`: the journal comes from a killed run, so some
+ * steps may be done already; a fresh commit's staged files were all just prepared, and a
+ * step only looks for its source again when a move fails with ENOENT.
  */
 export async function commitJournal(
   file: string,
   journal: Journal,
   stagingDir: string,
-  onStep?: StepHook,
-  madeDirs: Set<string> = knownDirs,
+  options: { onStep?: StepHook | undefined; cache?: InstallCache; replay?: boolean } = {},
 ): Promise<StepReport[]> {
-  await writeFileAtomic(file, JSON.stringify(journal), 0o600);
+  const { onStep, cache = new InstallCache(), replay = true } = options;
+  // The staging folder exists (the staged files are in it): no mkdir.
+  await writeFileAtomic(file, JSON.stringify(journal), 0o600, { parentExists: true });
   const reports: StepReport[] = [];
   for (const [index, step] of journal.steps.entries()) {
     onStep?.(index, journal.steps.length);
-    reports.push(await applyStep(step, stagingDir, journal, madeDirs));
+    reports.push(await applyStep(step, stagingDir, journal, cache, replay));
   }
-  rmSync(file, { force: true });
+  removeFile(file);
   return reports;
 }
 
@@ -142,37 +165,46 @@ export async function replayJournal(file: string, stagingDir: string): Promise<S
     await rm(file, { force: true });
     return [];
   }
-  return commitJournal(file, journal, stagingDir);
+  return commitJournal(file, journal, stagingDir, { replay: true });
 }
 
 /**
  * One guarded, idempotent move (or history merge) into the config dir.
  * The common case, a target that does not exist, is all sync calls (see installFile).
+ * A staged file that is gone was moved already (a replay; or two steps naming one file).
  */
 export async function applyStep(
   step: InstallStep,
   stagingDir: string,
   journal: Journal,
-  madeDirs: Set<string> = new Set(),
+  cache: InstallCache = new InstallCache(),
+  replay = true,
 ): Promise<StepReport> {
   const source = path.join(stagingDir, step.source);
-  if (!existsSync(source)) return { step, result: "already-done" };
+  const done: StepReport = { step, result: "already-done" };
+  if (replay && !existsSync(source)) return done;
   if (step.kind === "history") {
-    await mergeHistory(step.target, source);
-    rmSync(source, { force: true });
+    if (!(await mergeHistory(step.target, source, cache.history))) return done;
+    removeFile(source);
     return { step, result: "written" };
   }
   if (!existsSync(step.target)) {
-    installFile(source, step.target, madeDirs);
+    try {
+      installFile(source, step.target, cache.dirs);
+    } catch (err) {
+      if (errnoCode(err) === "ENOENT" && !existsSync(source)) return done;
+      throw err;
+    }
     return { step, result: "written" };
   }
+  if (!existsSync(source)) return done;
   // Claude Code may have the target open: compare it through one handle, kept open across the rename.
   const local = await openIfExists(step.target);
   try {
     const seen = local ? await local.stat() : undefined;
     const relation: Comparison | "absent" = local ? await compareFiles(local, source) : "absent";
     if (relation === "identical" || relation === "incoming-prefix") {
-      rmSync(source, { force: true });
+      removeFile(source);
       return { step, result: "kept" };
     }
     if (relation === "diverged") {
@@ -180,7 +212,7 @@ export async function applyStep(
       const unchanged = step.backedUp?.size === seen?.size && step.backedUp?.mtimeMs === seen?.mtimeMs;
       if (!unchanged) await backupFile(step.target, journal.backupDir, relativeTo(journal.claudeDir, step.target));
     }
-    installFile(source, step.target, madeDirs);
+    installFile(source, step.target, cache.dirs);
     let savedTo: string | undefined;
     if (local && seen && (await local.stat()).size !== seen.size) {
       // The old file grew after we compared it (Claude Code appended): keep its last state.
@@ -193,33 +225,114 @@ export async function applyStep(
   }
 }
 
+/** history.jsonl as a run last saw it: its lines, and the identity and size they belong to. */
+export interface HistorySnapshot {
+  dev: number;
+  ino: number;
+  size: number;
+  mtimeMs: number;
+  lines: Set<string>;
+  endsWithNewline: boolean;
+}
+
 /**
  * Append the incoming prompt-history lines that `history.jsonl` does not have.
  * Idempotent (lines already there are skipped), one write with O_APPEND (so
  * Claude Code's own appends interleave by whole writes), and cut back to the
  * old length if the write fails half-way (disk full): no torn line is left.
+ * False when the incoming file is gone (merged and removed already).
+ *
+ * `cache` keeps the file's lines across calls: restore --all merges 300 sessions' lines in turn,
+ * and each call read the whole, growing file again through a second open (600 opens, a quadratic
+ * read). It is trusted only while the file is the same inode with the size and mtime this run
+ * left it at; anything else (Claude Code appended, or replaced the file) reads it again.
+ * Sync calls: one small file in the page cache, opened once per call.
  */
-export async function mergeHistory(historyFile: string, incomingFile: string): Promise<void> {
-  const incoming = (await readFile(incomingFile, "utf8")).split("\n").filter((line) => line.length > 0);
-  let existing = "";
+export async function mergeHistory(
+  historyFile: string,
+  incomingFile: string,
+  cache?: Map<string, HistorySnapshot>,
+): Promise<boolean> {
+  let incomingText: string;
   try {
-    existing = await readFile(historyFile, "utf8");
+    incomingText = readFileSync(incomingFile, "utf8");
+  } catch (err) {
+    if (errnoCode(err) === "ENOENT") return false;
+    throw err;
+  }
+  const incoming = incomingText.split("\n").filter((line) => line.length > 0);
+  const fd = openSync(historyFile, "a+", 0o600);
+  try {
+    const before = fstatSync(fd);
+    let known = cache?.get(historyFile);
+    if (!known || !sameSnapshot(known, before)) {
+      const { text: existing, bytes } = readWhole(fd, before.size);
+      known = {
+        ...identity(before),
+        size: bytes,
+        lines: new Set(existing.split("\n")),
+        endsWithNewline: existing.length === 0 || existing.endsWith("\n"),
+      };
+    }
+    cache?.delete(historyFile);
+    const fresh = [...new Set(incoming)].filter((line) => !known.lines.has(line));
+    if (fresh.length === 0) {
+      cache?.set(historyFile, known);
+      return true;
+    }
+    const bytes = Buffer.from(`${known.endsWithNewline ? "" : "\n"}${fresh.join("\n")}\n`);
+    try {
+      for (let done = 0; done < bytes.length; ) done += writeSync(fd, bytes, done, bytes.length - done);
+    } catch (err) {
+      try {
+        ftruncateSync(fd, before.size);
+      } catch {
+        // The write's error is the one to report.
+      }
+      throw err;
+    }
+    const after = fstatSync(fd);
+    // Someone else wrote in between: our view is incomplete, read it again next time.
+    if (cache && after.size === known.size + bytes.length && after.ino === known.ino) {
+      for (const line of fresh) known.lines.add(line);
+      cache.set(historyFile, { ...identity(after), size: after.size, lines: known.lines, endsWithNewline: true });
+    }
+    return true;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function identity(info: Stats): { dev: number; ino: number; mtimeMs: number } {
+  return { dev: info.dev, ino: info.ino, mtimeMs: info.mtimeMs };
+}
+
+function sameSnapshot(known: HistorySnapshot, info: Stats): boolean {
+  return known.dev === info.dev && known.ino === info.ino && known.size === info.size && known.mtimeMs === info.mtimeMs;
+}
+
+/** The whole file through `fd` from offset 0 (it may have grown past `sizeHint` since the fstat). */
+function readWhole(fd: number, sizeHint: number): { text: string; bytes: number } {
+  let buffer = Buffer.allocUnsafe(Math.max(sizeHint, 4096));
+  let filled = 0;
+  for (;;) {
+    if (filled === buffer.length) {
+      const grown = Buffer.allocUnsafe(buffer.length * 2);
+      buffer.copy(grown, 0, 0, filled);
+      buffer = grown;
+    }
+    const read = readSync(fd, buffer, filled, buffer.length - filled, filled);
+    if (read === 0) return { text: buffer.toString("utf8", 0, filled), bytes: filled };
+    filled += read;
+  }
+}
+
+/** Remove a file that may already be gone (an unlink, without rmSync's lstat first). */
+function removeFile(file: string): void {
+  try {
+    unlinkSync(file);
   } catch (err) {
     if (errnoCode(err) !== "ENOENT") throw err;
-  }
-  const have = new Set(existing.split("\n"));
-  const fresh = [...new Set(incoming)].filter((line) => !have.has(line));
-  if (fresh.length === 0) return;
-  const prefix = existing.length > 0 && !existing.endsWith("\n") ? "\n" : "";
-  const handle = await open(historyFile, "a", 0o600);
-  const before = (await handle.stat()).size;
-  try {
-    await handle.writeFile(`${prefix}${fresh.join("\n")}\n`);
-  } catch (err) {
-    await handle.truncate(before).catch(() => undefined);
-    throw err;
-  } finally {
-    await handle.close();
   }
 }
 

@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { rmdirSync } from "node:fs";
 import { mkdir, readdir, readFile, rm, rmdir, stat } from "node:fs/promises";
 import path from "node:path";
 import { errnoCode } from "../errors.js";
@@ -57,6 +58,13 @@ async function removeIfNeverUsed(dir: string): Promise<boolean> {
 
 /** Remove a staging folder, whatever state it is in. */
 export async function removeStaging(dir: string): Promise<void> {
+  // Usually empty by now (restore --all's `bundle-<n>` after its install moved every file): one rmdir.
+  try {
+    rmdirSync(dir);
+    return;
+  } catch (err) {
+    if (errnoCode(err) === "ENOENT") return;
+  }
   // The owner file goes last: a run killed halfway through this leaves a folder the next run
   // still sees as abandoned by a dead process (without it, the folder sat out a 10-minute grace;
   // test/kill.test.ts caught one killed inside the rm).
