@@ -106,6 +106,8 @@ export class ReceiveRun {
   readonly #git = new GitMemo();
   readonly #realPaths = new Map<string, Promise<string>>();
   readonly #gitDrift = new Map<string, Promise<string[]>>();
+  /** Staging files and folders being removed in the background (StepContext.removals), settled by close(). */
+  readonly #cleanups: Promise<unknown>[] = [];
   readonly #targets = new Map<string, Promise<TargetChoice>>();
   readonly #transcripts: TranscriptIndex;
 
@@ -158,9 +160,10 @@ export class ReceiveRun {
   async install(staged: StagedBundle, options: ReceiveOptions): Promise<ReceiveResult> {
     const { claudeDir } = this.#settings;
     let interrupted = false;
+    const removals: Promise<unknown>[] = [];
     try {
       const { recovered } = await this.#installLock();
-      const sessions = await this.#installSessions(options, staged);
+      const sessions = await this.#installSessions(options, staged, removals);
       const reported = this.#recoveredReported ? [] : recovered;
       this.#recoveredReported = true;
       return { manifest: staged.manifest, signer: staged.signer, sessions, recovered: reported };
@@ -169,13 +172,17 @@ export class ReceiveRun {
       throw describeFsError(err, claudeDir, interrupted);
     } finally {
       // A journal still here means the install phase stopped half-way: keep it for the next run to finish.
-      // (After a success there is none: the commit removed it.)
-      if (!this.#oneBundle && !interrupted) await removeStaging(staged.dir);
+      // (After a success there is none, or it is being removed: the folder goes once that is done.)
+      const settled = Promise.allSettled(removals);
+      this.#cleanups.push(
+        this.#oneBundle || interrupted ? settled : settled.then(() => removeStaging(staged.dir)).catch(() => undefined),
+      );
     }
   }
 
   /** Release the lock; remove the staging folder unless an install stopped half-way in it. */
   async close(): Promise<void> {
+    await Promise.allSettled(this.#cleanups);
     const lock = await this.#lock?.catch(() => undefined);
     await lock?.release();
     const root = await this.#root?.catch(() => undefined);
@@ -207,7 +214,11 @@ export class ReceiveRun {
    * wrote 300 of them in turn (1.5 s). Each session's own moves keep their order, its
    * transcript last, so Claude Code sees no session before its other files are in place.
    */
-  async #installSessions(options: ReceiveOptions, staged: StagedBundle): Promise<ReceivedSession[]> {
+  async #installSessions(
+    options: ReceiveOptions,
+    staged: StagedBundle,
+    removals: Promise<unknown>[],
+  ): Promise<ReceivedSession[]> {
     const { settings } = options;
     const manifest = staged.manifest;
     const backupDir = newBackupDir(settings.home);
@@ -247,7 +258,7 @@ export class ReceiveRun {
       journalPath(staged.dir, prepared[0]?.restore.sessionId ?? "empty"),
       { version: 1, claudeDir: settings.claudeDir, backupDir, steps: prepared.flatMap((p) => p.restore.steps) },
       staged.dir,
-      { onStep: options.onInstallStep, cache: this.#installed, replay: false },
+      { onStep: options.onInstallStep, cache: this.#installed, replay: false, removals },
     );
     const sessions: ReceivedSession[] = [];
     let taken = 0;

@@ -1,5 +1,4 @@
 import { randomBytes } from "node:crypto";
-import { rmdirSync } from "node:fs";
 import { mkdir, readdir, readFile, rm, rmdir, stat } from "node:fs/promises";
 import path from "node:path";
 import { errnoCode } from "../errors.js";
@@ -58,9 +57,10 @@ async function removeIfNeverUsed(dir: string): Promise<boolean> {
 
 /** Remove a staging folder, whatever state it is in. */
 export async function removeStaging(dir: string): Promise<void> {
-  // Usually empty by now (restore --all's `bundle-<n>` after its install moved every file): one rmdir.
+  // Usually empty by now (restore --all's `bundle-<n>` after its install moved every file): one rmdir,
+  // on the threadpool (see StepContext.removals in install-journal.ts: freeing blocks waits for a discard here).
   try {
-    rmdirSync(dir);
+    await rmdir(dir);
     return;
   } catch (err) {
     if (errnoCode(err) === "ENOENT") return;
