@@ -156,9 +156,11 @@ export async function commitJournal(
   stagingDir: string,
   options: StepContext & { onStep?: StepHook | undefined } = {},
 ): Promise<StepReport[]> {
-  const context: StepContext = { ...options, cache: options.cache ?? new InstallCache() };
+  const cache = options.cache ?? new InstallCache();
+  const context: StepContext = { ...options, cache };
   // The staging folder exists (the staged files are in it): no mkdir.
   await writeFileAtomic(file, JSON.stringify(journal), 0o600, { parentExists: true });
+  if (options.replay === false) await makeTargetDirs(journal, cache.dirs);
   const reports: StepReport[] = [];
   for (const [index, step] of journal.steps.entries()) {
     options.onStep?.(index, journal.steps.length);
@@ -166,6 +168,41 @@ export async function commitJournal(
   }
   await remove(file, context);
   return reports;
+}
+
+/**
+ * The folders a commit's moves need, made before the moves, on the threadpool, one level of
+ * depth at a time and each level at once (so no two calls race for a folder): making ~1000
+ * folders cost restore --all 0.6 s of main thread in installFile's sync mkdirs (an inode
+ * allocation each), during which the next blob could not be staged. Only after the journal is
+ * written: a failure before it leaves the config dir exactly as it was.
+ */
+async function makeTargetDirs(journal: Journal, known: Set<string>): Promise<void> {
+  const root = path.resolve(journal.claudeDir);
+  const wanted = new Set<string>();
+  for (const step of journal.steps) {
+    if (step.kind !== "file") continue;
+    for (let dir = path.dirname(step.target); !known.has(dir) && !wanted.has(dir); dir = path.dirname(dir)) {
+      // Outside the config dir (never, for steps this run wrote) or at its top: leave it to installFile.
+      if (dir === root || !dir.startsWith(`${root}${path.sep}`)) break;
+      wanted.add(dir);
+    }
+  }
+  const byDepth = new Map<number, string[]>();
+  for (const dir of wanted) {
+    const depth = dir.split(path.sep).length;
+    byDepth.set(depth, [...(byDepth.get(depth) ?? []), dir]);
+  }
+  for (const depth of [...byDepth.keys()].sort((a, b) => a - b)) {
+    await Promise.all(
+      byDepth.get(depth)!.map((dir) =>
+        mkdir(dir).catch((err: unknown) => {
+          if (errnoCode(err) !== "EEXIST") throw err;
+        }),
+      ),
+    );
+    for (const dir of byDepth.get(depth)!) known.add(dir);
+  }
 }
 
 /** Finish the journal a dead process left behind. Returns what was done; a bad journal is dropped. */
