@@ -1,4 +1,4 @@
-import { mkdir } from "node:fs/promises";
+import { mkdir, realpath } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
 import { readBundle } from "./bundle/blob.js";
@@ -8,7 +8,8 @@ import { type Rewriter, stagedPath } from "./bundle/unpack.js";
 import { chunkRewriter } from "./claude/files.js";
 import { FsyncQueue } from "./claude/fsync-queue.js";
 import { describeGitDrift } from "./claude/git.js";
-import { commitJournal, journalPath, pendingJournals, type StepHook } from "./claude/install-journal.js";
+import { GitMemo } from "./claude/git-memo.js";
+import { commitJournal, InstallCache, journalPath, pendingJournals, type StepHook } from "./claude/install-journal.js";
 import { createRemapper, type PathMapping, type Remapper, rewriteFormFor, type TextForm } from "./claude/remap.js";
 import { newBackupDir, type PreparedRestore, prepareRestore, type RestoreResult } from "./claude/restore.js";
 import { otherCopiesWarning } from "./claude/session.js";
@@ -91,7 +92,7 @@ export interface StagedBundle {
  * One receiving command: one staging folder, the install lock taken once (at
  * the first install, after the first blob was staged), killed runs recovered
  * once, and facts remembered across its bundles (target folders made, git
- * drift per checkout). `restore --all` stages blob N+1 while blob N installs;
+ * drift per checkout, history.jsonl's lines). `restore --all` stages blob N+1 while blob N installs;
  * each blob gets its own subfolder (`bundle-<n>`, its journal inside) so a
  * failed one can be dropped or finished on its own. Per session this saved
  * what each `receiveBundle` used to repeat: a staging folder with an fsynced
@@ -104,8 +105,12 @@ export class ReceiveRun {
   #bundles = 0;
   #lock: Promise<{ release: () => Promise<void>; recovered: RecoveredStaging[] }> | undefined;
   #recoveredReported = false;
-  readonly #madeDirs = new Set<string>();
+  readonly #installed = new InstallCache();
+  readonly #git = new GitMemo();
+  readonly #realPaths = new Map<string, Promise<string>>();
   readonly #gitDrift = new Map<string, Promise<string[]>>();
+  /** Staging files and folders being removed in the background (StepContext.removals), settled by close(). */
+  readonly #cleanups: Promise<unknown>[] = [];
   readonly #targets = new Map<string, Promise<TargetChoice>>();
   readonly #transcripts: TranscriptIndex;
 
@@ -224,23 +229,30 @@ export class ReceiveRun {
   /** Move a staged bundle's sessions into place, one install phase at a time on this machine. */
   async install(staged: StagedBundle, options: ReceiveOptions): Promise<ReceiveResult> {
     const { claudeDir } = this.#settings;
+    let interrupted = false;
+    const removals: Promise<unknown>[] = [];
     try {
       const { recovered } = await this.#installLock();
-      const sessions = await this.#installSessions(options, staged);
+      const sessions = await this.#installSessions(options, staged, removals);
       const reported = this.#recoveredReported ? [] : recovered;
       this.#recoveredReported = true;
       return { manifest: staged.manifest, signer: staged.signer, sessions, recovered: reported };
     } catch (err) {
-      throw describeFsError(err, claudeDir, (await pendingJournals(staged.dir).catch(() => [])).length > 0);
+      interrupted = (await pendingJournals(staged.dir).catch(() => [])).length > 0;
+      throw describeFsError(err, claudeDir, interrupted);
     } finally {
       // A journal still here means the install phase stopped half-way: keep it for the next run to finish.
-      if (!this.#oneBundle && (await pendingJournals(staged.dir).catch(() => [])).length === 0)
-        await removeStaging(staged.dir);
+      // (After a success there is none, or it is being removed: the folder goes once that is done.)
+      const settled = Promise.allSettled(removals);
+      this.#cleanups.push(
+        this.#oneBundle || interrupted ? settled : settled.then(() => removeStaging(staged.dir)).catch(() => undefined),
+      );
     }
   }
 
   /** Release the lock; remove the staging folder unless an install stopped half-way in it. */
   async close(): Promise<void> {
+    await Promise.allSettled(this.#cleanups);
     const lock = await this.#lock?.catch(() => undefined);
     await lock?.release();
     const root = await this.#root?.catch(() => undefined);
@@ -272,13 +284,18 @@ export class ReceiveRun {
    * wrote 300 of them in turn (1.5 s). Each session's own moves keep their order, its
    * transcript last, so Claude Code sees no session before its other files are in place.
    */
-  async #installSessions(options: ReceiveOptions, staged: StagedBundle): Promise<ReceivedSession[]> {
+  async #installSessions(
+    options: ReceiveOptions,
+    staged: StagedBundle,
+    removals: Promise<unknown>[],
+  ): Promise<ReceivedSession[]> {
     const { settings } = options;
     const manifest = staged.manifest;
     const backupDir = newBackupDir(settings.home);
     const prepared: { session: ManifestSession; target: TargetChoice; restore: PreparedRestore }[] = [];
     for (const session of manifest.sessions) {
       const target = await this.#chooseTarget(session, options);
+      const targetReal = await this.#realPath(target.cwd);
       const mappings = this.#mappingsFor(session, manifest, target, options);
       const restore = await prepareRestore({
         claudeDir: settings.claudeDir,
@@ -286,6 +303,7 @@ export class ReceiveRun {
         stagedPath: (bundlePath) => stagedPath(staged.dir, bundlePath, "flat"),
         session,
         targetCwd: target.cwd,
+        targetReal,
         mappings,
         rewrite: options.rewrite,
         force: options.force,
@@ -301,8 +319,7 @@ export class ReceiveRun {
       journalPath(staged.dir, prepared[0]?.restore.sessionId ?? "empty"),
       { version: 1, claudeDir: settings.claudeDir, backupDir, steps: prepared.flatMap((p) => p.restore.steps) },
       staged.dir,
-      options.onInstallStep,
-      this.#madeDirs,
+      { onStep: options.onInstallStep, cache: this.#installed, replay: false, removals },
     );
     const sessions: ReceivedSession[] = [];
     let taken = 0;
@@ -343,12 +360,26 @@ export class ReceiveRun {
     const key = JSON.stringify([session.cwd, session.git ?? null, choice]);
     let target = this.#targets.get(key);
     if (!target) {
-      target = chooseTarget(session, choice);
+      target = chooseTarget(session, choice, this.#git);
       this.#targets.set(key, target);
       // A refusal (--project is not a directory) is asked again, not remembered.
       target.catch(() => this.#targets.delete(key));
     }
     return target;
+  }
+
+  /**
+   * A target folder's real path, once per folder in a run (prepareRestore names the project
+   * folder after it): 300 sessions of 20 projects asked the threadpool 300 times, a readlink
+   * per path component each.
+   */
+  #realPath(cwd: string): Promise<string> {
+    let real = this.#realPaths.get(cwd);
+    if (!real) {
+      real = realpath(cwd).catch(() => path.resolve(cwd));
+      this.#realPaths.set(cwd, real);
+    }
+    return real;
   }
 
   /**
@@ -359,7 +390,7 @@ export class ReceiveRun {
     const key = `${cwd}\0${JSON.stringify(source ?? null)}`;
     let drift = this.#gitDrift.get(key);
     if (!drift) {
-      drift = describeGitDrift(cwd, source);
+      drift = describeGitDrift(cwd, source, this.#git);
       this.#gitDrift.set(key, drift);
     }
     return drift;

@@ -1,4 +1,4 @@
-import { close, fsync, openSync } from "node:fs";
+import { closeSync, fsync, openSync } from "node:fs";
 
 /**
  * Staged files made durable in the background, before the install journal
@@ -52,13 +52,19 @@ export class FsyncQueue {
       const fd = this.#waiting.shift()!;
       this.#running++;
       fsync(fd, (syncError) => {
-        close(fd, (closeError) => {
-          this.#failure ??= syncError ?? closeError ?? undefined;
-          this.#running--;
-          this.#pump();
-          for (const wake of this.#room.splice(0)) wake();
-          if (this.#running === 0 && this.#waiting.length === 0) for (const wake of this.#idle.splice(0)) wake();
-        });
+        // Closing a synced file is quick: a second threadpool round trip per file (2456 on the
+        // bench corpus) cost more main-thread time in wake-ups than the close itself.
+        let closeError: unknown;
+        try {
+          closeSync(fd);
+        } catch (err) {
+          closeError = err;
+        }
+        this.#failure ??= syncError ?? closeError ?? undefined;
+        this.#running--;
+        this.#pump();
+        for (const wake of this.#room.splice(0)) wake();
+        if (this.#running === 0 && this.#waiting.length === 0) for (const wake of this.#idle.splice(0)) wake();
       });
     }
   }

@@ -25,6 +25,16 @@ function git(cwd: string, args: string[]): Promise<string | undefined> {
  * two rounds before, ~500 ms of a 20-project backup.
  */
 export async function gitContext(cwd: string, run: GitRunner = git): Promise<GitContext | undefined> {
+  return (await gitCheckout(cwd, run))?.context;
+}
+
+/** A directory's git context and the root of its checkout (`rev-parse --show-toplevel`), from one gitContext round. */
+export interface GitCheckout {
+  root: string;
+  context: GitContext;
+}
+
+export async function gitCheckout(cwd: string, run: GitRunner = git): Promise<GitCheckout | undefined> {
   if (!mayBeInCheckout(cwd)) return undefined;
   const [paths, status, remote] = await Promise.all([
     run(cwd, ["rev-parse", "--show-toplevel", "--git-common-dir"]),
@@ -51,7 +61,7 @@ export async function gitContext(cwd: string, run: GitRunner = git): Promise<Git
     const main = /^worktree (.+)$/m.exec(worktrees ?? "")?.[1];
     if (main && path.resolve(main) !== path.resolve(root)) context.mainWorktree = main;
   }
-  return context;
+  return { root, context };
 }
 
 /**
@@ -73,10 +83,6 @@ function mayBeInCheckout(cwd: string): boolean {
     if (parent === dir) return false;
     dir = parent;
   }
-}
-
-export async function gitRoot(cwd: string): Promise<string | undefined> {
-  return git(cwd, ["rev-parse", "--show-toplevel"]);
 }
 
 /** Never carry a token embedded in an https remote (https://user:token@host/…) into a bundle. */
@@ -106,9 +112,13 @@ export function sameRemote(a: string | undefined, b: string | undefined): boolea
  * warnings printed before resuming: another repository, another branch, or a
  * HEAD that is behind, ahead of or diverged from the session's.
  */
-export async function describeGitDrift(targetCwd: string, source: GitContext | undefined): Promise<string[]> {
+export async function describeGitDrift(
+  targetCwd: string,
+  source: GitContext | undefined,
+  ask: GitAsker = askGit,
+): Promise<string[]> {
   if (!source?.head) return [];
-  const target = await gitContext(targetCwd);
+  const target = (await ask.checkout(targetCwd))?.context;
   if (!target)
     return [
       `the session ran in a git checkout (${source.branch ?? "detached"} @ ${short(source.head)}); ${targetCwd} is not one`,
@@ -122,11 +132,22 @@ export async function describeGitDrift(targetCwd: string, source: GitContext | u
       `branch differs: the session was on ${source.branch}, this checkout is on ${target.branch ?? "a detached HEAD"}`,
     );
   }
-  if (target.head && target.head !== source.head)
-    warnings.push(await describeHeads(targetCwd, target.head, source.head));
+  if (target.head && target.head !== source.head) warnings.push(await ask.heads(targetCwd, target.head, source.head));
   if (source.dirty) warnings.push("the source checkout had uncommitted changes; they are not part of the bundle");
   return warnings;
 }
+
+/**
+ * Where describeGitDrift and chooseTarget get their git answers: straight from git, or
+ * remembered per checkout for a whole receiving run (git-memo.ts).
+ */
+export interface GitAsker {
+  checkout(cwd: string): Promise<GitCheckout | undefined>;
+  /** How HEAD `here` of the checkout at `cwd` relates to `theirs` (a warning line). */
+  heads(cwd: string, here: string, theirs: string): Promise<string>;
+}
+
+export const askGit: GitAsker = { checkout: gitCheckout, heads: describeHeads };
 
 async function describeHeads(cwd: string, here: string, theirs: string): Promise<string> {
   const prefix = `HEAD differs: this checkout (${short(here)})`;

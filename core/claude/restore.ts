@@ -34,6 +34,8 @@ export interface RestoreOptions {
   session: ManifestSession;
   /** The project directory the session should belong to on this machine. */
   targetCwd: string;
+  /** Its real path, when the caller knows it already (a receiving run resolves each folder once). */
+  targetReal?: string | undefined;
   /** Path rewrites (source project → target project, source home → target home, --map pairs). */
   mappings: PathMapping[];
   /** false keeps every file byte-identical (`--no-rewrite`). */
@@ -90,7 +92,8 @@ export interface RestoreResult {
  */
 export async function prepareRestore(options: RestoreOptions): Promise<PreparedRestore> {
   const { claudeDir, session, backupDir } = options;
-  const targetReal = await realpath(options.targetCwd).catch(() => path.resolve(options.targetCwd));
+  const targetReal =
+    options.targetReal ?? (await realpath(options.targetCwd).catch(() => path.resolve(options.targetCwd)));
   const folder = projectFolderName(targetReal);
   const mappings = options.rewrite ? options.mappings : [];
   const remappers = { json: createRemapper(mappings, "json"), text: createRemapper(mappings, "text") };

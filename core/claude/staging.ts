@@ -57,6 +57,14 @@ async function removeIfNeverUsed(dir: string): Promise<boolean> {
 
 /** Remove a staging folder, whatever state it is in. */
 export async function removeStaging(dir: string): Promise<void> {
+  // Usually empty by now (restore --all's `bundle-<n>` after its install moved every file): one rmdir,
+  // on the threadpool (see StepContext.removals in install-journal.ts: freeing blocks waits for a discard here).
+  try {
+    await rmdir(dir);
+    return;
+  } catch (err) {
+    if (errnoCode(err) === "ENOENT") return;
+  }
   // The owner file goes last: a run killed halfway through this leaves a folder the next run
   // still sees as abandoned by a dead process (without it, the folder sat out a 10-minute grace;
   // test/kill.test.ts caught one killed inside the rm).

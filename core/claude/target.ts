@@ -2,7 +2,7 @@ import { realpath, stat } from "node:fs/promises";
 import path from "node:path";
 import type { ManifestSession } from "../bundle/manifest.js";
 import { UsageError } from "../errors.js";
-import { gitContext, gitRoot, sameRemote } from "./git.js";
+import { askGit, type GitAsker, sameRemote } from "./git.js";
 import { projectFolderName } from "./paths.js";
 import { isWindowsPath, type PathMapping } from "./remap.js";
 
@@ -30,6 +30,8 @@ export interface TargetChoice {
 export async function chooseTarget(
   session: ManifestSession,
   options: { project?: string | undefined; cwd: string; maps: PathMapping[]; keepOriginalPaths?: boolean | undefined },
+  /** Where git is asked (a receiving run remembers its answers per checkout). */
+  ask: GitAsker = askGit,
 ): Promise<TargetChoice> {
   if (options.project) {
     const project = path.resolve(options.cwd, options.project);
@@ -38,7 +40,7 @@ export async function chooseTarget(
         hint: "create it (or clone the repository there) first, or leave --project out",
       });
     }
-    return withRepo(session, { cwd: await real(project), reason: "project" });
+    return withRepo(session, { cwd: await real(project), reason: "project" }, ask);
   }
   const mapped = applyMaps(session.cwd, options.maps);
   if (options.keepOriginalPaths) {
@@ -47,7 +49,7 @@ export async function chooseTarget(
     // into that path finds it. The current directory is never a fallback for a whole restore.
     const cwd = mapped ?? session.cwd;
     const reason = mapped !== undefined ? "mapped" : "original-path";
-    if (await isDir(cwd)) return withRepo(session, { cwd: await real(cwd), reason });
+    if (await isDir(cwd)) return withRepo(session, { cwd: await real(cwd), reason }, ask);
     return {
       cwd: path.resolve(cwd),
       reason,
@@ -55,10 +57,10 @@ export async function chooseTarget(
     };
   }
   if (mapped !== undefined && (await isDir(mapped))) {
-    return withRepo(session, { cwd: await real(mapped), reason: "mapped" });
+    return withRepo(session, { cwd: await real(mapped), reason: "mapped" }, ask);
   }
   if (session.git?.remote) {
-    const root = await sameRepoRoot(options.cwd, session);
+    const root = await sameRepoRoot(options.cwd, session, ask);
     if (root) {
       const subdir = session.git.subdir ? session.git.subdir.split("/").filter(Boolean) : [];
       const sub = path.join(root, ...subdir);
@@ -71,7 +73,8 @@ export async function chooseTarget(
       };
     }
   }
-  if (await isDir(session.cwd)) return withRepo(session, { cwd: await real(session.cwd), reason: "original-path" });
+  if (await isDir(session.cwd))
+    return withRepo(session, { cwd: await real(session.cwd), reason: "original-path" }, ask);
   return {
     cwd: await real(options.cwd),
     reason: "current-dir",
@@ -79,18 +82,17 @@ export async function chooseTarget(
   };
 }
 
-async function withRepo(session: ManifestSession, choice: TargetChoice): Promise<TargetChoice> {
-  const root = await sameRepoRoot(choice.cwd, session);
+async function withRepo(session: ManifestSession, choice: TargetChoice, ask: GitAsker): Promise<TargetChoice> {
+  const root = await sameRepoRoot(choice.cwd, session, ask);
   return root ? { ...choice, repoRoot: root } : choice;
 }
 
 /** The root of the checkout `dir` is in, when its origin is the session's remote. */
-async function sameRepoRoot(dir: string, session: ManifestSession): Promise<string | undefined> {
+async function sameRepoRoot(dir: string, session: ManifestSession, ask: GitAsker): Promise<string | undefined> {
   if (!session.git?.remote) return undefined;
-  const here = await gitContext(dir);
-  if (!here || !sameRemote(here.remote, session.git.remote)) return undefined;
-  const root = await gitRoot(dir);
-  return root ? real(root) : undefined;
+  const here = await ask.checkout(dir);
+  if (!here || !sameRemote(here.context.remote, session.git.remote)) return undefined;
+  return real(here.root);
 }
 
 export interface MappingInput {

@@ -1,0 +1,100 @@
+import { lstatSync, realpathSync, statSync } from "node:fs";
+import path from "node:path";
+import { askGit, type GitAsker, type GitCheckout } from "./git.js";
+
+/**
+ * Git answers remembered for one receiving run, per checkout rather than per
+ * folder: remote, branch, HEAD and dirtiness belong to the checkout, and
+ * `restore --all` asks about many project folders of the same repository (the
+ * bench corpus: 20 folders in one checkout, 60 git processes, ~0.4 s of
+ * spawning on the main thread, for three processes' worth of answers).
+ *
+ * The checkout a folder belongs to is found as git finds it: up from the
+ * folder's real path to the first `.git`, stopping at a file system boundary.
+ * Whenever that walk might disagree with git (GIT_* variables in the
+ * environment that change discovery, a folder inside a git dir or a bare repository, a boundary, an
+ * unreadable folder), the folder is its own key: asked on its own, as before.
+ */
+export class GitMemo implements GitAsker {
+  readonly #keys = new Map<string, string>();
+  readonly #checkouts = new Map<string, Promise<GitCheckout | undefined>>();
+  readonly #heads = new Map<string, Promise<string>>();
+
+  async checkout(cwd: string): Promise<GitCheckout | undefined> {
+    const key = this.#key(cwd);
+    let found = this.#checkouts.get(key);
+    if (!found) {
+      found = askGit.checkout(cwd);
+      this.#checkouts.set(key, found);
+    }
+    const checkout = await found;
+    // The subdir is the one fact of the folder itself (the first folder asked answered for all).
+    if (!checkout) return undefined;
+    return { root: checkout.root, context: { ...checkout.context, subdir: subdirOf(checkout.root, cwd) } };
+  }
+
+  heads(cwd: string, here: string, theirs: string): Promise<string> {
+    const key = `${this.#key(cwd)}\0${here}\0${theirs}`;
+    let answer = this.#heads.get(key);
+    if (!answer) {
+      answer = askGit.heads(cwd, here, theirs);
+      this.#heads.set(key, answer);
+    }
+    return answer;
+  }
+
+  #key(cwd: string): string {
+    let key = this.#keys.get(cwd);
+    if (key === undefined) {
+      const root = checkoutRoot(cwd);
+      key = root === undefined ? `folder:${cwd}` : `checkout:${root}`;
+      this.#keys.set(cwd, key);
+    }
+    return key;
+  }
+}
+
+/** As gitCheckout computes it: the folder relative to the checkout root, forward slashes. */
+function subdirOf(root: string, cwd: string): string {
+  return path.relative(root, cwd).split(path.sep).join("/");
+}
+
+/** Environment variables that change which repository git finds for a folder. */
+const DISCOVERY_VARIABLES = [
+  "GIT_DIR",
+  "GIT_WORK_TREE",
+  "GIT_COMMON_DIR",
+  "GIT_CEILING_DIRECTORIES",
+  "GIT_DISCOVERY_ACROSS_FILESYSTEM",
+];
+
+/**
+ * The folder holding the `.git` that git would use for `cwd`, or undefined when
+ * that is not certain (then the caller asks git about `cwd` alone).
+ */
+export function checkoutRoot(cwd: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  if (DISCOVERY_VARIABLES.some((name) => env[name] !== undefined)) return undefined;
+  let dir: string;
+  try {
+    dir = realpathSync(cwd);
+  } catch {
+    return undefined;
+  }
+  if (dir.split(path.sep).includes(".git")) return undefined;
+  let device: number | undefined;
+  for (;;) {
+    try {
+      const info = statSync(dir);
+      if (device !== undefined && info.dev !== device) return undefined;
+      device = info.dev;
+      if (lstatSync(path.join(dir, ".git"), { throwIfNoEntry: false })) return dir;
+      // A bare repository (or a git dir) on the way up is found by git before any `.git` above it.
+      if (lstatSync(path.join(dir, "HEAD"), { throwIfNoEntry: false })) return undefined;
+    } catch {
+      return undefined;
+    }
+    const parent = path.dirname(dir);
+    if (parent === dir) return undefined;
+    dir = parent;
+  }
+}
