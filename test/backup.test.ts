@@ -284,3 +284,29 @@ describe("failures and sessions that are gone", () => {
     }
   });
 });
+
+describe("backup through the worker threads", () => {
+  it("a store folder that does not exist: the one-line error and exit 1, not a crash of the threads' stream", async () => {
+    const { machine: carol, nas } = await backupMachine("carol");
+    try {
+      // Over backup's 16 MB threshold, so the sessions are encoded on worker threads.
+      for (let i = 0; i < 2; i++) {
+        writeSession({
+          claudeDir: carol.claudeDir,
+          projectDir: carol.project(`big-${i}`),
+          home: carol.home,
+          turns: 4,
+          padding: 2_500_000,
+        });
+      }
+      const missing = path.join(nas, "not-made-yet");
+      const result = await carol.run(["backup", "--all"], { env: { CCBUNDLE_STORE: missing } });
+      expect(result.code).toBe(1);
+      expect(result.stderr).toContain(`store folder ${missing} does not exist`);
+      expect(result.stderr).not.toMatch(/^\s+at |Unhandled|Error: bundle workers/m);
+      expect(existsSync(missing)).toBe(false);
+    } finally {
+      carol.cleanup();
+    }
+  });
+});

@@ -361,7 +361,16 @@ async function uploadSession(options: {
     });
     // pipe() does not forward errors; without this a failed read would stall the upload.
     blob.on("error", (err) => counter.destroy(err));
-    await store.put(blobKey, blob.pipe(counter));
+    // A store that refuses before reading (its folder is missing) reports through put's
+    // rejection; an error the stream meets after that (the workers closing) must not be an
+    // unhandled 'error' event that crashes the run with a stack trace instead of the hint.
+    counter.on("error", () => undefined);
+    try {
+      await store.put(blobKey, blob.pipe(counter));
+    } catch (err) {
+      blob.destroy();
+      throw err;
+    }
     const stored = await store.stat(blobKey);
     if (stored?.size !== counter.bytes) {
       throw new CcbError(`the store kept ${stored?.size ?? 0} of ${counter.bytes} bytes of a bundle`, 1, {
