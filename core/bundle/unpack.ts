@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { closeSync, fdatasync, mkdirSync, openSync, writeSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, writeSync } from "node:fs";
 import { statfs } from "node:fs/promises";
 import path from "node:path";
 import { type Readable, Transform } from "node:stream";
@@ -196,8 +196,6 @@ class StagedWriter {
     const hash = createHash("sha256");
     let size = 0;
     let handedOver = false;
-    // Only a file the caller will fsync: else nothing waits for its writeback anyway.
-    const writeback = this.handOver ? new EarlyWriteback(fd) : undefined;
     try {
       const lines = rewriter && new LineAlignedWriter(fd, rewriter);
       for await (const chunk of entry) {
@@ -205,62 +203,18 @@ class StagedWriter {
         size += chunk.length;
         if (lines) lines.write(chunk);
         else writeAll(fd, chunk);
-        writeback?.written(size);
       }
       lines?.end();
       if (size !== file.size || hash.digest("hex") !== file.sha256) {
         throw reject(`${show(file.path)} does not match its hash in the manifest`);
       }
-      await writeback?.settle();
       if (this.handOver) {
         handedOver = true;
         await this.handOver(fd);
       }
     } finally {
-      // Never close a descriptor a background fdatasync may still be using.
-      if (!handedOver) {
-        await writeback?.settle().catch(() => undefined);
-        closeSync(fd);
-      }
+      if (!handedOver) closeSync(fd);
     }
-  }
-}
-
-/** Bytes written to a staged file between two early writebacks. */
-const EARLY_SYNC_BYTES = 8 << 20;
-
-/**
- * Writeback of a big staged file started while it is still being written: every
- * EARLY_SYNC_BYTES an fdatasync runs on the thread pool while unpacking goes on, so the
- * fsync before the install journal (FsyncQueue) finds little left to write. A 50 MB
- * transcript, the last file of a handoff bundle, was written back only after its last byte,
- * and the pull sat idle for it. An error of an early one is kept and thrown by settle: a
- * later fsync may not report it again.
- */
-class EarlyWriteback {
-  #synced = 0;
-  #running: Promise<void> | undefined;
-  #error: unknown;
-
-  constructor(private readonly fd: number) {}
-
-  /** `total` bytes are written: start a writeback if enough are new and none is running. */
-  written(total: number): void {
-    if (this.#running || total - this.#synced < EARLY_SYNC_BYTES) return;
-    this.#synced = total;
-    this.#running = new Promise<void>((resolve) => {
-      fdatasync(this.fd, (err) => {
-        if (err) this.#error ??= err;
-        this.#running = undefined;
-        resolve();
-      });
-    });
-  }
-
-  /** Wait for the writeback running now; throws the first error any of them had. */
-  async settle(): Promise<void> {
-    await this.#running;
-    if (this.#error) throw this.#error;
   }
 }
 
