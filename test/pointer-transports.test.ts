@@ -73,6 +73,36 @@ describe("DhtTransport over a loopback Mainline DHT", () => {
     expect(await dht.publish(older)).toBe("stored on 3 DHT nodes (5 hold a newer record)");
   });
 
+  it("a publish after a resolve of the same key reuses that walk's write tokens: no second lookup", async () => {
+    const me = newIdentity();
+    const first = me.sign("first", nowMicros());
+    await scratch.track(new DhtTransport(testnet.bootstrap)).publish(first);
+
+    // A push: resolve the current record, then publish the next one through the same transport.
+    const dht = scratch.track(new DhtTransport(testnet.bootstrap));
+    expect(Buffer.from((await dht.resolve(me.publicKey, never()))!).equals(Buffer.from(first.bytes))).toBe(true);
+    const sent = countQueries(dht);
+    expect(await dht.publish(me.sign("second", nowMicros()))).toBe("stored on 8 DHT nodes");
+    expect(sent).toEqual({ put: 8 });
+  });
+
+  it("tokens no node takes any more: the publish walks again and stores the record", async () => {
+    const me = newIdentity();
+    const dht = scratch.track(new DhtTransport(testnet.bootstrap));
+    expect(await dht.resolve(me.publicKey, never())).toBeUndefined();
+    // As if the nodes had rotated their secrets twice since the walk.
+    const target = dhtTarget(me.publicKey);
+    const table = internals(dht)._tables.get(target.toString("hex"))!;
+    for (const node of table.closest(target, 8)) node.token = Buffer.from("stale-token");
+    const sent = countQueries(dht);
+    const packet = me.sign("after a rotation", nowMicros());
+    expect(await dht.publish(packet)).toBe("stored on 8 DHT nodes");
+    expect(sent.get).toBeGreaterThan(0);
+    expect(sent.put).toBe(16);
+    const reader = scratch.track(new DhtTransport(testnet.bootstrap));
+    expect(Buffer.from((await reader.resolve(me.publicKey, never()))!).equals(Buffer.from(packet.bytes))).toBe(true);
+  });
+
   it("publishes and resolves a packet of exactly 1000 DNS bytes", async () => {
     const me = newIdentity();
     const packet = me.signEntries(entriesOfSize(1000), nowMicros());
@@ -294,4 +324,26 @@ function valuesOf(node: unknown): {
 } {
   return (node as { _values: { get(key: string): StoredItem | undefined; set(key: string, value: StoredItem): void } })
     ._values;
+}
+
+interface DhtInternals {
+  _tables: Map<string, { closest(target: Buffer, k: number): Array<{ token?: Buffer }> }>;
+  _rpc: { socket: { query(node: unknown, message: { q: string }, cb: unknown): unknown } };
+}
+
+/** The transport's bittorrent-dht node (private: started by its first resolve or publish). */
+function internals(dht: DhtTransport): DhtInternals {
+  return (dht as unknown as { instance: DhtInternals }).instance;
+}
+
+/** Counts the queries the transport sends from now on, by kind (get, put, …): every one goes through its socket. */
+function countQueries(dht: DhtTransport): Record<string, number> {
+  const counts: Record<string, number> = {};
+  const socket = internals(dht)._rpc.socket;
+  const query = socket.query.bind(socket);
+  socket.query = (node, message, cb) => {
+    counts[message.q] = (counts[message.q] ?? 0) + 1;
+    return query(node, message, cb);
+  };
+  return counts;
 }

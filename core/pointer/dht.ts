@@ -59,6 +59,8 @@ export class DhtTransport implements PointerTransport {
   private instance: DHT | undefined;
   private closed = false;
   private lastError: Error | undefined;
+  /** The last `get` walk towards each target (hex), whose write tokens a publish may reuse. */
+  private readonly walks = new Map<string, Walk>();
 
   constructor(
     readonly bootstrap: string[],
@@ -90,28 +92,43 @@ export class DhtTransport implements PointerTransport {
     }
     const signal = timeoutSignal(this.publishTimeoutMs);
     const dht = await abortable(this.start(), signal);
-    const target = sha1(packet.publicKey);
     const key = Buffer.from(packet.publicKey);
-    const signature = Buffer.from(packet.signature);
+    const target = sha1(key);
 
-    // 1. Walk towards the target with `get`: collects write tokens from the closest
-    //    nodes and tells us what each already holds.
-    const held = new Map<string, { seq: number; sig: Buffer }>();
-    const visited = await abortable(
-      this.traverse(dht, target, (r, from) => {
-        const value = verifiedValue(r, key);
-        if (value) held.set(addressOf(from), { seq: value.seq, sig: value.sig });
-      }),
-      signal,
-    );
-    const nodes = (dht._tables.get(target.toString("hex"))?.closest(target, dht._rpc.k) ?? []).filter(
-      (node) => node.token,
-    );
-    if (nodes.length === 0) {
+    // 1. Walk towards the target with `get`: collects write tokens from the closest nodes and
+    //    tells us what each already holds. A push has just walked there to read the current
+    //    record (while it packed the session): its tokens are reused, saving a whole lookup
+    //    after the upload (seconds on the real DHT). Should no node store it that way (tokens
+    //    expired, or 302s that the old walk cannot explain), the put is tried after a fresh walk.
+    const recent = this.walks.get(target.toString("hex"));
+    if (recent && Date.now() - recent.started < TOKEN_REUSE_MS) {
+      // A resolve answers before its walk ends: the rest of that walk is still quicker than a new one.
+      const walked = await abortable(recent.finished, signal).then(
+        () => true,
+        () => false,
+      );
+      if (walked && this.tokenHolders(dht, target).length > 0) {
+        const outcome = await this.putTo(dht, recent, packet, signal);
+        // 302s are told apart by what the nodes held during the walk: after an old walk, ask afresh.
+        if (outcome.total > 0 || signal.aborted) return this.describePut(outcome);
+      }
+    }
+    const walk = this.walk(dht, key);
+    const visited = await abortable(walk.finished, signal);
+    if (this.tokenHolders(dht, target).length === 0) {
       throw new Error(visited === 0 ? this.unreachable() : "no DHT node offered to store the record");
     }
+    return this.describePut(await this.putTo(dht, walk, packet, signal));
+  }
 
-    // 2. Put to each of them. 302 means the node already holds this seq or a newer one.
+  /**
+   * 2. Put to each of the closest nodes that gave a token on `walk`. 302 means the node
+   *    already holds this seq or a newer one.
+   */
+  private async putTo(dht: DHT, walk: Walk, packet: RelayPayload, signal: AbortSignal): Promise<PutOutcome> {
+    const key = Buffer.from(packet.publicKey);
+    const signature = Buffer.from(packet.signature);
+    const nodes = this.tokenHolders(dht, walk.target);
     let stored = 0;
     let alreadyHad = 0;
     let newer = 0;
@@ -136,9 +153,11 @@ export class DhtTransport implements PointerTransport {
           },
         };
         dht._rpc.query(node, message, (err) => {
-          if (!err) stored++;
-          else if (Number(err.code) === 302) {
-            const had = held.get(addressOf(node));
+          if (!err) {
+            stored++;
+            walk.held.set(addressOf(node), { seq: packet.timestamp, sig: signature });
+          } else if (Number(err.code) === 302) {
+            const had = walk.held.get(addressOf(node));
             if (had && had.seq === packet.timestamp && had.sig.equals(signature)) alreadyHad++;
             else newer++;
           } else errors.push(putErrorReason(err));
@@ -147,7 +166,19 @@ export class DhtTransport implements PointerTransport {
       }
     });
 
-    const total = stored + alreadyHad;
+    return {
+      total: stored + alreadyHad,
+      stored,
+      alreadyHad,
+      newer,
+      errors,
+      asked: nodes.length,
+      aborted: signal.aborted,
+    };
+  }
+
+  private describePut(outcome: PutOutcome): string {
+    const { total, stored, alreadyHad, newer, errors } = outcome;
     if (total > 0) {
       const notes = [
         alreadyHad > 0 && stored === 0 ? "already there" : undefined,
@@ -157,14 +188,18 @@ export class DhtTransport implements PointerTransport {
       return `stored on ${total} DHT node${plural(total)}${notes.length > 0 ? ` (${notes.join("; ")})` : ""}`;
     }
     if (newer > 0) throw new Error(`${newer} DHT node${plural(newer)} hold a newer record (error 302)`);
-    if (signal.aborted) throw new TimeoutReason(this.publishTimeoutMs);
-    throw new Error(`no DHT node stored the record (${summarizeErrors(errors, nodes.length)})`);
+    if (outcome.aborted) throw new TimeoutReason(this.publishTimeoutMs);
+    throw new Error(`no DHT node stored the record (${summarizeErrors(errors, outcome.asked)})`);
+  }
+
+  /** The closest nodes to `target` that gave this process a write token (bittorrent-dht keeps them 5 minutes). */
+  private tokenHolders(dht: DHT, target: Buffer) {
+    return (dht._tables.get(target.toString("hex"))?.closest(target, dht._rpc.k) ?? []).filter((node) => node.token);
   }
 
   async resolve(publicKey: Uint8Array, signal: AbortSignal): Promise<Uint8Array | undefined> {
     const dht = await abortable(this.start(), signal);
     const key = Buffer.from(publicKey);
-    const target = sha1(key);
     let best: BestValue | undefined;
     let visited: number | undefined;
     await new Promise<void>((resolve) => {
@@ -176,13 +211,12 @@ export class DhtTransport implements PointerTransport {
       };
       if (signal.aborted) return finish();
       signal.addEventListener("abort", finish, { once: true });
-      this.traverse(dht, target, (r) => {
-        const value = verifiedValue(r, key);
-        if (value && (!best || value.seq > best.seq)) {
+      this.walk(dht, key, (value) => {
+        if (!best || value.seq > best.seq) {
           best = { seq: value.seq, bytes: relayBytes(value) };
           settle ??= setTimeout(finish, this.settleMs);
         }
-      }).then(
+      }).finished.then(
         (count) => {
           visited = count;
           finish();
@@ -254,24 +288,60 @@ export class DhtTransport implements PointerTransport {
     return this.starting;
   }
 
-  /** An iterative `get` lookup towards `target`; resolves with how many nodes answered. */
-  private traverse(
-    dht: DHT,
-    target: Buffer,
-    onValue: (r: Record<string, unknown>, from: DhtNodeAddress) => void,
-  ): Promise<number> {
-    return new Promise((resolve, reject) => {
+  /**
+   * An iterative `get` lookup towards SHA1(key); `finished` resolves with how many nodes
+   * answered. Every verified value is kept per node (and passed to `onValue`), and the walk is
+   * remembered so that a publish soon after can reuse its write tokens.
+   */
+  private walk(dht: DHT, key: Buffer, onValue?: (value: DhtValue) => void): Walk {
+    const target = sha1(key);
+    const walk: Walk = { target, started: Date.now(), held: new Map(), finished: Promise.resolve(0) };
+    walk.finished = new Promise<number>((resolve, reject) => {
       dht._closest(
         target,
         { q: "get", a: { id: dht._rpc.id, target } },
         (message: KrpcMessage, from: DhtNodeAddress) => {
-          if (message.r && message.r.v !== undefined) onValue(message.r, from);
+          const value = message.r && message.r.v !== undefined ? verifiedValue(message.r, key) : undefined;
+          if (value) {
+            walk.held.set(addressOf(from), { seq: value.seq, sig: value.sig });
+            onValue?.(value);
+          }
           return true;
         },
         (err, visited) => (err ? reject(err) : resolve(visited ?? 0)),
       );
     });
+    // A resolve may answer before its walk ends; a failure nobody awaits is not an unhandled rejection.
+    walk.finished.catch(() => undefined);
+    this.walks.set(target.toString("hex"), walk);
+    return walk;
   }
+}
+
+/**
+ * How long a walk's write tokens are reused by a publish. Nodes accept a token for 5 to 10
+ * minutes (bittorrent-dht rotates its secret every 5 and accepts the previous one); a push
+ * publishes seconds after its walk.
+ */
+const TOKEN_REUSE_MS = 60_000;
+
+/** A `get` walk towards a target (see DhtTransport.walk). */
+interface Walk {
+  target: Buffer;
+  started: number;
+  finished: Promise<number>;
+  /** The verified value each node answered with, by address: tells "already there" from "newer" on a 302. */
+  held: Map<string, { seq: number; sig: Buffer }>;
+}
+
+interface PutOutcome {
+  total: number;
+  stored: number;
+  alreadyHad: number;
+  newer: number;
+  errors: string[];
+  asked: number;
+  aborted: boolean;
 }
 
 /** ed25519 verification for bittorrent-dht (`verify(sig, msg, pub)`); never throws. */
