@@ -1,7 +1,7 @@
-import type { KeyObject } from "node:crypto";
-import { createHash, createPublicKey, verify as ed25519Verify } from "node:crypto";
+import { createHash } from "node:crypto";
 import type DHT from "bittorrent-dht";
 import type { DhtNodeAddress, KrpcError, KrpcMessage } from "bittorrent-dht";
+import { verifyNative } from "../crypto/ed25519.js";
 import { UsageError } from "../errors.js";
 import { abortable, describeError, TimeoutReason, timeoutSignal } from "./abort.js";
 import { bep44Signable, MAX_DNS_BYTES } from "./packet.js";
@@ -349,16 +349,10 @@ export function verifyEd25519(signature: Uint8Array, message: Uint8Array, public
   if (!(signature instanceof Uint8Array) || signature.length !== 64) return false;
   if (!(publicKey instanceof Uint8Array) || publicKey.length !== 32) return false;
   try {
-    return ed25519Verify(null, message, publicKeyObject(publicKey), signature);
+    return verifyNative(publicKey, message, signature);
   } catch {
     return false;
   }
-}
-
-const SPKI_ED25519_PREFIX = Buffer.from("302a300506032b6570032100", "hex");
-
-function publicKeyObject(publicKey: Uint8Array): KeyObject {
-  return createPublicKey({ key: Buffer.concat([SPKI_ED25519_PREFIX, publicKey]), format: "der", type: "spki" });
 }
 
 /** The DHT target of a pkarr key: SHA1 of the 32-byte public key. */
