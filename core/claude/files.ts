@@ -90,12 +90,8 @@ export async function remapFile(
       let buffer = Buffer.allocUnsafe(Math.min(REMAP_CHUNK, fstatSync(input).size + 1));
       let filled = 0;
       for (;;) {
-        if (filled === buffer.length) {
-          // A line longer than the buffer: make room for the rest of it.
-          const grown = Buffer.allocUnsafe(buffer.length * 2);
-          buffer.copy(grown, 0, 0, filled);
-          buffer = grown;
-        }
+        // A line longer than the buffer: make room for the rest of it.
+        if (filled === buffer.length) buffer = doubled(buffer);
         const read = readSync(input, buffer, filled, buffer.length - filled, null);
         if (read === 0) {
           if (filled > 0) writeFully(out, rewrite(buffer.subarray(0, filled)));
@@ -219,4 +215,11 @@ export async function writeFileAtomic(
     await rm(tmp, { force: true });
     throw err;
   }
+}
+
+/** A buffer twice as long holding `full`'s bytes, for a read that filled it and is not done. */
+export function doubled(full: Buffer<ArrayBuffer>): Buffer<ArrayBuffer> {
+  const grown = Buffer.allocUnsafe(full.length * 2);
+  full.copy(grown);
+  return grown;
 }

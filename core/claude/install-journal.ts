@@ -16,7 +16,7 @@ import { type FileHandle, mkdir, open, readdir, readFile, rm, unlink } from "nod
 import path from "node:path";
 import { pipeline } from "node:stream/promises";
 import { errnoCode } from "../errors.js";
-import { backupFile, type Comparison, compareFiles, installFile, writeFileAtomic } from "./files.js";
+import { backupFile, type Comparison, compareFiles, doubled, installFile, writeFileAtomic } from "./files.js";
 
 /**
  * The commit phase of a restore, made safe against `kill -9` and against
@@ -370,11 +370,7 @@ function readWhole(fd: number, sizeHint: number): { text: string; bytes: number 
   let buffer = Buffer.allocUnsafe(Math.max(sizeHint, 4096));
   let filled = 0;
   for (;;) {
-    if (filled === buffer.length) {
-      const grown = Buffer.allocUnsafe(buffer.length * 2);
-      buffer.copy(grown, 0, 0, filled);
-      buffer = grown;
-    }
+    if (filled === buffer.length) buffer = doubled(buffer);
     const read = readSync(fd, buffer, filled, buffer.length - filled, filled);
     if (read === 0) return { text: buffer.toString("utf8", 0, filled), bytes: filled };
     filled += read;
