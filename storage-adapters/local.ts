@@ -13,6 +13,11 @@ const openFile = promisify(open);
 
 /** Where unfinished uploads live until they are renamed into place; never listed. */
 const TMP_DIR = ".tmp";
+/**
+ * An upload's temp file untouched for this long belongs to a process that was killed
+ * (a live upload writes to it continuously): the first put of a later run removes it.
+ */
+export const STALE_PARTIAL_MS = 24 * 3600 * 1000;
 
 /**
  * A store in a local or network-mounted folder (NAS, USB disk, Syncthing folder).
@@ -192,6 +197,7 @@ export class LocalStore implements BlobStore {
     await mkdir(tmpDir, { recursive: true }).catch((err) => {
       throw this.wrap(err, TMP_DIR);
     });
+    await sweepStalePartials(tmpDir);
   }
 
   private wrap(err: unknown, key: string): unknown {
@@ -210,5 +216,22 @@ export class LocalStore implements BlobStore {
       return new CcbError(`store ${this.url} is full`, 1, { hint: "free space or prune old backups", cause: err });
     }
     return err;
+  }
+}
+
+/**
+ * Remove what killed uploads left in `.tmp` (a cron backup killed by a reboot, say): without
+ * this they stayed in the user's store for good. Best effort: the put goes on whatever fails.
+ */
+async function sweepStalePartials(tmpDir: string, now = Date.now()): Promise<void> {
+  try {
+    for (const name of await readdir(tmpDir)) {
+      if (!name.endsWith(".partial")) continue;
+      const file = path.join(tmpDir, name);
+      const info = await stat(file).catch(() => undefined);
+      if (info?.isFile() && now - info.mtimeMs > STALE_PARTIAL_MS) await rm(file, { force: true });
+    }
+  } catch {
+    // An unreadable .tmp is the put's to report, if it matters.
   }
 }

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, rm, utimes, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { Readable } from "node:stream";
@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { NotFoundError } from "../core/errors.js";
 import { randomId } from "../core/store-layout.js";
 import type { BlobStore, ObjectInfo } from "../storage-adapters/blob-store.js";
-import { LocalStore } from "../storage-adapters/local.js";
+import { LocalStore, STALE_PARTIAL_MS } from "../storage-adapters/local.js";
 import { S3Store } from "../storage-adapters/s3.js";
 import { type S3rverHandle, startS3rver, useS3rverCredentials } from "./helpers/s3rver.js";
 
@@ -246,6 +246,24 @@ storeContract("LocalStore (temp folder)", () => ({
   bigFailureAt: 6 * MIB,
   listCount: 23,
 }));
+
+describe("LocalStore", () => {
+  test("the first put removes what killed uploads left in .tmp a day ago, and keeps a live one's file", async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), "ccb-local-"));
+    tmpDirs.push(dir);
+    await mkdir(path.join(dir, ".tmp"));
+    const old = path.join(dir, ".tmp", "killed.partial");
+    const live = path.join(dir, ".tmp", "live.partial");
+    const other = path.join(dir, ".tmp", "notes.txt");
+    for (const file of [old, live, other]) await writeFile(file, "x");
+    const dayAndMore = new Date(Date.now() - STALE_PARTIAL_MS - 60_000);
+    await utimes(old, dayAndMore, dayAndMore);
+    await utimes(other, dayAndMore, dayAndMore);
+
+    await new LocalStore(dir).put("ccbundle/v1/blobs/ab/x", Readable.from([Buffer.from("blob")]));
+    expect((await readdir(path.join(dir, ".tmp"))).sort()).toEqual(["live.partial", "notes.txt"]);
+  });
+});
 
 let s3rver: S3rverHandle;
 beforeAll(async () => {
