@@ -122,7 +122,13 @@ async function pushWithKeys(options: PushOptions, fileKey: Buffer, blobSecret: B
   const currentRecord = resolveCurrent(options.transports, key, settings.home);
 
   const ref = await findSession(settings.claudeDir, options.projectDir, options.sessionId);
-  const prepared = await prepareBundle({ claudeDir: settings.claudeDir, ref, key, env: settings.env });
+  const prepared = await prepareBundle({
+    claudeDir: settings.claudeDir,
+    ref,
+    key,
+    env: settings.env,
+    compress: settings.compression,
+  });
   const session = prepared.manifest.sessions[0]!;
 
   const mode: PushMode = options.pin ? "pin" : people.length > 0 ? "shared" : "self";

@@ -16,11 +16,13 @@ import { Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import tar from "tar-stream";
 import { afterAll, describe, expect, it } from "vitest";
-import { createCompressor, createDecompressor } from "../core/bundle/codec.js";
+import { bundleStream } from "../core/bundle/blob.js";
+import { createCompressor, createDecompressor, zstdEncoder } from "../core/bundle/codec.js";
 import { packBundle } from "../core/bundle/pack.js";
 import { fileHeader } from "../core/bundle/tar-header.js";
 import { scanTranscript } from "../core/claude/transcript.js";
 import { loadSettings } from "../core/config.js";
+import { createDecryptStream, X25519Identity } from "../core/crypto/age/index.js";
 import { fileIdentity } from "../core/file-identity.js";
 
 /**
@@ -308,6 +310,69 @@ describe("packing", () => {
     appendFileSync(transcript, "");
   });
 });
+
+describe("a transcript compressed while it is scanned (push)", () => {
+  it("its frames stand in for its bytes: the same tar, read by the zstd CLI, partial last line left out", async () => {
+    const file = path.join(root, "scanned.jsonl");
+    const lines = Array.from({ length: 40_000 }, (_, i) =>
+      JSON.stringify({ type: i % 2 ? "user" : "assistant", i, text: randomBytes(30).toString("base64") }),
+    );
+    writeFileSync(file, `${lines.join("\n")}\n{"type":"user","half a line`);
+    const frames: Buffer[] = [];
+    const keep = (bytes: Buffer) => frames.push(Buffer.from(bytes));
+    const encoder = zstdEncoder({ codec: "zstd", level: 3, workers: 2 })!;
+    const scan = await scanTranscript(file, (whole) => encoder.write(whole, keep));
+    encoder.end(keep);
+    expect(scan.size).toBe(readFileSync(file).lastIndexOf(0x0a) + 1);
+
+    const side = Buffer.from('{"todos":[]}\n');
+    const files = [
+      {
+        path: "claude/projects/p/s.jsonl",
+        source: file,
+        size: scan.size,
+        sha256: scan.sha256,
+        hashedAt: scan.hashedAt,
+      },
+      { path: "claude/todos/s.json", size: side.length, sha256: sha256(side), content: side },
+    ];
+    const manifestJson = Buffer.from('{"format":"test"}');
+    const identity = X25519Identity.generate();
+    const blob = await collect(
+      bundleStream({
+        manifestJson,
+        files: [{ ...files[0]!, compressed: frames }, files[1]!],
+        recipients: [identity.recipient()],
+        compression: { codec: "zstd", level: 3 },
+      }),
+    );
+    const zst = await collect(Readable.from([blob]).pipe(createDecryptStream([identity])));
+    const fromCli = execFileSync("zstd", ["-d", "-q", "-c"], { input: zst, maxBuffer: 64 << 20 });
+    const expected = await collect(packBundle(manifestJson, files));
+    expect(await tarEntries(fromCli)).toEqual(await tarEntries(expected));
+    expect((await tarEntries(fromCli)).map((entry) => entry.name)).toEqual([
+      "ccbundle.json",
+      "claude/projects/p/s.jsonl",
+      "claude/todos/s.json",
+    ]);
+  });
+});
+
+/** Each entry's name, size and sha256 (headers carry the time they were written, which differs). */
+async function tarEntries(tarBytes: Buffer): Promise<{ name: string; size: number; sha256: string }[]> {
+  const entries: { name: string; size: number; sha256: string }[] = [];
+  const extract = tar.extract();
+  Readable.from([tarBytes]).pipe(extract as unknown as NodeJS.WritableStream);
+  for await (const entry of extract) {
+    const data = await collect(entry as unknown as Readable);
+    entries.push({ name: entry.header.name, size: entry.header.size ?? 0, sha256: sha256(data) });
+  }
+  return entries;
+}
+
+function sha256(bytes: Buffer): string {
+  return createHash("sha256").update(bytes).digest("hex");
+}
 
 describe("compression settings", () => {
   const home = path.join(root, "home");

@@ -3,7 +3,7 @@ import { PayloadSealer, type Recipient, sealHeader } from "../crypto/age/index.j
 import { generateFileKey } from "../crypto/age/primitives.js";
 import { NONCE_SIZE } from "../crypto/age/stream.js";
 import type { ZstdEncoder } from "./codec.js";
-import { type PackFile, READ_SIZE, tarChunks } from "./pack.js";
+import { type PackFile, READ_SIZE, tarParts } from "./pack.js";
 
 /**
  * A zstd bundle blob, `age(zstd(tar))`, made in one synchronous loop: read a
@@ -15,7 +15,8 @@ import { type PackFile, READ_SIZE, tarChunks } from "./pack.js";
  * returned (each owns its memory), so a worker can transfer them to the main
  * thread instead of copying them and leaving garbage behind. The bytes are the same as createEncryptStream
  * over createCompressor over packBundle would write: a header, a nonce, then
- * the sealed 64 KiB chunks of one zstd frame of the tar.
+ * the sealed 64 KiB chunks of the tar's zstd frames (one, or three around a file
+ * whose frames were made earlier: see PackFile.compressed).
  */
 
 export interface BlobEncodeOptions {
@@ -68,10 +69,17 @@ export async function* encodeBlob(encoder: ZstdEncoder, options: BlobEncodeOptio
     const readBuffer = Buffer.allocUnsafe(READ_SIZE);
     let plain = 0;
     let sinceTurn = 0;
-    for (const chunk of tarChunks(options.manifestJson, options.files, readBuffer)) {
-      encoder.write(chunk, seal);
-      plain += chunk.length;
-      sinceTurn += chunk.length;
+    for (const chunk of tarParts(options.manifestJson, options.files, readBuffer, true)) {
+      if (Buffer.isBuffer(chunk)) {
+        encoder.write(chunk, seal);
+      } else {
+        // Frames compressed earlier: end the frame so far, and they follow it (zstd frames concatenate).
+        encoder.endFrame(seal);
+        for (const frame of chunk.frames) seal(frame);
+      }
+      const bytes = Buffer.isBuffer(chunk) ? chunk.length : chunk.size;
+      plain += bytes;
+      sinceTurn += bytes;
       options.onPlainBytes?.(plain);
       if (pieceBytes >= BLOB_PIECE) {
         sinceTurn = 0;

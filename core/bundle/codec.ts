@@ -156,10 +156,15 @@ export class ZstdEncoder {
     emit(this.#out.subarray(0, filled));
   }
 
-  /** End the frame and emit the rest; the context goes back to the pool. */
-  end(emit: Emit): void {
+  /** End the frame and emit the rest; a write after this starts the next frame. */
+  endFrame(emit: Emit): void {
     this.#run(EMPTY, this.zstd.EndDirective.end, emit);
     this.flush(emit);
+  }
+
+  /** End the frame and emit the rest; the context goes back to the pool. */
+  end(emit: Emit): void {
+    this.endFrame(emit);
     const cctx = this.#cctx;
     this.#cctx = undefined;
     if (cctx) returnContext(this.level, this.workers, cctx);

@@ -18,6 +18,18 @@ export interface PackFile {
    * (inode, size, mtime) it is not hashed a second time while packing.
    */
   hashedAt?: FileIdentity | undefined;
+  /**
+   * The file's `size` bytes already compressed, as whole zstd frames, made from exactly the
+   * bytes that were hashed (push compresses the transcript while it scans it). Used by the
+   * zstd blob encoder only; every other writer reads `source`.
+   */
+  compressed?: Buffer[] | undefined;
+}
+
+/** A file's data as zstd frames made earlier (PackFile.compressed), in place of its bytes. */
+export interface CompressedData {
+  frames: Buffer[];
+  size: number;
 }
 
 /** Bytes read per file read: large enough that per-chunk stream costs vanish. */
@@ -44,6 +56,20 @@ export function packBundle(manifestJson: Buffer, files: PackFile[]): Readable {
  * input), and the run allocates no read buffers at all.
  */
 export function* tarChunks(manifestJson: Buffer, files: PackFile[], readBuffer?: Buffer): Generator<Buffer> {
+  yield* tarParts(manifestJson, files, readBuffer, false) as Generator<Buffer>;
+}
+
+/**
+ * tarChunks, except that with `precompressed` a file that has `compressed` frames yields them
+ * (as CompressedData) in place of its data; the header and padding around it are as always,
+ * so the decompressed stream is the same tar byte for byte.
+ */
+export function* tarParts(
+  manifestJson: Buffer,
+  files: PackFile[],
+  readBuffer: Buffer | undefined,
+  precompressed: boolean,
+): Generator<Buffer | CompressedData> {
   const mtime = Math.floor(Date.now() / 1000);
   const header = (name: string, size: number) => fileHeader({ name, size, mode: HEADER_MODE, mtime });
   yield Buffer.concat([header(MANIFEST_NAME, manifestJson.length), manifestJson, padding(manifestJson.length)]);
@@ -55,7 +81,8 @@ export function* tarChunks(manifestJson: Buffer, files: PackFile[], readBuffer?:
       continue;
     }
     yield header(file.path, file.size);
-    yield* fileChunks(file, readBuffer);
+    if (precompressed && file.compressed) yield { frames: file.compressed, size: file.size };
+    else yield* fileChunks(file, readBuffer);
     const pad = padding(file.size);
     if (pad.length > 0) yield pad;
   }

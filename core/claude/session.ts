@@ -28,6 +28,8 @@ export interface SessionFile {
   content?: Buffer;
   /** The file when it was hashed (lets packing skip a second hash if it is untouched). */
   hashedAt?: FileIdentity | undefined;
+  /** Its hashed bytes as zstd frames, when they were compressed as they were read (PackFile.compressed). */
+  compressed?: Buffer[] | undefined;
 }
 
 export interface CollectedSession {
@@ -146,9 +148,14 @@ export async function findSession(claudeDir: string, projectDir: string, session
 }
 
 /** Collect a session's files, hashing each (whole lines only for JSONL being written). */
-export async function collectSession(claudeDir: string, ref: SessionRef): Promise<CollectedSession> {
+export async function collectSession(
+  claudeDir: string,
+  ref: SessionRef,
+  /** Gets the transcript's hashed bytes as they are read (see scanTranscript). */
+  onTranscriptLines?: (whole: Buffer) => void,
+): Promise<CollectedSession> {
   const files: SessionFile[] = [];
-  const scan = await scanTranscript(ref.transcript);
+  const scan = await scanTranscript(ref.transcript, onTranscriptLines);
   if (scan.size === 0) {
     throw new CcbError(`session ${ref.id} has no complete lines yet`, 1, {
       hint: "wait until Claude Code has written to it",

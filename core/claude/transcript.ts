@@ -96,7 +96,11 @@ function findValue(line: Buffer, f: Field): string | undefined {
  * config dir is thousands of files in the page cache, and a thread-pool round
  * trip per open/stat/read/close made collecting 300 sessions take seconds.
  */
-export async function scanTranscript(file: string): Promise<TranscriptScan> {
+/**
+ * `onLines` gets the whole lines hashed, in file order (views of a reused buffer: use them
+ * before returning); push compresses them as they go by (see collectSession).
+ */
+export async function scanTranscript(file: string, onLines?: (whole: Buffer) => void): Promise<TranscriptScan> {
   const fd = openSync(file, "r");
   try {
     const before = fileIdentity(fstatSync(fd));
@@ -123,6 +127,7 @@ export async function scanTranscript(file: string): Promise<TranscriptScan> {
     /** Whole lines, in file order: hash them and look at them. */
     const take = (whole: Buffer) => {
       hash.update(whole);
+      onLines?.(whole);
       scan.size += whole.length;
       scanLines(whole, scan, prompt, titles);
       scanLast(whole, scan);
