@@ -102,7 +102,7 @@ describe("bundle tar layer", () => {
         await unpackBundle(Readable.from(pieces), staging, { rewriterFor: async () => chunkRewriter(r) });
         const source = path.join(root, `remap-${++n}`);
         writeFileSync(source, content);
-        await remapFile(source, `${source}.out`, r, { fsync: false });
+        await remapFile(source, `${source}.out`, r);
         const staged = readFileSync(path.join(staging, "claude/projects/-p", `${ID}.jsonl`));
         expect(staged.equals(readFileSync(`${source}.out`))).toBe(true);
       }

@@ -1,9 +1,10 @@
 import { createHash } from "node:crypto";
-import { closeSync, mkdirSync, openSync, writeSync } from "node:fs";
+import { closeSync, mkdirSync, openSync } from "node:fs";
 import { statfs } from "node:fs/promises";
 import path from "node:path";
 import { type Readable, Transform } from "node:stream";
 import tar from "tar-stream";
+import { LineAlignedWriter, writeFully } from "../claude/files.js";
 import { formatBytes } from "../duration.js";
 import { CcbError, errnoCode, IntegrityError } from "../errors.js";
 import { type BundleFile, MANIFEST_NAME, MAX_MANIFEST_BYTES, type Manifest, parseManifest } from "./manifest.js";
@@ -210,7 +211,7 @@ class StagedWriter {
         hash.update(chunk);
         size += chunk.length;
         if (lines) lines.write(chunk);
-        else writeAll(fd, chunk);
+        else writeFully(fd, chunk);
       }
       lines?.end();
       if (size !== file.size || hash.digest("hex") !== file.sha256) {
@@ -224,55 +225,6 @@ class StagedWriter {
       if (!handedOver) closeSync(fd);
     }
   }
-}
-
-/**
- * Feeds a file's bytes to a rewriter in line-aligned pieces and writes what comes out: each
- * chunk up to its last line end goes through as it is (no copy); only the unfinished line
- * after it is held, and joined with the start of the next chunk up to its first line end.
- */
-class LineAlignedWriter {
-  #held: Buffer[] = [];
-
-  constructor(
-    private readonly fd: number,
-    private readonly rewrite: Rewriter,
-  ) {}
-
-  write(chunk: Buffer): void {
-    let from = 0;
-    if (this.#held.length > 0) {
-      const newline = chunk.indexOf(NEWLINE);
-      if (newline < 0) {
-        this.#held.push(Buffer.from(chunk));
-        return;
-      }
-      from = newline + 1;
-      this.#put(Buffer.concat([...this.#held, chunk.subarray(0, from)]));
-      this.#held = [];
-    }
-    const lineEnd = chunk.lastIndexOf(NEWLINE) + 1;
-    if (lineEnd > from) this.#put(chunk.subarray(from, lineEnd));
-    const tail = Math.max(from, lineEnd);
-    // Copied: the chunk's memory is not ours to keep.
-    if (tail < chunk.length) this.#held.push(Buffer.from(chunk.subarray(tail)));
-  }
-
-  /** The file's last line, if it has no line end. */
-  end(): void {
-    if (this.#held.length > 0) this.#put(Buffer.concat(this.#held));
-    this.#held = [];
-  }
-
-  #put(bytes: Buffer): void {
-    writeAll(this.fd, this.rewrite(bytes));
-  }
-}
-
-const NEWLINE = 0x0a;
-
-function writeAll(fd: number, chunk: Buffer): void {
-  for (let done = 0; done < chunk.length; ) done += writeSync(fd, chunk, done, chunk.length - done);
 }
 
 /**

@@ -70,7 +70,9 @@ const REMAP_CHUNK = 4 << 20;
 
 /**
  * Rewrite a JSONL (or text) file line by line into `target` without holding it in memory.
- * `fsync: false` leaves flushing to the caller (one batched sync before the install journal commits).
+ * With `handOver`, the new file's descriptor goes to it once the bytes are written (the caller
+ * fsyncs and closes it: one batched wait before the install journal commits); without, it is
+ * fsynced and closed here.
  *
  * Synchronous reads and writes on purpose: staged files are in the page cache, and with fs/promises
  * each 1 MiB read and write was a thread-pool round trip (~100 ms of a 1.5 s pull of a 50 MB session).
@@ -80,38 +82,79 @@ export async function remapFile(
   source: string,
   target: string,
   remapper: Remapper,
-  options: { fsync?: boolean } = {},
+  options: { handOver?: (fd: number) => Promise<void> } = {},
 ): Promise<void> {
   const out = openSync(target, "wx", 0o600);
+  let handedOver = false;
   try {
     const input = openSync(source, "r");
     try {
-      const rewrite = chunkRewriter(remapper);
-      let buffer = Buffer.allocUnsafe(Math.min(REMAP_CHUNK, fstatSync(input).size + 1));
-      let filled = 0;
+      const writer = new LineAlignedWriter(out, chunkRewriter(remapper));
+      const buffer = Buffer.allocUnsafe(Math.min(REMAP_CHUNK, fstatSync(input).size + 1));
       for (;;) {
-        // A line longer than the buffer: make room for the rest of it.
-        if (filled === buffer.length) buffer = doubled(buffer);
-        const read = readSync(input, buffer, filled, buffer.length - filled, null);
-        if (read === 0) {
-          if (filled > 0) writeFully(out, rewrite(buffer.subarray(0, filled)));
-          break;
-        }
-        filled += read;
-        const lineEnd = buffer.lastIndexOf(0x0a, filled - 1) + 1;
-        if (lineEnd === 0) continue;
-        writeFully(out, rewrite(buffer.subarray(0, lineEnd)));
-        buffer.copyWithin(0, lineEnd, filled);
-        filled -= lineEnd;
+        const read = readSync(input, buffer, 0, buffer.length, null);
+        if (read === 0) break;
+        writer.write(buffer.subarray(0, read));
       }
+      writer.end();
     } finally {
       closeSync(input);
     }
-    if (options.fsync !== false) await fsyncAsync(out);
+    if (options.handOver) {
+      handedOver = true;
+      await options.handOver(out);
+    } else {
+      await fsyncAsync(out);
+    }
   } finally {
-    closeSync(out);
+    if (!handedOver) closeSync(out);
   }
 }
+
+/**
+ * Writes a file's bytes through a rewrite that takes line-aligned pieces (each ends at a line
+ * end, or is the file's unterminated last line): whatever the chunks' boundaries, the rewrite
+ * sees whole lines. remapFile and the rewrite while unpacking (unpack.ts) both write through it.
+ */
+export class LineAlignedWriter {
+  #held: Buffer[] = [];
+
+  constructor(
+    private readonly fd: number,
+    private readonly rewrite: (bytes: Buffer) => Buffer,
+  ) {}
+
+  write(chunk: Buffer): void {
+    let from = 0;
+    if (this.#held.length > 0) {
+      const newline = chunk.indexOf(NEWLINE);
+      if (newline < 0) {
+        this.#held.push(Buffer.from(chunk));
+        return;
+      }
+      from = newline + 1;
+      this.#put(Buffer.concat([...this.#held, chunk.subarray(0, from)]));
+      this.#held = [];
+    }
+    const lineEnd = chunk.lastIndexOf(NEWLINE) + 1;
+    if (lineEnd > from) this.#put(chunk.subarray(from, lineEnd));
+    const tail = Math.max(from, lineEnd);
+    // Copied: the chunk's memory is not ours to keep.
+    if (tail < chunk.length) this.#held.push(Buffer.from(chunk.subarray(tail)));
+  }
+
+  /** The file's last line, if it has no line end. */
+  end(): void {
+    if (this.#held.length > 0) this.#put(Buffer.concat(this.#held));
+    this.#held = [];
+  }
+
+  #put(bytes: Buffer): void {
+    writeFully(this.fd, this.rewrite(bytes));
+  }
+}
+
+const NEWLINE = 0x0a;
 
 /**
  * The remapper's rewrite of line-aligned bytes (pieces that end at a line end or at the end of
@@ -132,7 +175,8 @@ function rewriteLines(bytes: Buffer, remapper: Remapper): Buffer {
   return Buffer.from(rewritten.join("\n"));
 }
 
-function writeFully(fd: number, bytes: Uint8Array): void {
+/** All of `bytes` at the descriptor's position (writeSync may write less than asked). */
+export function writeFully(fd: number, bytes: Uint8Array): void {
   for (let done = 0; done < bytes.length; ) done += writeSync(fd, bytes, done, bytes.length - done);
 }
 
@@ -215,11 +259,4 @@ export async function writeFileAtomic(
     await rm(tmp, { force: true });
     throw err;
   }
-}
-
-/** A buffer twice as long holding `full`'s bytes, for a read that filled it and is not done. */
-export function doubled(full: Buffer<ArrayBuffer>): Buffer<ArrayBuffer> {
-  const grown = Buffer.allocUnsafe(full.length * 2);
-  full.copy(grown);
-  return grown;
 }

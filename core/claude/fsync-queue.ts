@@ -1,4 +1,4 @@
-import { closeSync, fsync, openSync } from "node:fs";
+import { closeSync, fsync } from "node:fs";
 
 /**
  * Staged files made durable in the background, before the install journal
@@ -33,11 +33,6 @@ export class FsyncQueue {
     this.#pump();
     while (this.#waiting.length + this.#running > QUEUED)
       await new Promise<void>((resolve) => this.#room.push(resolve));
-  }
-
-  /** Open `file` and queue it (files written by others, e.g. remapped copies). */
-  async addFile(file: string): Promise<void> {
-    await this.add(openSync(file, "r"));
   }
 
   /** Resolves once every queued file is on disk; rejects with the first failure. */

@@ -10,13 +10,12 @@ import {
   readFileSync,
   readSync,
   type Stats,
-  writeSync,
 } from "node:fs";
 import { type FileHandle, mkdir, open, readdir, readFile, rm, unlink } from "node:fs/promises";
 import path from "node:path";
 import { pipeline } from "node:stream/promises";
 import { errnoCode } from "../errors.js";
-import { backupFile, type Comparison, compareFiles, doubled, installFile, writeFileAtomic } from "./files.js";
+import { backupFile, type Comparison, compareFiles, installFile, writeFileAtomic, writeFully } from "./files.js";
 
 /**
  * The commit phase of a restore, made safe against `kill -9` and against
@@ -191,7 +190,9 @@ async function makeTargetDirs(journal: Journal, known: Set<string>): Promise<voi
   const byDepth = new Map<number, string[]>();
   for (const dir of wanted) {
     const depth = dir.split(path.sep).length;
-    byDepth.set(depth, [...(byDepth.get(depth) ?? []), dir]);
+    const level = byDepth.get(depth);
+    if (level) level.push(dir);
+    else byDepth.set(depth, [dir]);
   }
   for (const depth of [...byDepth.keys()].sort((a, b) => a - b)) {
     await Promise.all(
@@ -336,7 +337,7 @@ export async function mergeHistory(
     }
     const bytes = Buffer.from(`${known.endsWithNewline ? "" : "\n"}${fresh.join("\n")}\n`);
     try {
-      for (let done = 0; done < bytes.length; ) done += writeSync(fd, bytes, done, bytes.length - done);
+      writeFully(fd, bytes);
     } catch (err) {
       try {
         ftruncateSync(fd, before.size);
@@ -370,7 +371,11 @@ function readWhole(fd: number, sizeHint: number): { text: string; bytes: number 
   let buffer = Buffer.allocUnsafe(Math.max(sizeHint, 4096));
   let filled = 0;
   for (;;) {
-    if (filled === buffer.length) buffer = doubled(buffer);
+    if (filled === buffer.length) {
+      const grown = Buffer.allocUnsafe(buffer.length * 2);
+      buffer.copy(grown, 0, 0, filled);
+      buffer = grown;
+    }
     const read = readSync(fd, buffer, filled, buffer.length - filled, filled);
     if (read === 0) return { text: buffer.toString("utf8", 0, filled), bytes: filled };
     filled += read;

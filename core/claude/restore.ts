@@ -108,8 +108,7 @@ export async function prepareRestore(options: RestoreOptions): Promise<PreparedR
     const remapper = form && remappers[form];
     if (remapper && !remapper.identity && !options.rewritten?.has(file.path)) {
       const target = `${source}.remapped`;
-      await remapFile(source, target, remapper, { fsync: false });
-      await options.durable.addFile(target);
+      await remapFile(source, target, remapper, { handOver: (fd) => options.durable.add(fd) });
       prepared.set(file.path, target);
     } else {
       prepared.set(file.path, source);
@@ -141,8 +140,7 @@ export async function prepareRestore(options: RestoreOptions): Promise<PreparedR
     const historyFile = session.files.filter((file) => file.path === "claude/history.jsonl");
     for (const file of [...jsonl, ...historyFile]) {
       const target = `${staged(file.path)}.forked`;
-      await remapFile(prepared.get(file.path)!, target, fork.rewriter, { fsync: false });
-      await options.durable.addFile(target);
+      await remapFile(prepared.get(file.path)!, target, fork.rewriter, { handOver: (fd) => options.durable.add(fd) });
       prepared.set(file.path, target);
     }
   }
