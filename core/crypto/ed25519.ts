@@ -110,7 +110,7 @@ export function montgomerySecret(seed: Uint8Array): Uint8Array {
  * Throws on a key that is not a canonical curve point, or on y = 1 (no u).
  */
 export function montgomeryPublic(publicKey: Uint8Array): Uint8Array {
-  const point = decodePoint(publicKey);
+  const point = decodedKey(publicKey);
   if (!point) throw new Error("bad point: not a canonical ed25519 public key");
   const denominator = mod(1n - point.y);
   if (denominator === 0n) throw new Error("invert: expected non-zero number");
@@ -124,7 +124,7 @@ export function isPoint(bytes: Uint8Array): boolean {
 
 /** True for the 8 points of small order (undefined for bytes that are no point). */
 export function isSmallOrderPoint(bytes: Uint8Array): boolean | undefined {
-  const point = decodePoint(bytes);
+  const point = decodedKey(bytes);
   return point ? isSmallOrder(extended(point)) : undefined;
 }
 
@@ -160,8 +160,11 @@ export function verifyStrict(publicKey: Uint8Array, message: Uint8Array, signatu
 }
 
 /** A public key decoded strictly (canonical, on the curve, not of small order), or undefined. */
+/** decodePoint of a public key, kept per key: a restore decodes one signer's key per manifest. */
+const decodedKey = rememberedPerKey(decodePoint);
+
 const strictPublicPoint = rememberedPerKey((publicKey): Extended | undefined => {
-  const decoded = decodePoint(publicKey);
+  const decoded = decodedKey(publicKey);
   return decoded && !isSmallOrder(extended(decoded)) ? extended(decoded) : undefined;
 });
 
@@ -192,8 +195,7 @@ export function verifySodium(publicKey: Uint8Array, message: Uint8Array, signatu
   if (publicKey.length !== 32 || signature.length !== 64) return false;
   if (bytesToNumberLE(signature.subarray(32)) >= L) return false;
   if (onSmallOrderList(signature.subarray(0, 32)) || onSmallOrderList(publicKey)) return false;
-  const a = decodePoint(publicKey);
-  if (!a || isSmallOrder(extended(a))) return false;
+  if (!strictPublicPoint(publicKey)) return false;
   try {
     return nativeVerify(null, message, publicKeyObject(publicKey), signature);
   } catch {
