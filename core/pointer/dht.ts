@@ -107,7 +107,7 @@ export class DhtTransport implements PointerTransport {
         () => true,
         () => false,
       );
-      if (walked && this.tokenHolders(dht, target).length > 0) {
+      if (walked) {
         const outcome = await this.putTo(dht, recent, packet, signal);
         // 302s are told apart by what the nodes held during the walk: after an old walk, ask afresh.
         if (outcome.total > 0 || signal.aborted) return this.describePut(outcome);
@@ -115,10 +115,11 @@ export class DhtTransport implements PointerTransport {
     }
     const walk = this.walk(dht, key);
     const visited = await abortable(walk.finished, signal);
-    if (this.tokenHolders(dht, target).length === 0) {
+    const outcome = await this.putTo(dht, walk, packet, signal);
+    if (outcome.asked === 0) {
       throw new Error(visited === 0 ? this.unreachable() : "no DHT node offered to store the record");
     }
-    return this.describePut(await this.putTo(dht, walk, packet, signal));
+    return this.describePut(outcome);
   }
 
   /**
@@ -135,6 +136,8 @@ export class DhtTransport implements PointerTransport {
     const errors: string[] = [];
     await new Promise<void>((resolve) => {
       let missing = nodes.length;
+      // No token holder: nothing to wait for (the caller says why).
+      if (missing === 0) return resolve();
       const finish = () => {
         signal.removeEventListener("abort", finish);
         resolve();
