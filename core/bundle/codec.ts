@@ -226,6 +226,13 @@ class ZstdCompressor extends Transform {
   }
 }
 
+/** What a decompressor (in-process, gzip or on its thread) says of bytes it cannot decode. */
+export function notCompressedData(detail: string): IntegrityError {
+  return new IntegrityError(`bundle is not valid compressed data (${detail})`, {
+    hint: "the bundle is damaged or truncated",
+  });
+}
+
 export const ZSTD_MAGIC = [0x28, 0xb5, 0x2f, 0xfd];
 const GZIP_MAGIC = [0x1f, 0x8b];
 
@@ -334,12 +341,7 @@ class DetectingDecompressor extends Transform {
   }
 
   private zstdError(err: unknown): Error {
-    return (
-      this.failure ??
-      new IntegrityError(`bundle is not valid compressed data (${(err as Error).message})`, {
-        hint: "the bundle is damaged or truncated",
-      })
-    );
+    return this.failure ?? notCompressedData((err as Error).message);
   }
 
   /** Pick the codec by the bytes held so far, and hand them over to be fed (throws for an unknown codec). */
@@ -368,9 +370,7 @@ class DetectingDecompressor extends Transform {
         if (!this.output(data)) gunzip.destroy();
       });
       gunzip.on("error", (err) => {
-        this.failure ??= new IntegrityError(`bundle is not valid compressed data (${err.message})`, {
-          hint: "the bundle is damaged or truncated",
-        });
+        this.failure ??= notCompressedData(err.message);
         this.destroy(this.failure);
       });
       return;

@@ -2,8 +2,7 @@ import { existsSync } from "node:fs";
 import { Transform, type TransformCallback } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
-import { IntegrityError } from "../errors.js";
-import { createDecompressor, loadZstd, ZSTD_MAGIC } from "./codec.js";
+import { createDecompressor, loadZstd, notCompressedData, ZSTD_MAGIC } from "./codec.js";
 
 /**
  * zstd decompression on a worker thread, for receiving one big blob (pull, import): the
@@ -147,11 +146,7 @@ class ThreadedDecompressor extends Transform {
     // Messages the thread sent before it was stopped.
     if (this.destroyed) return;
     if (message.type === "failed") {
-      this.destroy(
-        new IntegrityError(`bundle is not valid compressed data (${message.message})`, {
-          hint: "the bundle is damaged or truncated",
-        }),
-      );
+      this.destroy(notCompressedData(message.message));
       return;
     }
     if (message.type === "ended") {
