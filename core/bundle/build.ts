@@ -1,7 +1,8 @@
-import { closeSync, openSync, readSync, statSync } from "node:fs";
+import { statSync } from "node:fs";
 import os from "node:os";
 import { gitContext } from "../claude/git.js";
 import { type CollectedSession, collectSession, exists, type SessionRef } from "../claude/session.js";
+import { leadingCwd } from "../claude/transcript.js";
 import type { UserKey } from "../crypto/keys.js";
 import { TOOL_VERSION } from "../version.js";
 import { type CompressOptions, zstdEncoder } from "./codec.js";
@@ -89,42 +90,6 @@ function transcriptCompressor(transcript: string, options: CompressOptions): Tra
     },
     abandon: () => encoder.destroy(),
   };
-}
-
-/** How much of a transcript leadingCwd looks at. */
-const LEADING_BYTES = 64 * 1024;
-
-/**
- * The cwd of a transcript as scanTranscript finds it (the first whole line that has a `"cwd":`
- * key and parses with a string cwd), if it is within the first LEADING_BYTES; a guess that
- * prepareBundle checks against the scan.
- */
-function leadingCwd(transcript: string): string | undefined {
-  let head: Buffer;
-  try {
-    const fd = openSync(transcript, "r");
-    try {
-      const buffer = Buffer.allocUnsafe(LEADING_BYTES);
-      head = buffer.subarray(0, readSync(fd, buffer, 0, LEADING_BYTES, 0));
-    } finally {
-      closeSync(fd);
-    }
-  } catch {
-    return undefined;
-  }
-  for (let start = 0; ; ) {
-    const end = head.indexOf(0x0a, start);
-    if (end < 0) return undefined;
-    const line = head.subarray(start, end);
-    start = end + 1;
-    if (line.indexOf('"cwd":') < 0) continue;
-    try {
-      const record = JSON.parse(line.toString()) as { cwd?: unknown };
-      if (typeof record.cwd === "string") return record.cwd;
-    } catch {
-      // Not JSON: the scan skips it too.
-    }
-  }
 }
 
 function isDirectory(dir: string): boolean {

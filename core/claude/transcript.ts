@@ -167,6 +167,38 @@ export async function scanTranscript(file: string, onLines?: (whole: Buffer) => 
   }
 }
 
+/** How much of a transcript leadingCwd looks at. */
+const LEADING_BYTES = 64 * 1024;
+
+/**
+ * The cwd scanTranscript will find (the first whole line with a `"cwd":` key that parses with a
+ * string cwd), if that line is within the first LEADING_BYTES: a guess read before the scan, so
+ * push can start git early; it checks the guess against the scan.
+ */
+export function leadingCwd(transcript: string): string | undefined {
+  let head: Buffer;
+  try {
+    const fd = openSync(transcript, "r");
+    try {
+      const buffer = Buffer.allocUnsafe(LEADING_BYTES);
+      head = buffer.subarray(0, readSync(fd, buffer, 0, LEADING_BYTES, 0));
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return undefined;
+  }
+  for (let start = 0; ; ) {
+    const end = head.indexOf(NEWLINE, start);
+    if (end < 0) return undefined;
+    const line = head.subarray(start, end);
+    start = end + 1;
+    if (line.indexOf(CWD_KEY) < 0) continue;
+    const cwd = parseLine(line)?.cwd;
+    if (typeof cwd === "string") return cwd;
+  }
+}
+
 /** Forward over every line: count, plan slugs, the first timestamp, cwd, first prompt and title lines. */
 function scanLines(
   whole: Buffer,
