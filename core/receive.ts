@@ -302,7 +302,6 @@ export class ReceiveRun {
         stagedRoot: staged.dir,
         stagedPath: (bundlePath) => stagedPath(staged.dir, bundlePath, "flat"),
         session,
-        targetCwd: target.cwd,
         targetReal,
         mappings,
         rewrite: options.rewrite,

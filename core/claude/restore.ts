@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { statSync } from "node:fs";
-import { realpath, stat } from "node:fs/promises";
+import { stat } from "node:fs/promises";
 import path from "node:path";
 import type { ManifestSession } from "../bundle/manifest.js";
 import { errnoCode } from "../errors.js";
@@ -32,10 +32,8 @@ export interface RestoreOptions {
   /** Where a bundle file was staged (unpackBundle's stagedPath). */
   stagedPath: (bundlePath: string) => string;
   session: ManifestSession;
-  /** The project directory the session should belong to on this machine. */
-  targetCwd: string;
-  /** Its real path, when the caller knows it already (a receiving run resolves each folder once). */
-  targetReal?: string | undefined;
+  /** The real path of the project directory the session should belong to on this machine. */
+  targetReal: string;
   /** Path rewrites (source project → target project, source home → target home, --map pairs). */
   mappings: PathMapping[];
   /** false keeps every file byte-identical (`--no-rewrite`). */
@@ -47,7 +45,7 @@ export interface RestoreOptions {
    */
   durable: FsyncQueue;
   /** Bundle paths staged already rewritten with these mappings (ReceiveRun.stage): not remapped again. */
-  rewritten?: ReadonlySet<string> | undefined;
+  rewritten: ReadonlySet<string>;
   /** Where replaced files go (newBackupDir); the sessions installed under one journal share it. */
   backupDir: string;
 }
@@ -92,8 +90,7 @@ export interface RestoreResult {
  */
 export async function prepareRestore(options: RestoreOptions): Promise<PreparedRestore> {
   const { claudeDir, session, backupDir } = options;
-  const targetReal =
-    options.targetReal ?? (await realpath(options.targetCwd).catch(() => path.resolve(options.targetCwd)));
+  const { targetReal } = options;
   const folder = projectFolderName(targetReal);
   const mappings = options.rewrite ? options.mappings : [];
   const remappers = { json: createRemapper(mappings, "json"), text: createRemapper(mappings, "text") };
@@ -106,7 +103,7 @@ export async function prepareRestore(options: RestoreOptions): Promise<PreparedR
     const source = staged(file.path);
     const form = rewriteFormFor(file.path);
     const remapper = form && remappers[form];
-    if (remapper && !remapper.identity && !options.rewritten?.has(file.path)) {
+    if (remapper && !remapper.identity && !options.rewritten.has(file.path)) {
       const target = `${source}.remapped`;
       await remapFile(source, target, remapper, { handOver: (fd) => options.durable.add(fd) });
       prepared.set(file.path, target);
