@@ -1,6 +1,6 @@
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import type { GitRunner } from "../claude/git.js";
+import { GIT_MAX_OUTPUT, GIT_TIMEOUT_MS, type GitRunner, git } from "../claude/git.js";
 
 /**
  * Runs backup's git commands through one `/bin/sh` started at the beginning of
@@ -18,9 +18,6 @@ import type { GitRunner } from "../claude/git.js";
  * start, or died), every command still waiting spawns git directly, as
  * gitContext does on its own. Not on Windows (no /bin/sh there).
  */
-
-const TIMEOUT_MS = 5000;
-const MAX_OUTPUT = 1 << 20;
 
 interface Request {
   cwd: string;
@@ -53,7 +50,7 @@ export class GitShell {
   }
 
   readonly run: GitRunner = (cwd, args) => {
-    if (!this.#shell) return spawnGit(cwd, args);
+    if (!this.#shell) return git(cwd, args);
     const words = ["git", "-C", cwd, ...args].map(quote).join(" ");
     const command = `${words} </dev/null 2>/dev/null; printf '\\n${this.#marker} %d\\n' "$?"\n`;
     return new Promise((resolve) => {
@@ -73,7 +70,7 @@ export class GitShell {
   #start(): void {
     const request = this.#queue[0];
     if (!request || !this.#shell) return;
-    this.#timer = setTimeout(() => this.#kill(), TIMEOUT_MS);
+    this.#timer = setTimeout(() => this.#kill(), GIT_TIMEOUT_MS);
     this.#shell.stdin!.write(request.command);
   }
 
@@ -94,7 +91,7 @@ export class GitShell {
       this.#outputBytes = rest.length;
       clearTimeout(this.#timer);
       const request = this.#queue.shift();
-      const ok = status === "0" && end <= MAX_OUTPUT;
+      const ok = status === "0" && end <= GIT_MAX_OUTPUT;
       request?.resolve(ok ? all.toString("utf8", 0, end).trim() : undefined);
       if (this.#queue.length > 0) this.#start();
       else this.#idle();
@@ -131,18 +128,10 @@ export class GitShell {
     clearTimeout(this.#timer);
     const requests = this.#queue.splice(0);
     if (timedOut) requests.shift()?.resolve(undefined);
-    for (const request of requests) void spawnGit(request.cwd, request.args).then(request.resolve);
+    for (const request of requests) void git(request.cwd, request.args).then(request.resolve);
   }
 }
 
 function quote(word: string): string {
   return `'${word.replaceAll("'", `'\\''`)}'`;
-}
-
-function spawnGit(cwd: string, args: string[]): Promise<string | undefined> {
-  return new Promise((resolve) => {
-    execFile("git", ["-C", cwd, ...args], { timeout: TIMEOUT_MS, maxBuffer: MAX_OUTPUT }, (err, stdout) => {
-      resolve(err ? undefined : stdout.trim());
-    });
-  });
 }

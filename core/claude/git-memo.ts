@@ -1,6 +1,4 @@
-import { lstatSync, realpathSync, statSync } from "node:fs";
-import path from "node:path";
-import { askGit, type GitAsker, type GitCheckout } from "./git.js";
+import { askGit, findCheckout, type GitAsker, type GitCheckout, subdirOf } from "./git.js";
 
 /**
  * Git answers remembered for one receiving run, per checkout rather than per
@@ -54,47 +52,11 @@ export class GitMemo implements GitAsker {
   }
 }
 
-/** As gitCheckout computes it: the folder relative to the checkout root, forward slashes. */
-function subdirOf(root: string, cwd: string): string {
-  return path.relative(root, cwd).split(path.sep).join("/");
-}
-
-/** Environment variables that change which repository git finds for a folder. */
-const DISCOVERY_VARIABLES = [
-  "GIT_DIR",
-  "GIT_WORK_TREE",
-  "GIT_COMMON_DIR",
-  "GIT_CEILING_DIRECTORIES",
-  "GIT_DISCOVERY_ACROSS_FILESYSTEM",
-];
-
 /**
- * The folder holding the `.git` that git would use for `cwd`, or undefined when
- * that is not certain (then the caller asks git about `cwd` alone).
+ * The folder holding the `.git` that git would use for `cwd`, or undefined when that is not
+ * certain (then the caller asks git about `cwd` alone).
  */
 export function checkoutRoot(cwd: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
-  if (DISCOVERY_VARIABLES.some((name) => env[name] !== undefined)) return undefined;
-  let dir: string;
-  try {
-    dir = realpathSync(cwd);
-  } catch {
-    return undefined;
-  }
-  if (dir.split(path.sep).includes(".git")) return undefined;
-  let device: number | undefined;
-  for (;;) {
-    try {
-      const info = statSync(dir);
-      if (device !== undefined && info.dev !== device) return undefined;
-      device = info.dev;
-      if (lstatSync(path.join(dir, ".git"), { throwIfNoEntry: false })) return dir;
-      // A bare repository (or a git dir) on the way up is found by git before any `.git` above it.
-      if (lstatSync(path.join(dir, "HEAD"), { throwIfNoEntry: false })) return undefined;
-    } catch {
-      return undefined;
-    }
-    const parent = path.dirname(dir);
-    if (parent === dir) return undefined;
-    dir = parent;
-  }
+  const found = findCheckout(cwd, env);
+  return typeof found === "object" ? found.root : undefined;
 }

@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { lstatSync } from "node:fs";
+import { lstatSync, realpathSync, statSync } from "node:fs";
 import path from "node:path";
 import type { GitContext } from "../bundle/manifest.js";
 
@@ -8,9 +8,14 @@ import type { GitContext } from "../bundle/manifest.js";
 /** Runs `git -C cwd …args`: its trimmed stdout, or undefined if it failed. */
 export type GitRunner = (cwd: string, args: string[]) => Promise<string | undefined>;
 
-function git(cwd: string, args: string[]): Promise<string | undefined> {
+/** How long one git command may take, and how much output it may give (stdout, bytes). */
+export const GIT_TIMEOUT_MS = 5000;
+export const GIT_MAX_OUTPUT = 1 << 20;
+
+/** The plain runner: one git process per command. */
+export function git(cwd: string, args: string[]): Promise<string | undefined> {
   return new Promise((resolve) => {
-    execFile("git", ["-C", cwd, ...args], { timeout: 5000, maxBuffer: 1 << 20 }, (err, stdout) => {
+    execFile("git", ["-C", cwd, ...args], { timeout: GIT_TIMEOUT_MS, maxBuffer: GIT_MAX_OUTPUT }, (err, stdout) => {
       resolve(err ? undefined : stdout.trim());
     });
   });
@@ -35,7 +40,7 @@ export interface GitCheckout {
 }
 
 export async function gitCheckout(cwd: string, run: GitRunner = git): Promise<GitCheckout | undefined> {
-  if (!mayBeInCheckout(cwd)) return undefined;
+  if (findCheckout(cwd) === "none") return undefined;
   const [paths, status, remote] = await Promise.all([
     run(cwd, ["rev-parse", "--show-toplevel", "--git-common-dir"]),
     run(cwd, ["status", "--porcelain=v2", "--branch", "--untracked-files=no"]),
@@ -43,7 +48,7 @@ export async function gitCheckout(cwd: string, run: GitRunner = git): Promise<Gi
   ]);
   const [root, commonDir] = (paths ?? "").split("\n");
   if (!root) return undefined;
-  const context: GitContext = { subdir: path.relative(root, cwd).split(path.sep).join("/") };
+  const context: GitContext = { subdir: subdirOf(root, cwd) };
   if (remote) context.remote = stripCredentials(remote);
   if (status !== undefined) {
     const lines = status.split("\n");
@@ -64,25 +69,53 @@ export async function gitCheckout(cwd: string, run: GitRunner = git): Promise<Gi
   return { root, context };
 }
 
+/** Environment variables that change which repository git finds for a folder. */
+const DISCOVERY_VARIABLES = [
+  "GIT_DIR",
+  "GIT_WORK_TREE",
+  "GIT_COMMON_DIR",
+  "GIT_CEILING_DIRECTORIES",
+  "GIT_DISCOVERY_ACROSS_FILESYSTEM",
+];
+
 /**
- * False when git could not find a work tree for `cwd`: no `.git` (folder or
- * gitfile) in it or any folder above it, and no GIT_DIR or GIT_WORK_TREE
- * pointing elsewhere. Then `rev-parse --show-toplevel` fails, so gitContext
- * says undefined without starting git (a few lstat calls instead of three git
- * processes: projects outside any checkout are common, and all 20 of the bench's).
+ * Where git finds the repository of `cwd`, worked out without starting git: the folder holding
+ * the first `.git` (folder or gitfile) up from its real path; "none" when there is none up to
+ * the root, where `rev-parse --show-toplevel` fails (gitCheckout then starts no git: projects
+ * outside any checkout are common, and all 20 of the bench's); "unsure" whenever the walk
+ * might disagree with git (GIT_* discovery variables, a folder inside a git dir, a bare
+ * repository or a filesystem boundary on the way, an unreadable folder): only git can tell.
  */
-function mayBeInCheckout(cwd: string): boolean {
-  if (process.env.GIT_DIR !== undefined || process.env.GIT_WORK_TREE !== undefined) return true;
-  for (let dir = path.resolve(cwd); ; ) {
+export function findCheckout(cwd: string, env: NodeJS.ProcessEnv = process.env): { root: string } | "none" | "unsure" {
+  if (DISCOVERY_VARIABLES.some((name) => env[name] !== undefined)) return "unsure";
+  let dir: string;
+  try {
+    dir = realpathSync(cwd);
+  } catch {
+    return "unsure";
+  }
+  if (dir.split(path.sep).includes(".git")) return "unsure";
+  let device: number | undefined;
+  for (;;) {
     try {
-      if (lstatSync(path.join(dir, ".git"), { throwIfNoEntry: false }) !== undefined) return true;
+      const info = statSync(dir);
+      if (device !== undefined && info.dev !== device) return "unsure";
+      device = info.dev;
+      if (lstatSync(path.join(dir, ".git"), { throwIfNoEntry: false })) return { root: dir };
+      // A bare repository (or a git dir) on the way up is found by git before any `.git` above it.
+      if (lstatSync(path.join(dir, "HEAD"), { throwIfNoEntry: false })) return "unsure";
     } catch {
-      return true; // Not readable here (EACCES…): let git decide.
+      return "unsure";
     }
     const parent = path.dirname(dir);
-    if (parent === dir) return false;
+    if (parent === dir) return "none";
     dir = parent;
   }
+}
+
+/** A folder relative to its checkout's root, forward slashes (GitContext.subdir). */
+export function subdirOf(root: string, cwd: string): string {
+  return path.relative(root, cwd).split(path.sep).join("/");
 }
 
 /** Never carry a token embedded in an https remote (https://user:token@host/…) into a bundle. */
