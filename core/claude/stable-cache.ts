@@ -1,4 +1,5 @@
 import { readdirSync, readFileSync, type Stats, statSync } from "node:fs";
+import { type FileIdentity, fileIdentity, sameFile } from "../file-identity.js";
 
 /**
  * Every session's collect looks at the same shared places: the `plans/` and
@@ -17,12 +18,7 @@ const RACY_MS = 2000;
 /** Files larger than this are read each time (a huge history is not kept per thread). */
 const MAX_CACHED_FILE = 16 << 20;
 
-interface Entry<T> {
-  ino: number;
-  size: number;
-  mtimeMs: number;
-  value: T;
-}
+type Entry<T> = FileIdentity & { value: T };
 
 const listings = new Map<string, Entry<string[]>>();
 const derived = new Map<string, Entry<unknown>>();
@@ -40,7 +36,7 @@ function stable(info: Stats, readAt: number): boolean {
 }
 
 function same(entry: Entry<unknown> | undefined, info: Stats): boolean {
-  return entry !== undefined && entry.ino === info.ino && entry.size === info.size && entry.mtimeMs === info.mtimeMs;
+  return entry !== undefined && sameFile(entry, info);
 }
 
 /** The names in `dir`, sorted; [] if it cannot be listed. */
@@ -56,7 +52,7 @@ export function sortedNames(dir: string): string[] {
   } catch {
     return [];
   }
-  if (stable(info, readAt)) listings.set(dir, { ino: info.ino, size: info.size, mtimeMs: info.mtimeMs, value: names });
+  if (stable(info, readAt)) listings.set(dir, { ...fileIdentity(info), value: names });
   return names;
 }
 
@@ -80,7 +76,7 @@ export function derivedFromFile<T>(key: string, file: string, derive: (text: str
   const value = derive(text);
   // Cached only if the file is what stat saw before the read (not appended to meanwhile).
   if (stable(info, readAt) && info.size <= MAX_CACHED_FILE && Buffer.byteLength(text) === info.size) {
-    derived.set(id, { ino: info.ino, size: info.size, mtimeMs: info.mtimeMs, value });
+    derived.set(id, { ...fileIdentity(info), value });
   }
   return value;
 }
