@@ -92,7 +92,6 @@ export class BackupStateFile {
     delete this.state.sessions[id];
   }
 
-  /** Write the whole state and drop the journal (replaying it again would change nothing). */
   /** Close the journal after the last record (save() does too); a later record opens it again. */
   async closeJournal(): Promise<void> {
     const fd = this.#journalFd;
@@ -105,6 +104,7 @@ export class BackupStateFile {
     }
   }
 
+  /** Write the whole state and drop the journal (replaying it again would change nothing). */
   async save(): Promise<void> {
     await this.closeJournal();
     await writeFileAtomic(this.file, `${JSON.stringify(this.state)}\n`, 0o600);
