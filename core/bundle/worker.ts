@@ -3,7 +3,7 @@ import { collectSession } from "../claude/session.js";
 import { X25519Recipient } from "../crypto/age/x25519.js";
 import { encodeBlob } from "./blob-encoder.js";
 import { zstdEncoder } from "./codec.js";
-import { CHUNK_BYTES, type FromWorker, type ToWorker, toFailure, WINDOW } from "./worker-protocol.js";
+import { asBuffer, CHUNK_BYTES, type FromWorker, type ToWorker, toFailure, WINDOW } from "./worker-protocol.js";
 
 /**
  * A bundle worker thread (see worker-protocol.ts): collects sessions and
@@ -53,8 +53,9 @@ async function encode(job: Extract<ToWorker, { type: "encode" }>): Promise<void>
   current = flow;
   let plain = 0;
   const options = {
-    manifestJson: Buffer.from(job.manifestJson.buffer, job.manifestJson.byteOffset, job.manifestJson.byteLength),
-    files: job.files.map((file) => (file.content ? { ...file, content: Buffer.from(file.content) } : file)),
+    manifestJson: asBuffer(job.manifestJson),
+    // Views of what structured clone already copied: no second copy.
+    files: job.files.map((file) => (file.content ? { ...file, content: asBuffer(file.content) } : file)),
     recipients: job.recipients.map(recipientOf),
     compression: { ...job.compression, workers: 0 },
     onPlainBytes: (bytes: number) => {
