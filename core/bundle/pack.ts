@@ -46,23 +46,19 @@ const HEADER_MODE = 0o600;
  * they pass.)
  */
 export function packBundle(manifestJson: Buffer, files: PackFile[]): Readable {
-  return Readable.from(tarChunks(manifestJson, files), { objectMode: false, highWaterMark: 4 << 20 });
+  // Without `precompressed`, every part is a Buffer.
+  const chunks = tarParts(manifestJson, files, undefined, false) as Generator<Buffer>;
+  return Readable.from(chunks, { objectMode: false, highWaterMark: 4 << 20 });
 }
 
 /**
  * The same tar, as a synchronous generator. With `readBuffer`, file bytes are
  * read into it and yielded as views of it: the caller must be done with each
  * chunk before it asks for the next (the blob encoder is: zstd copies its
- * input), and the run allocates no read buffers at all.
- */
-export function* tarChunks(manifestJson: Buffer, files: PackFile[], readBuffer?: Buffer): Generator<Buffer> {
-  yield* tarParts(manifestJson, files, readBuffer, false) as Generator<Buffer>;
-}
-
-/**
- * tarChunks, except that with `precompressed` a file that has `compressed` frames yields them
- * (as CompressedData) in place of its data; the header and padding around it are as always,
- * so the decompressed stream is the same tar byte for byte.
+ * input), and the run allocates no read buffers at all. With `precompressed`,
+ * a file that has `compressed` frames yields them (as CompressedData) in place
+ * of its data; the header and padding around it are as always, so the
+ * decompressed stream is the same tar byte for byte.
  */
 export function* tarParts(
   manifestJson: Buffer,
