@@ -6,8 +6,16 @@ import { encodeSigData, generateKeyPair } from "pkarr/lib/tools.js";
 import { describe, expect, it } from "vitest";
 import z32pkg from "z32";
 import { CcbError, IntegrityError, UsageError } from "../core/errors.js";
-import { bep44Signable, dhtTarget, verifyEd25519 } from "../core/pointer/dht.js";
-import { assertFits, dnsSize, MAX_DNS_BYTES, signPacket, txtRecords, verifyPayload } from "../core/pointer/packet.js";
+import { dhtTarget, verifyEd25519 } from "../core/pointer/dht.js";
+import {
+  assertFits,
+  bep44Signable,
+  dnsSize,
+  MAX_DNS_BYTES,
+  signPacket,
+  txtRecords,
+  verifyPayload,
+} from "../core/pointer/packet.js";
 import { decodePublicKey, encodePublicKey, z32DecodeLoose, z32Encode } from "../core/pointer/z32.js";
 import { entriesOfSize } from "./helpers/pointer.js";
 

@@ -7,8 +7,6 @@ import { abortable, describeError, TimeoutReason, timeoutSignal } from "./abort.
 import { bep44Signable, MAX_DNS_BYTES } from "./packet.js";
 import type { PointerTransport, RelayPayload } from "./transport.js";
 
-export { bep44Signable };
-
 /**
  * The Mainline DHT as a pointer transport: BEP44 mutable items (k = ed25519
  * public key, seq = packet timestamp in µs, v = DNS bytes, no salt), stored at
