@@ -20,6 +20,7 @@ import { homeDir, type Settings } from "./config.js";
 import type { Identity } from "./crypto/age/index.js";
 import { CcbError, errnoCode, IntegrityError } from "./errors.js";
 import { acquireLock } from "./lock.js";
+import { remembered } from "./remembered.js";
 
 /**
  * The receiving half shared by pull, import and restore: decrypt and unpack a
@@ -190,9 +191,8 @@ export class ReceiveRun {
       const form = rewriteFormFor(file.path);
       const session = sessionOf.get(file.path);
       if (!form || !session) return undefined;
-      let made = remappers.get(session);
-      if (!made) {
-        made = this.#chooseTarget(session, options).then(
+      const made = remembered(remappers, session, () =>
+        this.#chooseTarget(session, options).then(
           (target) => {
             // Asked now, its git processes run while the bundle unpacks (forked from a smaller
             // process, too); install reads the run's cached answer. Its errors are install's to report.
@@ -201,9 +201,8 @@ export class ReceiveRun {
             return { json: createRemapper(mappings, "json"), text: createRemapper(mappings, "text") };
           },
           () => undefined,
-        );
-        remappers.set(session, made);
-      }
+        ),
+      );
       const remapper = (await made)?.[form];
       if (!remapper || remapper.identity) return undefined;
       rewritten.add(file.path);
@@ -357,14 +356,12 @@ export class ReceiveRun {
       keepOriginalPaths: options.keepOriginalPaths,
     };
     const key = JSON.stringify([session.cwd, session.git ?? null, choice]);
-    let target = this.#targets.get(key);
-    if (!target) {
-      target = chooseTarget(session, choice, this.#git);
-      this.#targets.set(key, target);
+    return remembered(this.#targets, key, () => {
+      const target = chooseTarget(session, choice, this.#git);
       // A refusal (--project is not a directory) is asked again, not remembered.
       target.catch(() => this.#targets.delete(key));
-    }
-    return target;
+      return target;
+    });
   }
 
   /**
@@ -373,12 +370,7 @@ export class ReceiveRun {
    * per path component each.
    */
   #realPath(cwd: string): Promise<string> {
-    let real = this.#realPaths.get(cwd);
-    if (!real) {
-      real = realpath(cwd).catch(() => path.resolve(cwd));
-      this.#realPaths.set(cwd, real);
-    }
-    return real;
+    return remembered(this.#realPaths, cwd, () => realpath(cwd).catch(() => path.resolve(cwd)));
   }
 
   /**
@@ -387,12 +379,7 @@ export class ReceiveRun {
    */
   #describeGitDrift(cwd: string, source: GitContext | undefined): Promise<string[]> {
     const key = `${cwd}\0${JSON.stringify(source ?? null)}`;
-    let drift = this.#gitDrift.get(key);
-    if (!drift) {
-      drift = describeGitDrift(cwd, source, this.#git);
-      this.#gitDrift.set(key, drift);
-    }
-    return drift;
+    return remembered(this.#gitDrift, key, () => describeGitDrift(cwd, source, this.#git));
   }
 }
 

@@ -1,3 +1,4 @@
+import { remembered } from "../remembered.js";
 import { askGit, findCheckout, type GitAsker, type GitCheckout, subdirOf } from "./git.js";
 
 /**
@@ -19,36 +20,21 @@ export class GitMemo implements GitAsker {
   readonly #heads = new Map<string, Promise<string>>();
 
   async checkout(cwd: string): Promise<GitCheckout | undefined> {
-    const key = this.#key(cwd);
-    let found = this.#checkouts.get(key);
-    if (!found) {
-      found = askGit.checkout(cwd);
-      this.#checkouts.set(key, found);
-    }
-    const checkout = await found;
+    const checkout = await remembered(this.#checkouts, this.#key(cwd), () => askGit.checkout(cwd));
     // The subdir is the one fact of the folder itself (the first folder asked answered for all).
     if (!checkout) return undefined;
     return { root: checkout.root, context: { ...checkout.context, subdir: subdirOf(checkout.root, cwd) } };
   }
 
   heads(cwd: string, here: string, theirs: string): Promise<string> {
-    const key = `${this.#key(cwd)}\0${here}\0${theirs}`;
-    let answer = this.#heads.get(key);
-    if (!answer) {
-      answer = askGit.heads(cwd, here, theirs);
-      this.#heads.set(key, answer);
-    }
-    return answer;
+    return remembered(this.#heads, `${this.#key(cwd)}\0${here}\0${theirs}`, () => askGit.heads(cwd, here, theirs));
   }
 
   #key(cwd: string): string {
-    let key = this.#keys.get(cwd);
-    if (key === undefined) {
+    return remembered(this.#keys, cwd, () => {
       const root = checkoutRoot(cwd);
-      key = root === undefined ? `folder:${cwd}` : `checkout:${root}`;
-      this.#keys.set(cwd, key);
-    }
-    return key;
+      return root === undefined ? `folder:${cwd}` : `checkout:${root}`;
+    });
   }
 }
 
