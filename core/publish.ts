@@ -1,8 +1,6 @@
-import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { mkdir, open, rename, rm } from "node:fs/promises";
 import path from "node:path";
-import { writeFileAtomic } from "./claude/files.js";
+import { stageFileAtomic, writeFileAtomic } from "./claude/files.js";
 import type { Settings } from "./config.js";
 import type { UserKey } from "./crypto/keys.js";
 import { CcbError } from "./errors.js";
@@ -159,37 +157,8 @@ async function currentSlots(home: string, key: UserKey, resolved: VerifiedPacket
 }
 
 /** A finished copy of the record beside its place (written, fsynced), for commit (rename) or abort. */
-async function stageLastPublished(
-  home: string,
-  z32: string,
-  packet: RelayPayload,
-): Promise<{ commit(): Promise<void>; abort(): Promise<void> }> {
-  const file = lastRecordFile(home, z32);
-  await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
-  const tmp = `${file}.${randomBytes(6).toString("hex")}.tmp`;
-  try {
-    const handle = await open(tmp, "wx", 0o600);
-    try {
-      await handle.writeFile(packet.bytes);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
-  }
-  return {
-    commit: async () => {
-      try {
-        await rename(tmp, file);
-      } catch (err) {
-        await rm(tmp, { force: true });
-        throw err;
-      }
-    },
-    abort: () => rm(tmp, { force: true }),
-  };
+function stageLastPublished(home: string, z32: string, packet: RelayPayload) {
+  return stageFileAtomic(lastRecordFile(home, z32), packet.bytes, 0o600);
 }
 
 export async function saveLastPublished(home: string, z32: string, packet: RelayPayload): Promise<void> {

@@ -227,7 +227,42 @@ export async function writeFileAtomic(
   mode = 0o600,
   options: { exclusive?: boolean; parentExists?: boolean } = {},
 ): Promise<void> {
-  if (!options.exclusive && !options.parentExists) mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  const staged = await stageFileAtomic(file, content, mode, {
+    parentExists: options.exclusive || options.parentExists,
+  });
+  if (!options.exclusive) return staged.commit();
+  const tmp = staged.tmp;
+  try {
+    // link() fails with EEXIST instead of replacing: a key export never overwrites a file.
+    await link(tmp, file).catch(async (err) => {
+      if (errnoCode(err) !== "EPERM" && errnoCode(err) !== "ENOTSUP") throw err;
+      // No hard links here (FAT/exFAT USB sticks): check, then rename.
+      if (
+        await stat(file).then(
+          () => true,
+          () => false,
+        )
+      )
+        throw Object.assign(new Error("exists"), { code: "EEXIST" });
+      await rename(tmp, file);
+    });
+  } finally {
+    await rm(tmp, { force: true });
+  }
+}
+
+/**
+ * writeFileAtomic's first half: the content written and fsynced beside `file`; `commit()`
+ * renames it into place, `abort()` removes it. Publishing writes the record's local copy while
+ * the record goes out, and moves it into place only once it was published.
+ */
+export async function stageFileAtomic(
+  file: string,
+  content: string | Uint8Array,
+  mode = 0o600,
+  options: { parentExists?: boolean | undefined } = {},
+): Promise<{ tmp: string; commit(): Promise<void>; abort(): Promise<void> }> {
+  if (!options.parentExists) mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
   const tmp = `${file}.${randomBytes(6).toString("hex")}.tmp`;
   try {
     const fd = openSync(tmp, "wx", mode);
@@ -237,26 +272,21 @@ export async function writeFileAtomic(
     } finally {
       closeSync(fd);
     }
-    if (options.exclusive) {
-      // link() fails with EEXIST instead of replacing: a key export never overwrites a file.
-      await link(tmp, file).catch(async (err) => {
-        if (errnoCode(err) !== "EPERM" && errnoCode(err) !== "ENOTSUP") throw err;
-        // No hard links here (FAT/exFAT USB sticks): check, then rename.
-        if (
-          await stat(file).then(
-            () => true,
-            () => false,
-          )
-        )
-          throw Object.assign(new Error("exists"), { code: "EEXIST" });
-        await rename(tmp, file);
-      });
-      await rm(tmp, { force: true });
-      return;
-    }
-    renameSync(tmp, file);
   } catch (err) {
     await rm(tmp, { force: true });
     throw err;
   }
+  const abort = () => rm(tmp, { force: true });
+  return {
+    tmp,
+    commit: async () => {
+      try {
+        renameSync(tmp, file);
+      } catch (err) {
+        await abort();
+        throw err;
+      }
+    },
+    abort,
+  };
 }
