@@ -1,7 +1,7 @@
 import type { Readable } from "node:stream";
 import type { BlobStore } from "../storage-adapters/blob-store.js";
 import { openStore } from "../storage-adapters/index.js";
-import { warmDecompressor } from "./bundle/threaded-decompressor.js";
+import { warmReader } from "./bundle/threaded-reader.js";
 import type { PathMapping } from "./claude/remap.js";
 import type { Settings } from "./config.js";
 import { type Identity, X25519Identity } from "./crypto/age/index.js";
@@ -117,8 +117,8 @@ export function checkLive(payload: PointerPayload, now = Math.floor(Date.now() /
 
 export async function pullSession(options: PullOptions): Promise<PullResult> {
   const { settings, key } = options;
-  // The blob's decompression thread starts while the record is resolved.
-  warmDecompressor();
+  // The blob's reader thread (zstd, tar, sha256) starts while the record is resolved.
+  warmReader();
   const pin = options.pin ? new PinIdentity(options.pin) : undefined;
   const identities: Identity[] = [
     ...(pin ? [pin] : []),

@@ -7,8 +7,9 @@ import { BLOB_PIECE, encodeBlob } from "./blob-encoder.js";
 import { type CompressOptions, createCompressor, createDecompressor, zstdEncoder } from "./codec.js";
 import type { BundleFile, Manifest } from "./manifest.js";
 import { type PackFile, packBundle } from "./pack.js";
-import { createThreadedDecompressor } from "./threaded-decompressor.js";
-import { type Rewriter, type StagingLayout, unpackBundle } from "./unpack.js";
+import { readTar } from "./tar-reader.js";
+import { createThreadedTarReader } from "./threaded-reader.js";
+import { type Rewriter, type StagingLayout, unpackTar } from "./unpack.js";
 
 /**
  * A bundle blob is `age(zstd-or-gzip(tar))`. These two functions are the only
@@ -68,12 +69,12 @@ export interface BundleReadOptions {
   identities: Identity[];
   stagingDir: string;
   onManifest?: (manifest: Manifest) => void | Promise<void>;
-  /** Takes over each staged file's descriptor to fsync and close it (see unpackBundle). */
+  /** Takes over each staged file's descriptor to fsync and close it (see unpackTar). */
   handOver?: (fd: number) => Promise<void>;
   layout?: StagingLayout;
-  /** Decompress on a worker thread (one big blob: pull, import); see threaded-decompressor.ts. */
+  /** Decompress, read the tar and hash on a worker thread (one big blob: pull, import); see threaded-reader.ts. */
   threaded?: boolean;
-  /** Rewrites a file's bytes on their way to staging (see unpackBundle). */
+  /** Rewrites a file's bytes on their way to staging (see unpackTar). */
   rewriterFor?: (file: BundleFile) => Promise<Rewriter | undefined>;
 }
 
@@ -88,7 +89,8 @@ export async function readBundle(
 ): Promise<{ manifest: Manifest; sha256: string; size: number }> {
   const counter = new HashCounter();
   const decryptor = createDecryptStream(options.identities);
-  const decompressor = options.threaded ? createThreadedDecompressor() : createDecompressor();
+  // The last stage gives tar bytes (in-process) or TarBatches (the reader thread).
+  const decompressor = options.threaded ? createThreadedTarReader() : createDecompressor();
   let pipeError: unknown;
   const piping = pipeline(blob, counter, decryptor, decompressor).catch((err: unknown) => {
     pipeError = err;
@@ -103,7 +105,8 @@ export async function readBundle(
     compressedBytes: () => counter.bytes,
   };
   try {
-    const manifest = await unpackBundle(decompressor, options.stagingDir, unpackOptions);
+    const batches = options.threaded ? decompressor : readTar(decompressor);
+    const manifest = await unpackTar(batches, options.stagingDir, unpackOptions);
     await piping;
     if (pipeError) throw pipeError;
     return { manifest, sha256: counter.digest(), size: counter.bytes };

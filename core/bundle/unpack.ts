@@ -2,12 +2,12 @@ import { createHash } from "node:crypto";
 import { closeSync, mkdirSync, openSync } from "node:fs";
 import { statfs } from "node:fs/promises";
 import path from "node:path";
-import { type Readable, Transform } from "node:stream";
-import tar from "tar-stream";
+import type { Readable } from "node:stream";
 import { LineAlignedWriter, writeFully } from "../claude/files.js";
 import { formatBytes } from "../duration.js";
 import { CcbError, errnoCode, IntegrityError } from "../errors.js";
 import { type BundleFile, MANIFEST_NAME, MAX_MANIFEST_BYTES, type Manifest, parseManifest } from "./manifest.js";
+import { readTar, type TarBatch } from "./tar-reader.js";
 
 /**
  * Safe extraction of a bundle's tar stream into a staging folder. Nothing is
@@ -77,8 +77,26 @@ export function stagedPath(stagingDir: string, bundlePath: string, layout: Stagi
 /** Slack for tar headers and padding beyond the files' own bytes. */
 const TAR_OVERHEAD_PER_FILE = 3 * 512;
 
+/** Unpack a tar stream (see unpackTar). */
 export async function unpackBundle(
   tarStream: Readable,
+  stagingDir: string,
+  options: UnpackOptions = {},
+): Promise<Manifest> {
+  try {
+    return await unpackTar(readTar(tarStream), stagingDir, options);
+  } finally {
+    tarStream.destroy();
+  }
+}
+
+/**
+ * Unpack a bundle's tar, read into events by readTar or by the reader thread
+ * (threaded-reader.ts), which also hash each file: the checks and the writes
+ * happen here, on the caller's thread.
+ */
+export async function unpackTar(
+  batches: AsyncIterable<TarBatch>,
   stagingDir: string,
   options: UnpackOptions = {},
 ): Promise<Manifest> {
@@ -86,68 +104,81 @@ export async function unpackBundle(
   // Bounds the bytes we accept from the decompressor: unknown until the manifest is read.
   let budget = MAX_MANIFEST_BYTES + 64 * 1024;
   let consumed = 0;
-  const limiter = new Transform({
-    transform(chunk: Buffer, _enc, done) {
-      consumed += chunk.length;
-      if (consumed > budget) {
-        done(reject("it holds more data than its manifest declares"));
-        return;
-      }
-      const compressed = options.compressedBytes?.();
-      if (compressed !== undefined && consumed > limits.ratioGraceBytes && consumed > compressed * limits.maxRatio) {
-        done(reject(`it decompresses more than ${limits.maxRatio} times its size (a decompression bomb)`));
-        return;
-      }
-      done(null, chunk);
-    },
-  });
-  const extract = tar.extract();
-  tarStream.on("error", (err) => limiter.destroy(err));
-  limiter.on("error", (err) => extract.destroy(err));
-  tarStream.pipe(limiter).pipe(extract as unknown as NodeJS.WritableStream);
-
   let manifest: Manifest | undefined;
+  /** The manifest's bytes while it is read (the first entry). */
+  let manifestParts: Buffer[] | undefined;
+  let manifestSize = 0;
   const expected = new Map<string, BundleFile>();
   const received = new Set<string>();
   const writer = new StagedWriter(stagingDir, options.layout ?? "tree", options.handOver, options.rewriterFor);
   try {
-    for await (const entry of extract) {
-      const header = entry.header;
-      if (header.type !== "file") throw reject(`entry ${show(header.name)} is a ${header.type}, not a file`);
-      if (!manifest) {
-        if (header.name !== MANIFEST_NAME) throw reject("the first entry is not ccbundle.json");
-        if ((header.size ?? 0) > MAX_MANIFEST_BYTES) throw reject("manifest is too large");
-        manifest = parseManifest(await readAll(entry as AsyncIterable<Buffer>, MAX_MANIFEST_BYTES));
-        let declared = 0;
-        for (const session of manifest.sessions) {
-          for (const file of session.files) {
-            expected.set(file.path, file);
-            declared += file.size + TAR_OVERHEAD_PER_FILE;
-          }
-        }
-        if (declared > limits.maxTotalBytes) {
-          throw reject(
-            `it declares ${formatBytes(declared)}, more than the ${formatBytes(limits.maxTotalBytes)} limit`,
-          );
-        }
-        budget = consumed + declared + 64 * 1024;
-        await options.onManifest?.(manifest);
-        await checkFreeSpace(stagingDir, manifest);
-        continue;
+    /** Refuse more bytes than the manifest declares, or a bomb's ratio, before they are written. */
+    const checkLimits = () => {
+      if (consumed > budget) throw reject("it holds more data than its manifest declares");
+      const compressed = options.compressedBytes?.();
+      if (compressed !== undefined && consumed > limits.ratioGraceBytes && consumed > compressed * limits.maxRatio) {
+        throw reject(`it decompresses more than ${limits.maxRatio} times its size (a decompression bomb)`);
       }
-      const file = expected.get(header.name);
-      if (!file) throw reject(`entry ${show(header.name)} is not listed in the manifest`);
-      if (received.has(file.path)) throw reject(`entry ${show(header.name)} appears twice`);
-      if (header.size !== file.size)
-        throw reject(`${show(file.path)} has ${header.size} bytes, manifest says ${file.size}`);
-      received.add(file.path);
-      await writer.write(entry as AsyncIterable<Buffer>, file);
+    };
+    for await (const batch of batches) {
+      // A batch can be large (what one compressed chunk held): its data is counted as it is met,
+      // so that a bomb is refused before its bytes are written, then the batch's exact size.
+      const before = consumed;
+      for (const event of batch.events) {
+        if (event.type === "data") {
+          consumed += event.bytes.length;
+          checkLimits();
+          if (manifestParts) {
+            manifestSize += event.bytes.length;
+            if (manifestSize > MAX_MANIFEST_BYTES) throw reject("manifest is too large");
+            manifestParts.push(Buffer.from(event.bytes));
+          } else writer.write(event.bytes);
+          continue;
+        }
+        if (event.type === "end") {
+          if (manifestParts) {
+            manifest = parseManifest(Buffer.concat(manifestParts));
+            manifestParts = undefined;
+            let declared = 0;
+            for (const session of manifest.sessions) {
+              for (const file of session.files) {
+                expected.set(file.path, file);
+                declared += file.size + TAR_OVERHEAD_PER_FILE;
+              }
+            }
+            if (declared > limits.maxTotalBytes) {
+              throw reject(
+                `it declares ${formatBytes(declared)}, more than the ${formatBytes(limits.maxTotalBytes)} limit`,
+              );
+            }
+            budget = consumed + declared + 64 * 1024;
+            await options.onManifest?.(manifest);
+            await checkFreeSpace(stagingDir, manifest);
+          } else await writer.finish(event.sha256);
+          continue;
+        }
+        if (event.entryType !== "file") throw reject(`entry ${show(event.name)} is a ${event.entryType}, not a file`);
+        if (!manifest) {
+          if (event.name !== MANIFEST_NAME) throw reject("the first entry is not ccbundle.json");
+          if (event.size > MAX_MANIFEST_BYTES) throw reject("manifest is too large");
+          manifestParts = [];
+          continue;
+        }
+        const file = expected.get(event.name);
+        if (!file) throw reject(`entry ${show(event.name)} is not listed in the manifest`);
+        if (received.has(file.path)) throw reject(`entry ${show(event.name)} appears twice`);
+        if (event.size !== file.size)
+          throw reject(`${show(file.path)} has ${event.size} bytes, manifest says ${file.size}`);
+        received.add(file.path);
+        await writer.open(file);
+      }
+      consumed = before + batch.bytes;
+      checkLimits();
     }
   } catch (err) {
-    extract.destroy();
-    tarStream.destroy();
+    writer.abandon();
     // Our own errors and the file system's (disk full, permissions) say what went wrong;
-    // anything else came from parsing the tar data.
+    // anything else came from reading the tar data.
     if (err instanceof CcbError || isSystemError(err)) throw err;
     throw reject(`unreadable tar data (${(err as Error)?.message ?? String(err)})`, err);
   }
@@ -157,25 +188,16 @@ export async function unpackBundle(
   return manifest;
 }
 
-async function readAll(entry: AsyncIterable<Buffer>, limit: number): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of entry) {
-    size += chunk.length;
-    if (size > limit) throw reject("manifest is too large");
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks);
-}
-
 /**
  * Writes verified entries below the staging folder with sync calls: the files
  * are small and land in the page cache, and `await handle.write(chunk)` cost a
  * threadpool round trip per chunk (52k writes and 5 s of an idle main thread
- * importing the bench corpus). Folders made once are remembered, so a
- * session's 8 files in one folder cost one mkdir, not 8.
+ * importing the bench corpus). One file is open at a time: open, write its
+ * pieces, then finish with the hash the tar reader computed.
  */
 class StagedWriter {
+  #current: { file: BundleFile; fd: number; lines: LineAlignedWriter | undefined; size: number } | undefined;
+
   constructor(
     private readonly stagingDir: string,
     private readonly layout: StagingLayout,
@@ -198,32 +220,36 @@ class StagedWriter {
     }
   }
 
-  async write(entry: AsyncIterable<Buffer>, file: BundleFile): Promise<void> {
+  async open(file: BundleFile): Promise<void> {
     const rewriter = await this.rewriterFor?.(file);
-    const target = stagedPath(this.stagingDir, file.path, this.layout);
-    const fd = this.#create(target);
-    const hash = createHash("sha256");
-    let size = 0;
-    let handedOver = false;
-    try {
-      const lines = rewriter && new LineAlignedWriter(fd, rewriter);
-      for await (const chunk of entry) {
-        hash.update(chunk);
-        size += chunk.length;
-        if (lines) lines.write(chunk);
-        else writeFully(fd, chunk);
-      }
-      lines?.end();
-      if (size !== file.size || hash.digest("hex") !== file.sha256) {
-        throw reject(`${show(file.path)} does not match its hash in the manifest`);
-      }
-      if (this.handOver) {
-        handedOver = true;
-        await this.handOver(fd);
-      }
-    } finally {
-      if (!handedOver) closeSync(fd);
+    const fd = this.#create(stagedPath(this.stagingDir, file.path, this.layout));
+    this.#current = { file, fd, lines: rewriter && new LineAlignedWriter(fd, rewriter), size: 0 };
+  }
+
+  write(bytes: Buffer): void {
+    const current = this.#current!;
+    current.size += bytes.length;
+    if (current.lines) current.lines.write(bytes);
+    else writeFully(current.fd, bytes);
+  }
+
+  /** The file's bytes are all written: check them against the manifest, then hand the file over. */
+  async finish(sha256: string | undefined): Promise<void> {
+    const current = this.#current!;
+    current.lines?.end();
+    const { file, fd } = current;
+    if (current.size !== file.size || sha256 !== file.sha256) {
+      throw reject(`${show(file.path)} does not match its hash in the manifest`);
     }
+    this.#current = undefined;
+    if (this.handOver) await this.handOver(fd);
+    else closeSync(fd);
+  }
+
+  /** Unpacking failed: close the file being written, if any (the caller removes the staging folder). */
+  abandon(): void {
+    if (this.#current) closeSync(this.#current.fd);
+    this.#current = undefined;
   }
 }
 

@@ -1,0 +1,69 @@
+import { parentPort } from "node:worker_threads";
+import { loadZstd, ZstdDecoder } from "./codec.js";
+import { type TarEvent, TarReader } from "./tar-reader.js";
+import type { FromReaderWorker, ToReaderWorker } from "./threaded-reader.js";
+
+/**
+ * The thread of ThreadedTarReader (threaded-reader.ts): decompresses one zstd frame
+ * sequence chunk by chunk, reads the tar in it and hashes each file. Each chunk's events
+ * go back in one message; the data they point into is moved (not copied) to the main thread.
+ */
+
+const port = parentPort;
+if (!port) throw new Error("core/bundle/reader-worker.js runs as a worker thread");
+const send = (message: FromReaderWorker, transfer?: ArrayBuffer[]) => port.postMessage(message, transfer);
+
+const tar = new TarReader();
+let decoder: ZstdDecoder | undefined;
+let events: TarEvent[] = [];
+/** The decompressed buffers the events of this chunk point into; each owns its memory. */
+let outputs: ArrayBuffer[] = [];
+let bytes = 0;
+let failed = false;
+const BATCH_BYTES = 1 << 20;
+
+/** Send what the chunk gave so far; `last`: the chunk is done (the main thread may send another). */
+function post(last: boolean): void {
+  send({ type: "batch", events, bytes, last }, outputs);
+  events = [];
+  outputs = [];
+  bytes = 0;
+}
+
+function fail(err: unknown, stage: "zstd" | "tar"): void {
+  failed = true;
+  send({ type: "failed", stage, message: err instanceof Error ? err.message : String(err) });
+}
+
+port.on("message", (message: ToReaderWorker) => {
+  if (failed) return;
+  let stage: "zstd" | "tar" = "zstd";
+  try {
+    if (message.type === "end") {
+      decoder?.end();
+      stage = "tar";
+      tar.end();
+      send({ type: "ended" });
+      return;
+    }
+    if (!decoder) {
+      const zstd = loadZstd();
+      if (!zstd) throw new Error("zstd failed to load");
+      decoder = new ZstdDecoder(zstd, (data) => {
+        stage = "tar";
+        outputs.push(data.buffer as ArrayBuffer);
+        bytes += data.length;
+        tar.push(data, events);
+        stage = "zstd";
+        // A chunk that holds much (repetitive output, or a bomb) goes back in parts: the main
+        // thread starts on them, and checks its limits, while this thread goes on.
+        if (bytes >= BATCH_BYTES) post(false);
+        return true;
+      });
+    }
+    decoder.write(Buffer.from(message.chunk.buffer, message.chunk.byteOffset, message.chunk.byteLength));
+    post(true);
+  } catch (err) {
+    fail(err, stage);
+  }
+});

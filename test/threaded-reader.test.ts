@@ -1,0 +1,143 @@
+import { createHash } from "node:crypto";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { fileURLToPath } from "node:url";
+import { gzipSync } from "node:zlib";
+import { describe, expect, it } from "vitest";
+import { createCompressor, createDecompressor } from "../core/bundle/codec.js";
+import { END_OF_ARCHIVE, fileHeader, padding } from "../core/bundle/tar-header.js";
+import { readTar, type TarBatch } from "../core/bundle/tar-reader.js";
+
+// The built module: from the TypeScript sources there is no worker script, and it reads in-process.
+const built = fileURLToPath(new URL("../dist/core/bundle/threaded-reader.js", import.meta.url));
+const { createThreadedTarReader } = (await import(built)) as typeof import("../core/bundle/threaded-reader.js");
+
+async function zstd(data: Buffer): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  await pipeline(Readable.from([data]), createCompressor({ codec: "zstd", level: 3, workers: 0 }), async (source) => {
+    for await (const chunk of source) chunks.push(chunk as Buffer);
+  });
+  return Buffer.concat(chunks);
+}
+
+function tarOf(files: [string, Buffer][]): Buffer {
+  const parts: Buffer[] = [];
+  for (const [name, content] of files) {
+    parts.push(fileHeader({ name, size: content.length, mode: 0o600, mtime: 0 }), content, padding(content.length));
+  }
+  parts.push(END_OF_ARCHIVE);
+  return Buffer.concat(parts);
+}
+
+/** What a reader made of a tar: each entry's name, bytes and reported sha256, and the tar bytes counted. */
+interface Read {
+  entries: { name: string; bytes: string; sha256: string | undefined }[];
+  bytes: number;
+}
+
+async function collect(batches: AsyncIterable<TarBatch>): Promise<Read> {
+  const read: Read = { entries: [], bytes: 0 };
+  let parts: Buffer[] = [];
+  let name = "";
+  for await (const batch of batches) {
+    read.bytes += batch.bytes;
+    for (const event of batch.events) {
+      if (event.type === "entry") {
+        name = event.name;
+        parts = [];
+      } else if (event.type === "data") parts.push(Buffer.from(event.bytes));
+      else {
+        const bytes = Buffer.concat(parts);
+        read.entries.push({ name, bytes: createHash("sha256").update(bytes).digest("hex"), sha256: event.sha256 });
+      }
+    }
+  }
+  return read;
+}
+
+/** Read `input` (compressed) through the threaded reader, cut into `piece`-byte chunks. */
+async function threaded(input: Buffer, piece: number): Promise<Read> {
+  const pieces: Buffer[] = [];
+  for (let at = 0; at < input.length; at += piece) pieces.push(input.subarray(at, at + piece));
+  let read: Read | undefined;
+  await pipeline(Readable.from(pieces), createThreadedTarReader(), async (source) => {
+    read = await collect(source as AsyncIterable<TarBatch>);
+  });
+  return read!;
+}
+
+async function inProcess(input: Buffer): Promise<Read> {
+  let read: Read | undefined;
+  await pipeline(Readable.from([input]), createDecompressor(), async (source) => {
+    read = await collect(readTar(source as AsyncIterable<Buffer>));
+  });
+  return read!;
+}
+
+describe("threaded tar reader", () => {
+  const transcript = Buffer.from(
+    Array.from({ length: 60_000 }, (_, i) => `{"i":${i},"cwd":"/home/u/p","t":"${"x".repeat(i % 97)}"}\n`).join(""),
+  );
+  const tar = tarOf([
+    ["ccbundle.json", Buffer.from('{"format":"ccbundle/1"}')],
+    ["claude/projects/-p/s.jsonl", transcript],
+    ["claude/empty", Buffer.alloc(0)],
+    [`claude/projects/-p/${"d".repeat(180)}/tool-results/x.txt`, Buffer.from("x".repeat(777))],
+  ]);
+
+  it("reads entries, bytes and hashes, whatever the chunking, for zstd (on the thread) and gzip (in process)", async () => {
+    const expected = await inProcess(await zstd(tar));
+    expect(expected.entries.map((e) => e.name)).toEqual([
+      "ccbundle.json",
+      "claude/projects/-p/s.jsonl",
+      "claude/empty",
+      `claude/projects/-p/${"d".repeat(180)}/tool-results/x.txt`,
+    ]);
+    for (const entry of expected.entries) expect(entry.sha256).toBe(entry.bytes);
+    expect(expected.bytes).toBe(tar.length);
+    const z = await zstd(tar);
+    for (const piece of [4096, 65_536, z.length]) expect(await threaded(z, piece)).toEqual(expected);
+    // Frames one after another (parallel zstd, precompressed transcripts) read as one stream.
+    const [head, rest] = [tar.subarray(0, 70_000), tar.subarray(70_000)];
+    expect(await threaded(Buffer.concat([await zstd(head), await zstd(rest)]), 65_536)).toEqual(expected);
+    expect(await threaded(gzipSync(tar), 10_000)).toEqual(expected);
+    expect((await threaded(Buffer.alloc(0), 1)).entries).toEqual([]);
+  });
+
+  it("fails on damaged and truncated data with the in-process reader's messages", async () => {
+    const z = await zstd(tar);
+    const variants = [
+      z.subarray(0, z.length - 100),
+      Buffer.from("ab"),
+      Buffer.from("not a bundle at all"),
+      // Whole zstd, bad tar: cut in the middle of an entry, and a header with a wrong checksum.
+      await zstd(tar.subarray(0, 5000)),
+      await zstd(Buffer.concat([Buffer.alloc(100, 1), tar.subarray(100)])),
+    ];
+    for (const [from, to] of [
+      [4, 12],
+      [100, 400],
+      [z.length - 50, z.length],
+    ] as const) {
+      const damaged = Buffer.from(z);
+      damaged.fill(0xff, from, to);
+      variants.push(damaged);
+    }
+    const messages: string[] = [];
+    for (const input of variants) {
+      const fromThread = await threaded(input, 65_536).then(
+        (read) => JSON.stringify(read),
+        (err: Error) => err.message,
+      );
+      const local = await inProcess(input).then(
+        (read) => JSON.stringify(read),
+        (err: Error) => err.message,
+      );
+      expect(fromThread).toBe(local);
+      messages.push(fromThread);
+    }
+    expect(messages.filter((m) => /not valid compressed data|neither zstd nor gzip/.test(m)).length).toBeGreaterThan(3);
+    expect(messages).toContain("unexpected end of data");
+    expect(messages).toContain("invalid tar header (bad checksum)");
+  });
+});
