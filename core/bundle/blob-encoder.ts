@@ -1,9 +1,10 @@
 import { randomBytes } from "node:crypto";
+import { READ_CHUNK } from "../claude/scratch.js";
 import { PayloadSealer, type Recipient, sealHeader } from "../crypto/age/index.js";
 import { generateFileKey } from "../crypto/age/primitives.js";
 import { NONCE_SIZE } from "../crypto/age/stream.js";
 import type { ZstdEncoder } from "./codec.js";
-import { type PackFile, READ_SIZE, tarParts } from "./pack.js";
+import { type PackFile, tarParts } from "./pack.js";
 
 /**
  * A zstd bundle blob, `age(zstd(tar))`, made in one synchronous loop: read a
@@ -34,6 +35,12 @@ export const BLOB_PIECE = 1 << 20;
  * answers DHT queries).
  */
 const INPUT_PER_TURN = 4 << 20;
+
+/**
+ * The thread's read buffer (see scratch.ts for its size). One for all blobs, even ones
+ * encoded at once: each chunk read into it is compressed before the loop yields.
+ */
+let readBuffer: Buffer | undefined;
 
 export async function* encodeBlob(encoder: ZstdEncoder, options: BlobEncodeOptions): AsyncGenerator<Buffer[]> {
   let pieces: Buffer[] = [];
@@ -66,7 +73,7 @@ export async function* encodeBlob(encoder: ZstdEncoder, options: BlobEncodeOptio
       for (const bytes of sealed) take(bytes);
       sealed.length = 0;
     };
-    const readBuffer = Buffer.allocUnsafe(READ_SIZE);
+    readBuffer ??= Buffer.allocUnsafe(READ_CHUNK);
     let plain = 0;
     let sinceTurn = 0;
     for (const chunk of tarParts(options.manifestJson, options.files, readBuffer, true)) {
