@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 
@@ -115,3 +115,37 @@ export function loadAverage(): string {
 
 export const MB = 1e6;
 export const mbps = (bytes: number, seconds: number) => bytes / MB / seconds;
+
+/**
+ * What timed runs leave behind (restored config dirs, stores, staging) is moved
+ * here between runs and deleted only when the bench ends.
+ *
+ * Why not delete it between runs: this machine's root file system is ext4
+ * without a journal, where the inode allocator skips inodes freed in the last
+ * 60 s (360 s while their inode table block is dirty; `recently_deleted` in
+ * fs/ext4/ialloc.c), checking each one on every create. After an `rm -rf` of
+ * 300 MB of sessions, each create in the next run cost ~0.9 ms instead of
+ * ~0.1 ms, and whichever side ran next paid for the other's deletions:
+ * `import` took 2.7, 4.2 then 4.6 s in three rounds of the same command, and
+ * the inode allocation functions were a third of the samples. A rename frees
+ * no inode. Deletions a command makes itself (ccbundle's staging folders) still
+ * count against it.
+ */
+export class Trash {
+  #count = 0;
+
+  constructor(private readonly dir: string) {
+    this.empty();
+    mkdirSync(dir, { recursive: true });
+  }
+
+  /** Move `target` out of the way (same file system), if it exists. */
+  setAside(target: string): void {
+    if (existsSync(target)) renameSync(target, `${this.dir}/${this.#count++}`);
+  }
+
+  /** Delete everything set aside (untimed: at the start and the end of the bench). */
+  empty(): void {
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}

@@ -13,7 +13,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Corpus, ensureCorpus } from "./corpus.js";
-import { alternate, loadAverage, MB, mbps, requireTools, run, shell, type Timing } from "./measure.js";
+import { alternate, loadAverage, MB, mbps, requireTools, run, shell, type Timing, Trash } from "./measure.js";
 
 /**
  * `npm run bench`: ccbundle against the shell pipeline it replaces
@@ -93,8 +93,10 @@ function dirBytes(dir: string): number {
   return total;
 }
 
+const trash = new Trash(path.join(work, "trash"));
+/** An empty `dir`, whatever was there set aside (see Trash). */
 const fresh = (dir: string) => {
-  rmSync(dir, { recursive: true, force: true });
+  trash.setAside(dir);
   mkdirSync(dir, { recursive: true });
   return dir;
 };
@@ -157,7 +159,7 @@ if (hasBackup) {
     b: () => ccb(["backup", "--all"], { ...env, CCBUNDLE_STORE: backupStore }),
     between: () => {
       fresh(backupStore);
-      rmSync(path.join(env.CCBUNDLE_HOME!, "state"), { recursive: true, force: true });
+      trash.setAside(path.join(env.CCBUNDLE_HOME!, "state"));
     },
   });
   row(
@@ -212,11 +214,11 @@ const restoreDir = path.join(work, "restore-shell");
 /** Set the real config dir aside (once), and clear whatever an earlier restore put in its place. */
 const clearForRestore = () => {
   if (!existsSync(aside)) renameSync(corpus.claudeDir, aside);
-  else rmSync(corpus.claudeDir, { recursive: true, force: true });
+  else trash.setAside(corpus.claudeDir);
 };
 const putBack = () => {
   if (!existsSync(aside)) return;
-  rmSync(corpus.claudeDir, { recursive: true, force: true });
+  trash.setAside(corpus.claudeDir);
   renameSync(aside, corpus.claudeDir);
 };
 const shellRestore = () =>
@@ -266,7 +268,7 @@ try {
   }
 } finally {
   putBack();
-  rmSync(restoreDir, { recursive: true, force: true });
+  trash.setAside(restoreDir);
 }
 
 // ---------------------------------------------------------------- 3. incremental backup
@@ -293,7 +295,7 @@ async function incrementalRows(): Promise<void> {
     if (bigEnv.CCBUNDLE_HOME !== env.CCBUNDLE_HOME) {
       cpSync(path.join(env.CCBUNDLE_HOME!, "identity"), path.join(bigEnv.CCBUNDLE_HOME!, "identity"));
     }
-    rmSync(path.join(bigEnv.CCBUNDLE_HOME!, "state"), { recursive: true, force: true });
+    trash.setAside(path.join(bigEnv.CCBUNDLE_HOME!, "state"));
     const first = await ccb(["backup", "--all"], bigEnv);
     const changed = big.sessions[0]!.transcript;
     const line = `${JSON.stringify({ type: "user", message: { role: "user", content: "one more turn" }, uuid: `bench-${Date.now()}` })}\n`;
@@ -359,7 +361,7 @@ async function handoffRow(): Promise<void> {
       },
       between: () => {
         fresh(path.join(shellDir, "x"));
-        rmSync(b.CLAUDE_CONFIG_DIR!, { recursive: true, force: true });
+        trash.setAside(b.CLAUDE_CONFIG_DIR!);
         mkdirSync(project, { recursive: true });
       },
     });
@@ -403,7 +405,7 @@ async function bigPushRows(): Promise<void> {
     results.push(
       `${fmt(big.bytes / MB, 0)} MB: ${fmt(push.rssMB, 0)} MB RSS, ${fmt(mbps(big.bytes, push.wall), 0)} MB/s`,
     );
-    rmSync(path.join(work, "big-store"), { recursive: true, force: true });
+    trash.setAside(path.join(work, "big-store"));
   }
   row(
     {
@@ -538,7 +540,7 @@ const table = [
 const report = `# Bench results
 
 \`npm run bench\` on ${new Date().toISOString().slice(0, 10)}: ${os.availableParallelism()} cores (${os.cpus()[0]?.model ?? "unknown CPU"}), ${fmt(os.totalmem() / 2 ** 30, 0)} GiB, Node ${process.version}, load average ${loadAtStart} at the start and ${loadAverage()} at the end (other processes share these cores: compare ccbundle with the reference in the same row, and CPU seconds as well as wall time).
-Corpus: ${corpus.sessions.length} seeded sessions, ${fmt(corpus.bytes / MB, 0)} MB of Claude Code JSONL and side files (bench/corpus.ts). Each comparison alternates ccbundle and the reference ${RUNS} times and keeps each side's fastest run; before each timed run, \`sync\` writes back what earlier runs left dirty (untimed); wall times include process start-up. Shell side: Debian's \`tar\`, \`zstd -3\`, \`age\`.
+Corpus: ${corpus.sessions.length} seeded sessions, ${fmt(corpus.bytes / MB, 0)} MB of Claude Code JSONL and side files (bench/corpus.ts). Each comparison alternates ccbundle and the reference ${RUNS} times and keeps each side's fastest run; before each timed run, \`sync\` writes back what earlier runs left dirty (untimed), and what earlier runs left is set aside, deleted only at the end (bench/measure.ts Trash: deleting it made the next run's creates slow on this file system); wall times include process start-up. Shell side: Debian's \`tar\`, \`zstd -3\`, \`age\`.
 
 ${table}
 
@@ -546,6 +548,7 @@ ${notes.map((n) => `- ${n}`).join("\n")}
 Whole run: ${fmt(total, 0)} s.
 `;
 if (!quick) writeFileSync(path.join(repo, "bench", "RESULTS.md"), report);
+trash.empty();
 console.log(
   `\n${table}\n\n${quick ? "(quick run: RESULTS.md not written)" : "wrote bench/RESULTS.md"} in ${fmt(total, 0)} s`,
 );
