@@ -113,6 +113,19 @@ describe("backup --publish, then restore --all on a new laptop", () => {
     }
   });
 
+  it("restore --all prints a warning many sessions share once, with how many sessions it concerns", async () => {
+    const dave = await withSameIdentity(old, "dave", { CCBUNDLE_STORE: nas });
+    try {
+      const { stderr } = await dave.runOk(["restore", "--all", "--no-resume", "--map", `${old.home}=${dave.home}`]);
+      const warnings = stderr.split("\n").filter((line) => line.includes("does not exist here yet"));
+      // Five sessions in two projects that are not on this machine: one line per project.
+      expect(warnings).toHaveLength(2);
+      expect(warnings.map((line) => line.match(/\((\d) sessions\)$/)?.[1]).sort()).toEqual(["2", "3"]);
+    } finally {
+      dave.cleanup();
+    }
+  });
+
   it("the snapshot slot sits beside handoffs; when they fill the record it waits rather than evict one", async () => {
     const next = writeSession({
       claudeDir: old.claudeDir,

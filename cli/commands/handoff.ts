@@ -317,7 +317,12 @@ export function printRecovered(ctx: Context, result: ReceiveResult): void {
   }
 }
 
-export function printRestored(ctx: Context, session: ReceivedSession): void {
+/**
+ * What a restore did to one session. With `gathered`, its warnings are collected there
+ * (warning → session ids) instead of printed: a restore of many sessions prints each
+ * distinct warning once, at the end (see printGathered).
+ */
+export function printRestored(ctx: Context, session: ReceivedSession, gathered?: Map<string, string[]>): void {
   const what: Record<string, string> = {
     new: "restored",
     identical: "already here, identical: nothing to do",
@@ -332,9 +337,19 @@ export function printRestored(ctx: Context, session: ReceivedSession): void {
     ctx.out.warn(`kept local ${conflict} (differs from the incoming one; --force replaces it)`);
   for (const file of session.saved)
     ctx.out.warn(`a local file changed while it was being replaced; its last state is saved in ${file}`);
-  for (const warning of session.warnings) ctx.out.warn(warning);
+  for (const warning of session.warnings) {
+    if (gathered) gathered.set(warning, [...(gathered.get(warning) ?? []), session.originalId]);
+    else ctx.out.warn(warning);
+  }
   if (session.outcome === "forked")
     ctx.out.line(`  local session: ${session.originalId}   incoming fork: ${session.sessionId}`);
+}
+
+/** Each warning gathered by printRestored once, with the session it concerns or how many. */
+export function printGathered(ctx: Context, gathered: Map<string, string[]>): void {
+  for (const [warning, ids] of gathered) {
+    ctx.out.warn(`${warning} (${ids.length === 1 ? `session ${ids[0]!.slice(0, 8)}` : `${ids.length} sessions`})`);
+  }
 }
 
 export async function maybeResume(ctx: Context, session: ReceivedSession, resume: boolean): Promise<void> {
