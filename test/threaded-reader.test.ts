@@ -10,7 +10,9 @@ import { readTar, type TarBatch } from "../core/bundle/tar-reader.js";
 
 // The built module: from the TypeScript sources there is no worker script, and it reads in-process.
 const built = fileURLToPath(new URL("../dist/core/bundle/threaded-reader.js", import.meta.url));
-const { createThreadedTarReader } = (await import(built)) as typeof import("../core/bundle/threaded-reader.js");
+const { createThreadedTarReader, readerThreadsStarted } = (await import(
+  built
+)) as typeof import("../core/bundle/threaded-reader.js");
 
 async function zstd(data: Buffer): Promise<Buffer> {
   const chunks: Buffer[] = [];
@@ -139,5 +141,19 @@ describe("threaded tar reader", () => {
     expect(messages.filter((m) => /not valid compressed data|neither zstd nor gzip/.test(m)).length).toBeGreaterThan(3);
     expect(messages).toContain("unexpected end of data");
     expect(messages).toContain("invalid tar header (bad checksum)");
+  });
+
+  it("keeps a thread that read a blob to its end for the next blob, and never one that failed", async () => {
+    const z = await zstd(tar);
+    const expected = await inProcess(z);
+    // One blob first, so that a thread is spare whatever ran before.
+    expect(await threaded(z, 65_536)).toEqual(expected);
+    const before = readerThreadsStarted();
+    for (let i = 0; i < 5; i++) expect(await threaded(z, 65_536)).toEqual(expected);
+    expect(readerThreadsStarted()).toBe(before);
+    // A failed read ends its thread: the next blob starts another, and reads right.
+    await expect(threaded(await zstd(tar.subarray(0, 5000)), 65_536)).rejects.toThrow("unexpected end of data");
+    expect(await threaded(z, 65_536)).toEqual(expected);
+    expect(readerThreadsStarted()).toBe(before + 1);
   });
 });

@@ -72,7 +72,7 @@ export interface BundleReadOptions {
   /** Takes over each staged file's descriptor to fsync and close it (see unpackTar). */
   handOver?: (fd: number) => Promise<void>;
   layout?: StagingLayout;
-  /** Decompress, read the tar and hash on a worker thread (one big blob: pull, import); see threaded-reader.ts. */
+  /** Decompress, read the tar and hash on a worker thread, kept between blobs; see threaded-reader.ts. */
   threaded?: boolean;
   /** Rewrites a file's bytes on their way to staging (see unpackTar). */
   rewriterFor?: (file: BundleFile) => Promise<Rewriter | undefined>;

@@ -13,7 +13,7 @@ const port = parentPort;
 if (!port) throw new Error("core/bundle/reader-worker.js runs as a worker thread");
 const send = (message: FromReaderWorker, transfer?: ArrayBuffer[]) => port.postMessage(message, transfer);
 
-const tar = new TarReader();
+let tar = new TarReader();
 let decoder: ZstdDecoder | undefined;
 let events: TarEvent[] = [];
 /** The decompressed buffers the events of this chunk point into; each owns its memory. */
@@ -43,6 +43,9 @@ port.on("message", (message: ToReaderWorker) => {
       decoder?.end();
       stage = "tar";
       tar.end();
+      // Ready for the next blob (the main thread keeps this thread for it).
+      decoder = undefined;
+      tar = new TarReader();
       send({ type: "ended" });
       return;
     }

@@ -6,10 +6,11 @@ import { createDecompressor, loadZstd, notCompressedData, ZSTD_MAGIC } from "./c
 import { type TarBatch, type TarEvent, TarReadError, TarReader } from "./tar-reader.js";
 
 /**
- * zstd decompression, tar reading and file hashing on a worker thread, for receiving one
- * big blob (pull, import): the main thread decrypts, remaps and writes while the worker
+ * zstd decompression, tar reading and file hashing on a worker thread, for receiving blobs
+ * (pull, import, restore): the main thread decrypts, remaps and writes while the worker
  * decompresses, reads and hashes the next chunks. On a 50 MB session that moves ~105 ms of
- * zstd, ~40 ms of sha256 and the tar reading off the main thread, which does the rest.
+ * zstd, ~40 ms of sha256 and the tar reading off the main thread, which does the rest. A
+ * thread that read a blob to its end is kept for the next one (restore --all reads hundreds).
  *
  * In: the decrypted blob's bytes. Out: TarBatch objects, as readTar (tar-reader.ts) gives
  * for the same tar, and the same errors as createDecompressor for bad compressed data.
@@ -29,6 +30,7 @@ export type FromReaderWorker =
 const WORKER_FILE = new URL("./reader-worker.js", import.meta.url);
 const IN_FLIGHT = 4;
 
+/** An idle reader thread: started ahead (warmReader), or handed back after a blob read to its end. */
 let spare: Worker | undefined;
 
 /** Whether this build has the worker script (not when running from the TypeScript sources). */
@@ -42,16 +44,41 @@ function workerAvailable(): boolean {
  */
 export function warmReader(): void {
   if (spare || !workerAvailable()) return;
-  spare = new Worker(WORKER_FILE);
+  keepSpare(newWorker());
+}
+
+let started = 0;
+
+/** How many reader threads this process has started (tests: a thread is reused between blobs). */
+export function readerThreadsStarted(): number {
+  return started;
+}
+
+function newWorker(): Worker {
+  started++;
+  return new Worker(WORKER_FILE);
+}
+
+function keepSpare(worker: Worker): void {
+  if (spare) {
+    void worker.terminate();
+    return;
+  }
+  spare = worker;
   // An idle spare never keeps the process alive (a pull that fails before reading a blob).
-  spare.unref();
-  spare.on("error", () => {
-    spare = undefined;
-  });
+  worker.unref();
+  worker.once("error", dropSpare);
+  worker.once("exit", dropSpare);
+}
+
+function dropSpare(): void {
+  spare = undefined;
 }
 
 function takeWorker(): Worker {
-  const worker = spare ?? new Worker(WORKER_FILE);
+  const worker = spare ?? newWorker();
+  worker.off("error", dropSpare);
+  worker.off("exit", dropSpare);
   spare = undefined;
   worker.ref();
   return worker;
@@ -137,13 +164,17 @@ class ThreadedTarReader extends Transform {
     }
     const worker = takeWorker();
     this.#worker = worker;
-    worker.on("message", (message: FromReaderWorker) => this.#received(message));
-    worker.on("error", (err) => this.destroy(err));
-    worker.on("exit", (code) => {
-      if (this.#worker === worker) this.destroy(new Error(`the bundle reader thread stopped (exit code ${code})`));
-    });
+    worker.on("message", this.#onMessage);
+    worker.on("error", this.#onError);
+    worker.on("exit", this.#onExit);
     this.#send(head, callback);
   }
+
+  readonly #onMessage = (message: FromReaderWorker) => this.#received(message);
+  readonly #onError = (err: Error) => this.destroy(err);
+  readonly #onExit = (code: number) => {
+    if (this.#worker) this.destroy(new Error(`the bundle reader thread stopped (exit code ${code})`));
+  };
 
   #send(chunk: Buffer, callback: TransformCallback): void {
     // A copy of just these bytes, moved: posting the Buffer would copy all the memory it views.
@@ -162,9 +193,13 @@ class ThreadedTarReader extends Transform {
       return;
     }
     if (message.type === "ended") {
-      const worker = this.#worker;
+      // The thread read the blob to its end and is ready for another: restore --all reads hundreds.
+      const worker = this.#worker!;
       this.#worker = undefined;
-      void worker?.terminate();
+      worker.off("message", this.#onMessage);
+      worker.off("error", this.#onError);
+      worker.off("exit", this.#onExit);
+      keepSpare(worker);
       const ending = this.#ending;
       this.#ending = undefined;
       ending?.();
