@@ -22,12 +22,14 @@ import {
 import { resolveNewest } from "./pointer/resolver.js";
 import type { PointerTransport } from "./pointer/transport.js";
 import { publishRecord } from "./publish.js";
-import { type ReceiveResult, receiveBundle } from "./receive.js";
+import { type ReceiveOptions, type ReceiveResult, ReceiveRun, receiveBundle, type StagedBundle } from "./receive.js";
 
 /**
  * `ccbundle pull`: resolve the publisher's record from every transport at once,
  * open the slot meant for us (with our key, or with a PIN), fetch the blob it
- * points at, verify and restore. A burn-after-read handoff is then deleted:
+ * points at, verify and restore. The blob named by the first record to arrive
+ * is fetched and staged while the other transports still answer; it is
+ * installed only if that record is the newest (see EarlyStage). A burn-after-read handoff is then deleted:
  * the blob by whoever can reach the store, the slot (replaced by a signed
  * tombstone its readers can open) only by the owner, who alone can sign.
  */
@@ -75,12 +77,17 @@ export async function resolveSlot(options: {
   preferSelf: boolean;
   /** Only slots opened with a PIN count. */
   byPin?: boolean;
+  /** See ResolveOptions.onRecord. */
+  onRecord?: (record: VerifiedPacket) => void;
 }): Promise<ResolvedSlot> {
   const publicKey = decodeZ32PublicKey(options.publisher);
-  const resolved = await resolveNewest(options.transports, publicKey, { home: options.settings.home });
+  const resolved = await resolveNewest(options.transports, publicKey, {
+    home: options.settings.home,
+    ...(options.onRecord ? { onRecord: options.onRecord } : {}),
+  });
   const opened = await openSlots(resolved.payload, options.publisher, options.identities);
-  const usable = options.byPin ? opened.filter((s) => s.seal.via === "pin") : opened;
-  if (usable.length === 0) {
+  const slot = pickSlot(opened, options);
+  if (!slot) {
     forgetSlots(opened);
     if (options.byPin) {
       throw new IntegrityError(
@@ -94,11 +101,16 @@ export async function resolveSlot(options: {
       hint: "ask the sender to push with --to <your key> (see `ccbundle whoami`), or pull with --pin; a handoff that was revoked, picked up or expired may have left the record",
     });
   }
+  return { slot, opened, record: resolved.payload, from: resolved.from };
+}
+
+/** The slot a pull takes among those it could open, or undefined if none counts. */
+function pickSlot(opened: OpenedSlot[], options: { preferSelf: boolean; byPin?: boolean }): OpenedSlot | undefined {
+  const usable = options.byPin ? opened.filter((s) => s.seal.via === "pin") : opened;
   // A backup snapshot slot (`backup --publish`) is no handoff: any handoff comes before it.
   const isSnapshot = (s: OpenedSlot) => Number(s.payload.kind === "snapshot");
   const ordered = [...usable].sort((a, b) => isSnapshot(a) - isSnapshot(b) || b.payload.created - a.payload.created);
-  const slot = (options.preferSelf && ordered.find((s) => s.payload.slot === "self")) || ordered[0]!;
-  return { slot, opened, record: resolved.payload, from: resolved.from };
+  return (options.preferSelf && ordered.find((s) => s.payload.slot === "self")) || ordered[0];
 }
 
 export function checkLive(payload: PointerPayload, now = Math.floor(Date.now() / 1000)): void {
@@ -125,22 +137,143 @@ export async function pullSession(options: PullOptions): Promise<PullResult> {
     ...(key ? [key.ageIdentity()] : []),
     ...(options.extraIdentities ?? []),
   ];
-  const resolved = await resolveSlot({
-    settings,
-    publisher: options.publisher,
-    identities,
-    transports: options.transports,
-    preferSelf: key?.z32 === options.publisher,
-    byPin: pin !== undefined,
-  });
+  const choice = { preferSelf: key?.z32 === options.publisher, byPin: pin !== undefined };
+  let early: EarlyStage | undefined;
+  let resolved: ResolvedSlot;
   try {
-    return await pullResolved(options, resolved);
+    resolved = await resolveSlot({
+      settings,
+      publisher: options.publisher,
+      identities,
+      transports: options.transports,
+      ...choice,
+      onRecord: (record) => {
+        early ??= stageEarly(options, identities, choice, record);
+      },
+    });
+  } catch (err) {
+    if (early) await dropEarly(early);
+    throw err;
+  }
+  let staged: EarlyStage | undefined;
+  try {
+    staged = early && (await earlyFor(early, resolved));
+    if (early && !staged) await dropEarly(early);
+    return await pullResolved(options, resolved, staged);
   } finally {
+    // pullResolved closes it after the install; this covers a throw before that.
+    if (staged) await closeEarly(staged);
     forgetSlots(resolved.opened);
+    if (early) forgetSlots(early.opened);
   }
 }
 
-async function pullResolved(options: PullOptions, resolved: ResolvedSlot): Promise<PullResult> {
+/**
+ * The blob named by the first record to come in, fetched and staged while the other transports
+ * are still being asked: the store's mirror answers in a millisecond, a DHT lookup takes up to
+ * seconds. Installed only if that record turns out to be the newest (`earlyFor`); otherwise
+ * dropped, staging folder and all (`dropEarly`). Staging writes nothing where Claude Code looks.
+ */
+interface EarlyStage {
+  record: VerifiedPacket;
+  run: ReceiveRun;
+  opened: OpenedSlot[];
+  blob: NonNullable<PointerPayload["blob"]> | undefined;
+  fetched: { stream: Readable; store: BlobStore | undefined; from: string | undefined } | undefined;
+  abandoned: boolean;
+  closed: boolean;
+  /** Never rejects; undefined when that record offered nothing to stage. */
+  staged: Promise<{ value: StagedBundle; receiving: ReceiveOptions } | { error: unknown } | undefined>;
+}
+
+function stageEarly(
+  options: PullOptions,
+  identities: Identity[],
+  choice: { preferSelf: boolean; byPin: boolean },
+  record: VerifiedPacket,
+): EarlyStage {
+  const early: EarlyStage = {
+    record,
+    run: new ReceiveRun(options.settings, { oneBundle: true }),
+    opened: [],
+    blob: undefined,
+    fetched: undefined,
+    abandoned: false,
+    closed: false,
+    staged: Promise.resolve(undefined),
+  };
+  early.staged = (async () => {
+    early.opened = await openSlots(record, options.publisher, identities);
+    const payload = pickSlot(early.opened, choice)?.payload;
+    if (payload?.kind !== "handoff" || !payload.blob || !isLive(payload)) return undefined;
+    const blob = payload.blob;
+    early.fetched = await openBlob(blob, options.storeOverride, payload.burn === true);
+    if (early.abandoned) return undefined;
+    early.blob = blob;
+    const receiving = receiveOptionsFor(options, blob, early.fetched.stream);
+    return { value: await early.run.stage(receiving), receiving };
+  })().catch((error: unknown) => ({ error }));
+  return early;
+}
+
+/** The early stage, if the newest record is the one it started from and names the same blob. */
+async function earlyFor(early: EarlyStage, resolved: ResolvedSlot): Promise<EarlyStage | undefined> {
+  if (early.record.timestamp !== resolved.record.timestamp) return undefined;
+  const outcome = await early.staged;
+  const blob = resolved.slot.payload.blob;
+  if (!outcome || !blob || early.blob?.key !== blob.key || early.blob.sha256 !== blob.sha256) return undefined;
+  return early;
+}
+
+async function dropEarly(early: EarlyStage): Promise<void> {
+  early.abandoned = true;
+  early.fetched?.stream.destroy();
+  const outcome = await early.staged;
+  // A stream opened after the flag was looked at.
+  if (outcome === undefined) early.fetched?.stream.destroy();
+  await closeEarly(early).catch(() => undefined);
+}
+
+/** Release the early stage's run (its staging folder goes, its lock if taken) and store, once. */
+async function closeEarly(early: EarlyStage): Promise<void> {
+  if (early.closed) return;
+  early.closed = true;
+  try {
+    await early.run.close();
+  } finally {
+    await early.fetched?.store?.close?.();
+  }
+}
+
+function isLive(payload: PointerPayload): boolean {
+  try {
+    checkLive(payload);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function receiveOptionsFor(
+  options: PullOptions,
+  blob: NonNullable<PointerPayload["blob"]>,
+  stream: Readable,
+): ReceiveOptions {
+  return {
+    settings: options.settings,
+    blob: stream,
+    identities: [new X25519Identity(Buffer.from(blob.age, "base64url"))],
+    acceptSigners: [options.publisher],
+    expect: { sha256: blob.sha256, size: blob.size },
+    project: options.project,
+    cwd: options.cwd,
+    maps: options.maps,
+    rewrite: options.rewrite,
+    force: options.force,
+  };
+}
+
+async function pullResolved(options: PullOptions, resolved: ResolvedSlot, early?: EarlyStage): Promise<PullResult> {
   const { settings, key } = options;
   const payload = resolved.slot.payload;
   checkLive(payload);
@@ -150,23 +283,26 @@ async function pullResolved(options: PullOptions, resolved: ResolvedSlot): Promi
     });
   }
   const blob = payload.blob;
-  const { stream, store, from } = await openBlob(blob, options.storeOverride, payload.burn === true);
   let result: ReceiveResult;
-  try {
-    result = await receiveBundle({
-      settings,
-      blob: stream,
-      identities: [new X25519Identity(Buffer.from(blob.age, "base64url"))],
-      acceptSigners: [options.publisher],
-      expect: { sha256: blob.sha256, size: blob.size },
-      project: options.project,
-      cwd: options.cwd,
-      maps: options.maps,
-      rewrite: options.rewrite,
-      force: options.force,
-    });
-  } finally {
-    await store?.close?.();
+  let from: string | undefined;
+  if (early) {
+    // Fetched and staged while the record was still being resolved: install it.
+    from = early.fetched?.from;
+    try {
+      const outcome = (await early.staged)!;
+      if ("error" in outcome) throw outcome.error;
+      result = await early.run.install(outcome.value, outcome.receiving);
+    } finally {
+      await closeEarly(early);
+    }
+  } else {
+    const opened = await openBlob(blob, options.storeOverride, payload.burn === true);
+    from = opened.from;
+    try {
+      result = await receiveBundle(receiveOptionsFor(options, blob, opened.stream));
+    } finally {
+      await opened.store?.close?.();
+    }
   }
 
   const warnings: string[] = [];

@@ -182,6 +182,12 @@ export interface ResolveOptions {
   home: string;
   /** Per-transport budget, ms (all run at once). Default 4000. */
   timeoutMs?: number;
+  /**
+   * Told of each record that verifies, as its transport answers, before the others have: a pull
+   * starts fetching the blob the first one names while the DHT is still being asked. Which record
+   * is the newest is known only once resolveNewest returns. Must not throw.
+   */
+  onRecord?: (record: VerifiedPacket) => void;
 }
 
 /**
@@ -203,7 +209,21 @@ export async function resolveNewest(
       hint: "enable the DHT (CCBUNDLE_BOOTSTRAP), a relay (--relay) or pass --store",
     });
   }
-  const answers = await Promise.all(transports.map((transport) => ask(transport, publicKey, timeoutMs)));
+  const answers = await Promise.all(
+    transports.map(async (transport) => {
+      const answer = await ask(transport, publicKey, timeoutMs);
+      if (options.onRecord && "bytes" in answer && answer.bytes !== undefined) {
+        let record: VerifiedPacket | undefined;
+        try {
+          record = verifyPayload(publicKey, answer.bytes);
+        } catch {
+          // Refused below, with the others.
+        }
+        if (record) options.onRecord(record);
+      }
+      return answer;
+    }),
+  );
 
   const failures: TransportFailure[] = [];
   const empty: string[] = [];
