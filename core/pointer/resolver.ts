@@ -209,19 +209,19 @@ export async function resolveNewest(
       hint: "enable the DHT (CCBUNDLE_BOOTSTRAP), a relay (--relay) or pass --store",
     });
   }
+  // Each answer is verified as it comes in, so onRecord hears of it before the slower transports answer.
   const answers = await Promise.all(
-    transports.map(async (transport) => {
+    transports.map(async (transport): Promise<Answer | { transport: string; packet: VerifiedPacket }> => {
       const answer = await ask(transport, publicKey, timeoutMs);
-      if (options.onRecord && "bytes" in answer && answer.bytes !== undefined) {
-        let record: VerifiedPacket | undefined;
-        try {
-          record = verifyPayload(publicKey, answer.bytes);
-        } catch {
-          // Refused below, with the others.
-        }
-        if (record) options.onRecord(record);
+      if (!("bytes" in answer) || answer.bytes === undefined) return answer;
+      let packet: VerifiedPacket;
+      try {
+        packet = verifyPayload(publicKey, answer.bytes);
+      } catch (err) {
+        return { transport: answer.transport, reason: `rejected record: ${describeError(err)}`, junk: true };
       }
-      return answer;
+      options.onRecord?.(packet);
+      return { transport: answer.transport, packet };
     }),
   );
 
@@ -230,19 +230,11 @@ export async function resolveNewest(
   const valid: Array<{ transport: string; packet: VerifiedPacket }> = [];
   let rejected = 0;
   for (const answer of answers) {
-    if ("reason" in answer) {
+    if ("packet" in answer) valid.push(answer);
+    else if ("reason" in answer) {
       if (answer.junk) rejected++;
       failures.push({ transport: answer.transport, reason: answer.reason });
-    } else if (answer.bytes === undefined) {
-      empty.push(answer.transport);
-    } else {
-      try {
-        valid.push({ transport: answer.transport, packet: verifyPayload(publicKey, answer.bytes) });
-      } catch (err) {
-        rejected++;
-        failures.push({ transport: answer.transport, reason: `rejected record: ${describeError(err)}` });
-      }
-    }
+    } else empty.push(answer.transport);
   }
 
   if (valid.length === 0) {
