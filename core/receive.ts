@@ -150,8 +150,6 @@ export class ReceiveRun {
         rewriterFor: (file) => rewriterFor?.(file) ?? Promise.resolve(undefined),
         handOver: (fd) => durable.add(fd),
         layout: "flat",
-        // One reader thread serves the whole run (restore --all reads hundreds of blobs through it).
-        threaded: true,
       });
       if (options.expect && (read.sha256 !== options.expect.sha256 || read.size !== options.expect.size)) {
         throw new IntegrityError("the blob does not match the hash in the record", {

@@ -4,10 +4,9 @@ import { pipeline } from "node:stream/promises";
 import { createDecryptStream, createEncryptStream, type Identity, type Recipient } from "../crypto/age/index.js";
 import { CcbError } from "../errors.js";
 import { BLOB_PIECE, encodeBlob } from "./blob-encoder.js";
-import { type CompressOptions, createCompressor, createDecompressor, zstdEncoder } from "./codec.js";
+import { type CompressOptions, createCompressor, zstdEncoder } from "./codec.js";
 import type { BundleFile, Manifest } from "./manifest.js";
 import { type PackFile, packBundle } from "./pack.js";
-import { readTar } from "./tar-reader.js";
 import { createThreadedTarReader } from "./threaded-reader.js";
 import { type Rewriter, type StagingLayout, unpackTar } from "./unpack.js";
 
@@ -72,8 +71,6 @@ export interface BundleReadOptions {
   /** Takes over each staged file's descriptor to fsync and close it (see unpackTar). */
   handOver?: (fd: number) => Promise<void>;
   layout?: StagingLayout;
-  /** Decompress, read the tar and hash on a worker thread, kept between blobs; see threaded-reader.ts. */
-  threaded?: boolean;
   /** Rewrites a file's bytes on their way to staging (see unpackTar). */
   rewriterFor?: (file: BundleFile) => Promise<Rewriter | undefined>;
 }
@@ -89,8 +86,9 @@ export async function readBundle(
 ): Promise<{ manifest: Manifest; sha256: string; size: number }> {
   const counter = new HashCounter();
   const decryptor = createDecryptStream(options.identities);
-  // The last stage gives tar bytes (in-process) or TarBatches (the reader thread).
-  const decompressor = options.threaded ? createThreadedTarReader() : createDecompressor();
+  // Decompression, the tar and hashing on the reader thread, kept between blobs (in-process where
+  // there is no worker script, as when running from the TypeScript sources).
+  const decompressor = createThreadedTarReader();
   let pipeError: unknown;
   const piping = pipeline(blob, counter, decryptor, decompressor).catch((err: unknown) => {
     pipeError = err;
@@ -105,8 +103,7 @@ export async function readBundle(
     compressedBytes: () => counter.bytes,
   };
   try {
-    const batches = options.threaded ? decompressor : readTar(decompressor);
-    const manifest = await unpackTar(batches, options.stagingDir, unpackOptions);
+    const manifest = await unpackTar(decompressor, options.stagingDir, unpackOptions);
     await piping;
     if (pipeError) throw pipeError;
     return { manifest, sha256: counter.digest(), size: counter.bytes };
