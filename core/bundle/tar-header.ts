@@ -49,10 +49,14 @@ export function fileHeader(entry: FileHeader): Buffer {
   return Buffer.concat([pax, body, padding(body.length), ustar]);
 }
 
+/** How many zero bytes fill the last block of an entry of `size` bytes. */
+export function paddingSize(size: number): number {
+  return (BLOCK - (size % BLOCK)) % BLOCK;
+}
+
 /** Zero bytes that fill the last block of an entry of `size` bytes. */
 export function padding(size: number): Buffer {
-  const rest = size % BLOCK;
-  return rest === 0 ? ZEROS.subarray(0, 0) : ZEROS.subarray(0, BLOCK - rest);
+  return ZEROS.subarray(0, paddingSize(size));
 }
 
 /** Split a name into ustar's prefix (≤155 bytes) and name (≤100 bytes) at a slash, if it fits. */

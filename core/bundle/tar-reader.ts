@@ -1,5 +1,5 @@
 import { createHash, type Hash } from "node:crypto";
-import { BLOCK } from "./tar-header.js";
+import { BLOCK, paddingSize } from "./tar-header.js";
 
 /**
  * A synchronous tar reader: fed the tar bytes in pieces of any size, it turns
@@ -85,12 +85,9 @@ export class TarReader {
   #partial: Buffer | undefined;
   /** What the next entry's pax header or GNU long-name entry said. */
   #next: { path?: string; size?: number } = {};
-  /** Tar bytes taken so far. */
-  bytes = 0;
 
   /** Read `chunk`, appending what it held to `out`. Data events are views of `chunk`. */
   push(chunk: Buffer, out: TarEvent[]): void {
-    this.bytes += chunk.length;
     let at = 0;
     while (at < chunk.length) {
       const state = this.#state;
@@ -125,7 +122,7 @@ export class TarReader {
           }
           if (state.left === 0) {
             out.push({ type: "end", sha256: state.hash?.digest("hex") });
-            this.#state = state.padding > 0 ? { at: "padding", left: state.padding } : { at: "header" };
+            this.#skip(state.padding);
           }
           break;
         }
@@ -136,7 +133,7 @@ export class TarReader {
           at += take;
           if (state.left === 0) {
             this.#meta(state.kind, Buffer.concat(state.parts));
-            this.#state = state.padding > 0 ? { at: "padding", left: state.padding } : { at: "header" };
+            this.#skip(state.padding);
           }
           break;
         }
@@ -158,6 +155,11 @@ export class TarReader {
     }
   }
 
+  /** Past an entry's data: its padding, then the next header. */
+  #skip(padding: number): void {
+    this.#state = padding > 0 ? { at: "padding", left: padding } : { at: "header" };
+  }
+
   /** The tar bytes are all in: refuse an archive cut short. */
   end(): void {
     const state = this.#state.at;
@@ -177,27 +179,24 @@ export class TarReader {
     const ownSize = readNumber(block, 124, 12);
     if (flag === "x" || flag === "g" || flag === "L") {
       if (ownSize > MAX_META_BYTES) throw new TarReadError("extended header too large");
-      const padding = (BLOCK - (ownSize % BLOCK)) % BLOCK;
       if (ownSize === 0) this.#meta(flag, Buffer.alloc(0));
-      else this.#state = { at: "meta", kind: flag, left: ownSize, padding, parts: [] };
+      else this.#state = { at: "meta", kind: flag, left: ownSize, padding: paddingSize(ownSize), parts: [] };
       return;
     }
     if (flag === "K") throw new TarReadError("GNU long link names are not supported");
     const entryType = TYPES[flag] ?? "unknown";
     const name = this.#next.path ?? headerName(block);
     const size = this.#next.size ?? ownSize;
-    const padding = (BLOCK - (size % BLOCK)) % BLOCK;
     this.#next = {};
     out.push({ type: "entry", name, size, entryType });
     // Only regular files carry data we hand on; a link's or a device's size field is ignored.
     const hasData = entryType === "file" || entryType === "contiguous-file" || entryType === "unknown";
     const dataSize = hasData ? size : 0;
     const hash = entryType === "file" ? createHash("sha256") : undefined;
-    this.#state = { at: "data", left: dataSize, padding: hasData ? padding : 0, hash };
     if (dataSize === 0) {
       out.push({ type: "end", sha256: hash?.digest("hex") });
-      this.#state = hasData && padding > 0 ? { at: "padding", left: padding } : { at: "header" };
-    }
+      this.#skip(0);
+    } else this.#state = { at: "data", left: dataSize, padding: paddingSize(dataSize), hash };
   }
 
   #meta(kind: "x" | "g" | "L", body: Buffer): void {
@@ -265,21 +264,23 @@ function readNumber(block: Buffer, offset: number, width: number): number {
     if (!Number.isSafeInteger(value)) throw new TarReadError("invalid tar header (size too large)");
     return value;
   }
-  const text = block
-    .toString("latin1", offset, offset + width)
-    .replace(/[\0 ]+$/, "")
-    .replace(/^ +/, "");
+  const text = octalText(block, offset, width);
   if (text === "") return 0;
   if (!/^[0-7]+$/.test(text)) throw new TarReadError("invalid tar header (size is not a number)");
   return Number.parseInt(text, 8);
 }
 
-/** The checksum field holds the sum of the header's bytes, counting itself as eight spaces (signed, for old tars). */
-function checksumMatches(block: Buffer): boolean {
-  const stored = block
-    .toString("latin1", 148, 156)
+/** An octal field's digits, without the spaces and NULs writers put around them. */
+function octalText(block: Buffer, offset: number, width: number): string {
+  return block
+    .toString("latin1", offset, offset + width)
     .replace(/[\0 ]+$/, "")
     .replace(/^ +/, "");
+}
+
+/** The checksum field holds the sum of the header's bytes, counting itself as eight spaces (signed, for old tars). */
+function checksumMatches(block: Buffer): boolean {
+  const stored = octalText(block, 148, 8);
   if (!/^[0-7]{1,7}$/.test(stored)) return false;
   const expected = Number.parseInt(stored, 8);
   let unsigned = 8 * 0x20;
