@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { READ_CHUNK } from "../claude/scratch.js";
+import { READ_CHUNK, scratch } from "../claude/scratch.js";
 import { PayloadSealer, type Recipient, sealHeader } from "../crypto/age/index.js";
 import { generateFileKey } from "../crypto/age/primitives.js";
 import { NONCE_SIZE } from "../crypto/age/stream.js";
@@ -36,12 +36,6 @@ export const BLOB_PIECE = 1 << 20;
  */
 const INPUT_PER_TURN = 4 << 20;
 
-/**
- * The thread's read buffer (see scratch.ts for its size). One for all blobs, even ones
- * encoded at once: each chunk read into it is compressed before the loop yields.
- */
-let readBuffer: Buffer | undefined;
-
 export async function* encodeBlob(encoder: ZstdEncoder, options: BlobEncodeOptions): AsyncGenerator<Buffer[]> {
   let pieces: Buffer[] = [];
   let pieceBytes = 0;
@@ -73,7 +67,8 @@ export async function* encodeBlob(encoder: ZstdEncoder, options: BlobEncodeOptio
       for (const bytes of sealed) take(bytes);
       sealed.length = 0;
     };
-    readBuffer ??= Buffer.allocUnsafe(READ_CHUNK);
+    // The thread's scratch buffer: each chunk read into it is compressed before the loop yields.
+    const readBuffer = scratch(READ_CHUNK);
     let plain = 0;
     let sinceTurn = 0;
     for (const chunk of tarParts(options.manifestJson, options.files, readBuffer, true)) {

@@ -3,7 +3,7 @@ export const READ_CHUNK = 128 << 10;
 
 /**
  * One read buffer per thread for the synchronous scan passes (transcript.ts,
- * session.ts hashedFile). A fresh 1 MiB buffer per file added up to 30-40 MB
+ * session.ts hashedFile) and blob encoding (bundle/blob-encoder.ts). A fresh 1 MiB buffer per file added up to 30-40 MB
  * of dead ArrayBuffers per backup worker thread between GCs (bench peak RSS
  * over 200 MB). Safe to share because every user reads, hashes and scans the
  * bytes synchronously and keeps no view of them (copies what it keeps) before
@@ -15,11 +15,10 @@ export const READ_CHUNK = 128 << 10;
  * or 1 MiB one (2-core EPYC, 1 MiB L2), all of the difference kernel time.
  */
 
-const SIZE = READ_CHUNK;
 let buffer: Buffer | undefined;
 
 /** A view of the thread's scratch buffer, `size` bytes (1 to READ_CHUNK); valid until the caller next yields. */
 export function scratch(size: number): Buffer {
-  buffer ??= Buffer.allocUnsafe(SIZE);
-  return buffer.subarray(0, Math.min(SIZE, Math.max(1, size)));
+  buffer ??= Buffer.allocUnsafe(READ_CHUNK);
+  return buffer.subarray(0, Math.min(READ_CHUNK, Math.max(1, size)));
 }

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { type FileIdentity, fileIdentity, sameFile } from "../file-identity.js";
-import { READ_CHUNK, scratch } from "./scratch.js";
+import { scratch } from "./scratch.js";
 
 /**
  * Reading a transcript that Claude Code may still be appending to: we fix the
@@ -132,7 +132,7 @@ export async function scanTranscript(file: string, onLines?: (whole: Buffer) => 
       scanLast(whole, scan);
     };
     // The thread's read buffer, reused: only the tail of an unfinished line is copied out of it.
-    const buffer = scratch(Math.min(READ_CHUNK, limit));
+    const buffer = scratch(limit);
     while (position < limit) {
       const bytesRead = readSync(fd, buffer, 0, Math.min(buffer.length, limit - position), position);
       if (bytesRead === 0) break;
