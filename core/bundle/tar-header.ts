@@ -2,8 +2,9 @@
  * POSIX tar (ustar + pax) headers for the entries ccbundle writes: regular
  * files only. Written by hand because tar-stream's pack (streamx) capped the
  * whole bundle pipeline at ~390 MB/s in memory on the bench corpus, below
- * `zstd -3` itself; a header is 512 bytes of fixed fields, and GNU tar,
- * bsdtar and tar-stream's extract all read what this writes (test/tar-writer.test.ts).
+ * `zstd -3` itself; a header is 512 bytes of fixed fields. GNU tar and
+ * tar-stream's extract read what this writes (test/bundle-pipeline.test.ts), and
+ * so does tar-reader.ts (test/tar-reader.test.ts).
  */
 
 export const BLOCK = 512;
