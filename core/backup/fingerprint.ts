@@ -55,7 +55,12 @@ export function fingerprintSession(
 
 /** Add `size:mtimeMs` of one config-dir-relative file, if it is a regular file. */
 export function addFileStat(print: Fingerprint, claudeDir: string, rel: string): void {
-  const info = lstatSync(path.join(claudeDir, ...rel.split("/")), { throwIfNoEntry: false });
+  addStat(print, rel, path.join(claudeDir, ...rel.split("/")));
+}
+
+/** Add `size:mtimeMs` of `file` under `rel`, if it is a regular file. */
+function addStat(print: Fingerprint, rel: string, file: string): void {
+  const info = lstatSync(file, { throwIfNoEntry: false });
   if (info?.isFile()) print[rel] = `${info.size}:${info.mtimeMs}`;
 }
 
@@ -78,10 +83,7 @@ function walk(claudeDir: string, rel: string, print: Fingerprint): void {
   for (const entry of entries) {
     const childRel = `${rel}/${entry.name}`;
     if (entry.isDirectory()) walk(claudeDir, childRel, print);
-    else if (entry.isFile()) {
-      const info = lstatSync(`${dir}${path.sep}${entry.name}`, { throwIfNoEntry: false });
-      if (info?.isFile()) print[childRel] = `${info.size}:${info.mtimeMs}`;
-    }
+    else if (entry.isFile()) addStat(print, childRel, `${dir}${path.sep}${entry.name}`);
   }
 }
 
