@@ -1,5 +1,5 @@
-import { randomBytes } from "node:crypto";
-import { link, mkdir, open, readFile, rename, rm } from "node:fs/promises";
+import { createHash, randomBytes } from "node:crypto";
+import { link, mkdir, open, readFile, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { CcbError, errnoCode } from "./errors.js";
@@ -7,15 +7,24 @@ import { CcbError, errnoCode } from "./errors.js";
 /**
  * A lock file in CCBUNDLE_HOME, so two pushes or two backups on one machine
  * (cron firing while one still runs) do not interleave. The file holds the
- * owner's pid, host and start time; a lock whose process is gone (or that is
- * older than `staleAfterMs`) is taken over, so a `kill -9` never wedges cron.
+ * owner's pid, host, start time and a random token; a lock whose process is
+ * gone (or that is older than `staleAfterMs`) is taken over, so a `kill -9`
+ * never wedges cron.
  *
  * The lock file appears complete or not at all: it is written under a temp
  * name and hard-linked into place (link fails if the name exists), so a
  * contender never reads a half-written lock and mistakes it for a stale one.
- * A stale lock is taken over by renaming it aside first and checking that
- * what was moved is still the stale holder, so two contenders cannot both
- * "clear" it and each believe they hold the lock.
+ *
+ * Removing a lock is the delicate part, because "it is still the stale one,
+ * so remove it" must be a single step or two contenders can each clear the
+ * way for the other. A rename-aside-and-put-back did not do it: in the moment
+ * a wrongly moved live lock was gone, a third contender got in. So whoever
+ * removes a lock (a contender taking over, or the owner releasing) first
+ * creates a ticket named after the lock's exact content, exclusively. Under
+ * the ticket it rereads the lock and removes it only if the content is the
+ * same. No one else can remove that content meanwhile (they would need the
+ * same ticket), and no one can create a lock while it exists. Every lock's
+ * content is unique, thanks to the token, so a ticket never outlives its use.
  */
 
 export interface LockOptions {
@@ -23,6 +32,14 @@ export interface LockOptions {
   waitMs?: number;
   staleAfterMs?: number;
 }
+
+/**
+ * A ticket is held for two file operations, so one this old was left by a
+ * process that died (or froze) in between; its owner may be on another host.
+ */
+const TICKET_STALE_MS = 30_000;
+/** Tickets on tickets: past this depth something keeps dying mid-takeover; ask the user. */
+const MAX_TICKET_DEPTH = 2;
 
 /** Who holds a lock or a staging folder: enough to tell whether that process is still alive. */
 export interface OwnerInfo {
@@ -58,19 +75,18 @@ export async function acquireLock(home: string, name: string, options: LockOptio
   await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
   const deadline = Date.now() + (options.waitMs ?? 0);
   const staleAfter = options.staleAfterMs ?? 6 * 3600_000;
-  const me = currentOwner();
+  const mine = lockContent();
   for (;;) {
-    if (await tryCreate(file, me)) {
-      return async () => {
-        // Only remove the lock if it is still ours (a stale-lock takeover may have replaced it).
-        const current = await readOwner(file);
-        if (typeof current === "object" && sameOwner(current, me)) await rm(file, { force: true });
-      };
+    if (await tryCreate(file, mine)) {
+      // If a contender is taking our lock over (it judged it stale by age), it removes it.
+      return async () => void (await removeIfStill(file, mine));
     }
-    const holder = await readOwner(file);
-    if (holder === "missing") continue;
-    if (holder === "unreadable" || isStale(holder, staleAfter)) {
-      await takeOver(file, holder);
+    const seen = await readText(file);
+    if (seen === undefined) continue;
+    const holder = parseOwner(seen);
+    if (holder === undefined || isStale(holder, staleAfter)) {
+      // False: another contender is removing it right now; give it a moment.
+      if (!(await removeIfStill(file, seen))) await sleep(5 + Math.random() * 10);
       continue;
     }
     if (Date.now() >= deadline) {
@@ -80,16 +96,21 @@ export async function acquireLock(home: string, name: string, options: LockOptio
         { hint: `wait for it to finish; if it is gone, remove ${file}` },
       );
     }
-    await new Promise((resolve) => setTimeout(resolve, 100 + Math.random() * 100));
+    await sleep(100 + Math.random() * 100);
   }
 }
 
-/** Create the lock file atomically with our owner info; false when someone holds it. */
-async function tryCreate(file: string, me: OwnerInfo): Promise<boolean> {
+/** What a lock or ticket file holds: its owner, made unique by a token (one process may take many). */
+function lockContent(): string {
+  return JSON.stringify({ ...currentOwner(), token: randomBytes(8).toString("hex") });
+}
+
+/** Create `file` atomically with `content`; false when it exists. */
+async function tryCreate(file: string, content: string): Promise<boolean> {
   const tmp = `${file}.${randomBytes(6).toString("hex")}.tmp`;
   const handle = await open(tmp, "wx", 0o600);
   try {
-    await handle.writeFile(JSON.stringify(me));
+    await handle.writeFile(content);
   } finally {
     await handle.close();
   }
@@ -105,36 +126,44 @@ async function tryCreate(file: string, me: OwnerInfo): Promise<boolean> {
 }
 
 /**
- * Move a stale lock out of the way. If another contender replaced it with a
- * fresh lock between our read and our rename, put that one back.
+ * Remove `file` if it still holds `content`, under that content's ticket.
+ * False when someone else holds the ticket (they will do the removing); a
+ * ticket whose owner is gone is itself removed the same way, one level down.
  */
-async function takeOver(file: string, seen: OwnerInfo | "unreadable"): Promise<void> {
-  const aside = `${file}.${randomBytes(6).toString("hex")}.stale`;
-  try {
-    await rename(file, aside);
-  } catch (err) {
-    if (errnoCode(err) === "ENOENT") return;
-    throw err;
+async function removeIfStill(file: string, content: string, depth = 0): Promise<boolean> {
+  const ticket = `${file}.${createHash("sha256").update(content).digest("hex").slice(0, 16)}.takeover`;
+  if (await tryCreate(ticket, lockContent())) {
+    try {
+      if ((await readText(file)) === content) await rm(file, { force: true });
+    } finally {
+      await rm(ticket, { force: true });
+    }
+    return true;
   }
-  const moved = await readOwner(aside);
-  const wasTheStaleOne =
-    seen === "unreadable" ? moved === "unreadable" : typeof moved === "object" && sameOwner(moved, seen);
-  if (!wasTheStaleOne) {
-    // Not what we judged stale: restore it unless yet another lock appeared meanwhile.
-    await link(aside, file).catch(() => undefined);
+  const taker = await readText(ticket);
+  if (taker === undefined) return false;
+  const owner = parseOwner(taker);
+  if (owner !== undefined && !ownerIsGone(owner) && Date.now() - owner.started <= TICKET_STALE_MS) return false;
+  if (depth >= MAX_TICKET_DEPTH) {
+    throw new CcbError(`cannot take over the stale lock ${file}: its takeover keeps being left unfinished`, 1, {
+      hint: `if no ccbundle is running, remove ${file} and the ${path.basename(file)}.*.takeover files beside it`,
+    });
   }
-  await rm(aside, { force: true });
+  await removeIfStill(ticket, taker, depth + 1);
+  return false;
 }
 
-async function readOwner(file: string): Promise<OwnerInfo | "missing" | "unreadable"> {
-  let text: string;
+async function readText(file: string): Promise<string | undefined> {
   try {
-    text = await readFile(file, "utf8");
+    return await readFile(file, "utf8");
   } catch (err) {
-    if (errnoCode(err) === "ENOENT") return "missing";
+    if (errnoCode(err) === "ENOENT") return undefined;
     throw err;
   }
-  return parseOwner(text) ?? "unreadable";
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 export function parseOwner(text: string): OwnerInfo | undefined {
@@ -147,10 +176,6 @@ export function parseOwner(text: string): OwnerInfo | undefined {
     // fall through
   }
   return undefined;
-}
-
-function sameOwner(a: OwnerInfo, b: OwnerInfo): boolean {
-  return a.pid === b.pid && a.host === b.host && a.started === b.started;
 }
 
 function isStale(info: OwnerInfo, staleAfterMs: number): boolean {

@@ -1,4 +1,5 @@
 import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
 import {
   appendFileSync,
   existsSync,
@@ -59,6 +60,14 @@ async function contend(home: string, n: number): Promise<number> {
   return most;
 }
 
+/** Leave a lock file as a holder would have; returns its exact content. */
+function plantLock(home: string, owner: { pid: number; host: string; started: number }): string {
+  mkdirSync(path.join(home, "locks"), { recursive: true });
+  const content = JSON.stringify(owner);
+  writeFileSync(lockPath(home, "push"), content);
+  return content;
+}
+
 describe("the lock in CCBUNDLE_HOME", () => {
   it("lets one holder in at a time", async () => {
     const home = path.join(scratch, "one");
@@ -67,13 +76,25 @@ describe("the lock in CCBUNDLE_HOME", () => {
   });
 
   it("a lock whose process is gone is taken over, by exactly one of many contenders", async () => {
-    const home = path.join(scratch, "stale");
-    mkdirSync(path.join(home, "locks"), { recursive: true });
-    writeFileSync(
-      lockPath(home, "push"),
-      JSON.stringify({ pid: await deadPid(), host: os.hostname(), started: Date.now() }),
-    );
-    expect(await contend(home, 10)).toBe(1);
+    // The race this guards against was rare (1 round in 200 of the old rename-and-put-back),
+    // so run many rounds; each leaves nothing behind in the locks folder.
+    const dead = await deadPid();
+    for (let round = 0; round < 25; round++) {
+      const home = path.join(scratch, `stale-${round}`);
+      plantLock(home, { pid: dead, host: os.hostname(), started: Date.now() });
+      expect(await contend(home, 10)).toBe(1);
+      expect(readdirSync(path.join(home, "locks"))).toEqual([]);
+    }
+  });
+
+  it("a takeover left unfinished by a dead process does not wedge the lock", async () => {
+    const home = path.join(scratch, "ticket");
+    const stale = plantLock(home, { pid: await deadPid(), host: os.hostname(), started: Date.now() });
+    // The ticket a contender takes before removing the stale lock; that contender died too.
+    const ticket = `${lockPath(home, "push")}.${createHash("sha256").update(stale).digest("hex").slice(0, 16)}.takeover`;
+    writeFileSync(ticket, JSON.stringify({ pid: await deadPid(), host: os.hostname(), started: Date.now() }));
+    expect(await contend(home, 6)).toBe(1);
+    expect(readdirSync(path.join(home, "locks"))).toEqual([]);
   });
 
   it("holds across processes: many CLIs starting at once never overlap", async () => {
@@ -99,6 +120,36 @@ describe("the lock in CCBUNDLE_HOME", () => {
     for (let i = 0; i < events.length; i += 2) {
       expect(events[i]!.startsWith("in ")).toBe(true);
       expect(events[i + 1]).toBe(events[i]!.replace("in ", "out "));
+    }
+  });
+
+  it("holds across processes when they all start by taking over a stale lock", async () => {
+    const home = path.join(scratch, "procs-stale");
+    const log = path.join(scratch, "procs-stale.log");
+    const lockModule = new URL("../dist/core/lock.js", import.meta.url).href;
+    const script = `
+      const { withLock } = await import(${JSON.stringify(lockModule)});
+      const { appendFileSync } = await import("node:fs");
+      await withLock(process.argv[1], "push", async () => {
+        appendFileSync(process.argv[2], "in " + process.pid + "\\n");
+        await new Promise((r) => setTimeout(r, 3));
+        appendFileSync(process.argv[2], "out " + process.pid + "\\n");
+      }, { waitMs: 30000 });`;
+    const dead = await deadPid();
+    for (let round = 0; round < 4; round++) {
+      plantLock(home, { pid: dead, host: os.hostname(), started: Date.now() });
+      writeFileSync(log, "");
+      const children = Array.from({ length: 6 }, () =>
+        spawn(process.execPath, ["--input-type=module", "-e", script, home, log], { stdio: "inherit" }),
+      );
+      await Promise.all(children.map((child) => new Promise((resolve) => child.on("exit", resolve))));
+      const events = readFileSync(log, "utf8").trim().split("\n");
+      expect(events).toHaveLength(12);
+      for (let i = 0; i < events.length; i += 2) {
+        expect(events[i]!.startsWith("in ")).toBe(true);
+        expect(events[i + 1]).toBe(events[i]!.replace("in ", "out "));
+      }
+      expect(readdirSync(path.join(home, "locks"))).toEqual([]);
     }
   });
 
