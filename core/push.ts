@@ -122,6 +122,7 @@ async function pushWithKeys(options: PushOptions, fileKey: Buffer, blobSecret: B
   const currentRecord = resolveCurrent(options.transports, key, settings.home);
 
   const ref = await findSession(settings.claudeDir, options.projectDir, options.sessionId);
+  await options.store.checkWritable?.();
   const prepared = await prepareBundle({
     claudeDir: settings.claudeDir,
     ref,

@@ -26,6 +26,13 @@ export interface BlobStore {
   delete(key: string): Promise<void>;
   /** Objects whose key starts with `prefix`, in no particular order. */
   list(prefix: string): AsyncIterable<ObjectInfo>;
+  /**
+   * Fail now, with the store's own error, when puts cannot succeed (say a store
+   * folder the user named that does not exist): called before long work, so a
+   * backup does not encode every session first. Stores that can only tell by
+   * trying leave it out.
+   */
+  checkWritable?(): Promise<void>;
   /** A URL anyone can GET until it expires; only stores that can presign have it. */
   presignGet?(key: string, expiresInSeconds: number): Promise<string>;
   /** Release sockets or handles. */

@@ -157,6 +157,14 @@ export class LocalStore implements BlobStore {
     }
   }
 
+  async checkWritable(): Promise<void> {
+    this.#writable ??= this.ensureWritable(path.join(this.root, TMP_DIR));
+    await this.#writable.catch((err) => {
+      this.#writable = undefined;
+      throw this.wrap(err, TMP_DIR);
+    });
+  }
+
   /**
    * A new temp file, open for writing. The store folder is checked (and `.tmp` made) on the
    * first put only, and again if `.tmp` has gone since (someone emptied the store).
@@ -209,6 +217,12 @@ export class LocalStore implements BlobStore {
     if (code === "EACCES" || code === "EPERM" || code === "EROFS") {
       return new CcbError(`store ${this.url} is not writable (${code})`, 1, {
         hint: "check the folder's permissions or mount, or pass another --store",
+        cause: err,
+      });
+    }
+    if (code === "ENOTDIR" || code === "EEXIST") {
+      return new CcbError(`store ${this.url} cannot hold ${key}: a file is where a folder of it should be`, 1, {
+        hint: "move that file out of the store folder, or pass another --store",
         cause: err,
       });
     }

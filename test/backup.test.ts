@@ -1,10 +1,23 @@
 import { execFileSync } from "node:child_process";
-import { appendFileSync, existsSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import {
+  appendFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { backupSessions } from "../core/backup/backup.js";
 import { projectFolderName } from "../core/claude/paths.js";
+import { loadSettings } from "../core/config.js";
+import { LocalStore } from "../storage-adapters/local.js";
 import { allObjectNames, backupMachine, blobNames, snapshotNames, withSameIdentity } from "./helpers/backup.js";
 import { type FixtureSession, writeDecoys, writeSession } from "./helpers/fixture.js";
+import { machineKey } from "./helpers/hostile.js";
 import { CLI, type Machine } from "./helpers/machine.js";
 
 /**
@@ -286,25 +299,64 @@ describe("failures and sessions that are gone", () => {
 });
 
 describe("backup through the worker threads", () => {
-  it("a store folder that does not exist: the one-line error and exit 1, not a crash of the threads' stream", async () => {
+  /** Two sessions over backup's 16 MB threshold, so they are encoded on worker threads. */
+  function bigSessions(machine: Machine): void {
+    for (let i = 0; i < 2; i++) {
+      writeSession({
+        claudeDir: machine.claudeDir,
+        projectDir: machine.project(`big-${i}`),
+        home: machine.home,
+        turns: 4,
+        padding: 2_500_000,
+      });
+    }
+  }
+
+  it("a store folder that does not exist: the one-line error and exit 1, before a session is read", async () => {
     const { machine: carol, nas } = await backupMachine("carol");
     try {
-      // Over backup's 16 MB threshold, so the sessions are encoded on worker threads.
-      for (let i = 0; i < 2; i++) {
-        writeSession({
-          claudeDir: carol.claudeDir,
-          projectDir: carol.project(`big-${i}`),
-          home: carol.home,
-          turns: 4,
-          padding: 2_500_000,
-        });
-      }
+      bigSessions(carol);
       const missing = path.join(nas, "not-made-yet");
       const result = await carol.run(["backup", "--all"], { env: { CCBUNDLE_STORE: missing } });
       expect(result.code).toBe(1);
       expect(result.stderr).toContain(`store folder ${missing} does not exist`);
-      expect(result.stderr).not.toMatch(/^\s+at |Unhandled|Error: bundle workers/m);
+      expect(result.stderr).not.toMatch(/^\s+at |Unhandled/m);
       expect(existsSync(missing)).toBe(false);
+      // The library: the store is checked before the scan, so no session is read or encoded.
+      const phases: string[] = [];
+      const run = backupSessions({
+        settings: loadSettings({ ...carol.env, CCBUNDLE_STORE: missing }, {}),
+        key: machineKey(carol.ccbHome),
+        store: new LocalStore(missing),
+        scope: {},
+        cwd: carol.home,
+        onProgress: (event) => phases.push(event.phase),
+      });
+      await expect(run).rejects.toThrow(`store folder ${missing} does not exist`);
+      expect(phases).toEqual([]);
+    } finally {
+      carol.cleanup();
+    }
+  });
+
+  it("a store that refuses an upload stops the run: one error and exit 1, not a crash of the threads' stream", async () => {
+    const { machine: carol, nas } = await backupMachine("carol");
+    try {
+      bigSessions(carol);
+      // The store folder is fine; the folder the blobs go in cannot be made.
+      const store = path.join(nas, "blocked");
+      mkdirSync(path.join(store, "ccbundle", "v1"), { recursive: true });
+      writeFileSync(path.join(store, "ccbundle", "v1", "blobs"), "not a folder");
+      const result = await carol.run(["backup", "--all"], { env: { CCBUNDLE_STORE: store } });
+      expect(result.code).toBe(1);
+      // The first refusal stops the run: one error with its hint, not a line per session.
+      expect(result.stderr.trim().split("\n")).toEqual([
+        expect.stringMatching(
+          /^ccbundle: store file:.* cannot hold ccbundle\/v1\/blobs\/\w+: a file is where a folder of it should be$/,
+        ),
+        "hint: move that file out of the store folder, or pass another --store",
+      ]);
+      expect(readdirSync(path.join(store, ".tmp"))).toEqual([]);
     } finally {
       carol.cleanup();
     }

@@ -140,6 +140,8 @@ async function backupWith(options: BackupOptions, started: number, gitShell: Git
 
   const stateFile = await BackupStateFile.open(settings.home, key.z32, store.url);
   const state = stateFile.state;
+  // A store that cannot take the blobs fails the run now, not after every session is encoded.
+  await store.checkWritable?.();
   const base = await newestSnapshot(store, key, warnings);
   const baseBlobs = new Set(base?.sessions.map((session) => session.blob.key));
   // Our own entries in the last snapshot that this machine's state does not know
@@ -211,7 +213,12 @@ async function backupWith(options: BackupOptions, started: number, gitShell: Git
   // worker finds its next job waiting; at most `uploadLimit` blobs are encoded and uploaded at once.
   const ahead = uploadLimit + 2 * (bundler?.threads ?? 1);
   const uploads = limiter(uploadLimit);
+  // The first upload the store refuses (full, gone, no permission) stops the run, as restic
+  // does: encoding the other sessions for the same refusal would take minutes and print one
+  // line per session. Uploads that finished are in the state journal; the next run reuses them.
+  let storeFailure: StoreRefused | undefined;
   const uploadResults = await mapPool(changed, ahead, async (decision) => {
+    if (storeFailure) throw storeFailure;
     try {
       return await uploadSession({
         bundler: bundler ?? inProcess(),
@@ -231,12 +238,16 @@ async function backupWith(options: BackupOptions, started: number, gitShell: Git
           report();
         },
       });
+    } catch (err) {
+      if (err instanceof StoreRefused) storeFailure ??= err;
+      throw err;
     } finally {
       inFlight.delete(decision.stateKey);
       plainDone += printBytes(decision.print);
       report();
     }
   }).finally(() => Promise.all([bundler?.close(), stateFile.closeJournal()]));
+  if (storeFailure) throw storeFailure.error;
 
   const uploaded: UploadedSession[] = [];
   const failures: BackupFailure[] = [];
@@ -323,6 +334,14 @@ async function backupWith(options: BackupOptions, started: number, gitShell: Git
   };
 }
 
+/**
+ * An upload the store refused, as opposed to a session that could not be read:
+ * the store would refuse the rest too, so the run stops (see backupWith).
+ */
+class StoreRefused {
+  constructor(readonly error: unknown) {}
+}
+
 async function uploadSession(options: {
   bundler: SessionBundler;
   uploads: <R>(task: () => Promise<R>) => Promise<R>;
@@ -360,7 +379,11 @@ async function uploadSession(options: {
       onPlainBytes: options.onPlainBytes,
     });
     // pipe() does not forward errors; without this a failed read would stall the upload.
-    blob.on("error", (err) => counter.destroy(err));
+    let readFailed = false;
+    blob.on("error", (err) => {
+      readFailed = true;
+      counter.destroy(err);
+    });
     // A store that refuses before reading (its folder is missing) reports through put's
     // rejection; an error the stream meets after that (the workers closing) must not be an
     // unhandled 'error' event that crashes the run with a stack trace instead of the hint.
@@ -369,13 +392,15 @@ async function uploadSession(options: {
       await store.put(blobKey, blob.pipe(counter));
     } catch (err) {
       blob.destroy();
-      throw err;
+      throw readFailed ? err : new StoreRefused(err);
     }
     const stored = await store.stat(blobKey);
     if (stored?.size !== counter.bytes) {
-      throw new CcbError(`the store kept ${stored?.size ?? 0} of ${counter.bytes} bytes of a bundle`, 1, {
-        hint: "check the store and run the backup again",
-      });
+      throw new StoreRefused(
+        new CcbError(`the store kept ${stored?.size ?? 0} of ${counter.bytes} bytes of a bundle`, 1, {
+          hint: "check the store and run the backup again",
+        }),
+      );
     }
   });
   const slugs = prepared.files
