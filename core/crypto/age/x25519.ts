@@ -19,18 +19,27 @@ import type { Identity, Recipient } from "./index.js";
 import { FILE_KEY_SIZE, hkdf, isAllZero, openFileKey, sealFileKey, TAG_SIZE } from "./primitives.js";
 
 const KEY_SIZE = 32;
-const SPKI_PREFIX = Buffer.from("302a300506032b656e032100", "hex");
 const PKCS8_PREFIX = Buffer.from("302e020100300506032b656e04220420", "hex");
 const INFO = "age-encryption.org/v1/X25519";
 const RECIPIENT_HRP = "age";
 const IDENTITY_HRP = "AGE-SECRET-KEY-";
 
+/**
+ * Public keys go in and out of OpenSSL as JWK, not DER: OpenSSL 3 parses and
+ * writes DER through its decoder framework, ~0.12 ms per key against ~0.02 ms
+ * (import) and ~0.003 ms (export), and every blob needs two or three (the
+ * ephemeral share out, the recipients and the share in). Private keys stay DER:
+ * a JWK would hold the secret in a JS string, which cannot be zeroed.
+ */
 function publicKeyObject(raw: Uint8Array): KeyObject {
-  return createPublicKey({ key: Buffer.concat([SPKI_PREFIX, raw]), format: "der", type: "spki" });
+  return createPublicKey({
+    key: { kty: "OKP", crv: "X25519", x: Buffer.from(raw).toString("base64url") },
+    format: "jwk",
+  });
 }
 
 function rawPublicKey(key: KeyObject): Buffer {
-  return key.export({ format: "der", type: "spki" }).subarray(SPKI_PREFIX.length);
+  return Buffer.from(key.export({ format: "jwk" }).x ?? "", "base64url");
 }
 
 /**
