@@ -190,7 +190,8 @@ describe("resolveNewest", () => {
     const b = await machine({ dht: small.bootstrap, relays: [relayB.url] });
     const started = Date.now();
     const result = await resolveNewest(b.transports, me.publicKey, { home: b.home, timeoutMs: 2000 });
-    expect(Date.now() - started).toBeLessThan(3000);
+    // Bounded by the timeout (plus room for a busy CI machine), not by the DHT's own retries.
+    expect(Date.now() - started).toBeLessThan(5000);
     expect(result.from).toEqual([`relay ${relayB.url}`]);
     expect(result.failures).toHaveLength(1);
     expect(result.failures[0]!.transport).toBe("dht");
@@ -206,7 +207,7 @@ describe("resolveNewest", () => {
     const started = Date.now();
     const err = await resolveNewest(b.transports, me.publicKey, { home: b.home }).catch((e: unknown) => e);
     const elapsed = Date.now() - started;
-    expect(elapsed).toBeLessThan(6000);
+    expect(elapsed).toBeLessThan(9000);
     expect(err).toBeInstanceOf(NotFoundError);
     expect((err as NotFoundError).exitCode).toBe(4);
     const message = (err as NotFoundError).message;
@@ -225,7 +226,8 @@ describe("resolveNewest", () => {
     const b = await machine({ dht: false, relays: [relayA.url, relayB.url] });
     const started = Date.now();
     const result = await resolveNewest(b.transports, me.publicKey, { home: b.home, timeoutMs: 500 });
-    expect(Date.now() - started).toBeLessThan(1500);
+    // The hung relay never answers: without the timeout this would wait for the test's own.
+    expect(Date.now() - started).toBeLessThan(3500);
     expect(result.from).toEqual([`relay ${relayB.url}`]);
     expect(result.failures).toEqual([{ transport: `relay ${relayA.url}`, reason: "timed out after 0.5 s" }]);
   });

@@ -183,7 +183,7 @@ describe("DhtTransport over a loopback Mainline DHT", () => {
     const started = Date.now();
     await expect(dht.resolve(newIdentity().publicKey, never())).rejects.toThrow(/no DHT node answered/);
     await expect(dht.publish(newIdentity().sign("x", nowMicros()))).rejects.toThrow(/no DHT node answered/);
-    expect(Date.now() - started).toBeLessThan(4000);
+    expect(Date.now() - started).toBeLessThan(6000);
   });
 
   it("rejects a bad bootstrap list", () => {
@@ -236,7 +236,7 @@ describe("RelayTransport against a local pkarr relay", () => {
       "timed out after 0.3 s",
     );
     await expect(new RelayTransport(relay.url).resolve(me.publicKey, AbortSignal.timeout(200))).rejects.toThrow();
-    expect(Date.now() - started).toBeLessThan(2000);
+    expect(Date.now() - started).toBeLessThan(4000);
   });
 
   it("returns whatever a junk relay sends (the resolver verifies it)", async () => {

@@ -1,4 +1,13 @@
-import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
+import {
+  appendFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  realpathSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
@@ -102,8 +111,9 @@ describe("history.jsonl remembered across merges", () => {
     // Replaced (rename over it) by a file of the same size that holds other lines.
     const other = `${history}.new`;
     writeFileSync(other, `${line(7)}\n${line(8)}\n`);
-    rmSync(history);
-    writeFileSync(history, readFileSync(other));
+    // A rename, not rm + write: the new inode cannot be the old one reused, which on a kernel with
+    // coarse timestamps (before 6.13: a 1-4 ms tick) could give the same dev, inode, size and mtime.
+    renameSync(other, history);
     await mergeHistory(history, incoming("in-5", [line(7), line(2)]), cache);
     expect(readFileSync(history, "utf8")).toBe(`${line(7)}\n${line(8)}\n${line(2)}\n`);
   });

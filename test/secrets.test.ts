@@ -75,7 +75,8 @@ describe("secrets stay out of every output", () => {
       key.ageIdentity().toString(),
       ...blobKeys,
     ]);
-  });
+    // ~10 scrypt derivations on the critical path, ~2 s each here: room for a CI machine 3x slower.
+  }, 180_000);
 
   it("the identity and exported keys are 0600; a group-readable identity is refused and doctor flags it", async () => {
     const identity = path.join(alice.ccbHome, "identity");

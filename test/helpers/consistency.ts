@@ -26,7 +26,8 @@ export async function killDuring(
   args: string[],
   delayMs: number,
   options: { cwd?: string } = {},
-): Promise<{ killed: boolean; result: RunResult }> {
+): Promise<{ killed: boolean; result: RunResult; elapsedMs: number }> {
+  const started = Date.now();
   const { child, done } = machine.start(args, options);
   let killed = false;
   const timer = setTimeout(() => {
@@ -37,7 +38,7 @@ export async function killDuring(
   }, delayMs);
   const result = await done;
   clearTimeout(timer);
-  return { killed, result };
+  return { killed, result, elapsedMs: Date.now() - started };
 }
 
 /** A config dir's files, without ccbundle's own staging folders. */
