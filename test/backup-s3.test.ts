@@ -37,7 +37,10 @@ afterAll(async () => {
 
 describe("backups in an S3 store", () => {
   it("backs up, skips what did not change, prunes and restores", async () => {
-    const first = JSON.parse((await alice.runOk(["backup", "--json"])).stdout);
+    const firstRun = await alice.runOk(["backup", "--json"]);
+    // Nothing on stderr: not even the AWS SDK's warning about Node versions (cli/main.ts turns it off).
+    expect(firstRun.stderr).toBe("");
+    const first = JSON.parse(firstRun.stdout);
     expect(first.sessions).toMatchObject({ uploaded: 6, failed: 0, inSnapshot: 6 });
     expect(first.store).toBe(`s3://ccbundle/alice-backup?endpoint=${s3.endpoint}`);
     const unchanged = JSON.parse((await alice.runOk(["backup", "--json"])).stdout);
