@@ -337,10 +337,13 @@ describe("resolveNewest", () => {
     await expect(resolveNewest(b.transports, me.publicKey, { home: b.home })).rejects.toBeInstanceOf(IntegrityError);
   });
 
-  it("no transports at all: NotFoundError", async () => {
-    await expect(resolveNewest([], newIdentity().publicKey, { home: await scratch.dir() })).rejects.toThrow(
-      /all disabled/,
+  it("no transports at all: NotFoundError that says where it could look", async () => {
+    const err = await resolveNewest([], newIdentity().publicKey, { home: await scratch.dir() }).catch(
+      (e: unknown) => e,
     );
+    expect(err).toBeInstanceOf(NotFoundError);
+    expect((err as NotFoundError).message).toMatch(/nowhere to look \(the DHT and relays are off, no store given\)$/);
+    expect((err as NotFoundError).hint).toContain("--store with the store it was pushed to");
   });
 });
 

@@ -205,9 +205,14 @@ export async function resolveNewest(
   const z32 = encodePublicKey(publicKey);
   const timeoutMs = options.timeoutMs ?? 4000;
   if (transports.length === 0) {
-    throw new NotFoundError(`no record found for ${z32}: the DHT, relays and store mirror are all disabled`, {
-      hint: "enable the DHT (CCBUNDLE_BOOTSTRAP), a relay (--relay) or pass --store",
-    });
+    // Pull reads a store's record mirror only from a store it was given: the default store holds
+    // this machine's own, older record, whose blob would be staged for nothing.
+    throw new NotFoundError(
+      `no record found for ${z32}: nowhere to look (the DHT and relays are off, no store given)`,
+      {
+        hint: "turn the DHT on (CCBUNDLE_BOOTSTRAP), add a relay (--relay), or pass --store with the store it was pushed to",
+      },
+    );
   }
   // Each answer is verified as it comes in, so onRecord hears of it before the slower transports answer.
   const answers = await Promise.all(
