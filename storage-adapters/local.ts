@@ -141,8 +141,15 @@ export class LocalStore implements BlobStore {
     try {
       entries = await readdir(dir, { withFileTypes: true });
     } catch (err) {
-      if (errnoCode(err) === "ENOENT") return;
-      throw this.wrap(err, dirKey);
+      if (errnoCode(err) !== "ENOENT") throw this.wrap(err, dirKey);
+      // A folder under the store that is not there yet is just empty; the store folder itself
+      // missing is a mistyped --store (or an unmounted NAS), which "nothing found" would hide.
+      if (!(await stat(this.root).catch(() => undefined))) {
+        throw new NotFoundError(`store folder ${this.root} does not exist`, {
+          hint: "check --store (or CCBUNDLE_STORE), and that the folder is mounted",
+        });
+      }
+      return;
     }
     for (const entry of entries) {
       if (!dirKey && entry.name === TMP_DIR) continue;

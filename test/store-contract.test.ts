@@ -263,6 +263,21 @@ describe("LocalStore", () => {
     await new LocalStore(dir).put("ccbundle/v1/blobs/ab/x", Readable.from([Buffer.from("blob")]));
     expect((await readdir(path.join(dir, ".tmp"))).sort()).toEqual(["live.partial", "notes.txt"]);
   });
+
+  test("a store folder that does not exist: list and checkWritable say so; a missing folder inside it is empty", async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), "ccb-local-"));
+    tmpDirs.push(dir);
+    const missing = new LocalStore(path.join(dir, "typo"));
+    const listMissing = async () => {
+      for await (const _ of missing.list("ccbundle/v1/snapshots/")) throw new Error("listed something");
+    };
+    await expect(listMissing()).rejects.toThrow(`store folder ${path.join(dir, "typo")} does not exist`);
+    await expect(listMissing()).rejects.toBeInstanceOf(NotFoundError);
+    await expect(missing.checkWritable()).rejects.toThrow(`store folder ${path.join(dir, "typo")} does not exist`);
+    const listed: string[] = [];
+    for await (const info of new LocalStore(dir).list("ccbundle/v1/snapshots/")) listed.push(info.key);
+    expect(listed).toEqual([]);
+  });
 });
 
 let s3rver: S3rverHandle;
