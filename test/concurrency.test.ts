@@ -60,6 +60,39 @@ async function contend(home: string, n: number): Promise<number> {
   return most;
 }
 
+/**
+ * `processes` node processes, each taking the lock `rounds` times and logging when it is in and
+ * out; every critical section must be whole (in, then out of the same process) and all logged.
+ * Returns the most that were ever inside at once, as the log shows it (1 when the lock held).
+ */
+async function contendAcrossProcesses(home: string, log: string, processes: number, rounds: number): Promise<number> {
+  const lockModule = new URL("../dist/core/lock.js", import.meta.url).href;
+  const script = `
+    const { withLock } = await import(${JSON.stringify(lockModule)});
+    const { appendFileSync } = await import("node:fs");
+    for (let i = 0; i < ${rounds}; i++) {
+      await withLock(process.argv[1], "push", async () => {
+        appendFileSync(process.argv[2], "in " + process.pid + "\\n");
+        await new Promise((r) => setTimeout(r, 3));
+        appendFileSync(process.argv[2], "out " + process.pid + "\\n");
+      }, { waitMs: 30000 });
+    }`;
+  writeFileSync(log, "");
+  const children = Array.from({ length: processes }, () =>
+    spawn(process.execPath, ["--input-type=module", "-e", script, home, log], { stdio: "inherit" }),
+  );
+  await Promise.all(children.map((child) => new Promise((resolve) => child.on("exit", resolve))));
+  const events = readFileSync(log, "utf8").trim().split("\n");
+  expect(events).toHaveLength(2 * processes * rounds);
+  let inside = 0;
+  let most = 0;
+  for (const event of events) {
+    inside += event.startsWith("in ") ? 1 : -1;
+    most = Math.max(most, inside);
+  }
+  return most;
+}
+
 /** Leave a lock file as a holder would have; returns its exact content. */
 function plantLock(home: string, owner: { pid: number; host: string; started: number }): string {
   mkdirSync(path.join(home, "locks"), { recursive: true });
@@ -99,56 +132,15 @@ describe("the lock in CCBUNDLE_HOME", () => {
 
   it("holds across processes: many CLIs starting at once never overlap", async () => {
     const home = path.join(scratch, "procs");
-    const log = path.join(scratch, "procs.log");
-    const lockModule = new URL("../dist/core/lock.js", import.meta.url).href;
-    const script = `
-      const { withLock } = await import(${JSON.stringify(lockModule)});
-      const { appendFileSync } = await import("node:fs");
-      for (let i = 0; i < 3; i++) {
-        await withLock(process.argv[1], "push", async () => {
-          appendFileSync(process.argv[2], "in " + process.pid + "\\n");
-          await new Promise((r) => setTimeout(r, 3));
-          appendFileSync(process.argv[2], "out " + process.pid + "\\n");
-        }, { waitMs: 30000 });
-      }`;
-    const children = Array.from({ length: 6 }, () =>
-      spawn(process.execPath, ["--input-type=module", "-e", script, home, log], { stdio: "inherit" }),
-    );
-    await Promise.all(children.map((child) => new Promise((resolve) => child.on("exit", resolve))));
-    const events = readFileSync(log, "utf8").trim().split("\n");
-    expect(events).toHaveLength(36);
-    for (let i = 0; i < events.length; i += 2) {
-      expect(events[i]!.startsWith("in ")).toBe(true);
-      expect(events[i + 1]).toBe(events[i]!.replace("in ", "out "));
-    }
+    expect(await contendAcrossProcesses(home, path.join(scratch, "procs.log"), 6, 3)).toBe(1);
   });
 
   it("holds across processes when they all start by taking over a stale lock", async () => {
     const home = path.join(scratch, "procs-stale");
-    const log = path.join(scratch, "procs-stale.log");
-    const lockModule = new URL("../dist/core/lock.js", import.meta.url).href;
-    const script = `
-      const { withLock } = await import(${JSON.stringify(lockModule)});
-      const { appendFileSync } = await import("node:fs");
-      await withLock(process.argv[1], "push", async () => {
-        appendFileSync(process.argv[2], "in " + process.pid + "\\n");
-        await new Promise((r) => setTimeout(r, 3));
-        appendFileSync(process.argv[2], "out " + process.pid + "\\n");
-      }, { waitMs: 30000 });`;
     const dead = await deadPid();
     for (let round = 0; round < 4; round++) {
       plantLock(home, { pid: dead, host: os.hostname(), started: Date.now() });
-      writeFileSync(log, "");
-      const children = Array.from({ length: 6 }, () =>
-        spawn(process.execPath, ["--input-type=module", "-e", script, home, log], { stdio: "inherit" }),
-      );
-      await Promise.all(children.map((child) => new Promise((resolve) => child.on("exit", resolve))));
-      const events = readFileSync(log, "utf8").trim().split("\n");
-      expect(events).toHaveLength(12);
-      for (let i = 0; i < events.length; i += 2) {
-        expect(events[i]!.startsWith("in ")).toBe(true);
-        expect(events[i + 1]).toBe(events[i]!.replace("in ", "out "));
-      }
+      expect(await contendAcrossProcesses(home, path.join(scratch, `procs-stale-${round}.log`), 6, 1)).toBe(1);
       expect(readdirSync(path.join(home, "locks"))).toEqual([]);
     }
   });
