@@ -118,6 +118,16 @@ function storeContract(name: string, target: () => ContractTarget): void {
       await store.put("ccbundle/v1/blobs/empty-bytes", new Uint8Array(0));
       expect((await store.getBytes("ccbundle/v1/blobs/empty-stream")).length).toBe(0);
       expect((await store.stat("ccbundle/v1/blobs/empty-bytes"))?.size).toBe(0);
+      expect((await readAll(await store.get("ccbundle/v1/blobs/empty-bytes"))).length).toBe(0);
+    });
+
+    test("get streams a small object whole, and one of exactly 1 MiB", async () => {
+      const store = await open();
+      for (const size of [1, 200_000, MIB]) {
+        const data = randomBytes(size);
+        await store.put(`ccbundle/v1/blobs/sized-${size}`, data);
+        expect((await readAll(await store.get(`ccbundle/v1/blobs/sized-${size}`))).equals(data)).toBe(true);
+      }
     });
 
     test("put over an existing key replaces it", async () => {
