@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
-import { link, mkdir, open, readFile, rm } from "node:fs/promises";
+import { link, mkdir, open, readdir, readFile, rm, stat } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { CcbError, errnoCode } from "./errors.js";
@@ -78,8 +78,8 @@ export async function acquireLock(home: string, name: string, options: LockOptio
   const mine = lockContent();
   for (;;) {
     if (await tryCreate(file, mine)) {
-      // If a contender is taking our lock over (it judged it stale by age), it removes it.
-      return async () => void (await removeIfStill(file, mine));
+      await sweepLeftovers(file);
+      return () => release(file, mine);
     }
     const seen = await readText(file);
     if (seen === undefined) continue;
@@ -100,6 +100,42 @@ export async function acquireLock(home: string, name: string, options: LockOptio
   }
 }
 
+/**
+ * Remove our lock. While a contender holds its ticket (it judged the lock stale by age), wait
+ * for it to finish; when a dead contender's ticket was in the way, it was cleared: try again.
+ * Best effort: if that never settles, or the disk is full (a ticket is a file), the lock is left.
+ * It names this process, so once we exit the next command takes it over as stale.
+ */
+async function release(file: string, mine: string): Promise<void> {
+  const giveUpAt = Date.now() + TICKET_STALE_MS;
+  try {
+    while (!(await removeIfStill(file, mine))) {
+      if (Date.now() > giveUpAt) return;
+      await sleep(5 + Math.random() * 10);
+    }
+  } catch {
+    // Left for the next command, as above.
+  }
+}
+
+/** Files this old beside a lock are left by processes that died mid-step (a live one takes milliseconds). */
+const LEFTOVER_MS = 3600_000;
+
+/**
+ * Remove the temp and ticket files that processes killed between two steps left beside our
+ * lock. Safe while we hold it: a ticket names the exact content of a lock, and ours is new.
+ */
+async function sweepLeftovers(file: string): Promise<void> {
+  const dir = path.dirname(file);
+  const prefix = `${path.basename(file)}.`;
+  const names = await readdir(dir).catch(() => [] as string[]);
+  for (const name of names) {
+    if (!name.startsWith(prefix) || !(name.endsWith(".tmp") || name.endsWith(".takeover"))) continue;
+    const info = await stat(path.join(dir, name)).catch(() => undefined);
+    if (info && Date.now() - info.mtimeMs > LEFTOVER_MS) await rm(path.join(dir, name), { force: true });
+  }
+}
+
 /** What a lock or ticket file holds: its owner, made unique by a token (one process may take many). */
 function lockContent(): string {
   return JSON.stringify({ ...currentOwner(), token: randomBytes(8).toString("hex") });
@@ -110,11 +146,11 @@ async function tryCreate(file: string, content: string): Promise<boolean> {
   const tmp = `${file}.${randomBytes(6).toString("hex")}.tmp`;
   const handle = await open(tmp, "wx", 0o600);
   try {
-    await handle.writeFile(content);
-  } finally {
-    await handle.close();
-  }
-  try {
+    try {
+      await handle.writeFile(content);
+    } finally {
+      await handle.close();
+    }
     await link(tmp, file);
     return true;
   } catch (err) {

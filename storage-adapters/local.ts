@@ -156,12 +156,15 @@ export class LocalStore implements BlobStore {
       if (errnoCode(err) !== "ENOENT") throw this.wrap(err, dirKey);
       // A folder under the store that is not there yet is just empty; the store folder itself
       // missing is a mistyped --store (or an unmounted NAS), which "nothing found" would hide.
-      if (!(await stat(this.root).catch(() => undefined))) {
-        throw new NotFoundError(`store folder ${this.root} does not exist`, {
-          hint: "check --store (or CCBUNDLE_STORE), and that the folder is mounted",
-        });
-      }
-      return;
+      const rootError = await stat(this.root).then(
+        () => undefined,
+        (rootErr: unknown) => rootErr,
+      );
+      if (rootError === undefined) return;
+      if (errnoCode(rootError) !== "ENOENT" && errnoCode(rootError) !== "ENOTDIR") throw this.wrap(rootError, "");
+      throw new NotFoundError(`store folder ${this.root} does not exist`, {
+        hint: "check --store (or CCBUNDLE_STORE), and that the folder is mounted",
+      });
     }
     for (const entry of entries) {
       if (!dirKey && entry.name === TMP_DIR) continue;

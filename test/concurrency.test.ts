@@ -8,6 +8,7 @@ import {
   readdirSync,
   readFileSync,
   rmSync,
+  utimesSync,
   writeFileSync,
 } from "node:fs";
 import os from "node:os";
@@ -62,8 +63,8 @@ async function contend(home: string, n: number): Promise<number> {
 
 /**
  * `processes` node processes, each taking the lock `rounds` times and logging when it is in and
- * out; every critical section must be whole (in, then out of the same process) and all logged.
- * Returns the most that were ever inside at once, as the log shows it (1 when the lock held).
+ * out. Returns the most that were ever inside at once, as the log shows it (1 when the lock
+ * held); every section must have been logged.
  */
 async function contendAcrossProcesses(home: string, log: string, processes: number, rounds: number): Promise<number> {
   const lockModule = new URL("../dist/core/lock.js", import.meta.url).href;
@@ -91,6 +92,11 @@ async function contendAcrossProcesses(home: string, log: string, processes: numb
     most = Math.max(most, inside);
   }
   return most;
+}
+
+/** The ticket a remover of the push lock holding `content` takes first (core/lock.ts). */
+function ticketFor(home: string, content: string): string {
+  return `${lockPath(home, "push")}.${createHash("sha256").update(content).digest("hex").slice(0, 16)}.takeover`;
 }
 
 /** Leave a lock file as a holder would have; returns its exact content. */
@@ -124,10 +130,47 @@ describe("the lock in CCBUNDLE_HOME", () => {
     const home = path.join(scratch, "ticket");
     const stale = plantLock(home, { pid: await deadPid(), host: os.hostname(), started: Date.now() });
     // The ticket a contender takes before removing the stale lock; that contender died too.
-    const ticket = `${lockPath(home, "push")}.${createHash("sha256").update(stale).digest("hex").slice(0, 16)}.takeover`;
-    writeFileSync(ticket, JSON.stringify({ pid: await deadPid(), host: os.hostname(), started: Date.now() }));
+    writeFileSync(
+      ticketFor(home, stale),
+      JSON.stringify({ pid: await deadPid(), host: os.hostname(), started: Date.now() }),
+    );
     expect(await contend(home, 6)).toBe(1);
     expect(readdirSync(path.join(home, "locks"))).toEqual([]);
+  });
+
+  it("release removes the lock even when a dead contender's takeover ticket is on it", async () => {
+    const home = path.join(scratch, "release-ticket");
+    const release = await acquireLock(home, "push");
+    const mine = readFileSync(lockPath(home, "push"), "utf8");
+    // A contender judged our lock stale (by age), took its ticket, and was killed.
+    writeFileSync(
+      ticketFor(home, mine),
+      JSON.stringify({ pid: await deadPid(), host: os.hostname(), started: Date.now() }),
+    );
+    await release();
+    expect(readdirSync(path.join(home, "locks"))).toEqual([]);
+  });
+
+  it("release never throws (the locks folder gone under it), and the next one gets in", async () => {
+    const home = path.join(scratch, "release-gone");
+    const release = await acquireLock(home, "push");
+    rmSync(path.join(home, "locks"), { recursive: true });
+    await release();
+    await (await acquireLock(home, "push"))();
+  });
+
+  it("taking the lock clears files that killed processes left beside it an hour ago, and only those", async () => {
+    const home = path.join(scratch, "leftovers");
+    mkdirSync(path.join(home, "locks"), { recursive: true });
+    const lock = lockPath(home, "push");
+    const old = [`${lock}.0123456789ab.tmp`, `${lock}.0123456789abcdef.takeover`];
+    const recent = `${lock}.ba9876543210.tmp`;
+    const other = path.join(home, "locks", "backup.lock.0123456789ab.tmp");
+    for (const file of [...old, recent, other]) writeFileSync(file, "");
+    const twoHoursAgo = new Date(Date.now() - 2 * 3600_000);
+    for (const file of [...old, other]) utimesSync(file, twoHoursAgo, twoHoursAgo);
+    await (await acquireLock(home, "push"))();
+    expect(readdirSync(path.join(home, "locks")).sort()).toEqual([path.basename(other), path.basename(recent)].sort());
   });
 
   it("holds across processes: many CLIs starting at once never overlap", async () => {

@@ -56,10 +56,12 @@ function pullArgs() {
 /**
  * When to kill the next round: a random point of the command's run time. That time was measured
  * once in beforeAll, and the machine may be quicker now (it was busy then): a round the command
- * finished before its kill lowers the estimate, and a last round with no kill yet aims early.
+ * finished before its kill lowers the estimate, and a last round with no kill yet aims at the
+ * first half (after start-up).
  */
 function nextKillDelay(estimateMs: number, from: number, span: number, lastWithoutKill: boolean): number {
-  return Math.floor(estimateMs * (lastWithoutKill ? 0.1 + 0.3 * random() : from + span * random()));
+  // Not earlier than 0.3: the first ~120 ms are Node starting, where a kill tests nothing.
+  return Math.floor(estimateMs * (lastWithoutKill ? 0.3 + 0.3 * random() : from + span * random()));
 }
 
 async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {

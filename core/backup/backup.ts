@@ -237,6 +237,7 @@ async function backupWith(options: BackupOptions, started: number, gitShell: Git
           inFlight.set(decision.stateKey, bytes);
           report();
         },
+        storeRefused: () => storeFailure,
       });
     } catch (err) {
       if (err instanceof StoreRefused) storeFailure ??= err;
@@ -356,6 +357,8 @@ async function uploadSession(options: {
   stateFile: BackupStateFile;
   git: (cwd: string) => Promise<GitContext | undefined>;
   onPlainBytes: (bytes: number) => void;
+  /** The first upload the store refused in this run, if any. */
+  storeRefused: () => StoreRefused | undefined;
 }): Promise<UploadedSession> {
   const { settings, store, decision } = options;
   // The fingerprint was taken before this read: if Claude Code writes meanwhile, the
@@ -371,6 +374,9 @@ async function uploadSession(options: {
   const blobKey = storeLayout.blob(randomId());
   const counter = new HashCounter();
   await options.uploads(async () => {
+    // Collected while the store still took uploads; it has refused one since: stop here.
+    const refused = options.storeRefused();
+    if (refused) throw refused;
     const blob = options.bundler.encode({
       manifestJson: prepared.manifestJson,
       files: prepared.files,
