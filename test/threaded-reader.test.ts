@@ -37,7 +37,11 @@ interface Read {
   bytes: number;
 }
 
-async function collect(batches: AsyncIterable<TarBatch>): Promise<Read> {
+/** Data views left behind by released batches, to check that they were emptied (handed back). */
+const releasedViews: Buffer[] = [];
+
+/** With `release`, each batch is released once read, as unpackTar does (the data is copied first). */
+async function collect(batches: AsyncIterable<TarBatch>, release = false): Promise<Read> {
   const read: Read = { entries: [], bytes: 0 };
   let parts: Buffer[] = [];
   let name = "";
@@ -53,17 +57,21 @@ async function collect(batches: AsyncIterable<TarBatch>): Promise<Read> {
         read.entries.push({ name, bytes: createHash("sha256").update(bytes).digest("hex"), sha256: event.sha256 });
       }
     }
+    if (release && batch.release) {
+      batch.release();
+      for (const event of batch.events) if (event.type === "data") releasedViews.push(event.bytes);
+    }
   }
   return read;
 }
 
 /** Read `input` (compressed) through the threaded reader, cut into `piece`-byte chunks. */
-async function threaded(input: Buffer, piece: number): Promise<Read> {
+async function threaded(input: Buffer, piece: number, release = false): Promise<Read> {
   const pieces: Buffer[] = [];
   for (let at = 0; at < input.length; at += piece) pieces.push(input.subarray(at, at + piece));
   let read: Read | undefined;
   await pipeline(Readable.from(pieces), createThreadedTarReader(), async (source) => {
-    read = await collect(source as AsyncIterable<TarBatch>);
+    read = await collect(source as AsyncIterable<TarBatch>, release);
   });
   return read!;
 }
@@ -141,6 +149,18 @@ describe("threaded tar reader", () => {
     expect(messages.filter((m) => /not valid compressed data|neither zstd nor gzip/.test(m)).length).toBeGreaterThan(3);
     expect(messages).toContain("unexpected end of data");
     expect(messages).toContain("invalid tar header (bad checksum)");
+  });
+
+  it("takes released batches' memory back and fills it again: many blobs read right through it", async () => {
+    const z = await zstd(tar);
+    const expected = await inProcess(z);
+    releasedViews.length = 0;
+    for (let i = 0; i < 8; i++) {
+      for (const piece of [4096, 65_536]) expect(await threaded(z, piece, true)).toEqual(expected);
+    }
+    // Handed back: each view of a released batch is empty now (its memory moved to the thread).
+    expect(releasedViews.length).toBeGreaterThan(100);
+    expect(releasedViews.every((view) => view.length === 0)).toBe(true);
   });
 
   it("keeps a thread that read a blob to its end for the next blob, and never one that failed", async () => {

@@ -91,7 +91,7 @@ function clamp(value: number, min: number, max: number): number {
 /** Compressed output is collected into this much before it is handed on. */
 const COMPRESSED_CHUNK = 256 * 1024;
 /** Decompressed output buffers (each pushed whole, never reused). */
-const PLAIN_CHUNK = 256 * 1024;
+export const PLAIN_CHUNK = 256 * 1024;
 const EMPTY: Buffer = Buffer.alloc(0);
 
 /**
@@ -388,7 +388,7 @@ class DetectingDecompressor extends Transform {
  */
 export class ZstdDecoder {
   readonly #dctx: ZstdBinding.DCtx;
-  #out = Buffer.allocUnsafe(PLAIN_CHUNK);
+  #out: Buffer;
   #filled = 0;
   /** ZSTD_decompressStream's last hint: 0 means the last frame ended exactly here. */
   #inFrame = false;
@@ -396,8 +396,11 @@ export class ZstdDecoder {
   constructor(
     zstd: Binding,
     private readonly emit: (data: Buffer) => boolean,
+    /** Where output buffers come from (the reader thread reuses those the main thread is done with). */
+    private readonly allocate: () => Buffer = () => Buffer.allocUnsafe(PLAIN_CHUNK),
   ) {
     this.#dctx = new zstd.DCtx();
+    this.#out = allocate();
   }
 
   write(input: Buffer): void {
@@ -420,7 +423,7 @@ export class ZstdDecoder {
   #flushOut(): void {
     if (this.#filled === 0) return;
     const data = this.#out.subarray(0, this.#filled);
-    this.#out = Buffer.allocUnsafe(PLAIN_CHUNK);
+    this.#out = this.allocate();
     this.#filled = 0;
     if (!this.emit(data)) throw new Error("output limit");
   }

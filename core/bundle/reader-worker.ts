@@ -1,5 +1,5 @@
 import { parentPort } from "node:worker_threads";
-import { loadZstd, ZstdDecoder } from "./codec.js";
+import { loadZstd, PLAIN_CHUNK, ZstdDecoder } from "./codec.js";
 import { type TarEvent, TarReader } from "./tar-reader.js";
 import type { FromReaderWorker, ToReaderWorker } from "./threaded-reader.js";
 
@@ -22,9 +22,19 @@ let bytes = 0;
 let failed = false;
 const BATCH_BYTES = 1 << 20;
 
+/** Output buffers the main thread handed back ("recycle"), filled again before new ones are made. */
+const returned: ArrayBuffer[] = [];
+/** Enough for what is in flight at once (4 chunks, batches of 1 MiB); more are let go. */
+const MAX_RETURNED = 32;
+
+function outputBuffer(): Buffer {
+  const reused = returned.pop();
+  return reused ? Buffer.from(reused) : Buffer.allocUnsafe(PLAIN_CHUNK);
+}
+
 /** Send what the chunk gave so far; `last`: the chunk is done (the main thread may send another). */
 function post(last: boolean): void {
-  send({ type: "batch", events, bytes, last }, outputs);
+  send({ type: "batch", events, bytes, last, buffers: outputs }, outputs);
   events = [];
   outputs = [];
   bytes = 0;
@@ -36,6 +46,12 @@ function fail(err: unknown, stage: "zstd" | "tar"): void {
 }
 
 port.on("message", (message: ToReaderWorker) => {
+  if (message.type === "recycle") {
+    for (const buffer of message.buffers) {
+      if (returned.length < MAX_RETURNED && buffer.byteLength === PLAIN_CHUNK) returned.push(buffer);
+    }
+    return;
+  }
   if (failed) return;
   let stage: "zstd" | "tar" = "zstd";
   try {
@@ -52,17 +68,21 @@ port.on("message", (message: ToReaderWorker) => {
     if (!decoder) {
       const zstd = loadZstd();
       if (!zstd) throw new Error("zstd failed to load");
-      decoder = new ZstdDecoder(zstd, (data) => {
-        stage = "tar";
-        outputs.push(data.buffer as ArrayBuffer);
-        bytes += data.length;
-        tar.push(data, events);
-        stage = "zstd";
-        // A chunk that holds much (repetitive output, or a bomb) goes back in parts: the main
-        // thread starts on them, and checks its limits, while this thread goes on.
-        if (bytes >= BATCH_BYTES) post(false);
-        return true;
-      });
+      decoder = new ZstdDecoder(
+        zstd,
+        (data) => {
+          stage = "tar";
+          outputs.push(data.buffer as ArrayBuffer);
+          bytes += data.length;
+          tar.push(data, events);
+          stage = "zstd";
+          // A chunk that holds much (repetitive output, or a bomb) goes back in parts: the main
+          // thread starts on them, and checks its limits, while this thread goes on.
+          if (bytes >= BATCH_BYTES) post(false);
+          return true;
+        },
+        outputBuffer,
+      );
     }
     decoder.write(Buffer.from(message.chunk.buffer, message.chunk.byteOffset, message.chunk.byteLength));
     post(true);

@@ -40,6 +40,12 @@ export type TarEvent =
 export interface TarBatch {
   events: TarEvent[];
   bytes: number;
+  /**
+   * Call once every event was handled and none of the batch's data is kept (copy what must
+   * outlive it): the memory goes back to the reader thread for its next output, and the views
+   * here become empty. Batches read in-process have none.
+   */
+  release?: () => void;
 }
 
 /** Read a tar stream in-process: one batch per chunk. */

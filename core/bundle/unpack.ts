@@ -174,6 +174,8 @@ export async function unpackTar(
       }
       consumed = before + batch.bytes;
       checkLimits();
+      // Written (or copied: the manifest, a line's unfinished end): the memory can be reused.
+      batch.release?.();
     }
   } catch (err) {
     writer.abandon();
