@@ -30,11 +30,18 @@ afterEach(async () => {
 
 const never = () => new AbortController().signal;
 
+/**
+ * A transport over the live testnet. The tests count the nodes that answered ("stored on 8 DHT
+ * nodes"): a 5 s query timeout instead of the loopback default of 1 s, so a stall of this busy
+ * test process (the nodes run in it) does not turn a reply that came in time into a timeout.
+ */
+const liveDht = (bootstrap: string[]) => scratch.track(new DhtTransport(bootstrap, { queryTimeoutMs: 5000 }));
+
 describe("DhtTransport over a loopback Mainline DHT", () => {
   it("puts a BEP44 mutable item on the closest nodes and gets it back from another node", async () => {
     const me = newIdentity();
     const packet = me.sign("hello dht", nowMicros());
-    const publisher = scratch.track(new DhtTransport(testnet.bootstrap));
+    const publisher = liveDht(testnet.bootstrap);
     expect(publisher.loopbackOnly).toBe(true);
     expect(await publisher.publish(packet)).toBe("stored on 8 DHT nodes");
     expect(publisher.localAddress()?.address).toBe("127.0.0.1");
@@ -46,20 +53,20 @@ describe("DhtTransport over a loopback Mainline DHT", () => {
     expect(item.seq).toBe(packet.timestamp);
     expect(Buffer.from(item.v).equals(Buffer.from(packet.dns))).toBe(true);
 
-    const reader = scratch.track(new DhtTransport([testnet.bootstrap[3]!]));
+    const reader = liveDht([testnet.bootstrap[3]!]);
     const bytes = await reader.resolve(me.publicKey, never());
     expect(Buffer.from(bytes!).equals(Buffer.from(packet.bytes))).toBe(true);
     expect(verifyPayload(me.publicKey, bytes!).timestamp).toBe(packet.timestamp);
   });
 
   it("answers undefined for a key nobody published", async () => {
-    const reader = scratch.track(new DhtTransport(testnet.bootstrap));
+    const reader = liveDht(testnet.bootstrap);
     expect(await reader.resolve(newIdentity().publicKey, never())).toBeUndefined();
   });
 
   it("treats 302 for the same seq as already stored, and a newer seq on the nodes as a failure", async () => {
     const me = newIdentity();
-    const dht = scratch.track(new DhtTransport(testnet.bootstrap));
+    const dht = liveDht(testnet.bootstrap);
     const older = me.sign("older", nowMicros());
     const newer = me.sign("newer", nowMicros());
     expect(await dht.publish(newer)).toBe("stored on 8 DHT nodes");
@@ -76,10 +83,10 @@ describe("DhtTransport over a loopback Mainline DHT", () => {
   it("a publish after a resolve of the same key reuses that walk's write tokens: no second lookup", async () => {
     const me = newIdentity();
     const first = me.sign("first", nowMicros());
-    await scratch.track(new DhtTransport(testnet.bootstrap)).publish(first);
+    await liveDht(testnet.bootstrap).publish(first);
 
     // A push: resolve the current record, then publish the next one through the same transport.
-    const dht = scratch.track(new DhtTransport(testnet.bootstrap));
+    const dht = liveDht(testnet.bootstrap);
     expect(Buffer.from((await dht.resolve(me.publicKey, never()))!).equals(Buffer.from(first.bytes))).toBe(true);
     const sent = countQueries(dht);
     expect(await dht.publish(me.sign("second", nowMicros()))).toBe("stored on 8 DHT nodes");
@@ -88,7 +95,7 @@ describe("DhtTransport over a loopback Mainline DHT", () => {
 
   it("tokens no node takes any more: the publish walks again and stores the record", async () => {
     const me = newIdentity();
-    const dht = scratch.track(new DhtTransport(testnet.bootstrap));
+    const dht = liveDht(testnet.bootstrap);
     expect(await dht.resolve(me.publicKey, never())).toBeUndefined();
     // As if the nodes had rotated their secrets twice since the walk.
     const target = dhtTarget(me.publicKey);
@@ -99,7 +106,7 @@ describe("DhtTransport over a loopback Mainline DHT", () => {
     expect(await dht.publish(packet)).toBe("stored on 8 DHT nodes");
     expect(sent.get).toBeGreaterThan(0);
     expect(sent.put).toBe(16);
-    const reader = scratch.track(new DhtTransport(testnet.bootstrap));
+    const reader = liveDht(testnet.bootstrap);
     expect(Buffer.from((await reader.resolve(me.publicKey, never()))!).equals(Buffer.from(packet.bytes))).toBe(true);
   });
 
@@ -107,9 +114,9 @@ describe("DhtTransport over a loopback Mainline DHT", () => {
     const me = newIdentity();
     const packet = me.signEntries(entriesOfSize(1000), nowMicros());
     expect(packet.dns.length).toBe(1000);
-    const dht = scratch.track(new DhtTransport(testnet.bootstrap));
+    const dht = liveDht(testnet.bootstrap);
     expect(await dht.publish(packet)).toBe("stored on 8 DHT nodes");
-    const reader = scratch.track(new DhtTransport(testnet.bootstrap));
+    const reader = liveDht(testnet.bootstrap);
     const bytes = await reader.resolve(me.publicKey, never());
     expect(bytes?.length).toBe(1072);
   });
@@ -117,7 +124,7 @@ describe("DhtTransport over a loopback Mainline DHT", () => {
   it("ignores values whose signature does not verify, and keeps the valid one", async () => {
     const me = newIdentity();
     const packet = me.sign("genuine", nowMicros());
-    await scratch.track(new DhtTransport(testnet.bootstrap)).publish(packet);
+    await liveDht(testnet.bootstrap).publish(packet);
     // A node that lies: a higher seq with a bad signature for the same key.
     const target = dhtTarget(me.publicKey).toString("hex");
     const liar = testnet.nodes[5]!;
@@ -128,7 +135,7 @@ describe("DhtTransport over a loopback Mainline DHT", () => {
       seq: packet.timestamp + 1_000_000,
       id: liar.nodeId,
     });
-    const bytes = await scratch.track(new DhtTransport(testnet.bootstrap)).resolve(me.publicKey, never());
+    const bytes = await liveDht(testnet.bootstrap).resolve(me.publicKey, never());
     expect(verifyPayload(me.publicKey, bytes!).timestamp).toBe(packet.timestamp);
 
     // Only forged values out there: nothing comes back.
@@ -142,11 +149,11 @@ describe("DhtTransport over a loopback Mainline DHT", () => {
         id: node.nodeId,
       });
     }
-    expect(await scratch.track(new DhtTransport(testnet.bootstrap)).resolve(victim.publicKey, never())).toBeUndefined();
+    expect(await liveDht(testnet.bootstrap).resolve(victim.publicKey, never())).toBeUndefined();
   });
 
   it("never sends to a non-loopback address when bootstrapped from loopback", async () => {
-    const dht = scratch.track(new DhtTransport([testnet.bootstrap[0]!]));
+    const dht = liveDht([testnet.bootstrap[0]!]);
     await dht.resolve(newIdentity().publicKey, never());
     const internal = (dht as unknown as { instance: { _rpc: { socket: { query: QueryFn } } } }).instance;
     const err = await new Promise<Error | null>((resolve) =>
@@ -269,7 +276,7 @@ describe("RelayTransport against a local pkarr relay", () => {
       const me = newIdentity();
       const packet = me.sign("via relay", nowMicros());
       await new RelayTransport(backed.url).publish(packet);
-      const bytes = await scratch.track(new DhtTransport(testnet.bootstrap)).resolve(me.publicKey, never());
+      const bytes = await liveDht(testnet.bootstrap).resolve(me.publicKey, never());
       expect(Buffer.from(bytes!).equals(Buffer.from(packet.bytes))).toBe(true);
     } finally {
       await backed.close();
