@@ -1,8 +1,9 @@
 import { createHash, randomBytes } from "node:crypto";
-import { link, mkdir, open, readdir, readFile, rm, stat } from "node:fs/promises";
+import { link, mkdir, open, readFile, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { CcbError, errnoCode } from "./errors.js";
+import { removeOldFiles } from "./old-files.js";
 
 /**
  * A lock file in CCBUNDLE_HOME, so two pushes or two backups on one machine
@@ -125,15 +126,10 @@ const LEFTOVER_MS = 3600_000;
  * Remove the temp and ticket files that processes killed between two steps left beside our
  * lock. Safe while we hold it: a ticket names the exact content of a lock, and ours is new.
  */
-async function sweepLeftovers(file: string): Promise<void> {
-  const dir = path.dirname(file);
+function sweepLeftovers(file: string): Promise<void> {
   const prefix = `${path.basename(file)}.`;
-  const names = await readdir(dir).catch(() => [] as string[]);
-  for (const name of names) {
-    if (!name.startsWith(prefix) || !(name.endsWith(".tmp") || name.endsWith(".takeover"))) continue;
-    const info = await stat(path.join(dir, name)).catch(() => undefined);
-    if (info && Date.now() - info.mtimeMs > LEFTOVER_MS) await rm(path.join(dir, name), { force: true });
-  }
+  const leftover = (name: string) => name.startsWith(prefix) && (name.endsWith(".tmp") || name.endsWith(".takeover"));
+  return removeOldFiles(path.dirname(file), leftover, LEFTOVER_MS);
 }
 
 /** What a lock or ticket file holds: its owner, made unique by a token (one process may take many). */

@@ -6,6 +6,7 @@ import { pipeline } from "node:stream/promises";
 import { pathToFileURL } from "node:url";
 import { promisify } from "node:util";
 import { CcbError, errnoCode, NotFoundError } from "../core/errors.js";
+import { removeOldFiles } from "../core/old-files.js";
 import { randomId } from "../core/store-layout.js";
 import type { BlobStore, GetOptions, ObjectInfo, PutOptions, PutResult } from "./blob-store.js";
 
@@ -227,7 +228,8 @@ export class LocalStore implements BlobStore {
     await mkdir(tmpDir, { recursive: true }).catch((err) => {
       throw this.wrap(err, TMP_DIR);
     });
-    await sweepStalePartials(tmpDir);
+    // What killed uploads left (a cron backup killed by a reboot, say) would stay in the store for good.
+    await removeOldFiles(tmpDir, (name) => name.endsWith(".partial"), STALE_PARTIAL_MS);
   }
 
   private wrap(err: unknown, key: string): unknown {
@@ -252,22 +254,5 @@ export class LocalStore implements BlobStore {
       return new CcbError(`store ${this.url} is full`, 1, { hint: "free space or prune old backups", cause: err });
     }
     return err;
-  }
-}
-
-/**
- * Remove what killed uploads left in `.tmp` (a cron backup killed by a reboot, say): without
- * this they stayed in the user's store for good. Best effort: the put goes on whatever fails.
- */
-async function sweepStalePartials(tmpDir: string, now = Date.now()): Promise<void> {
-  try {
-    for (const name of await readdir(tmpDir)) {
-      if (!name.endsWith(".partial")) continue;
-      const file = path.join(tmpDir, name);
-      const info = await stat(file).catch(() => undefined);
-      if (info?.isFile() && now - info.mtimeMs > STALE_PARTIAL_MS) await rm(file, { force: true });
-    }
-  } catch {
-    // An unreadable .tmp is the put's to report, if it matters.
   }
 }
