@@ -90,7 +90,10 @@ function clamp(value: number, min: number, max: number): number {
 
 /** Compressed output is collected into this much before it is handed on. */
 const COMPRESSED_CHUNK = 256 * 1024;
-/** Decompressed output buffers (each pushed whole, never reused). */
+/**
+ * Decompressed output buffers, each emitted whole. The reader thread fills again those the main
+ * thread hands back (TarBatch.release); nothing else reuses one.
+ */
 export const PLAIN_CHUNK = 256 * 1024;
 const EMPTY: Buffer = Buffer.alloc(0);
 

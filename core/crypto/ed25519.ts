@@ -9,9 +9,10 @@ import {
 
 /**
  * ed25519 without @noble/curves: key derivation and signing run in OpenSSL
- * (node:crypto KeyObjects: private keys from the fixed RFC 8410 DER prefix, public keys as JWK), and the few
- * curve facts OpenSSL does not expose (strict RFC 8032 point decoding, the
- * small-order check, the Edwards→Montgomery map) are computed here with BigInt.
+ * (node:crypto KeyObjects: private keys from the fixed RFC 8410 DER prefix,
+ * public keys as JWK), and the few curve facts OpenSSL does not expose
+ * (strict RFC 8032 point decoding, the small-order check, the
+ * Edwards→Montgomery map) are computed here with BigInt.
  * Why: every ccbundle process derives the user's keys, and loading noble plus
  * building its base-point tables cost ~80 ms of CPU per process, twice per
  * handoff (push + pull); OpenSSL does the same work in well under 1 ms.
@@ -162,10 +163,10 @@ export function verifyStrict(publicKey: Uint8Array, message: Uint8Array, signatu
   return isSmallOrder(add(rkA, negate(sB)));
 }
 
-/** A public key decoded strictly (canonical, on the curve, not of small order), or undefined. */
 /** decodePoint of a public key, kept per key: a restore decodes one signer's key per manifest. */
 const decodedKey = rememberedPerKey(decodePoint);
 
+/** A public key decoded strictly (canonical, on the curve, not of small order), or undefined. */
 const strictPublicPoint = rememberedPerKey((publicKey): Extended | undefined => {
   const decoded = decodedKey(publicKey);
   return decoded && !isSmallOrder(extended(decoded)) ? extended(decoded) : undefined;
