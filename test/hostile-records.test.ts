@@ -5,7 +5,7 @@ import { encodeSigData } from "pkarr/lib/tools.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { encrypt } from "../core/crypto/age/index.js";
 import { UserKey } from "../core/crypto/keys.js";
-import { sealSlot } from "../core/crypto/slot-seal.js";
+import { SEAL_VERSION, sealSlot } from "../core/crypto/slot-seal.js";
 import { signPacket, type TxtEntry } from "../core/pointer/packet.js";
 import { encodePayload } from "../core/pointer/payload-codec.js";
 import { type PointerPayload, RECORD_NAME, slotFor } from "../core/pointer/record.js";
@@ -74,6 +74,14 @@ function withBlobId(id: string): Buffer {
   return bytes;
 }
 
+/** 180 random bytes after a fixed format byte and a recipient count of 0. */
+function junkSlot(format: number): Buffer {
+  const data = randomBytes(180);
+  data[0] = format;
+  data[2] = 0;
+  return data;
+}
+
 const now = () => Math.floor(Date.now() / 1000);
 const payload = (over: Record<string, unknown> = {}) => ({
   v: 1,
@@ -121,9 +129,16 @@ const cases: { name: string; bytes: () => Promise<Buffer>; says?: RegExp }[] = [
     says: /malformed/,
   },
   {
-    name: "TXT data that is not age",
-    bytes: async () => record([{ name: RECORD_NAME, data: randomBytes(180) }]),
+    // Not a slot of ours (nor of a newer ccbundle we would have to refuse): skipped.
+    name: "TXT data of another format",
+    bytes: async () => record([{ name: RECORD_NAME, data: junkSlot(SEAL_VERSION + 1) }]),
     says: /nothing for your key/,
+  },
+  {
+    // Random bytes whose first byte happens to be our format byte (1 in 256 of them).
+    name: "TXT data that claims our format and is junk",
+    bytes: async () => record([{ name: RECORD_NAME, data: junkSlot(SEAL_VERSION) }]),
+    says: /no or too many recipients/,
   },
   {
     name: "a damaged age header",
