@@ -364,7 +364,12 @@ async function openBlob(
         throw err;
       }
     } catch (err) {
-      if (err instanceof NotFoundError) gone ??= goneError(source === LINK ? "the store" : source, burn);
+      // Only the record's own store (or its link) can tell that the bundle is gone: missing from
+      // a --store the user named, it may still be in the record's store, out of reach from here
+      // (a NAS not mounted), and that store's error is the one to show.
+      const authoritative = source !== storeOverride || source === blob.store;
+      if (err instanceof NotFoundError && authoritative)
+        gone ??= goneError(source === LINK ? "the store" : source, burn);
       lastError = err;
     }
   }

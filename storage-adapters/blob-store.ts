@@ -12,7 +12,9 @@ import type { Readable } from "node:stream";
  *   stored (temp file + rename, or multipart completed after the last part).
  *   If it fails or the process dies, no object a reader could trust is left
  *   under `key`.
- * - `get` of a missing key throws NotFoundError (exit 4).
+ * - `get` of a missing key throws NotFoundError (exit 4). A store that is not
+ *   there at all (no such folder or bucket) throws another CcbError: callers
+ *   take NotFoundError to mean "no such object here", which would hide a typo.
  * - `delete` of a missing key succeeds.
  */
 export interface BlobStore {

@@ -5,7 +5,7 @@ import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { pathToFileURL } from "node:url";
 import { promisify } from "node:util";
-import { CcbError, errnoCode, NotFoundError } from "../core/errors.js";
+import { CcbError, ExitCode, errnoCode, NotFoundError } from "../core/errors.js";
 import { removeOldFiles } from "../core/old-files.js";
 import { randomId } from "../core/store-layout.js";
 import type { BlobStore, GetOptions, ObjectInfo, PutOptions, PutResult } from "./blob-store.js";
@@ -105,7 +105,7 @@ export class LocalStore implements BlobStore {
     try {
       size = (await stat(file)).size;
     } catch (err) {
-      throw this.wrap(err, key);
+      throw await this.whyMissing(err, key);
     }
     const stream = createReadStream(file, readStreamOptions(size));
     if (options.onProgress) {
@@ -123,7 +123,7 @@ export class LocalStore implements BlobStore {
     try {
       return await readFile(this.file(key));
     } catch (err) {
-      throw this.wrap(err, key);
+      throw await this.whyMissing(err, key);
     }
   }
 
@@ -230,6 +230,27 @@ export class LocalStore implements BlobStore {
     });
     // What killed uploads left (a cron backup killed by a reboot, say) would stay in the store for good.
     await removeOldFiles(tmpDir, (name) => name.endsWith(".partial"), STALE_PARTIAL_MS);
+  }
+
+  /**
+   * A read's error: an object that is not there, unless the store folder itself is missing (a
+   * NAS that is not mounted here, a mistyped --store). That is no NotFoundError, which callers
+   * take for "no such object" (no record here, a handoff already picked up), but it exits 4 too.
+   */
+  private async whyMissing(err: unknown, key: string): Promise<unknown> {
+    if (errnoCode(err) === "ENOENT" || errnoCode(err) === "ENOTDIR") {
+      const rootCode = await stat(this.root).then(
+        () => undefined,
+        (rootErr: unknown) => errnoCode(rootErr),
+      );
+      if (rootCode === "ENOENT" || rootCode === "ENOTDIR") {
+        return new CcbError(`store folder ${this.root} does not exist`, ExitCode.notFound, {
+          hint: "check --store (or CCBUNDLE_STORE), and that the folder is mounted on this machine",
+          cause: err,
+        });
+      }
+    }
+    return this.wrap(err, key);
   }
 
   private wrap(err: unknown, key: string): unknown {

@@ -1,4 +1,14 @@
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { projectFolderName } from "../core/claude/paths.js";
@@ -154,6 +164,36 @@ describe("pull errors leave the config dir exactly as it was", () => {
       expectOneLineError(r.stderr);
     } finally {
       stranger.cleanup();
+    }
+  });
+
+  it("a store folder that is not there (a NAS not mounted here): exit 4 naming it", async () => {
+    const unmounted = path.join(bob.root, "nas-not-mounted");
+    const before = snapshotTree(bob.claudeDir);
+    const r = await bob.run(["pull", "--no-resume", "--store", unmounted]);
+    expect(r.code).toBe(4);
+    expectOneLineError(r.stderr);
+    expect(r.stderr).toContain(`store folder ${unmounted} does not exist`);
+    expect(snapshotTree(bob.claudeDir)).toEqual(before);
+  });
+
+  it("the record's store folder not there and no --store: exit 4 naming it, not 'gone'", async () => {
+    // The record is read from a copy of the store's records; the blob's store, the NAS, is away.
+    const recordsOnly = path.join(alice.root, "records-only");
+    cpSync(path.join(nas, "ccbundle", "v1", "records"), path.join(recordsOnly, "ccbundle", "v1", "records"), {
+      recursive: true,
+    });
+    const away = `${nas}.away`;
+    renameSync(nas, away);
+    try {
+      const r = await bob.run(["pull", "--project", bobProject, "--no-resume"], {
+        env: { CCBUNDLE_STORE: recordsOnly },
+      });
+      expect(r.code).toBe(4);
+      expectOneLineError(r.stderr);
+      expect(r.stderr).toContain(`store folder ${nas} does not exist`);
+    } finally {
+      renameSync(away, nas);
     }
   });
 

@@ -4,7 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { Readable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { NotFoundError } from "../core/errors.js";
+import { CcbError, ExitCode, NotFoundError } from "../core/errors.js";
 import { randomId } from "../core/store-layout.js";
 import type { BlobStore, ObjectInfo } from "../storage-adapters/blob-store.js";
 import { LocalStore, STALE_PARTIAL_MS } from "../storage-adapters/local.js";
@@ -287,6 +287,21 @@ describe("LocalStore", () => {
     const listed: string[] = [];
     for await (const info of new LocalStore(dir).list("ccbundle/v1/snapshots/")) listed.push(info.key);
     expect(listed).toEqual([]);
+  });
+
+  test("a read from a store folder that does not exist is no NotFoundError (that means: no such object), but exits 4", async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), "ccb-local-"));
+    tmpDirs.push(dir);
+    const typo = path.join(dir, "typo");
+    for (const read of [(s: LocalStore) => s.get("ccbundle/v1/records/x"), (s: LocalStore) => s.getBytes("a/b")]) {
+      const err = await read(new LocalStore(typo)).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(CcbError);
+      expect(err).not.toBeInstanceOf(NotFoundError);
+      expect((err as CcbError).message).toBe(`store folder ${typo} does not exist`);
+      expect((err as CcbError).exitCode).toBe(ExitCode.notFound);
+      // The folder is there: a missing object is a NotFoundError, as the contract says.
+      await expect(read(new LocalStore(dir))).rejects.toBeInstanceOf(NotFoundError);
+    }
   });
 });
 
