@@ -14,6 +14,11 @@ export interface Testnet {
   /** `127.0.0.1:port` of every node, usable as Settings.bootstrap. */
   bootstrap: string[];
   nodes: DHT[];
+  /**
+   * Stop answering, ports kept bound: a DHT that is down. Closing it instead would free its ports,
+   * and a client socket bound to port 0 later may be given one of them and answer itself.
+   */
+  mute(): void;
   close(): Promise<void>;
 }
 
@@ -46,7 +51,13 @@ export async function startTestnet(size = 8): Promise<Testnet> {
       if (Date.now() > deadline) throw new Error("testnet nodes did not find each other within 10 s");
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
-    return { bootstrap: nodes.map((node) => `127.0.0.1:${node.address().port}`), nodes, close };
+    const mute = () => {
+      for (const node of nodes) {
+        const rpc = node._rpc as unknown as { socket: { socket: EventEmitter } };
+        rpc.socket.socket.removeAllListeners("message");
+      }
+    };
+    return { bootstrap: nodes.map((node) => `127.0.0.1:${node.address().port}`), nodes, mute, close };
   } catch (err) {
     await close();
     throw err;
