@@ -434,6 +434,7 @@ async function s3Row(): Promise<void> {
       AWS_EC2_METADATA_DISABLED: "true",
       AWS_CONFIG_FILE: path.join(work, "no-aws-config"),
       AWS_SHARED_CREDENTIALS_FILE: path.join(work, "no-aws-credentials"),
+      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true", // as the CLI does (cli/main.ts)
     });
     const { S3Client, PutObjectCommand, GetObjectCommand } = await import("@aws-sdk/client-s3");
     const { openStore } = await import("../storage-adapters/index.js");

@@ -118,4 +118,6 @@ export function useS3rverCredentials(): void {
   process.env.AWS_EC2_METADATA_DISABLED = "true";
   process.env.AWS_CONFIG_FILE = path.join(os.tmpdir(), "ccb-no-aws-config");
   process.env.AWS_SHARED_CREDENTIALS_FILE = path.join(os.tmpdir(), "ccb-no-aws-credentials");
+  // As the CLI does (cli/main.ts): no Node 20 support warning from the SDK in the test output.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = "true";
 }
