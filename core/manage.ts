@@ -128,17 +128,19 @@ export async function revoke(options: { settings: Settings; key: UserKey; transp
   const slots: OpenedSlot[] = current ? await openSlots(current, key.z32, [key.ageIdentity()]) : [];
   try {
     const live = slots.filter((slot) => slot.payload.kind === "handoff");
-    const revoked: Array<{ slot: string; label: string; session: string | undefined }> = [];
+    const revoked: Array<{ slot: string; label: string; session: string | undefined; blobDeleted: boolean }> = [];
     const warnings: string[] = [];
     const tombstones = [];
     const names = await recipientNames(settings.home, key.z32);
     for (const slot of live) {
       const blob = slot.payload.blob;
       const storeUrl = blob?.store ?? settings.store;
+      let blobDeleted = false;
       if (blob && storeUrl) {
         const deleted = await deleteBlob(storeUrl, blob.key);
+        blobDeleted = deleted === true;
         if (deleted !== true)
-          warnings.push(`could not delete the bundle of ${describeSlot(slot.payload.slot, names)}: ${deleted}`);
+          warnings.push(`could not delete the bundle (${describeSlot(slot.payload.slot, names)}): ${deleted}`);
       }
       const tombstone = tombstoneFor(key, slot.payload, false);
       tombstones.push({
@@ -149,6 +151,7 @@ export async function revoke(options: { settings: Settings; key: UserKey; transp
         slot: slot.payload.slot,
         label: describeSlot(slot.payload.slot, names),
         session: slot.payload.session?.id,
+        blobDeleted,
       });
     }
     if (tombstones.length === 0) return { revoked, summary: "", failures: [], warnings };

@@ -9,6 +9,7 @@ import { decodeZ32PublicKey, type UserKey } from "./crypto/keys.js";
 import { PinIdentity } from "./crypto/pin.js";
 import { CcbError, IntegrityError, NotFoundError } from "./errors.js";
 import { forgetHandoffs } from "./handoff-ledger.js";
+import { describeError } from "./pointer/abort.js";
 import type { VerifiedPacket } from "./pointer/packet.js";
 import {
   forgetSlots,
@@ -349,14 +350,18 @@ async function openBlob(
 ): Promise<{ stream: Readable; store: BlobStore | undefined; from: string | undefined }> {
   const sources = [storeOverride, blob.url ? LINK : undefined, blob.store].filter((s): s is string => !!s);
   let gone: CcbError | undefined;
+  /** A --store the user named that does not hold the bundle (and is not the record's store). */
+  let notInOverride: string | undefined;
   let lastError: unknown;
   for (const source of sources) {
+    let url = source;
     try {
       if (source === LINK) {
         const { fetchUrlStream } = await import("../storage-adapters/http.js");
         return { stream: await fetchUrlStream(blob.url!), store: undefined, from: undefined };
       }
       const store = await openStore(source);
+      url = store.url; // as the record writes it: /mnt/nas is file:///mnt/nas
       try {
         return { stream: await store.get(blob.key), store, from: source };
       } catch (err) {
@@ -364,16 +369,27 @@ async function openBlob(
         throw err;
       }
     } catch (err) {
-      // Only the record's own store (or its link) can tell that the bundle is gone: missing from
-      // a --store the user named, it may still be in the record's store, out of reach from here
-      // (a NAS not mounted), and that store's error is the one to show.
-      const authoritative = source !== storeOverride || source === blob.store;
-      if (err instanceof NotFoundError && authoritative)
-        gone ??= goneError(source === LINK ? "the store" : source, burn);
+      // Only the record's own store (or its link) can tell that the bundle is gone: a --store
+      // the user named may be another store, or this one mounted elsewhere (see below).
+      if (err instanceof NotFoundError) {
+        if (source === LINK || url === blob.store) gone ??= goneError(source === LINK ? "the store" : source, burn);
+        else notInOverride ??= source;
+      }
       lastError = err;
     }
   }
   if (gone) throw gone;
+  if (notInOverride !== undefined) {
+    // The record's store (tried last) could not be asked. Both facts, since only the user knows
+    // whether their --store is that same store under another path (the bundle is gone) or not.
+    throw new NotFoundError(
+      `the bundle is not in ${notInOverride}, and the record's store ${blob.store} cannot be reached from here (${describeError(lastError)})`,
+      {
+        hint: `if ${notInOverride} is that same store, the handoff was revoked, pruned or already picked up; else make ${blob.store} reachable, or pass --store naming a store that holds the bundle`,
+        cause: lastError,
+      },
+    );
+  }
   if (lastError instanceof CcbError) throw lastError;
   throw new NotFoundError("the bundle this record points at cannot be reached from here", {
     hint: "pass --store <url> naming a store that holds it",

@@ -12,10 +12,12 @@ import type { Readable } from "node:stream";
  *   stored (temp file + rename, or multipart completed after the last part).
  *   If it fails or the process dies, no object a reader could trust is left
  *   under `key`.
- * - `get` of a missing key throws NotFoundError (exit 4). A store that is not
- *   there at all (no such folder or bucket) throws another CcbError: callers
- *   take NotFoundError to mean "no such object here", which would hide a typo.
+ * - `get` of a missing key throws NotFoundError (exit 4).
  * - `delete` of a missing key succeeds.
+ * - A store that is not there at all (no such folder or bucket) makes every
+ *   call throw another CcbError: callers take NotFoundError to mean "no such
+ *   object here" (and a delete's success to mean it is gone), which would hide
+ *   a typo or a NAS that is not mounted.
  */
 export interface BlobStore {
   /** The store's URL for display and for records, never with credentials. */

@@ -1,5 +1,5 @@
 import { createReadStream, createWriteStream, open } from "node:fs";
-import { mkdir, readdir, readFile, rename, rm, stat } from "node:fs/promises";
+import { mkdir, readdir, readFile, rename, rm, stat, unlink } from "node:fs/promises";
 import path from "node:path";
 import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -40,7 +40,8 @@ export class LocalStore implements BlobStore {
   readonly url: string;
 
   constructor(readonly root: string) {
-    this.url = pathToFileURL(root).href;
+    // One spelling per folder (no trailing slash): pull compares it with the store a record names.
+    this.url = pathToFileURL(path.resolve(root)).href;
   }
 
   private file(key: string): string {
@@ -138,7 +139,15 @@ export class LocalStore implements BlobStore {
   }
 
   async delete(key: string): Promise<void> {
-    await rm(this.file(key), { force: true });
+    try {
+      await unlink(this.file(key));
+    } catch (err) {
+      const code = errnoCode(err);
+      if (code !== "ENOENT" && code !== "ENOTDIR") throw this.wrap(err, key);
+      // Gone already, as the contract allows; but with the store folder missing (a NAS not
+      // mounted), nothing was deleted, and revoke must not say it was.
+      if (await this.rootMissing()) throw this.storeMissing(err);
+    }
   }
 
   async *list(prefix: string): AsyncIterable<ObjectInfo> {
@@ -157,15 +166,8 @@ export class LocalStore implements BlobStore {
       if (errnoCode(err) !== "ENOENT") throw this.wrap(err, dirKey);
       // A folder under the store that is not there yet is just empty; the store folder itself
       // missing is a mistyped --store (or an unmounted NAS), which "nothing found" would hide.
-      const rootError = await stat(this.root).then(
-        () => undefined,
-        (rootErr: unknown) => rootErr,
-      );
-      if (rootError === undefined) return;
-      if (errnoCode(rootError) !== "ENOENT" && errnoCode(rootError) !== "ENOTDIR") throw this.wrap(rootError, "");
-      throw new NotFoundError(`store folder ${this.root} does not exist`, {
-        hint: "check --store (or CCBUNDLE_STORE), and that the folder is mounted",
-      });
+      if (await this.rootMissing()) throw this.storeMissing(err);
+      return;
     }
     for (const entry of entries) {
       if (!dirKey && entry.name === TMP_DIR) continue;
@@ -234,23 +236,31 @@ export class LocalStore implements BlobStore {
 
   /**
    * A read's error: an object that is not there, unless the store folder itself is missing (a
-   * NAS that is not mounted here, a mistyped --store). That is no NotFoundError, which callers
-   * take for "no such object" (no record here, a handoff already picked up), but it exits 4 too.
+   * NAS that is not mounted here, a mistyped --store).
    */
   private async whyMissing(err: unknown, key: string): Promise<unknown> {
-    if (errnoCode(err) === "ENOENT" || errnoCode(err) === "ENOTDIR") {
-      const rootCode = await stat(this.root).then(
-        () => undefined,
-        (rootErr: unknown) => errnoCode(rootErr),
-      );
-      if (rootCode === "ENOENT" || rootCode === "ENOTDIR") {
-        return new CcbError(`store folder ${this.root} does not exist`, ExitCode.notFound, {
-          hint: "check --store (or CCBUNDLE_STORE), and that the folder is mounted on this machine",
-          cause: err,
-        });
-      }
-    }
+    const code = errnoCode(err);
+    if ((code === "ENOENT" || code === "ENOTDIR") && (await this.rootMissing())) return this.storeMissing(err);
     return this.wrap(err, key);
+  }
+
+  private async rootMissing(): Promise<boolean> {
+    const code = await stat(this.root).then(
+      () => undefined,
+      (err: unknown) => errnoCode(err),
+    );
+    return code === "ENOENT" || code === "ENOTDIR";
+  }
+
+  /**
+   * The store folder is not there. No NotFoundError, which callers take for "no such object"
+   * (no record here, a handoff already picked up, an empty listing): it exits 4 all the same.
+   */
+  private storeMissing(cause: unknown): CcbError {
+    return new CcbError(`store folder ${this.root} does not exist`, ExitCode.notFound, {
+      hint: "check --store (or CCBUNDLE_STORE), and that the folder is mounted on this machine",
+      cause,
+    });
   }
 
   private wrap(err: unknown, key: string): unknown {

@@ -177,7 +177,7 @@ describe("pull errors leave the config dir exactly as it was", () => {
     expect(snapshotTree(bob.claudeDir)).toEqual(before);
   });
 
-  it("the record's store folder not there and no --store: exit 4 naming it, not 'gone'", async () => {
+  it("a --store without the bundle, the record's store out of reach: exit 4 with both facts, not 'gone'", async () => {
     // The record is read from a copy of the store's records; the blob's store, the NAS, is away.
     const recordsOnly = path.join(alice.root, "records-only");
     cpSync(path.join(nas, "ccbundle", "v1", "records"), path.join(recordsOnly, "ccbundle", "v1", "records"), {
@@ -191,7 +191,9 @@ describe("pull errors leave the config dir exactly as it was", () => {
       });
       expect(r.code).toBe(4);
       expectOneLineError(r.stderr);
+      expect(r.stderr).toContain(`the bundle is not in ${recordsOnly}, and the record's store`);
       expect(r.stderr).toContain(`store folder ${nas} does not exist`);
+      expect(r.stderr).not.toContain("gone");
     } finally {
       renameSync(away, nas);
     }
@@ -259,11 +261,44 @@ describe("pull errors leave the config dir exactly as it was", () => {
     const original = readFileSync(blob!);
     rmSync(blob!);
     try {
-      const r = await bob.run(["pull", "--project", bobProject, "--no-resume"]);
-      expect(r.code).toBe(4);
-      expectOneLineError(r.stderr);
+      // The record's store, however --store spells it, says the bundle is gone.
+      for (const store of [nas, `${nas}/`, `file://${nas}`, `file://${nas}/`]) {
+        const r = await bob.run(["pull", "--project", bobProject, "--no-resume", "--store", store]);
+        expect(r.code).toBe(4);
+        expectOneLineError(r.stderr);
+        expect(r.stderr).toContain("the bundle this handoff points at is gone from");
+      }
     } finally {
       writeFileSync(blob!, original);
+    }
+  });
+});
+
+describe("revoke with the store out of reach", () => {
+  it("publishes the tombstone, warns, and does not call the bundle deleted", async () => {
+    const carol = new Machine("carol");
+    try {
+      const carolNas = path.join(carol.root, "nas");
+      mkdirSync(carolNas);
+      await carol.runOk(["init", "--no-passphrase"]);
+      writeSession({ claudeDir: carol.claudeDir, projectDir: carol.project("p"), home: carol.home });
+      await carol.runOk(["push", "--store", carolNas], { cwd: path.join(carol.home, "p") });
+      // The record can be read from a copy; the NAS the bundle is on is not mounted.
+      const recordsOnly = path.join(carol.root, "records-only");
+      cpSync(path.join(carolNas, "ccbundle", "v1", "records"), path.join(recordsOnly, "ccbundle", "v1", "records"), {
+        recursive: true,
+      });
+      renameSync(carolNas, `${carolNas}.away`);
+      const r = await carol.run(["revoke", "--store", recordsOnly]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toMatch(/tombstone published .*; bundle not deleted \(see the warning\)/);
+      expect(r.stdout).not.toContain("bundle deleted");
+      expect(r.stderr).toContain(`could not delete the bundle (to yourself): store folder ${carolNas} does not exist`);
+      renameSync(`${carolNas}.away`, carolNas);
+      const json = JSON.parse((await carol.runOk(["revoke", "--json", "--store", carolNas])).stdout);
+      expect(json.revoked).toEqual([]); // the tombstone went out: nothing live is left to revoke
+    } finally {
+      carol.cleanup();
     }
   });
 });

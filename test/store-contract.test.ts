@@ -274,34 +274,39 @@ describe("LocalStore", () => {
     expect((await readdir(path.join(dir, ".tmp"))).sort()).toEqual(["live.partial", "notes.txt"]);
   });
 
-  test("a store folder that does not exist: list and checkWritable say so; a missing folder inside it is empty", async () => {
-    const dir = await mkdtemp(path.join(os.tmpdir(), "ccb-local-"));
-    tmpDirs.push(dir);
-    const missing = new LocalStore(path.join(dir, "typo"));
-    const listMissing = async () => {
-      for await (const _ of missing.list("ccbundle/v1/snapshots/")) throw new Error("listed something");
-    };
-    await expect(listMissing()).rejects.toThrow(`store folder ${path.join(dir, "typo")} does not exist`);
-    await expect(listMissing()).rejects.toBeInstanceOf(NotFoundError);
-    await expect(missing.checkWritable()).rejects.toThrow(`store folder ${path.join(dir, "typo")} does not exist`);
-    const listed: string[] = [];
-    for await (const info of new LocalStore(dir).list("ccbundle/v1/snapshots/")) listed.push(info.key);
-    expect(listed).toEqual([]);
-  });
-
-  test("a read from a store folder that does not exist is no NotFoundError (that means: no such object), but exits 4", async () => {
+  test("a store folder that does not exist: every call says so, with no NotFoundError (that means: no such object)", async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), "ccb-local-"));
     tmpDirs.push(dir);
     const typo = path.join(dir, "typo");
-    for (const read of [(s: LocalStore) => s.get("ccbundle/v1/records/x"), (s: LocalStore) => s.getBytes("a/b")]) {
-      const err = await read(new LocalStore(typo)).catch((e: unknown) => e);
+    const listAll = async (store: LocalStore) => {
+      const keys: string[] = [];
+      for await (const info of store.list("ccbundle/v1/snapshots/")) keys.push(info.key);
+      return keys;
+    };
+    const calls: Array<(store: LocalStore) => Promise<unknown>> = [
+      (store) => store.get("ccbundle/v1/records/x"),
+      (store) => store.getBytes("a/b"),
+      (store) => store.delete("ccbundle/v1/blobs/x"),
+      listAll,
+    ];
+    for (const call of calls) {
+      const err = await call(new LocalStore(typo)).then(
+        () => new Error("succeeded"),
+        (e: unknown) => e,
+      );
       expect(err).toBeInstanceOf(CcbError);
       expect(err).not.toBeInstanceOf(NotFoundError);
       expect((err as CcbError).message).toBe(`store folder ${typo} does not exist`);
       expect((err as CcbError).exitCode).toBe(ExitCode.notFound);
-      // The folder is there: a missing object is a NotFoundError, as the contract says.
-      await expect(read(new LocalStore(dir))).rejects.toBeInstanceOf(NotFoundError);
     }
+    await expect(new LocalStore(typo).checkWritable()).rejects.toThrow(`store folder ${typo} does not exist`);
+    // The folder is there: a missing object is a NotFoundError, a delete of one succeeds, and a
+    // missing folder inside the store lists as empty, as the contract says.
+    const present = new LocalStore(dir);
+    await expect(present.get("ccbundle/v1/records/x")).rejects.toBeInstanceOf(NotFoundError);
+    await expect(present.getBytes("a/b")).rejects.toBeInstanceOf(NotFoundError);
+    await expect(present.delete("ccbundle/v1/blobs/x")).resolves.toBeUndefined();
+    expect(await listAll(present)).toEqual([]);
   });
 });
 

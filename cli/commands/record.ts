@@ -83,11 +83,19 @@ export function recordCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
           ctx.out.result({ ok: true, ...report });
           for (const warning of report.warnings) ctx.out.warn(warning);
           if (report.revoked.length === 0) ctx.out.line("Nothing to revoke: no live handoff in your record.");
-          else
-            ctx.out.line(
-              `Revoked ${report.revoked.map((r) => r.label).join("; ")}: ${report.revoked.length === 1 ? "bundle deleted, tombstone" : "bundles deleted, tombstones"} published (${report.summary}).`,
-            );
+          else ctx.out.line(`Revoked ${report.revoked.map((r) => r.label).join("; ")}: ${revokeOutcome(report)}.`);
         });
       },
     );
+}
+
+/** What a revoke did, in words: a bundle it could not delete (warned about above) is not called deleted. */
+function revokeOutcome(report: { revoked: Array<{ blobDeleted: boolean }>; summary: string }): string {
+  const count = report.revoked.length;
+  const kept = report.revoked.filter((r) => !r.blobDeleted).length;
+  const plural = (word: string) => (count === 1 ? word : `${word}s`);
+  const tombstones = `${plural("tombstone")} published (${report.summary})`;
+  if (kept === 0) return `${plural("bundle")} deleted, ${tombstones}`;
+  const notDeleted = kept === count ? `${plural("bundle")} not deleted` : `${kept} of ${count} bundles not deleted`;
+  return `${tombstones}; ${notDeleted} (see the warning)`;
 }
