@@ -1,5 +1,5 @@
 import type { Readable } from "node:stream";
-import type { BlobStore } from "../storage-adapters/blob-store.js";
+import { type BlobStore, EmptyStoreError } from "../storage-adapters/blob-store.js";
 import { openStore } from "../storage-adapters/index.js";
 import { warmReader } from "./bundle/threaded-reader.js";
 import type { PathMapping } from "./claude/remap.js";
@@ -371,7 +371,8 @@ async function openBlob(
     } catch (err) {
       // Only the record's own store (or its link) can tell that the bundle is gone: a --store
       // the user named may be another store, or this one mounted elsewhere (see below).
-      if (err instanceof NotFoundError) {
+      // An empty store folder (EmptyStoreError) may be a NAS not mounted: no proof of anything.
+      if (err instanceof NotFoundError && !(err instanceof EmptyStoreError)) {
         if (source === LINK || url === blob.store) gone ??= goneError(source === LINK ? "the store" : source, burn);
         else notInOverride ??= source;
       }

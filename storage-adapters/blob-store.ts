@@ -1,4 +1,5 @@
 import type { Readable } from "node:stream";
+import { NotFoundError } from "../core/errors.js";
 
 /**
  * The one interface every store implements (local folder, S3/MinIO).
@@ -63,4 +64,20 @@ export interface ObjectInfo {
   key: string;
   size: number;
   modified: Date;
+}
+
+/**
+ * A read from a store whose folder is there but empty: on Linux, a mount point with nothing
+ * mounted on it looks just like that. Still a NotFoundError (the object is not there, and a
+ * first push to a new store reads before it writes), but pull and status name it instead of
+ * saying "no record" or "gone".
+ */
+export class EmptyStoreError extends NotFoundError {
+  constructor(root: string, options: { cause?: unknown } = {}) {
+    super(`store folder ${root} is empty`, {
+      hint: "nothing was stored there yet, or it is a mount point with nothing mounted on it: mount the NAS, or check --store",
+      ...options,
+    });
+    this.name = "EmptyStoreError";
+  }
 }

@@ -8,7 +8,14 @@ import { promisify } from "node:util";
 import { CcbError, ExitCode, errnoCode, NotFoundError } from "../core/errors.js";
 import { removeOldFiles } from "../core/old-files.js";
 import { randomId } from "../core/store-layout.js";
-import type { BlobStore, GetOptions, ObjectInfo, PutOptions, PutResult } from "./blob-store.js";
+import {
+  type BlobStore,
+  EmptyStoreError,
+  type GetOptions,
+  type ObjectInfo,
+  type PutOptions,
+  type PutResult,
+} from "./blob-store.js";
 
 const openFile = promisify(open);
 
@@ -144,9 +151,10 @@ export class LocalStore implements BlobStore {
     } catch (err) {
       const code = errnoCode(err);
       if (code !== "ENOENT" && code !== "ENOTDIR") throw this.wrap(err, key);
-      // Gone already, as the contract allows; but with the store folder missing (a NAS not
-      // mounted), nothing was deleted, and revoke must not say it was.
+      // Gone already, as the contract allows; but with the store folder missing or empty (a NAS
+      // not mounted), nothing was deleted, and revoke must not say it was.
       if (await this.rootMissing()) throw this.storeMissing(err);
+      if (await this.rootEmpty()) throw new EmptyStoreError(this.root, { cause: err });
     }
   }
 
@@ -240,8 +248,19 @@ export class LocalStore implements BlobStore {
    */
   private async whyMissing(err: unknown, key: string): Promise<unknown> {
     const code = errnoCode(err);
-    if ((code === "ENOENT" || code === "ENOTDIR") && (await this.rootMissing())) return this.storeMissing(err);
+    if (code === "ENOENT" || code === "ENOTDIR") {
+      if (await this.rootMissing()) return this.storeMissing(err);
+      if (await this.rootEmpty()) return new EmptyStoreError(this.root, { cause: err });
+    }
     return this.wrap(err, key);
+  }
+
+  /** The store folder holds nothing at all (not even `.tmp`): see EmptyStoreError. */
+  private async rootEmpty(): Promise<boolean> {
+    return readdir(this.root).then(
+      (names) => names.length === 0,
+      () => false,
+    );
   }
 
   private async rootMissing(): Promise<boolean> {

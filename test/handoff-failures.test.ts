@@ -177,6 +177,15 @@ describe("pull errors leave the config dir exactly as it was", () => {
     expect(snapshotTree(bob.claudeDir)).toEqual(before);
   });
 
+  it("an empty store folder (a mount point with nothing mounted): exit 4 saying it is empty", async () => {
+    const mountPoint = path.join(bob.root, "mnt-nas");
+    mkdirSync(mountPoint);
+    const r = await bob.run(["pull", "--no-resume", "--store", mountPoint]);
+    expect(r.code).toBe(4);
+    expectOneLineError(r.stderr);
+    expect(r.stderr).toContain(`store folder ${mountPoint} is empty`);
+  });
+
   it("a --store without the bundle, the record's store out of reach: exit 4 with both facts, not 'gone'", async () => {
     // The record is read from a copy of the store's records; the blob's store, the NAS, is away.
     const recordsOnly = path.join(alice.root, "records-only");
@@ -194,7 +203,17 @@ describe("pull errors leave the config dir exactly as it was", () => {
       expect(r.stderr).toContain(`the bundle is not in ${recordsOnly}, and the record's store`);
       expect(r.stderr).toContain(`store folder ${nas} does not exist`);
       expect(r.stderr).not.toContain("gone");
+      // The NAS's mount point there, with nothing mounted on it.
+      mkdirSync(nas);
+      const empty = await bob.run(["pull", "--project", bobProject, "--no-resume"], {
+        env: { CCBUNDLE_STORE: recordsOnly },
+      });
+      expect(empty.code).toBe(4);
+      expectOneLineError(empty.stderr);
+      expect(empty.stderr).toContain(`store folder ${nas} is empty`);
+      expect(empty.stderr).not.toContain("gone");
     } finally {
+      rmSync(nas, { recursive: true, force: true }); // only ever the empty mount point made above
       renameSync(away, nas);
     }
   });

@@ -1,4 +1,4 @@
-import { readdir, readFile, stat, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { CcbError, IntegrityError, NotFoundError } from "../core/errors.js";
@@ -210,7 +210,10 @@ describe("resolveNewest", () => {
     const gone = await startTestnet(2);
     gone.mute();
     const me = newIdentity();
-    const b = await machine({ dht: gone.bootstrap, relays: [deadRelayUrl], store: await scratch.dir() });
+    // A store in use (an empty store folder is reported as such: see EmptyStoreError).
+    const storeDir = await scratch.dir();
+    await mkdir(path.join(storeDir, "ccbundle"));
+    const b = await machine({ dht: gone.bootstrap, relays: [deadRelayUrl], store: storeDir });
     const started = Date.now();
     const err = await resolveNewest(b.transports, me.publicKey, { home: b.home }).catch((e: unknown) => e);
     const elapsed = Date.now() - started;

@@ -6,6 +6,7 @@ import { verifyPayload } from "../core/pointer/packet.js";
 import { RelayTransport } from "../core/pointer/relay.js";
 import { StoreMirrorTransport } from "../core/pointer/store-mirror.js";
 import { storeLayout } from "../core/store-layout.js";
+import { EmptyStoreError } from "../storage-adapters/blob-store.js";
 import { LocalStore } from "../storage-adapters/local.js";
 import { entriesOfSize, newIdentity, nowMicros, Scratch } from "./helpers/pointer.js";
 import { startRelay, type TestRelay } from "./helpers/relay-server.js";
@@ -288,11 +289,16 @@ describe("RelayTransport against a local pkarr relay", () => {
 });
 
 describe("StoreMirrorTransport over a LocalStore", () => {
-  it("writes records/<z32> and reads it back; missing is undefined", async () => {
+  it("writes records/<z32> and reads it back; missing is undefined; an empty store folder is said so", async () => {
     const store = new LocalStore(await scratch.dir());
     const mirror = new StoreMirrorTransport(store);
     expect(mirror.name).toBe(`store ${store.url}`);
     const me = newIdentity();
+    // Nothing at all in the store folder: maybe a mount point with nothing mounted.
+    await expect(mirror.resolve(me.publicKey, never())).rejects.toBeInstanceOf(EmptyStoreError);
+    // The first record of a new store is written all the same.
+    const someoneElse = newIdentity();
+    expect(await mirror.publish(someoneElse.sign("first", nowMicros()))).toBe("stored in store");
     expect(await mirror.resolve(me.publicKey, never())).toBeUndefined();
     const packet = me.sign("in the store", nowMicros());
     expect(await mirror.publish(packet)).toBe("stored in store");

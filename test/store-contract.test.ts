@@ -6,7 +6,7 @@ import { Readable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { CcbError, ExitCode, NotFoundError } from "../core/errors.js";
 import { randomId } from "../core/store-layout.js";
-import type { BlobStore, ObjectInfo } from "../storage-adapters/blob-store.js";
+import { type BlobStore, EmptyStoreError, type ObjectInfo } from "../storage-adapters/blob-store.js";
 import { LocalStore, STALE_PARTIAL_MS } from "../storage-adapters/local.js";
 import { S3Store } from "../storage-adapters/s3.js";
 import { type S3rverHandle, startS3rver, useS3rverCredentials } from "./helpers/s3rver.js";
@@ -300,11 +300,26 @@ describe("LocalStore", () => {
       expect((err as CcbError).exitCode).toBe(ExitCode.notFound);
     }
     await expect(new LocalStore(typo).checkWritable()).rejects.toThrow(`store folder ${typo} does not exist`);
-    // The folder is there: a missing object is a NotFoundError, a delete of one succeeds, and a
-    // missing folder inside the store lists as empty, as the contract says.
+    // There but empty (a mount point with nothing mounted looks so): still a NotFoundError, named.
+    for (const call of calls.slice(0, 3)) {
+      const err = await call(new LocalStore(dir)).then(
+        () => new Error("succeeded"),
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(EmptyStoreError);
+      expect(err).toBeInstanceOf(NotFoundError);
+      expect((err as CcbError).message).toBe(`store folder ${dir} is empty`);
+    }
+    expect(await listAll(new LocalStore(dir))).toEqual([]); // a new store: backup lists it first
+    // A store with something in it: a missing object is a plain NotFoundError, a delete of one
+    // succeeds, and a missing folder inside the store lists as empty, as the contract says.
+    await mkdir(path.join(dir, "ccbundle"));
     const present = new LocalStore(dir);
-    await expect(present.get("ccbundle/v1/records/x")).rejects.toBeInstanceOf(NotFoundError);
-    await expect(present.getBytes("a/b")).rejects.toBeInstanceOf(NotFoundError);
+    for (const read of [present.get("ccbundle/v1/records/x"), present.getBytes("a/b")]) {
+      const err = await read.catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(NotFoundError);
+      expect(err).not.toBeInstanceOf(EmptyStoreError);
+    }
     await expect(present.delete("ccbundle/v1/blobs/x")).resolves.toBeUndefined();
     expect(await listAll(present)).toEqual([]);
   });

@@ -1,4 +1,4 @@
-import type { BlobStore } from "../../storage-adapters/blob-store.js";
+import { type BlobStore, EmptyStoreError } from "../../storage-adapters/blob-store.js";
 import { IntegrityError, NotFoundError } from "../errors.js";
 import { storeLayout } from "../store-layout.js";
 import { abortable } from "./abort.js";
@@ -22,7 +22,8 @@ export class StoreMirrorTransport implements PointerTransport {
   async publish(packet: RelayPayload): Promise<string> {
     const key = storeLayout.record(encodePublicKey(packet.publicKey));
     // Another machine may have pushed since this packet was signed: keep the newer one.
-    const existing = await this.read(key);
+    // An empty store (a new one: this is its first record) holds nothing to keep.
+    const existing = await this.read(key, { emptyStoreIsEmpty: true });
     if (existing) {
       let existingTimestamp: number | undefined;
       try {
@@ -40,14 +41,20 @@ export class StoreMirrorTransport implements PointerTransport {
   }
 
   async resolve(publicKey: Uint8Array, signal: AbortSignal): Promise<Uint8Array | undefined> {
-    return abortable(this.read(storeLayout.record(encodePublicKey(publicKey))), signal);
+    return abortable(this.read(storeLayout.record(encodePublicKey(publicKey)), { emptyStoreIsEmpty: false }), signal);
   }
 
-  private async read(key: string): Promise<Uint8Array | undefined> {
+  /**
+   * The record, or undefined if there is none. A reader is told when the whole store folder is
+   * empty (EmptyStoreError: maybe a NAS not mounted) rather than just "no record there".
+   */
+  private async read(key: string, options: { emptyStoreIsEmpty: boolean }): Promise<Uint8Array | undefined> {
     try {
       return await this.store.getBytes(key);
     } catch (err) {
-      if (err instanceof NotFoundError) return undefined;
+      if (err instanceof NotFoundError && (options.emptyStoreIsEmpty || !(err instanceof EmptyStoreError))) {
+        return undefined;
+      }
       throw err;
     }
   }
