@@ -174,6 +174,7 @@ describe("pull errors leave the config dir exactly as it was", () => {
     expect(r.code).toBe(4);
     expectOneLineError(r.stderr);
     expect(r.stderr).toContain(`store folder ${unmounted} does not exist`);
+    expect(r.stderr).toMatch(/^hint: check --store \(or CCBUNDLE_STORE\), and that the folder is mounted/m);
     expect(snapshotTree(bob.claudeDir)).toEqual(before);
   });
 
@@ -184,6 +185,7 @@ describe("pull errors leave the config dir exactly as it was", () => {
     expect(r.code).toBe(4);
     expectOneLineError(r.stderr);
     expect(r.stderr).toContain(`store folder ${mountPoint} is empty`);
+    expect(r.stderr).toMatch(/^hint: .*mount the NAS/m); // the store's own hint, ahead of the resolver's
   });
 
   it("a --store without the bundle, the record's store out of reach: exit 4 with both facts, not 'gone'", async () => {

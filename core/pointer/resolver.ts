@@ -231,6 +231,8 @@ export async function resolveNewest(
   );
 
   const failures: TransportFailure[] = [];
+  /** Hints of typed failures, which say more than "check the key" (a NAS not mounted). */
+  const hints: string[] = [];
   const empty: string[] = [];
   const valid: Array<{ transport: string; packet: VerifiedPacket }> = [];
   let rejected = 0;
@@ -238,6 +240,7 @@ export async function resolveNewest(
     if ("packet" in answer) valid.push(answer);
     else if ("reason" in answer) {
       if (answer.junk) rejected++;
+      else if (answer.hint) hints.push(answer.hint);
       failures.push({ transport: answer.transport, reason: answer.reason });
     } else empty.push(answer.transport);
   }
@@ -253,8 +256,10 @@ export async function resolveNewest(
       empty.length > 0 ? `no record on ${empty.join(", ")}` : undefined,
       failures.length > 0 ? `failed: ${failed}` : undefined,
     ].filter((part) => part !== undefined);
+    const lookElsewhere =
+      "check the key and that its owner has pushed; the DHT drops records after a few hours unless republished — pass the publisher's --store or --relay to look there";
     throw new NotFoundError(`no record found for ${z32} (${parts.join("; ")})`, {
-      hint: "check the key and that its owner has pushed; the DHT drops records after a few hours unless republished — pass the publisher's --store or --relay to look there",
+      hint: hints.length > 0 ? `${hints[0]}; else ${lookElsewhere}` : lookElsewhere,
     });
   }
 
@@ -283,7 +288,8 @@ export async function resolveNewest(
 
 type Answer =
   | { transport: string; bytes: Uint8Array | undefined }
-  | { transport: string; reason: string; junk: boolean };
+  /** `hint`: what a typed failure told the user to do (a store folder that is missing or empty). */
+  | { transport: string; reason: string; junk: boolean; hint?: string | undefined };
 
 /** One transport's answer within its own time budget; never rejects. */
 async function ask(transport: PointerTransport, publicKey: Uint8Array, timeoutMs: number): Promise<Answer> {
@@ -298,7 +304,8 @@ async function ask(transport: PointerTransport, publicKey: Uint8Array, timeoutMs
     return { transport: transport.name, bytes };
   } catch (err) {
     // A transport that answered with junk (not an outage) counts like a forged record.
-    return { transport: transport.name, reason: describeError(err), junk: err instanceof IntegrityError };
+    const hint = err instanceof CcbError ? err.hint : undefined;
+    return { transport: transport.name, reason: describeError(err), junk: err instanceof IntegrityError, hint };
   } finally {
     clearTimeout(timer);
     if (!controller.signal.aborted) controller.abort(new Error("resolution finished"));
