@@ -153,8 +153,8 @@ export class LocalStore implements BlobStore {
       if (code !== "ENOENT" && code !== "ENOTDIR") throw this.wrap(err, key);
       // Gone already, as the contract allows; but with the store folder missing or empty (a NAS
       // not mounted), nothing was deleted, and revoke must not say it was.
-      if (await this.rootMissing()) throw this.storeMissing(err);
-      if (await this.rootEmpty()) throw new EmptyStoreError(this.root, { cause: err });
+      const unreachable = await this.unreachable(err);
+      if (unreachable) throw unreachable;
     }
   }
 
@@ -174,7 +174,7 @@ export class LocalStore implements BlobStore {
       if (errnoCode(err) !== "ENOENT") throw this.wrap(err, dirKey);
       // A folder under the store that is not there yet is just empty; the store folder itself
       // missing is a mistyped --store (or an unmounted NAS), which "nothing found" would hide.
-      if (await this.rootMissing()) throw this.storeMissing(err);
+      if ((await this.rootState()) === "missing") throw this.storeMissing(err);
       return;
     }
     for (const entry of entries) {
@@ -244,31 +244,39 @@ export class LocalStore implements BlobStore {
 
   /**
    * A read's error: an object that is not there, unless the store folder itself is missing (a
-   * NAS that is not mounted here, a mistyped --store).
+   * NAS that is not mounted here, a mistyped --store) or empty.
    */
   private async whyMissing(err: unknown, key: string): Promise<unknown> {
+    return (await this.unreachable(err)) ?? this.wrap(err, key);
+  }
+
+  /** For an ENOENT or ENOTDIR: the error to give instead when the store folder is missing or empty. */
+  private async unreachable(err: unknown): Promise<CcbError | undefined> {
     const code = errnoCode(err);
-    if (code === "ENOENT" || code === "ENOTDIR") {
-      if (await this.rootMissing()) return this.storeMissing(err);
-      if (await this.rootEmpty()) return new EmptyStoreError(this.root, { cause: err });
+    if (code !== "ENOENT" && code !== "ENOTDIR") return undefined;
+    const root = await this.rootState();
+    if (root === "missing") return this.storeMissing(err);
+    if (root === "empty") return new EmptyStoreError(this.root, { cause: err });
+    return undefined;
+  }
+
+  /** The store folder: missing, empty (not even `.tmp`: see EmptyStoreError), or anything else. */
+  private async rootState(): Promise<"missing" | "empty" | "present"> {
+    try {
+      return (await readdir(this.root)).length === 0 ? "empty" : "present";
+    } catch (err) {
+      const code = errnoCode(err);
+      if (code === "ENOENT") return "missing";
+      if (code === "ENOTDIR") {
+        // A folder on the way is a file (missing), or the root itself is one (wrap says so).
+        const rootIsFile = await stat(this.root).then(
+          () => true,
+          () => false,
+        );
+        return rootIsFile ? "present" : "missing";
+      }
+      return "present";
     }
-    return this.wrap(err, key);
-  }
-
-  /** The store folder holds nothing at all (not even `.tmp`): see EmptyStoreError. */
-  private async rootEmpty(): Promise<boolean> {
-    return readdir(this.root).then(
-      (names) => names.length === 0,
-      () => false,
-    );
-  }
-
-  private async rootMissing(): Promise<boolean> {
-    const code = await stat(this.root).then(
-      () => undefined,
-      (err: unknown) => errnoCode(err),
-    );
-    return code === "ENOENT" || code === "ENOTDIR";
   }
 
   /**
