@@ -30,6 +30,12 @@ function blobFiles(): string[] {
   return existsSync(dir) ? readdirSync(dir).map((n) => path.join(dir, n)) : [];
 }
 
+/** A store holding only `from`'s records: where a pull finds the record, but not the bundle. */
+function copyRecords(from: string, to: string): void {
+  const records = path.join("ccbundle", "v1", "records");
+  cpSync(path.join(from, records), path.join(to, records), { recursive: true });
+}
+
 beforeAll(async () => {
   alice = new Machine("alice");
   bob = new Machine("bob");
@@ -191,9 +197,7 @@ describe("pull errors leave the config dir exactly as it was", () => {
   it("a --store without the bundle, the record's store out of reach: exit 4 with both facts, not 'gone'", async () => {
     // The record is read from a copy of the store's records; the blob's store, the NAS, is away.
     const recordsOnly = path.join(alice.root, "records-only");
-    cpSync(path.join(nas, "ccbundle", "v1", "records"), path.join(recordsOnly, "ccbundle", "v1", "records"), {
-      recursive: true,
-    });
+    copyRecords(nas, recordsOnly);
     const away = `${nas}.away`;
     renameSync(nas, away);
     try {
@@ -306,9 +310,7 @@ describe("revoke with the store out of reach", () => {
       await carol.runOk(["push", "--store", carolNas], { cwd: path.join(carol.home, "p") });
       // The record can be read from a copy; the NAS the bundle is on is not mounted.
       const recordsOnly = path.join(carol.root, "records-only");
-      cpSync(path.join(carolNas, "ccbundle", "v1", "records"), path.join(recordsOnly, "ccbundle", "v1", "records"), {
-        recursive: true,
-      });
+      copyRecords(carolNas, recordsOnly);
       renameSync(carolNas, `${carolNas}.away`);
       const r = await carol.run(["revoke", "--store", recordsOnly]);
       expect(r.code, r.stderr).toBe(0);
