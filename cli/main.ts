@@ -74,6 +74,7 @@ async function main(): Promise<number> {
       .strict()
       .demandCommand(1, "say which command to run (see --help)")
       .recommendCommands()
+      .completion("completion", "Print a bash/zsh completion script: ccbundle completion >> ~/.bashrc")
       .help()
       .alias("h", "help")
       .wrap(Math.min(110, process.stdout.columns || 100))
