@@ -19,6 +19,7 @@ import { allObjectNames, backupMachine, blobNames, snapshotNames, withSameIdenti
 import { type FixtureSession, writeDecoys, writeSession } from "./helpers/fixture.js";
 import { machineKey } from "./helpers/hostile.js";
 import { CLI, type Machine } from "./helpers/machine.js";
+import { expectOneLineError } from "./helpers/tree.js";
 
 /**
  * Scripted backups through the built CLI: a config dir with many sessions in
@@ -270,6 +271,19 @@ describe("failures and sessions that are gone", () => {
     expect(restored.sessions[0]).toMatchObject({ sessionId: gone.id, outcome: "new", project: gone.cwd });
     expect(readFileSync(gone.transcript, "utf8")).toBe(original);
     expect(existsSync(gone.transcript)).toBe(true);
+  });
+
+  it("a config dir with no projects folder (cron without CLAUDE_CONFIG_DIR) fails even after earlier snapshots", async () => {
+    const wrong = path.join(alice.root, "not-the-claude-dir");
+    const missing = await alice.run(["backup"], { env: { CLAUDE_CONFIG_DIR: wrong } });
+    expect(missing.code).toBe(4);
+    expect(missing.stderr).toContain(`no Claude Code sessions in ${wrong}`);
+    expectOneLineError(missing.stderr);
+    // A config dir whose sessions Claude Code has all deleted is another matter: the snapshot keeps them.
+    const emptied = path.join(alice.root, "emptied-claude-dir");
+    mkdirSync(path.join(emptied, "projects"), { recursive: true });
+    const doc = JSON.parse((await alice.runOk(["backup", "--json"], { env: { CLAUDE_CONFIG_DIR: emptied } })).stdout);
+    expect(doc.sessions).toMatchObject({ scanned: 0, uploaded: 0, inSnapshot: 12 });
   });
 
   it("restore --all with one bundle gone from the store: the rest is restored, exit 3", async () => {

@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import os from "node:os";
+import path from "node:path";
 import type { BlobStore } from "../../storage-adapters/blob-store.js";
 import { HashCounter } from "../bundle/blob.js";
 import { signBundle } from "../bundle/build.js";
@@ -459,7 +460,11 @@ async function sessionsInScope(
     }
   } else {
     refs = await allSessions(claudeDir);
-    if (refs.length === 0 && known === 0) {
+    // With sessions in earlier snapshots an empty scan is normal (Claude Code deleted old ones; the
+    // snapshot keeps them), but not without a projects folder at all: that is a config dir Claude
+    // Code never used, typically a cron job whose environment lacks CLAUDE_CONFIG_DIR. Backing up
+    // "nothing changed" there would go on silently for as long as the job runs.
+    if (refs.length === 0 && (known === 0 || !existsSync(path.join(claudeDir, "projects")))) {
       throw new NotFoundError(`no Claude Code sessions in ${claudeDir}`, {
         hint: "set CLAUDE_CONFIG_DIR to the config dir Claude Code uses (default ~/.claude)",
       });
