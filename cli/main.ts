@@ -10,7 +10,7 @@ import { identityCommands } from "./commands/identity.js";
 import { recordCommands } from "./commands/record.js";
 import { restoreCommands } from "./commands/restore.js";
 import type { GlobalArgs } from "./context.js";
-import { Output } from "./output.js";
+import { Output, tolerateClosedStdout } from "./output.js";
 
 /**
  * The ccbundle command line. Parsing and printing only: every command calls a
@@ -19,6 +19,7 @@ import { Output } from "./output.js";
  */
 
 const argv = hideBin(process.argv);
+tolerateClosedStdout();
 // The AWS SDK warns on every use under Node 20 (still supported by us); keep stderr for our own words.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
 

@@ -1,6 +1,18 @@
 import { type CcbError, ExitCode, isCcbError } from "../core/errors.js";
 
 /**
+ * `ccbundle list | head -1`: the reader went away after the lines it wanted. That is no failure of
+ * the command, which finishes as it would have (a backup still writes its snapshot); what it
+ * prints from then on goes nowhere. Without a listener Node turns EPIPE into a crash with a stack
+ * trace. Called once, at start-up.
+ */
+export function tolerateClosedStdout(stdout: NodeJS.WriteStream = process.stdout): void {
+  stdout.on("error", (err: NodeJS.ErrnoException) => {
+    if (err.code !== "EPIPE" && err.code !== "ERR_STREAM_DESTROYED") throw err;
+  });
+}
+
+/**
  * All printing goes through here. Human output goes to stdout; warnings and
  * progress to stderr; with --json, stdout carries exactly one JSON document.
  * Secrets never reach this module: callers pass only public facts.

@@ -1,4 +1,4 @@
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import {
   appendFileSync,
   existsSync,
@@ -235,6 +235,19 @@ describe("list", () => {
     const human = await alice.runOk(["list"]);
     expect(human.stdout).toContain(`Sessions in snapshot ${doc.snapshot} (12)`);
     expect(human.stdout).toContain('"Task number 3"');
+  });
+
+  it("a reader that goes away (`list | head -1`) ends it quietly, exit 0", async () => {
+    // The pipe's read end is closed before the CLI writes: every write of its stdout meets EPIPE.
+    const child = spawn(process.execPath, [CLI, "list"], { env: alice.env, stdio: ["ignore", "pipe", "pipe"] });
+    child.stdout.destroy();
+    let stderr = "";
+    child.stderr.on("data", (chunk) => {
+      stderr += chunk;
+    });
+    const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
+    expect(stderr).toBe("");
+    expect(code).toBe(0);
   });
 });
 
