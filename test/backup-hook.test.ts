@@ -167,6 +167,32 @@ describe("hook install / uninstall", () => {
   });
 });
 
+describe("an identity outside the default folder", () => {
+  it("the installed command names CCBUNDLE_HOME and the DHT/relay flags, so the hook backs up with that identity", async () => {
+    const carol = new Machine("carol", { CCBUNDLE_STORE: path.join(alice.root, "nas-carol") });
+    const elsewhere = path.join(carol.root, "keys", "ccbundle home");
+    carol.env.CCBUNDLE_HOME = elsewhere;
+    mkdirSync(carol.env.CCBUNDLE_STORE!);
+    try {
+      await carol.runOk(["init", "--no-passphrase"]);
+      const s = writeSession({ claudeDir: carol.claudeDir, projectDir: carol.project("p"), home: carol.home });
+      await carol.runOk(["hook", "install", "--no-dht", "--relay", "none"]);
+      const command = ourCommand(carol);
+      expect(command).toMatch(/^CCBUNDLE_HOME='[^']+ccbundle home' /);
+      expect(command).toContain(" --no-dht --relay none");
+      // Claude Code's environment: no CCBUNDLE_HOME, no store.
+      const { CCBUNDLE_HOME: _, CCBUNDLE_STORE: __, ...env } = carol.env;
+      const input = JSON.stringify({ session_id: s.id, transcript_path: s.transcript, hook_event_name: "SessionEnd" });
+      expect((await runHookCommand(command, input, env)).code).toBe(0);
+      expect(await waitFor(() => snapshotNames(carol.env.CCBUNDLE_STORE!).length === 1, 30_000)).toBe(true);
+      const log = path.join(elsewhere, "logs", "hook.log");
+      expect(await waitFor(() => readFileSync(log, "utf8").includes("Backed up 1 session"), 10_000)).toBe(true);
+    } finally {
+      carol.cleanup();
+    }
+  });
+});
+
 describe("a passphrase-protected identity", () => {
   it("install warns that the hook has no terminal; with the passphrase in its environment it backs up", async () => {
     const bob = new Machine("bob", { CCBUNDLE_STORE: path.join(alice.root, "nas-bob") });

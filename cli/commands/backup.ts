@@ -4,6 +4,7 @@ import path from "node:path";
 import type { Argv } from "yargs";
 import type { BackupResult } from "../../core/backup/backup.js";
 import { isSessionId } from "../../core/claude/paths.js";
+import { ccbundleHome, homeDir } from "../../core/config.js";
 import { shellQuote } from "../../core/claude/resume.js";
 import { isEncryptedIdentity, readIdentityBytes } from "../../core/crypto/identity-file.js";
 import { formatBytes, parseDuration } from "../../core/duration.js";
@@ -342,16 +343,25 @@ async function openHookLog(home: string) {
   return open(file, "a", 0o600);
 }
 
-/** The command the hook runs: this very ccbundle by absolute path, so it works whatever PATH Claude Code has. */
+/**
+ * The command the hook runs: this very ccbundle by absolute path, so it works whatever PATH Claude
+ * Code has, with what install was told that the hook's environment may lack: the store, DHT and
+ * relay flags, and an identity folder other than the default (else the hook would back up with
+ * another identity, or fail for want of one, with nobody watching).
+ */
 async function hookCommand(ctx: Context, withPublish: boolean): Promise<string> {
   const script = await realpath(process.argv[1]!);
   const store = ctx.args.store ?? ctx.settings.env.CCBUNDLE_STORE;
+  const defaultHome = ccbundleHome({ HOME: homeDir(ctx.settings.env) });
   return [
+    ...(ctx.settings.home !== defaultHome ? [`CCBUNDLE_HOME=${shellQuote(ctx.settings.home)}`] : []),
     shellQuote(process.execPath),
     shellQuote(script),
     "backup --hook",
     ...(store ? ["--store", shellQuote(store)] : []),
     ...(ctx.args.passphraseFile ? ["--passphrase-file", shellQuote(path.resolve(ctx.args.passphraseFile))] : []),
+    ...(ctx.args.dht === false ? ["--no-dht"] : []),
+    ...(ctx.args.relay ?? []).flatMap((relay) => ["--relay", shellQuote(relay)]),
     ...(withPublish ? ["--publish"] : []),
   ].join(" ");
 }
