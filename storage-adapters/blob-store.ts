@@ -1,5 +1,5 @@
 import type { Readable } from "node:stream";
-import { NotFoundError } from "../core/errors.js";
+import { type CcbError, NotFoundError } from "../core/errors.js";
 
 /**
  * The one interface every store implements (local folder, S3/MinIO).
@@ -38,6 +38,13 @@ export interface BlobStore {
    * trying leave it out.
    */
   checkWritable?(): Promise<void>;
+  /**
+   * Why a listing found nothing, when the store can tell something the user should hear instead
+   * of "nothing here": a store folder with nothing at all in it (EmptyStoreError: a NAS mount point
+   * with nothing mounted). `list` itself stays empty there, since a new store starts out so;
+   * commands that read what an earlier run wrote ask this once they found nothing.
+   */
+  explainEmpty?(): Promise<CcbError | undefined>;
   /** A URL anyone can GET until it expires; only stores that can presign have it. */
   presignGet?(key: string, expiresInSeconds: number): Promise<string>;
   /** Release sockets or handles. */

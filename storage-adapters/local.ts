@@ -250,6 +250,12 @@ export class LocalStore implements BlobStore {
     return (await this.unreachable(err)) ?? this.wrap(err, key);
   }
 
+  async explainEmpty(): Promise<CcbError | undefined> {
+    const root = await this.rootState();
+    if (root === "missing") return this.storeMissing(undefined);
+    return root === "empty" ? new EmptyStoreError(this.root) : undefined;
+  }
+
   /** For an ENOENT or ENOTDIR: the error to give instead when the store folder is missing or empty. */
   private async unreachable(err: unknown): Promise<CcbError | undefined> {
     const code = errnoCode(err);

@@ -5,6 +5,7 @@ import {
   mkdirSync,
   readdirSync,
   readFileSync,
+  renameSync,
   rmSync,
   utimesSync,
   writeFileSync,
@@ -323,6 +324,41 @@ describe("failures and sessions that are gone", () => {
       expect(readdirSync(bob.claudeDir).filter((name) => name.startsWith(".ccbundle"))).toEqual([]);
     } finally {
       bob.cleanup();
+    }
+  });
+});
+
+describe("a store folder with nothing in it (a NAS mount point, nothing mounted)", () => {
+  it("list, restore and prune say the folder is empty (exit 4) instead of 'no snapshots'", async () => {
+    const mountPoint = path.join(alice.root, "mnt-nas");
+    mkdirSync(mountPoint);
+    for (const args of [["list"], ["restore", "--all", "--no-resume"], ["prune", "--keep-last", "1"]]) {
+      const result = await alice.run([...args, "--store", mountPoint]);
+      expect(result.code, args.join(" ")).toBe(4);
+      expect(result.stderr).toContain(`store folder ${mountPoint} is empty`);
+      expect(result.stderr).toContain("mount the NAS");
+      expectOneLineError(result.stderr);
+    }
+  });
+
+  it("backup refuses a store it backed up to before that is now empty, and writes nothing there", async () => {
+    const aside = `${nas}.unmounted`;
+    renameSync(nas, aside);
+    mkdirSync(nas);
+    try {
+      const result = await alice.run(["backup"]);
+      expect(result.code).toBe(1);
+      expect(result.stderr).toContain(`store folder ${nas} is empty, but this machine has backed up to it before`);
+      expect(result.stderr).toMatch(/hint: mount the NAS, .* delete .*state\/backup\/[0-9a-f]+\.json/);
+      expect(readdirSync(nas)).toEqual([]);
+      // A store this machine never used starts out empty: that is fine.
+      const fresh = path.join(alice.root, "fresh-store");
+      mkdirSync(fresh);
+      await alice.runOk(["backup", "--store", fresh]);
+      expect(snapshotNames(fresh)).toHaveLength(1);
+    } finally {
+      rmSync(nas, { recursive: true, force: true });
+      renameSync(aside, nas);
     }
   });
 });

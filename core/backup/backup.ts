@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import type { BlobStore } from "../../storage-adapters/blob-store.js";
+import { type BlobStore, EmptyStoreError } from "../../storage-adapters/blob-store.js";
 import { HashCounter } from "../bundle/blob.js";
 import { signBundle } from "../bundle/build.js";
 import type { GitContext } from "../bundle/manifest.js";
@@ -12,7 +12,7 @@ import { allSessions, findSession, folderForProject, type SessionRef, sessionsIn
 import type { Settings } from "../config.js";
 import type { Recipient } from "../crypto/age/index.js";
 import { parseRecipient, type UserKey } from "../crypto/keys.js";
-import { CcbError, describeFailure, type ExitCode, errnoCode, NotFoundError } from "../errors.js";
+import { CcbError, describeFailure, ExitCode, errnoCode, NotFoundError } from "../errors.js";
 import { withLock } from "../lock.js";
 import { randomId, storeLayout } from "../store-layout.js";
 import { addFileStat, type Fingerprint, fingerprintSession, sameFingerprint, todoIndex } from "./fingerprint.js";
@@ -142,6 +142,8 @@ async function backupWith(options: BackupOptions, started: number, gitShell: Git
   const stateFile = await BackupStateFile.open(settings.home, key.z32, store.url);
   const state = stateFile.state;
   // A store that cannot take the blobs fails the run now, not after every session is encoded.
+  // Before checkWritable, which makes the store's `.tmp` folder: then it is not empty any more.
+  await refuseEmptiedStore(store, stateFile);
   await store.checkWritable?.();
   const base = await newestSnapshot(store, key, warnings);
   const baseBlobs = new Set(base?.sessions.map((session) => session.blob.key));
@@ -440,6 +442,22 @@ async function uploadSession(options: {
     bytes: prepared.bytes,
     blobBytes: counter.bytes,
   };
+}
+
+/**
+ * This machine has backed up to this store, and it now holds nothing at all: a NAS mount point
+ * with nothing mounted, most likely. A full backup into the bare folder would carry on unseen
+ * until the disk under the mount point fills, and the real store would fall behind.
+ */
+async function refuseEmptiedStore(store: BlobStore, stateFile: BackupStateFile): Promise<void> {
+  const { sessions, uploaded } = stateFile.state;
+  if (Object.keys(sessions).length === 0 && uploaded.length === 0) return;
+  const why = await store.explainEmpty?.();
+  // A missing folder is checkWritable's to report (with its `mkdir -p` hint).
+  if (!(why instanceof EmptyStoreError)) return;
+  throw new CcbError(`${why.message}, but this machine has backed up to it before`, ExitCode.failure, {
+    hint: `mount the NAS, or check --store; to start a new backup in that empty folder, delete ${stateFile.path}`,
+  });
 }
 
 async function sessionsInScope(

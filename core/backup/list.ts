@@ -2,7 +2,7 @@ import type { BlobStore } from "../../storage-adapters/blob-store.js";
 import type { UserKey } from "../crypto/keys.js";
 import { type EntryFilter, filterEntries } from "./filter.js";
 import { mapPool } from "./pool.js";
-import { listSnapshotIds, pickSnapshotId, readSnapshot, type Snapshot, type SnapshotSession } from "./snapshot.js";
+import { pickSnapshotId, readSnapshot, type Snapshot, type SnapshotSession, snapshotIdsToRead } from "./snapshot.js";
 
 /** `ccbundle list`: the snapshots in the store, and the sessions of one of them (the newest by default). */
 
@@ -33,7 +33,7 @@ export async function listBackups(options: {
   filter: EntryFilter;
 }): Promise<ListResult> {
   const { store, key } = options;
-  const ids = await listSnapshotIds(store, key.z32);
+  const ids = await snapshotIdsToRead(store, key.z32);
   const chosen = await pickSnapshotId(store, key.z32, options.snapshot);
   const opened = await mapPool(ids, 8, (id) => readSnapshot(store, key, id));
   let current: Snapshot | undefined;

@@ -14,7 +14,7 @@ import { lastRecordFile } from "../publish.js";
 import { storeLayout } from "../store-layout.js";
 import { applyPolicy, type KeepPolicy, type KeepReason } from "./policy.js";
 import { mapPool } from "./pool.js";
-import { listSnapshotIds, readSnapshot, type Snapshot, snapshotTime } from "./snapshot.js";
+import { readSnapshot, type Snapshot, snapshotIdsToRead, snapshotTime } from "./snapshot.js";
 import { BackupStateFile } from "./state.js";
 
 /**
@@ -79,7 +79,7 @@ async function pruneLocked(options: PruneOptions): Promise<PruneResult> {
   const now = options.now ?? Date.now();
   const warnings: string[] = [];
 
-  const ids = await listSnapshotIds(store, key.z32);
+  const ids = await snapshotIdsToRead(store, key.z32);
   const opened = await mapPool(ids, 8, (id) => readSnapshot(store, key, id));
   const snapshots = new Map<string, Snapshot>();
   const damaged: string[] = [];

@@ -204,6 +204,19 @@ export async function writeSnapshot(
 }
 
 /**
+ * listSnapshotIds for the commands that read what backup wrote (list, restore, prune): when there
+ * are none, the store's own explanation if it has one (an empty NAS mount point) instead of none.
+ */
+export async function snapshotIdsToRead(store: BlobStore, owner: string): Promise<string[]> {
+  const ids = await listSnapshotIds(store, owner);
+  if (ids.length === 0) {
+    const why = await store.explainEmpty?.();
+    if (why) throw why;
+  }
+  return ids;
+}
+
+/**
  * Resolve `--snapshot` (an id or a unique prefix of one) or, without it, the
  * newest snapshot. Returns undefined when the store holds none.
  */
@@ -212,7 +225,7 @@ export async function pickSnapshotId(
   owner: string,
   wanted: string | undefined,
 ): Promise<string | undefined> {
-  const ids = await listSnapshotIds(store, owner);
+  const ids = await snapshotIdsToRead(store, owner);
   if (!wanted) return ids[0];
   if (wanted === "latest") return ids[0];
   const matches = ids.filter((id) => id.startsWith(wanted));

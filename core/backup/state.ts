@@ -63,6 +63,11 @@ export class BackupStateFile {
     return opened;
   }
 
+  /** Where the state lives (named in hints: deleting it makes the next backup start afresh). */
+  get path(): string {
+    return this.file;
+  }
+
   /** The journal's descriptor, opened for appending on the first record of the run and kept open until save(). */
   #journalFd: number | undefined;
 
