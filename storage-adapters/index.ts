@@ -12,7 +12,7 @@ export { LocalStore } from "./local.js";
  * one branch here. The S3 adapter (and the AWS SDK) load only when asked for.
  */
 export async function openStore(url: string): Promise<BlobStore> {
-  if (url.startsWith("s3://")) {
+  if (/^s3:\/\//i.test(url)) {
     const { S3Store } = await import("./s3.js");
     return S3Store.fromUrl(url);
   }

@@ -592,6 +592,11 @@ export function parseS3Url(url: string): S3Location {
     throw new UsageError("invalid S3 store URL", { hint });
   }
   if (parsed.protocol !== "s3:") throw new UsageError("an S3 store URL starts with s3://", { hint });
+  // URL parsing takes what follows "#" for a fragment and drops it: `s3://b/team#2?endpoint=…` would
+  // lose its endpoint and profile, and go to AWS with the default credentials.
+  if (url.includes("#")) {
+    throw new UsageError("an S3 store URL must not contain #", { hint: "write # in a prefix as %23" });
+  }
   if (parsed.username || parsed.password) {
     // Not echoed: the part before "@" may be a secret.
     throw new UsageError("an S3 store URL must not contain credentials", {
@@ -599,8 +604,14 @@ export function parseS3Url(url: string): S3Location {
     });
   }
   const bucket = parsed.hostname;
-  if (!/^[a-z0-9][a-z0-9.\-_]{2,62}$/i.test(bucket)) {
-    throw new UsageError(`invalid bucket name in store URL s3://${bucket}`, { hint });
+  // The URL parser lowercases the host; bucket names are lowercase anyway, and `CCBundle` silently
+  // becoming `ccbundle` would end in "no such bucket" far from the typo. Underscores stay allowed:
+  // AWS has old buckets with them.
+  const typedBucket = url.slice("s3://".length).split(/[/?]/, 1)[0] ?? "";
+  if (!/^[a-z0-9][a-z0-9.\-_]{2,62}$/.test(bucket) || typedBucket !== bucket) {
+    throw new UsageError(`invalid bucket name in store URL s3://${typedBucket}`, {
+      hint: "bucket names are 3-63 lowercase letters, digits, dots and hyphens",
+    });
   }
   const prefix = parsed.pathname
     .split("/")
@@ -615,6 +626,11 @@ export function parseS3Url(url: string): S3Location {
     // Unknown names are refused (a typo like `regoin=` would otherwise be silently ignored);
     // values are not echoed in case someone tried to pass a secret.
     if (!URL_PARAMS.has(name)) throw new UsageError(`unknown parameter "${name}" in S3 store URL`, { hint });
+    // Given twice, or given empty: the user meant something, and taking the first or the default
+    // would quietly use another endpoint, region or credentials.
+    const values = parsed.searchParams.getAll(name);
+    if (values.length > 1) throw new UsageError(`parameter "${name}" given twice in S3 store URL`, { hint });
+    if (values[0] === "") throw new UsageError(`parameter "${name}" is empty in S3 store URL`, { hint });
   }
   const location: S3Location = {
     bucket,

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { CcbError, IntegrityError, NotFoundError, UsageError } from "../core/errors.js";
 import { randomId } from "../core/store-layout.js";
 import { describeUrlForDisplay, fetchUrlStream } from "../storage-adapters/http.js";
+import { openStore } from "../storage-adapters/index.js";
 import { MAX_PRESIGN_SECONDS, parseS3Url, S3Store } from "../storage-adapters/s3.js";
 import { type S3rverHandle, startS3rver, useS3rverCredentials } from "./helpers/s3rver.js";
 
@@ -161,6 +162,32 @@ describe("store URL", () => {
     refused("s3://bkt?path_style=maybe");
     refused("s3:///prefix-only");
     refused("s3://bkt/../x");
+  });
+
+  test("what the URL parser would silently drop or change is refused", () => {
+    const message = (url: string) => {
+      try {
+        parseS3Url(url);
+      } catch (err) {
+        expect(err).toBeInstanceOf(UsageError);
+        return (err as UsageError).message;
+      }
+      throw new Error(`accepted ${url}`);
+    };
+    // After "#", the endpoint and profile would be a fragment, and the request would go to AWS.
+    expect(message("s3://ccbundle/team#2?endpoint=http://h:9000&profile=nas")).toContain("must not contain #");
+    expect(message("s3://ccbundle/alice#old")).toContain("must not contain #");
+    expect(parseS3Url("s3://ccbundle/team%232?endpoint=http://h:9000").prefix).toBe("team#2");
+    expect(message("s3://CCBundle/p")).toBe("invalid bucket name in store URL s3://CCBundle");
+    expect(message("s3://bkt?endpoint=http://a:9000&endpoint=http://b:9000")).toContain('"endpoint" given twice');
+    expect(message("s3://bkt?region=")).toContain('"region" is empty');
+    expect(message("s3://bkt?endpoint=http://h:9000&profile=")).toContain('"profile" is empty');
+  });
+
+  test("the s3:// scheme is case-insensitive, as URL schemes are", async () => {
+    const store = await openStore("S3://bkt/p?endpoint=http://h:9000");
+    stores.push(store as S3Store);
+    expect(store.url).toBe("s3://bkt/p?endpoint=http://h:9000");
   });
 });
 
