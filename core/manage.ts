@@ -18,7 +18,7 @@ import {
 import { nextSeq, publishAll, publishFailures, resolveNewest } from "./pointer/resolver.js";
 import type { PointerTransport } from "./pointer/transport.js";
 import { lastPublished, newer, publishRecord, resolveCurrent, saveLastPublished } from "./publish.js";
-import { deleteBlob, tombstoneFor } from "./pull.js";
+import { deleteBlob, storeToDeleteFrom, tombstoneFor } from "./pull.js";
 
 /** `status`, `republish`, `revoke`: looking after the published record. */
 
@@ -134,7 +134,7 @@ export async function revoke(options: { settings: Settings; key: UserKey; transp
     const names = await recipientNames(settings.home, key.z32);
     for (const slot of live) {
       const blob = slot.payload.blob;
-      const storeUrl = blob?.store ?? settings.store;
+      const storeUrl = await storeToDeleteFrom(blob?.store, settings.store);
       let blobDeleted = false;
       if (blob && storeUrl) {
         const deleted = await deleteBlob(storeUrl, blob.key);

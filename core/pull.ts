@@ -412,6 +412,26 @@ function goneError(where: string, burn: boolean): CcbError {
 }
 
 /** Delete a handoff's blob from a store; true, or why not. */
+/**
+ * The store to delete a record's bundle through: the one the user gave (--store, CCBUNDLE_STORE)
+ * when it is the record's own store. A record names its store without `profile=` (a name local to
+ * one machine), so only the user's URL carries the credentials they chose; the record's URL would
+ * use the default ones, which may be another user's, or none.
+ */
+export async function storeToDeleteFrom(
+  recordStore: string | undefined,
+  given: string | undefined,
+): Promise<string | undefined> {
+  if (!recordStore || !given) return recordStore ?? given;
+  try {
+    const store = await openStore(given);
+    await store.close?.();
+    return store.url === recordStore ? given : recordStore;
+  } catch {
+    return recordStore;
+  }
+}
+
 export async function deleteBlob(storeUrl: string, objectKey: string): Promise<true | string> {
   try {
     const store = await openStore(storeUrl);

@@ -1,3 +1,4 @@
+import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type FixtureSession, writeSession } from "./helpers/fixture.js";
@@ -73,5 +74,31 @@ describe("PIN handoff through S3 to a receiver without credentials", () => {
     const third = await pat.run(["pull", aliceKey, "--pin", "--project", target, "--no-resume"], { env });
     expect(third.code).toBe(5);
     expect(third.stderr).toMatch(/^ccbundle: this handoff was revoked/);
+  });
+});
+
+describe("a store URL with profile=NAME (credentials from ~/.aws/credentials)", () => {
+  it("revoke deletes the bundle with that profile, though the record names the store without it", async () => {
+    const carol = new Machine("carol-s3", { CCBUNDLE_RELAYS: relay.url, AWS_EC2_METADATA_DISABLED: "true" });
+    try {
+      // Only the `nas` profile has keys: the default chain finds none.
+      const credentials = path.join(carol.root, "aws-credentials");
+      writeFileSync(credentials, "[nas]\naws_access_key_id = S3RVER\naws_secret_access_key = S3RVER\n", {
+        mode: 0o600,
+      });
+      carol.env.AWS_SHARED_CREDENTIALS_FILE = credentials;
+      carol.env.AWS_CONFIG_FILE = path.join(carol.root, "no-aws-config");
+      const store = `${s3.url("ccbundle", "carol")}&profile=nas`;
+      await carol.runOk(["init", "--no-passphrase"]);
+      const where = carol.project("api");
+      writeSession({ claudeDir: carol.claudeDir, projectDir: where, home: carol.home });
+      const pushed = JSON.parse((await carol.runOk(["push", "--store", store, "--json"], { cwd: where })).stdout);
+      expect(pushed.store).not.toContain("profile");
+      const revoked = JSON.parse((await carol.runOk(["revoke", "--store", store, "--json"])).stdout);
+      expect(revoked.warnings).toEqual([]);
+      expect(revoked.revoked.map((r: { blobDeleted: boolean }) => r.blobDeleted)).toEqual([true]);
+    } finally {
+      carol.cleanup();
+    }
   });
 });
