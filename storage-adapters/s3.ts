@@ -108,6 +108,7 @@ export class S3Store implements BlobStore {
       responseChecksumValidation: "WHEN_REQUIRED",
       // Fail fast on a dead endpoint; a stalled socket (no bytes for 2 min) is an error, a slow one is not.
       requestHandler: { connectionTimeout: 10_000, socketTimeout: 120_000 },
+      logger: new QuietLogger(),
     });
     this.installUploadHooks();
   }
@@ -581,6 +582,21 @@ function asError(reason: unknown): Error {
 }
 
 const URL_PARAMS = new Set(["endpoint", "region", "path_style", "profile"]);
+
+/**
+ * The client's logger: silent, like the SDK's default NoOpLogger, but not of that class. Where the
+ * SDK finds a NoOpLogger it falls back to console.warn: so it printed a nine-line "Multiple
+ * credential sources detected" to stderr whenever a profile (profile= in the store URL, or
+ * AWS_PROFILE) and AWS_ACCESS_KEY_ID were both set. The profile wins, as the warning says, and our
+ * errors name the profile; stderr is for ccbundle's own one-line messages.
+ */
+class QuietLogger {
+  trace(): void {}
+  debug(): void {}
+  info(): void {}
+  warn(): void {}
+  error(): void {}
+}
 
 /** Parse `s3://bucket/prefix?endpoint=…&region=…&path_style=…&profile=…`. */
 export function parseS3Url(url: string): S3Location {

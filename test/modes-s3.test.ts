@@ -97,6 +97,14 @@ describe("a store URL with profile=NAME (credentials from ~/.aws/credentials)", 
       const revoked = JSON.parse((await carol.runOk(["revoke", "--store", store, "--json"])).stdout);
       expect(revoked.warnings).toEqual([]);
       expect(revoked.revoked.map((r: { blobDeleted: boolean }) => r.blobDeleted)).toEqual([true]);
+      // With keys in the environment as well, the profile still wins, and the SDK's nine-line
+      // "Multiple credential sources detected" warning stays off stderr.
+      const doctor = await carol.run(["doctor", "--store", store], {
+        env: { AWS_ACCESS_KEY_ID: "WRONG", AWS_SECRET_ACCESS_KEY: "WRONG" },
+      });
+      expect(doctor.stdout).toMatch(/store reachable/);
+      expect(doctor.stderr).not.toContain("Multiple credential sources");
+      expect(doctor.stdout).not.toMatch(/FAIL store/);
     } finally {
       carol.cleanup();
     }
