@@ -80,6 +80,8 @@ export class S3Store implements BlobStore {
   readonly region: string;
   /** Local AWS profile name; used for credentials and hints, never shown in `url`. */
   private readonly profile: string | undefined;
+  /** Buckets addressed as `endpoint/bucket` (true) or as the host name `bucket.endpoint` (false). */
+  private readonly pathStyle: boolean;
   private readonly partSize: number;
   private readonly queueSize: number;
   private readonly listPageSize: number;
@@ -95,6 +97,7 @@ export class S3Store implements BlobStore {
     this.queueSize = Math.max(1, options.queueSize ?? 4);
     this.listPageSize = Math.min(1000, Math.max(1, options.listPageSize ?? 1000));
     const pathStyle = location.pathStyle ?? location.endpoint !== undefined;
+    this.pathStyle = pathStyle;
     this.url = displayUrl(location);
     this.client = new S3Client({
       region: location.region,
@@ -124,6 +127,17 @@ export class S3Store implements BlobStore {
       throw new CcbError(`invalid object key: ${key}`);
     }
     return this.prefix ? `${this.prefix}/${key}` : key;
+  }
+
+  private unreachableHint(net: string | undefined): string {
+    if (!this.endpoint) return "check the network connection and any proxy";
+    if (net === "ENOTFOUND" && !this.pathStyle) {
+      return `with path_style=false the bucket is part of the host name (${this.bucket}.${new URL(this.endpoint).host}), which must resolve (MINIO_DOMAIN on MinIO); or drop path_style=false`;
+    }
+    if (net === "EPROTO" && this.endpoint.startsWith("https:")) {
+      return "the server did not speak TLS: if it serves plain HTTP, use endpoint=http://…";
+    }
+    return "check endpoint= in the store URL, that the server is running, and the network (VPN, firewall)";
   }
 
   private get endpointLabel(): string {
@@ -457,9 +471,7 @@ export class S3Store implements BlobStore {
       /socket hang up/i.test(message)
     ) {
       return new CcbError(`cannot reach ${this.endpointLabel} (${net ?? code}) for ${op} of ${key}`, 1, {
-        hint: this.endpoint
-          ? "check endpoint= in the store URL, that the server is running, and the network (VPN, firewall)"
-          : "check the network connection and any proxy",
+        hint: this.unreachableHint(net),
         cause: err,
       });
     }
@@ -513,6 +525,14 @@ export class S3Store implements BlobStore {
     if (status !== undefined && status >= 500) {
       return new CcbError(`${this.endpointLabel} failed the ${op} of ${key} (${code ?? "error"}, HTTP ${status})`, 1, {
         hint: "a server-side problem; retry later",
+        cause: err,
+      });
+    }
+    // An HTML page or other non-S3 body where S3's XML was expected: a web server, a reverse
+    // proxy's error page, or MinIO's console port instead of its API port.
+    if (/XML parse error|Deserialization error|Expected closing tag|char '<'|Unexpected token '<'/i.test(message)) {
+      return new CcbError(`${this.endpointLabel} did not answer as an S3 API (${op} of ${key})`, 1, {
+        hint: "check endpoint= in the store URL: MinIO serves S3 on its API port (9000 by default), not its web console (9001)",
         cause: err,
       });
     }

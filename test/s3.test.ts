@@ -465,6 +465,37 @@ describe("error mapping (loopback server with canned S3 errors; s3rver checks no
     await expect(store.stat("ccbundle/v1/records/r")).rejects.toThrow("bucket ccbundle is in region eu-west-1");
   });
 
+  test("an endpoint that is not an S3 API (a web page: MinIO's console port) says so", async () => {
+    const page = "<!doctype html><html><head><meta charset=utf-8><title>MinIO Console</title></head><body></body></html>";
+    const fake = await fakeS3(200, page, { "content-type": "text/html" });
+    servers.push(fake);
+    const store = open(`s3://ccbundle/alice?endpoint=${fake.endpoint}`);
+    const list = async () => {
+      for await (const _ of store.list("ccbundle/v1/snapshots/")) break;
+    };
+    const err = (await list().catch((e: unknown) => e)) as CcbError;
+    expect(err.message).toBe(`${fake.endpoint} did not answer as an S3 API (list of ccbundle/v1/snapshots/)`);
+    expect(err.hint).toContain("API port (9000 by default)");
+  });
+
+  test("https:// to a plain-HTTP server, and path_style=false with a bucket host that does not resolve, get their own hints", async () => {
+    const fake = await fakeS3(200, "<ListBucketResult/>");
+    servers.push(fake);
+    const tls = open(`s3://ccbundle?endpoint=${fake.endpoint.replace("http:", "https:")}`);
+    const err = (await tls.getBytes("ccbundle/v1/records/r").catch((e: unknown) => e)) as CcbError;
+    expect(err.message).toMatch(/^cannot reach https:\/\/127\.0\.0\.1:\d+ \(EPROTO\)/);
+    expect(err.hint).toContain("use endpoint=http://");
+    // No lookup is made here (tests stay on loopback): the mapping of the resolver's answer is what is checked.
+    const vhost = open("s3://ccbundle?endpoint=http://nas.lan:9000&path_style=false");
+    const notFound = Object.assign(new Error("getaddrinfo ENOTFOUND ccbundle.nas.lan"), { code: "ENOTFOUND" });
+    const mapped = (vhost as unknown as { mapError(e: unknown, op: string, key: string): CcbError }).mapError(
+      notFound,
+      "get",
+      "k",
+    );
+    expect(mapped.hint).toContain("(ccbundle.nas.lan:9000), which must resolve");
+  });
+
   test("an S3 error page for a presigned GET: other 403s are authentication failures (exit 5)", async () => {
     const fake = await fakeS3(
       403,
