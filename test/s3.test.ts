@@ -466,7 +466,8 @@ describe("error mapping (loopback server with canned S3 errors; s3rver checks no
   });
 
   test("an endpoint that is not an S3 API (a web page: MinIO's console port) says so", async () => {
-    const page = "<!doctype html><html><head><meta charset=utf-8><title>MinIO Console</title></head><body></body></html>";
+    const page =
+      "<!doctype html><html><head><meta charset=utf-8><title>MinIO Console</title></head><body></body></html>";
     const fake = await fakeS3(200, page, { "content-type": "text/html" });
     servers.push(fake);
     const store = open(`s3://ccbundle/alice?endpoint=${fake.endpoint}`);
