@@ -236,6 +236,23 @@ describe("list", () => {
     const human = await alice.runOk(["list"]);
     expect(human.stdout).toContain(`Sessions in snapshot ${doc.snapshot} (12)`);
     expect(human.stdout).toContain('"Task number 3"');
+    // Newest activity first (the date shown), and --quiet prints just the ids, in that order.
+    const activity = doc.sessions.map((s: { last?: string; modified: number }) =>
+      s.last ? Date.parse(s.last) : s.modified,
+    );
+    expect(activity).toEqual([...activity].sort((a, b) => b - a));
+    expect(doc.sessions.every((s: { modified: number }) => Number.isInteger(s.modified))).toBe(true);
+    const quiet = await alice.runOk(["list", "--quiet"]);
+    expect(quiet.stdout).toBe(doc.sessions.map((s: { id: string }) => `${s.id}\n`).join(""));
+  });
+
+  it("restore with both a session and --all is a usage error that says so", async () => {
+    const both = await alice.run(["restore", sessions[0]!.id.slice(0, 8), "--all"]);
+    expect(both.code).toBe(2);
+    expect(both.stderr).toContain("give a session or --all, not both");
+    const short = await alice.run(["restore", "abc"]);
+    expect(short.code).toBe(2);
+    expect(short.stderr).toContain("at least 4 of their hex digits");
   });
 
   it("a reader that goes away (`list | head -1`) ends it quietly, exit 0", async () => {

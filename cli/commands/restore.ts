@@ -36,6 +36,8 @@ export function restoreCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
         try {
           const result = await listBackups({ store: location.store, key, snapshot: args.snapshot, filter });
           ctx.out.result({ ok: true, via: location.via, ...result });
+          // --quiet: what a script loops over, the ids of the sessions (`ccbundle restore <id>` takes them).
+          for (const entry of result.sessions) if (ctx.out.quiet) ctx.out.essential(entry.id);
           ctx.out.line(`Snapshots in ${result.store} (${result.snapshots.length}):`);
           for (const s of result.snapshots) {
             ctx.out.line(
@@ -70,7 +72,12 @@ export function restoreCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
           .option("rewrite", { type: "boolean", default: true, describe: "Rewrite paths (--no-rewrite keeps bytes)" })
           .option("force", { type: "boolean", default: false, describe: "Replace diverged local copies (backed up)" }),
       async (args) => {
-        if (!args.all === !args.session) {
+        if (args.all && args.session) {
+          throw new UsageError("give a session or --all, not both", {
+            hint: "ccbundle restore <session-id-prefix>  or  ccbundle restore --all (see `ccbundle list`)",
+          });
+        }
+        if (!args.all && !args.session) {
           throw new UsageError("say which session to restore, or --all", {
             hint: "ccbundle restore <session-id-prefix>  or  ccbundle restore --all (see `ccbundle list`)",
           });
@@ -133,8 +140,12 @@ export function restoreCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
             if (failure.hint) process.stderr.write(`hint: ${failure.hint}\n`);
           }
         }
-        if (partial) process.exitCode = ExitCode.partial;
-        else if (failed) process.exitCode = result.failures[0]!.exitCode;
+        if (partial) {
+          process.exitCode = ExitCode.partial;
+          ctx.out.line(
+            `Restored ${result.restored.length} of ${result.restored.length + result.failures.length} sessions; ${result.failures.length} failed (see above).`,
+          );
+        } else if (failed) process.exitCode = result.failures[0]!.exitCode;
         else if (!args.all && result.restored[0]) await maybeResume(ctx, result.restored[0], args.resume);
         else ctx.out.line(`Restored ${result.restored.length} sessions.`);
       },

@@ -427,7 +427,7 @@ async function uploadSession(options: {
     ...(session.title ? { title: session.title } : {}),
     ...(session.firstTimestamp ? { first: session.firstTimestamp } : {}),
     ...(session.lastTimestamp ? { last: session.lastTimestamp } : {}),
-    modified: decision.ref.modified,
+    modified: Math.round(decision.ref.modified),
     files: session.files.length,
     bytes: prepared.bytes,
     blob: { key: blobKey, size: counter.bytes, sha256: counter.digest() },

@@ -1,6 +1,6 @@
 import type { BlobStore } from "../../storage-adapters/blob-store.js";
 import type { UserKey } from "../crypto/keys.js";
-import { type EntryFilter, filterEntries } from "./filter.js";
+import { type EntryFilter, filterEntries, lastActivity } from "./filter.js";
 import { mapPool } from "./pool.js";
 import { pickSnapshotId, readSnapshot, type Snapshot, type SnapshotSession, snapshotIdsToRead } from "./snapshot.js";
 
@@ -55,6 +55,10 @@ export async function listBackups(options: {
       bytes: snapshot.sessions.reduce((sum, entry) => sum + entry.bytes, 0),
     };
   });
-  const sessions = current ? await filterEntries(current.sessions, options.filter) : [];
+  // Newest activity first, by the date list shows: a snapshot keeps file mtime order, and a restored
+  // transcript has a new mtime with an old last line.
+  const sessions = current
+    ? (await filterEntries(current.sessions, options.filter)).sort((a, b) => lastActivity(b) - lastActivity(a))
+    : [];
   return { store: store.url, snapshots, snapshot: chosen, sessions };
 }

@@ -182,7 +182,7 @@ function counted(source: Readable, report: (bytes: number) => void): Readable {
 function pickOne(entries: SnapshotSession[], prefix: string): SnapshotSession {
   if (!/^[0-9a-fA-F-]{4,36}$/.test(prefix)) {
     throw new UsageError(`not a session id: ${prefix}`, {
-      hint: "session ids look like 1b2c3d4e-…; `ccbundle list` shows them",
+      hint: "session ids look like 1b2c3d4e-…: give at least 4 of their hex digits; `ccbundle list` shows them",
     });
   }
   const matches = entries.filter((entry) => entry.id.startsWith(prefix.toLowerCase()));

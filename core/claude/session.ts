@@ -120,7 +120,7 @@ export async function findSession(claudeDir: string, projectDir: string, session
   if (sessionId) {
     if (!/^[0-9a-fA-F-]{4,36}$/.test(sessionId)) {
       throw new UsageError(`not a session id: ${sessionId}`, {
-        hint: "session ids look like 1b2c3d4e-…; see `ccbundle list`",
+        hint: "session ids look like 1b2c3d4e-…: give at least 4 of their hex digits; see `ccbundle list`",
       });
     }
     const matches = (await allSessions(claudeDir)).filter((ref) => ref.id.startsWith(sessionId.toLowerCase()));
