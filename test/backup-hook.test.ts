@@ -140,6 +140,22 @@ describe("hook install / uninstall", () => {
     expect(again.changed).toBe(false);
   });
 
+  it("keeps the file's own indentation: install then uninstall gives back the same bytes", async () => {
+    const saved = readFileSync(settingsPath(alice), "utf8");
+    const tabbed = JSON.stringify(original, null, "\t"); // and no newline at the end
+    writeFileSync(settingsPath(alice), tabbed);
+    try {
+      await alice.runOk(["hook", "install"]);
+      const installed = readFileSync(settingsPath(alice), "utf8");
+      expect(installed.startsWith('{\n\t"model"')).toBe(true);
+      expect(installed).toContain("backup --hook");
+      await alice.runOk(["hook", "uninstall"]);
+      expect(readFileSync(settingsPath(alice), "utf8")).toBe(tabbed);
+    } finally {
+      writeFileSync(settingsPath(alice), saved);
+    }
+  });
+
   it("a settings.json that is a symlink (dotfiles) stays a symlink", async () => {
     const dotfile = path.join(alice.root, "dotfiles", "claude-settings.json");
     mkdirSync(path.dirname(dotfile), { recursive: true });

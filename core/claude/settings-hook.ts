@@ -158,6 +158,15 @@ async function writeSettings(file: string, settings: Record<string, unknown>): P
     await copyFile(file, backup);
   }
   const target = info ? await realpath(file) : file;
-  await writeFileAtomic(target, `${JSON.stringify(settings, null, 2)}\n`, info ? info.mode & 0o777 : 0o600);
+  // The file's own layout (tabs, 4 spaces, a last newline or none): a diff of a dotfiles repo then
+  // shows the hook, not every line re-indented.
+  const before = info ? await readFile(file, "utf8").catch(() => "") : "";
+  const indent = /^\{\r?\n([ \t]+)\S/.exec(before)?.[1] ?? 2;
+  const newline = before === "" || before.endsWith("\n") ? "\n" : "";
+  await writeFileAtomic(
+    target,
+    `${JSON.stringify(settings, null, indent)}${newline}`,
+    info ? info.mode & 0o777 : 0o600,
+  );
   return backup;
 }
