@@ -13,6 +13,7 @@ import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import { CcbError, errnoCode, IntegrityError, NotFoundError, UsageError } from "../core/errors.js";
 import type { BlobStore, GetOptions, ObjectInfo, PutOptions, PutResult } from "./blob-store.js";
 import { countedDownload } from "./download.js";
+import { interruptible } from "./s3-interrupt.js";
 
 /** SigV4 presigned URLs are valid for at most 7 days; S3 and MinIO reject longer ones. */
 export const MAX_PRESIGN_SECONDS = 7 * 24 * 3600;
@@ -190,6 +191,8 @@ export class S3Store implements BlobStore {
     const partSize = Math.max(this.partSize, expected ? Math.ceil(expected / MAX_PARTS) : 0);
     const entry: PutInFlight = { fail: (err) => feed.destroy(asError(err)) };
     this.track(Key, entry, true);
+    let settle = () => {};
+    interruptible({ fail: entry.fail, settled: new Promise<void>((resolve) => (settle = resolve)) });
     const onAbort = () => feed.destroy(asError(options.signal?.reason));
     options.signal?.addEventListener("abort", onAbort, { once: true });
     try {
@@ -217,6 +220,7 @@ export class S3Store implements BlobStore {
       options.signal?.removeEventListener("abort", onAbort);
       this.track(Key, entry, false);
       if (!feed.destroyed) feed.destroy();
+      settle();
     }
     await this.verifyStored(key, Key, sent, options.signal);
     return { size: sent };

@@ -1,8 +1,10 @@
+import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { CcbError, IntegrityError, NotFoundError, UsageError } from "../core/errors.js";
 import { randomId } from "../core/store-layout.js";
@@ -100,6 +102,9 @@ function expectNoSecrets(err: unknown): void {
   expect(text).not.toContain("S3RVER");
   expect(text).not.toContain("X-Amz-Signature");
 }
+
+/** A child that starts a multipart upload and waits for a signal (helpers/interrupted-upload.mjs). */
+const INTERRUPTED_UPLOAD = fileURLToPath(new URL("./helpers/interrupted-upload.mjs", import.meta.url));
 
 let s3rver: S3rverHandle;
 const stores: S3Store[] = [];
@@ -399,6 +404,35 @@ describe("server killed mid-upload", () => {
     const back = await sha256Of(await store.get(key));
     expect(back).toEqual({ hex: retry.hash(), size });
   });
+});
+
+describe("Ctrl-C during a multipart upload", () => {
+  test.each(["SIGINT", "SIGTERM"] as const)(
+    "%s aborts the upload, then the process dies by that signal",
+    async (signal) => {
+      const child = spawn(process.execPath, [INTERRUPTED_UPLOAD, s3rver.url("ccbundle", `sig-${signal}`)], {
+        env: process.env,
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      let stderr = "";
+      child.stderr.on("data", (chunk) => {
+        stderr += chunk;
+      });
+      const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on("exit", (_code, sig) => resolve(sig)));
+      await new Promise<void>((resolve, reject) => {
+        child.stdout.on("data", (chunk: Buffer) => {
+          if (chunk.toString().includes("part sent")) resolve();
+        });
+        child.on("exit", () => reject(new Error(`child exited early: ${stderr}`)));
+      });
+      child.kill(signal);
+      expect(await exited).toBe(signal);
+      // The abort was sent before the process died (s3rver refuses it with a 405; a real S3 takes it).
+      expect(stderr).toMatch(/^AbortMultipartUploadCommand!?$/m);
+      expect(stderr).toContain(`put failed: upload interrupted (${signal}); its parts were discarded`);
+      expect(stderr).not.toContain("CompleteMultipartUploadCommand");
+    },
+  );
 });
 
 describe("error mapping (loopback server with canned S3 errors; s3rver checks no auth or region)", () => {
