@@ -116,4 +116,10 @@ process.on("beforeExit", () => {
 main().then((code) => {
   finished = true;
   process.exitCode = code;
+  // A safety net: the command is done, so a socket or timer still open (a bug of ours or of a
+  // library) must not keep the process, and a cron job, alive. Unref'd, so it fires only then.
+  setTimeout(() => {
+    if (process.env.CCBUNDLE_DEBUG) process.stderr.write("ccbundle: handles left open at exit\n");
+    process.exit(code);
+  }, 3000).unref();
 });

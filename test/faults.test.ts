@@ -152,6 +152,22 @@ describe("the DHT goes away, a relay answers junk", () => {
     await testnet?.close();
   });
 
+  it("a push that fails with the DHT on ends at once: its DHT socket is closed, not left to hold the process", async () => {
+    const env = { CCBUNDLE_BOOTSTRAP: testnet.bootstrap.join(","), CCBUNDLE_DEBUG: "1" };
+    const noSession = await alice.run(["push", "--store", nas, "--session", "deadbeef"], { cwd: aliceProject, env });
+    expect(noSession.code).toBe(4);
+    const noStore = await alice.run(["push", "--store", path.join(alice.root, "no-such-nas")], {
+      cwd: aliceProject,
+      env,
+    });
+    expect(noStore.code).toBe(1);
+    for (const result of [noSession, noStore]) {
+      expectOneLineError(result.stderr);
+      // main.ts's safety net says so (under CCBUNDLE_DEBUG) when a handle outlives the command.
+      expect(result.stderr).not.toContain("handles left open");
+    }
+  });
+
   it("a record on the DHT alone is found; with every DHT node down, exit 4 in one line; the store mirror still serves it", async () => {
     const bootstrap = testnet.bootstrap.join(",");
     await alice.runOk(["push", "--store", nas], { cwd: aliceProject, env: { CCBUNDLE_BOOTSTRAP: bootstrap } });

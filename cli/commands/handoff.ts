@@ -52,8 +52,10 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
         const key = await ctx.userKey();
         const store = await ctx.store();
         const { pushSession } = await import("../../core/push.js");
+        // Closed whatever happens: an open DHT socket kept a failed push running forever.
+        let transports: Awaited<ReturnType<Context["transports"]>> = [];
         try {
-          const transports = await ctx.transports(store);
+          transports = await ctx.transports(store);
           const result = await pushSession({
             settings: ctx.settings,
             key,
@@ -67,6 +69,7 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
             burn: args.burn,
           });
           await Promise.all(transports.map((t) => t.close?.()));
+          transports = [];
           ctx.out.result({ ok: true, ...result, key: key.z32 });
           const to = {
             self: "to yourself",
@@ -103,6 +106,7 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
           }
         } finally {
           pin?.fill(0);
+          await Promise.all(transports.map((t) => t.close?.()));
           await store.close?.();
         }
       },
