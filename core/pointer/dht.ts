@@ -56,6 +56,11 @@ export class DhtTransport implements PointerTransport {
   private starting: Promise<DHT> | undefined;
   private instance: DHT | undefined;
   private closed = false;
+  /**
+   * Lookups under way: close() ends them. A destroyed DHT never finishes its walks, and a lookup
+   * left waiting for its time budget (seconds) kept a push that had failed from exiting.
+   */
+  private readonly lookups = new Set<() => void>();
   private lastError: Error | undefined;
   /** The last `get` walk towards each target (hex), whose write tokens a publish may reuse. */
   private readonly walks = new Map<string, Walk>();
@@ -208,10 +213,12 @@ export class DhtTransport implements PointerTransport {
       const finish = () => {
         clearTimeout(settle);
         signal.removeEventListener("abort", finish);
+        this.lookups.delete(finish);
         resolve();
       };
-      if (signal.aborted) return finish();
+      if (signal.aborted || this.closed) return finish();
       signal.addEventListener("abort", finish, { once: true });
+      this.lookups.add(finish);
       this.walk(dht, key, (value) => {
         if (!best || value.seq > best.seq) {
           best = { seq: value.seq, bytes: relayBytes(value) };
@@ -227,13 +234,17 @@ export class DhtTransport implements PointerTransport {
     });
     // Aborted mid-walk: a value already received still counts.
     if (best) return best.bytes;
-    if (visited === undefined) throw signal.reason instanceof Error ? signal.reason : new Error("aborted");
+    if (visited === undefined) {
+      if (this.closed) throw new Error("the DHT transport is closed");
+      throw signal.reason instanceof Error ? signal.reason : new Error("aborted");
+    }
     if (visited === 0) throw new Error(this.unreachable());
     return undefined;
   }
 
   async close(): Promise<void> {
     this.closed = true;
+    for (const finish of [...this.lookups]) finish();
     const dht = this.instance;
     this.instance = undefined;
     if (dht && !dht.destroyed) await new Promise<void>((resolve) => dht.destroy(() => resolve()));
