@@ -73,10 +73,12 @@ describe("identity errors", () => {
   it("the passphrase file and fd work, argv is refused", async () => {
     const file = path.join(alice.root, "pass.txt");
     writeFileSync(file, "correct horse battery staple\n", { mode: 0o600 });
-    const viaFile = await alice.run(["whoami", "--json", "--passphrase-file", file], {
+    // Exporting the age identity needs the secret key, so the passphrase.
+    const viaFile = await alice.run(["key", "export", "-", "--age-identity", "--passphrase-file", file], {
       env: { CCBUNDLE_PASSPHRASE: "" },
     });
-    expect(viaFile.code).toBe(0);
+    expect(viaFile.code, viaFile.stderr).toBe(0);
+    expect(viaFile.stdout).toMatch(/^AGE-SECRET-KEY-1/);
     const onArgv = await alice.run(["push", "--passphrase=hunter22"], { cwd: project });
     expect(onArgv.code).toBe(2);
     expect(onArgv.stderr).toContain("not accepted on the command line");

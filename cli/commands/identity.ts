@@ -33,14 +33,14 @@ export function identityCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
           .option("force", {
             type: "boolean",
             default: false,
-            describe: "Replace an existing identity (the old one is kept as identity.bak)",
+            describe: "Replace an existing identity (the old one is kept as identity.<time>.bak)",
           }),
       async (args) => {
         const ctx = new Context(args);
         const { home } = ctx.settings;
         if ((await hasIdentity(home)) && !args.force) {
           throw new UsageError(`an identity already exists in ${home}`, {
-            hint: "`ccbundle whoami` shows it; `ccbundle init --force` replaces it (the old one is kept as identity.bak)",
+            hint: "`ccbundle whoami` shows it; `ccbundle init --force` replaces it (the old one is kept as identity.<time>.bak)",
           });
         }
         let passphrase: string | undefined;
@@ -55,9 +55,7 @@ export function identityCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
             );
           }
         }
-        if (args.force && (await hasIdentity(home))) {
-          await writeFileAtomic(`${identityPaths(home).secret}.bak`, await readFile(identityPaths(home).secret), 0o600);
-        }
+        const kept = args.force && (await hasIdentity(home)) ? await keepOldIdentity(home) : undefined;
         const key = newIdentity();
         await saveIdentity(home, key, passphrase);
         ctx.out.result({
@@ -65,8 +63,10 @@ export function identityCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
           ageRecipient: key.ageRecipient().toString(),
           encrypted: passphrase !== undefined,
           home,
+          ...(kept ? { previous: kept } : {}),
         });
         ctx.out.line(`Created your ccbundle identity in ${home}${passphrase === undefined ? " (not encrypted)" : ""}.`);
+        if (kept) ctx.out.line(`The one it replaces is kept in ${kept}.`);
         ctx.out.essential(key.z32);
         ctx.out.line("");
         ctx.out.line(
@@ -88,7 +88,13 @@ export function identityCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
         const ctx = new Context(args);
         let z32 = await readPublicKey(ctx.settings.home);
         let recipient: string | undefined;
-        if (!z32 || args.ageRecipient || args.json) {
+        if (z32 && (args.ageRecipient || args.json)) {
+          // Public facts: the age recipient follows from the public key (as for `push --to <z32>`), so
+          // no passphrase is asked (scripts run `whoami --json` without one). Loaded only here: plain
+          // `whoami` stays light.
+          const { parseRecipient } = await import("../../core/crypto/keys.js");
+          recipient = parseRecipient(z32).toString();
+        } else if (!z32) {
           const key = await ctx.userKey();
           z32 = key.z32;
           recipient = key.ageRecipient().toString();
@@ -116,7 +122,7 @@ export function identityCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
             } else {
               content = await readIdentityBytes(ctx.settings.home);
             }
-            if (args.file === "-") {
+            if (isStdio(args.file)) {
               process.stdout.write(content);
               return;
             }
@@ -136,7 +142,11 @@ export function identityCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
             ctx.out.line(
               `Wrote ${args.ageIdentity ? "your age identity" : `your identity${encrypted ? " (passphrase-encrypted)" : " (NOT encrypted)"}`} to ${args.file} (mode 0600).`,
             );
-            ctx.out.line("Import it on the other machine with `ccbundle key import <file>`; then delete the copy.");
+            ctx.out.line(
+              args.ageIdentity
+                ? "Use it with `age -d -i <file>`: it opens everything sent to you, so keep it as safe as the identity."
+                : "Import it on the other machine with `ccbundle key import <file>`; then delete the copy.",
+            );
           },
         )
         .command(
@@ -152,7 +162,7 @@ export function identityCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
             const ctx = new Context(args);
             let bytes: Buffer;
             try {
-              bytes = args.file === "-" ? await readStdin() : await readFile(args.file);
+              bytes = isStdio(args.file) ? await readStdin() : await readFile(args.file);
             } catch (err) {
               if (errnoCode(err) === "ENOENT")
                 throw new NotFoundError(`no such file: ${args.file}`, { hint: "check the path" });
@@ -161,28 +171,49 @@ export function identityCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
             const { key, encrypted } = await openIdentityBytes(
               bytes,
               () => requireSecret(ctx.passphraseSource(), { message: "Passphrase of the exported identity: " }),
-              args.file,
+              isStdio(args.file) ? "the identity on stdin" : args.file,
             );
             const current = await readPublicKey(ctx.settings.home);
             if (current && current !== key.z32 && !args.force) {
               throw new UsageError(`a different identity (${current}) is already installed`, {
-                hint: "pass --force to replace it (the old one is kept as identity.bak)",
+                hint: "pass --force to replace it (the old one is kept as identity.<time>.bak)",
               });
             }
-            if (current && current !== key.z32) {
-              await writeFileAtomic(
-                `${identityPaths(ctx.settings.home).secret}.bak`,
-                await readIdentityBytes(ctx.settings.home),
-                0o600,
-              );
-            }
+            const kept = current && current !== key.z32 ? await keepOldIdentity(ctx.settings.home) : undefined;
             await saveIdentityBytes(ctx.settings.home, bytes, key);
-            ctx.out.result({ key: key.z32, encrypted });
+            ctx.out.result({ key: key.z32, encrypted, ...(kept ? { previous: kept } : {}) });
             ctx.out.line(`Imported identity ${key.z32}${encrypted ? "" : " (not encrypted)"}.`);
+            if (kept) ctx.out.line(`The one it replaces is kept in ${kept}.`);
           },
         )
         .demandCommand(1, "say `key export <file>` or `key import <file>`"),
     );
+}
+
+/**
+ * Copy the identity about to be replaced to `identity.<time>.bak` beside it, never over an earlier
+ * copy: a second `init --force` overwrote the only copy of the first key. Returns the copy's path.
+ */
+async function keepOldIdentity(home: string): Promise<string> {
+  const bytes = await readIdentityBytes(home);
+  const stamp = new Date().toISOString().replace(/[:.]/g, "-");
+  for (let n = 0; ; n++) {
+    const file = `${identityPaths(home).secret}.${stamp}${n ? `-${n}` : ""}.bak`;
+    try {
+      await writeFileAtomic(file, bytes, 0o600, { exclusive: true });
+      return file;
+    } catch (err) {
+      if (errnoCode(err) !== "EEXIST" || n >= 100) throw err;
+    }
+  }
+}
+
+/**
+ * `-`, for stdin or stdout. yargs hands a lone `-` to a string positional as "" (an empty path
+ * names no file, so nothing else is lost by reading it so).
+ */
+function isStdio(file: string | undefined): boolean {
+  return file === "-" || file === "";
 }
 
 async function readStdin(): Promise<Buffer> {

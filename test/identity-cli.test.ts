@@ -1,0 +1,89 @@
+import { spawnSync } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CLI, Machine } from "./helpers/machine.js";
+
+/**
+ * The identity commands as scripts use them: public facts without the
+ * passphrase, `-` for stdin/stdout, and no key ever lost to --force.
+ */
+
+const PASSPHRASE = "correct horse battery staple";
+let alice: Machine;
+let z32: string;
+
+beforeAll(async () => {
+  alice = new Machine("alice-id");
+  await alice.runOk(["init"], { env: { CCBUNDLE_PASSPHRASE: PASSPHRASE } });
+  z32 = (await alice.runOk(["whoami"])).stdout.trim();
+});
+
+afterAll(() => alice?.cleanup());
+
+describe("whoami", () => {
+  it("--json and --age-recipient need no passphrase: both follow from the public key", async () => {
+    const doc = JSON.parse((await alice.runOk(["whoami", "--json"])).stdout);
+    const [key, recipient] = readFileSync(path.join(alice.ccbHome, "identity.pub"), "utf8").trim().split("\n");
+    expect(doc).toEqual({ key, ageRecipient: recipient });
+    expect(doc.key).toBe(z32);
+    expect((await alice.runOk(["whoami", "--age-recipient"])).stdout.trim()).toBe(recipient);
+  });
+});
+
+describe("key export - / key import -", () => {
+  it("export writes to stdout and import reads stdin, so the key can go through a pipe", async () => {
+    // Bytes, not text: an encrypted identity's payload is binary.
+    const exported = spawnSync(process.execPath, [CLI, "key", "export", "-"], { env: alice.env });
+    expect(exported.status, exported.stderr.toString()).toBe(0);
+    expect(exported.stdout.equals(readFileSync(path.join(alice.ccbHome, "identity")))).toBe(true);
+    const laptop = new Machine("laptop-id");
+    try {
+      const imported = spawnSync(process.execPath, [CLI, "key", "import", "-"], {
+        env: { ...laptop.env, CCBUNDLE_PASSPHRASE: PASSPHRASE },
+        input: exported.stdout,
+      });
+      expect(imported.status, imported.stderr.toString()).toBe(0);
+      expect((await laptop.runOk(["whoami"])).stdout.trim()).toBe(z32);
+    } finally {
+      laptop.cleanup();
+    }
+    const age = await alice.runOk(["key", "export", "-", "--age-identity"], {
+      env: { CCBUNDLE_PASSPHRASE: PASSPHRASE },
+    });
+    expect(age.stdout).toMatch(/^AGE-SECRET-KEY-1[0-9A-Z]+\n$/);
+  });
+});
+
+describe("init --force", () => {
+  it("keeps every identity it replaces, each in its own file, none over another", async () => {
+    const machine = new Machine("forced");
+    try {
+      const keys: string[] = [];
+      await machine.runOk(["init", "--no-passphrase"]);
+      keys.push((await machine.runOk(["whoami"])).stdout.trim());
+      for (let i = 0; i < 2; i++) {
+        const doc = JSON.parse((await machine.runOk(["init", "--no-passphrase", "--force", "--json"])).stdout);
+        expect(doc.previous).toMatch(/identity\.[0-9TZ-]+\.bak$/);
+        keys.push((await machine.runOk(["whoami"])).stdout.trim());
+      }
+      expect(new Set(keys).size).toBe(3);
+      const kept = readdirSync(machine.ccbHome)
+        .filter((name) => name.endsWith(".bak"))
+        .sort();
+      expect(kept).toHaveLength(2);
+      // Each copy is a whole identity: imported elsewhere, it is the key it replaced.
+      for (const [index, name] of kept.entries()) {
+        const other = new Machine(`restored-${index}`);
+        try {
+          await other.runOk(["key", "import", path.join(machine.ccbHome, name)]);
+          expect((await other.runOk(["whoami"])).stdout.trim()).toBe(keys[index]);
+        } finally {
+          other.cleanup();
+        }
+      }
+    } finally {
+      machine.cleanup();
+    }
+  });
+});
