@@ -155,6 +155,16 @@ describe("push errors", () => {
     expect(r.code).toBe(2);
     const unknown = await alice.run(["push", "--no-such-flag"], { cwd: project });
     expect(unknown.code).toBe(2);
+    // `--to $UNSET`: no silent handoff to yourself alone.
+    for (const args of [
+      ["push", "--to"],
+      ["export", "--to", "--out", path.join(alice.root, "x.ccb")],
+    ]) {
+      const empty = await alice.run(args, { cwd: project });
+      expect(empty.code, args.join(" ")).toBe(2);
+      expect(empty.stderr).toContain("--to needs a key");
+    }
+    expect(existsSync(path.join(alice.root, "x.ccb"))).toBe(false);
   });
 });
 

@@ -41,7 +41,10 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
       async (args) => {
         const ctx = new Context(args);
         const ttlSeconds = parseDuration(args.ttl, "--ttl");
-        const recipients = (args.to ?? []).map((text) => ({ recipient: parseRecipient(text), name: text.trim() }));
+        const recipients = toRecipients(args.to).map((text) => ({
+          recipient: parseRecipient(text),
+          name: text.trim(),
+        }));
         const usePin = args.pin || args.pinFile !== undefined;
         if (usePin && recipients.length > 0) {
           throw new UsageError("a handoff is either --to people or by --pin, not both", {
@@ -217,7 +220,7 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
           .option("out", { type: "string", demandOption: true, describe: "The bundle file to write" }),
       async (args) => {
         const ctx = new Context(args);
-        const recipients = (args.to ?? []).map(parseRecipient);
+        const recipients = toRecipients(args.to).map(parseRecipient);
         const key = await ctx.userKey();
         const { exportSession } = await import("../../core/transfer.js");
         const result = await exportSession({
@@ -381,4 +384,17 @@ async function readNewPin(ctx: Context, file: string | undefined): Promise<Uint8
   });
   checkNewPin(pin);
   return pinBytes(pin);
+}
+
+/**
+ * The --to values. `--to` with nothing after it (`--to $UNSET`) is a mistake, not "to nobody
+ * else": the handoff would quietly go to yourself alone.
+ */
+function toRecipients(to: string[] | undefined): string[] {
+  if (to !== undefined && to.length === 0) {
+    throw new UsageError("--to needs a key: a z32 key (`ccbundle whoami` on their machine) or an age1… recipient", {
+      hint: "is the variable you passed empty?",
+    });
+  }
+  return to ?? [];
 }
