@@ -70,7 +70,14 @@ async function main(): Promise<number> {
       .option("dht", { type: "boolean", default: true, describe: "Use the Mainline DHT (--no-dht to skip it)" })
       .option("relay", { type: "string", array: true, describe: "pkarr relay URL (repeatable; `none` for no relays)" })
       .option("passphrase-file", { type: "string", describe: "Read the identity passphrase from this file" })
-      .option("passphrase-fd", { type: "number", describe: "Read the identity passphrase from this file descriptor" })
+      .option("passphrase-fd", {
+        type: "number",
+        describe: "Read the identity passphrase from this file descriptor",
+        coerce: (fd: number) => {
+          if (!Number.isInteger(fd) || fd < 0) throw new Error("--passphrase-fd takes a file descriptor number");
+          return fd;
+        },
+      })
       .group(["json", "quiet", "store", "dht", "relay", "passphrase-file", "passphrase-fd"], "Common options:")
       .strict()
       .demandCommand(1, "say which command to run (see --help)")
@@ -80,7 +87,9 @@ async function main(): Promise<number> {
       .alias("h", "help")
       .wrap(Math.min(110, process.stdout.columns || 100))
       .fail((message, err) => {
-        if (err) throw err;
+        // yargs re-wraps what a coerce throws in its own YError: that is a usage error too.
+        if (err && err.name !== "YError") throw err;
+        if (err) throw new UsageError(err.message, { hint: "see `ccbundle --help`" });
         const text = message?.startsWith("Did you mean")
           ? `unknown command; did you mean${message.slice(12)}`
           : message;

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
-import { rename, rm } from "node:fs/promises";
+import { rename, rm, stat } from "node:fs/promises";
 import { pipeline } from "node:stream/promises";
 import { bundleStream, HashCounter } from "./bundle/blob.js";
 import { prepareBundle } from "./bundle/build.js";
@@ -9,7 +9,7 @@ import { findSession } from "./claude/session.js";
 import type { Settings } from "./config.js";
 import type { Recipient } from "./crypto/age/index.js";
 import type { UserKey } from "./crypto/keys.js";
-import { CcbError, errnoCode, NotFoundError } from "./errors.js";
+import { CcbError, errnoCode, NotFoundError, UsageError } from "./errors.js";
 import { type ReceiveResult, receiveBundle } from "./receive.js";
 
 /**
@@ -91,6 +91,12 @@ export interface ImportOptions {
 }
 
 export async function importBundle(options: ImportOptions): Promise<ReceiveResult> {
+  // A folder opens like a file and fails only at its first read, deep in the unpacking.
+  if ((await stat(options.file).catch(() => undefined))?.isDirectory()) {
+    throw new UsageError(`${options.file} is a folder, not a bundle file`, {
+      hint: "give the file `ccbundle export` wrote (a .ccb file)",
+    });
+  }
   const stream = createReadStream(options.file);
   await new Promise<void>((resolve, reject) => {
     stream.once("open", () => resolve());

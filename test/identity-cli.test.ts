@@ -87,3 +87,22 @@ describe("init --force", () => {
     }
   });
 });
+
+describe("bad input is a usage error before any passphrase is asked", () => {
+  it("--passphrase-fd that is not a number, a bad --map, a folder given as a bundle file", async () => {
+    // No CCBUNDLE_PASSPHRASE and no terminal: asking for it would fail with another message.
+    const fd = await alice.run(["whoami", "--passphrase-fd", "abc"]);
+    expect(fd.code).toBe(2);
+    expect(fd.stderr).toContain("--passphrase-fd takes a file descriptor number");
+    const map = await alice.run(["import", alice.root, "--map", "foo", "--no-resume"]);
+    expect(map.code).toBe(2);
+    expect(map.stderr).toContain("--map takes <old>=<new>");
+    const pull = await alice.run(["pull", "--map", "foo", "--no-resume"]);
+    expect(pull.code).toBe(2);
+    expect(pull.stderr).toContain("--map takes <old>=<new>");
+    const folder = await alice.run(["import", alice.root, "--no-resume"], { env: { CCBUNDLE_PASSPHRASE: PASSPHRASE } });
+    expect(folder.code).toBe(2);
+    expect(folder.stderr).toContain(`${alice.root} is a folder, not a bundle file`);
+    expect(folder.stderr).not.toContain("bug in ccbundle");
+  });
+});

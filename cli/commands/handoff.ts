@@ -145,6 +145,8 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
           .option("pin-file", { type: "string", describe: "Read the PIN from this file (implies --pin)" }),
       async (args) => {
         const ctx = new Context(args);
+        // Flags are checked before anything asks for a passphrase or a PIN.
+        const maps = parseMaps(args.map);
         const usePin = args.pin || args.pinFile !== undefined;
         let key: UserKey | undefined;
         let publisher: string;
@@ -179,7 +181,7 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
             storeOverride: ctx.settings.store,
             project: args.project,
             cwd: process.cwd(),
-            maps: parseMaps(args.map),
+            maps,
             rewrite: args.rewrite,
             force: args.force,
           });
@@ -272,6 +274,7 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
           }),
       async (args) => {
         const ctx = new Context(args);
+        const maps = parseMaps(args.map);
         const key = await ctx.userKey();
         const { importBundle } = await import("../../core/transfer.js");
         const result = await importBundle({
@@ -282,7 +285,7 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
           allowUnknownSigner: args.allowUnknownSigner,
           project: args.project,
           cwd: process.cwd(),
-          maps: parseMaps(args.map),
+          maps,
           rewrite: args.rewrite,
           force: args.force,
         });
