@@ -114,9 +114,17 @@ export async function publishRecord(options: PublishRecordOptions): Promise<Publ
   }
 }
 
-/** Keep first: the owner's own handoff, then other handoffs newest first, then tombstones newest first. */
+/**
+ * Keep first: the owner's own handoff, then other handoffs newest first, then the backup snapshot
+ * slot (a live handoff is someone's only way to a session; the snapshot slot only saves a new laptop
+ * a --store, and the next `backup --publish` puts it back), then tombstones newest first.
+ */
 function byKeepPriority(a: OpenedSlot, b: OpenedSlot): number {
-  const rank = (slot: OpenedSlot) => (slot.payload.kind === "tombstone" ? 2 : slot.payload.slot === "self" ? 0 : 1);
+  const rank = (slot: OpenedSlot) => {
+    if (slot.payload.kind === "tombstone") return 3;
+    if (slot.payload.kind === "snapshot") return 2;
+    return slot.payload.slot === "self" ? 0 : 1;
+  };
   return rank(a) - rank(b) || b.payload.created - a.payload.created;
 }
 

@@ -156,6 +156,33 @@ describe("backup --publish, then restore --all on a new laptop", () => {
     expect(listed.sessions).toHaveLength(6);
   });
 
+  it("a push that needs room drops the snapshot slot, never a live handoff (self, PIN, to others)", async () => {
+    const { machine: erin } = await backupMachine("erin", { CCBUNDLE_BOOTSTRAP: "none" });
+    try {
+      const project = erin.project("app");
+      const s = writeSession({
+        claudeDir: erin.claudeDir,
+        projectDir: project,
+        home: erin.home,
+        title: "y".repeat(40),
+      });
+      await erin.runOk(["push", "--session", s.id]);
+      await erin.runOk(["push", "--session", s.id, "--pin"], { env: { CCBUNDLE_PIN: "harbor-lantern-9" } });
+      await erin.runOk(["backup", "--publish"]);
+      const slots = async () =>
+        JSON.parse((await erin.runOk(["status", "--json"])).stdout)
+          .slots.map((slot: { label: string; kind: string }) => `${slot.kind}:${slot.label}`)
+          .sort();
+      expect(await slots()).toEqual(["handoff:by PIN", "handoff:to yourself", "snapshot:backup"]);
+      const pushed = await erin.runOk(["push", "--session", s.id, "--to", UserKey.generate().z32]);
+      expect(pushed.stderr).toContain("no room left in the 1000-byte record for the pointer to your backups");
+      expect((await slots()).filter((slot: string) => slot.startsWith("handoff:"))).toHaveLength(3);
+      expect(await slots()).not.toContain("snapshot:backup");
+    } finally {
+      erin.cleanup();
+    }
+  });
+
   it("without a store, a DHT or a published snapshot: exit 4 with a hint; the default store is looked in", async () => {
     const stranger = new Machine("dave");
     try {
