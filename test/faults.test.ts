@@ -176,6 +176,13 @@ describe("the DHT goes away, a relay answers junk", () => {
     });
     expect(viaDht.code, viaDht.stderr).toBe(0);
     expect(viaDht.stdout).toContain("via dht");
+    // A --store that does not exist (a typo) does not stop a pull the DHT serves, but it is named.
+    const typo = path.join(bob.root, "nsa");
+    const withTypo = await bob.run(["pull", "--store", typo, "--project", bobProject, "--no-resume"], {
+      env: { CCBUNDLE_BOOTSTRAP: bootstrap },
+    });
+    expect(withTypo.code, withTypo.stderr).toBe(0);
+    expect(withTypo.stderr).toContain(`warning: store folder ${typo} does not exist: the handoff came without it`);
 
     testnet.mute(); // down, its ports kept (see Testnet.mute); afterAll closes it
     rmSync(path.join(bob.ccbHome, "state"), { recursive: true, force: true });
