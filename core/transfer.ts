@@ -38,6 +38,15 @@ export interface ExportResult {
 
 export async function exportSession(options: ExportOptions): Promise<ExportResult> {
   const { settings, key } = options;
+  // As `key export` does: a file already there may be another export someone still needs.
+  if (
+    await stat(options.out).then(
+      () => true,
+      () => false,
+    )
+  ) {
+    throw new UsageError(`${options.out} already exists`, { hint: "choose another file name or delete it first" });
+  }
   const ref = await findSession(settings.claudeDir, options.projectDir, options.sessionId);
   const prepared = await prepareBundle({ claudeDir: settings.claudeDir, ref, key, env: settings.env });
   const counter = new HashCounter();

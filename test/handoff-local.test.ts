@@ -139,6 +139,12 @@ describe("export and import through a file", () => {
   it("exports a bundle that Debian's age and zstd open, and imports it elsewhere", async () => {
     const out = path.join(alice.root, "session.ccb");
     await alice.runOk(["export", "--session", session.id.slice(0, 8), "--out", out]);
+    // A second export to the same name is refused, as `key export` refuses: the first is kept.
+    const exported = readFileSync(out);
+    const again = await alice.run(["export", "--session", session.id.slice(0, 8), "--out", out]);
+    expect(again.code).toBe(2);
+    expect(again.stderr).toContain(`${out} already exists`);
+    expect(readFileSync(out).equals(exported)).toBe(true);
     const identity = path.join(alice.root, "age-id.txt");
     await alice.runOk(["key", "export", identity, "--age-identity"]);
     const listing = execFileSync("sh", ["-c", `age -d -i ${identity} ${out} | zstd -d | tar t`], { encoding: "utf8" });
