@@ -246,6 +246,31 @@ describe("list", () => {
     expect(quiet.stdout).toBe(doc.sessions.map((s: { id: string }) => `${s.id}\n`).join(""));
   });
 
+  it("restore over a session whose transcript is here but a subagent file differs does not call it identical", async () => {
+    // On another machine of alice's (restored there first), so this machine's backups see no change.
+    const bob = await withSameIdentity(alice, "bob", { CCBUNDLE_STORE: nas });
+    try {
+      const session = sessions[4]!;
+      const prefix = session.id.slice(0, 8);
+      await bob.runOk(["restore", prefix, "--no-resume"]);
+      const subagent = session.files.find((file) => file.includes("/subagents/") && file.endsWith(".jsonl"))!;
+      const local = path.join(bob.claudeDir, subagent);
+      const original = readFileSync(local);
+      // Diverged (not a longer copy, which would simply be kept as ahead).
+      writeFileSync(local, Buffer.concat([Buffer.from("X"), original.subarray(1)]));
+      const kept = await bob.runOk(["restore", prefix, "--no-resume"]);
+      expect(kept.stdout).toContain("the transcript is already here, identical; some of its other files differ here");
+      expect(kept.stderr).toContain("kept local");
+      const forced = await bob.runOk(["restore", prefix, "--no-resume", "--force"]);
+      expect(forced.stdout).toContain("the transcript was already here, identical; its other files were brought in");
+      expect(readFileSync(local).equals(original)).toBe(true);
+      const again = await bob.runOk(["restore", prefix, "--no-resume"]);
+      expect(again.stdout).toContain("already here, identical: nothing to do");
+    } finally {
+      bob.cleanup();
+    }
+  });
+
   it("restore with both a session and --all is a usage error that says so", async () => {
     const both = await alice.run(["restore", sessions[0]!.id.slice(0, 8), "--all"]);
     expect(both.code).toBe(2);

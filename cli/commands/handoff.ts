@@ -342,7 +342,13 @@ export function printRecovered(ctx: Context, result: ReceiveResult): void {
 export function printRestored(ctx: Context, session: ReceivedSession, gathered?: Map<string, string[]>): void {
   const what: Record<string, string> = {
     new: "restored",
-    identical: "already here, identical: nothing to do",
+    // The transcript decides the outcome; its other files (subagents, file history) may still differ.
+    identical:
+      session.filesWritten > 0
+        ? "the transcript was already here, identical; its other files were brought in"
+        : session.conflicts.length > 0
+          ? "the transcript is already here, identical; some of its other files differ here (see below)"
+          : "already here, identical: nothing to do",
     "fast-forward": "fast-forwarded (the local copy was behind)",
     "kept-local": "kept the local copy: it is ahead of the incoming one",
     forked: `the local copy had diverged: kept it, restored the incoming one as a fork ${session.sessionId}`,

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readdirSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from "node:fs";
 import path from "node:path";
 import { Machine } from "./machine.js";
 
@@ -46,5 +46,6 @@ export async function withSameIdentity(from: Machine, name: string, env: NodeJS.
   await from.runOk(["key", "export", keyFile]);
   const machine = new Machine(name, env);
   await machine.runOk(["key", "import", keyFile]);
+  rmSync(keyFile); // as the CLI tells users to (and key export never overwrites a file)
   return machine;
 }
