@@ -52,6 +52,13 @@ describe("key export - / key import -", () => {
       env: { CCBUNDLE_PASSPHRASE: PASSPHRASE },
     });
     expect(age.stdout).toMatch(/^AGE-SECRET-KEY-1[0-9A-Z]+\n$/);
+    // An empty name (`key export "$UNSET" --age-identity`) is refused: never the key on stdout by mistake.
+    const empty = await alice.run(["key", "export", "", "--age-identity"], {
+      env: { CCBUNDLE_PASSPHRASE: PASSPHRASE },
+    });
+    expect(empty.code).toBe(2);
+    expect(empty.stdout).toBe("");
+    expect(empty.stderr).toContain("give a file name, or - for standard input/output");
   });
 });
 

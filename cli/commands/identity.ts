@@ -109,38 +109,40 @@ export function identityCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
           "export <file>",
           "Write your identity to a file (- for stdout); it stays passphrase-encrypted if it is",
           (z) =>
-            z.positional("file", { type: "string", demandOption: true }).option("age-identity", {
+            // No `type: "string"`: yargs would turn a lone `-` into "" (see fileArgument).
+            z.positional("file", { demandOption: true }).option("age-identity", {
               type: "boolean",
               default: false,
               describe: "Write the X25519 age identity (AGE-SECRET-KEY-1…) for stock `age -d -i`",
             }),
           async (args) => {
             const ctx = new Context(args);
+            const file = fileArgument(args.file);
             let content: Uint8Array;
             if (args.ageIdentity) {
               content = Buffer.from(`${(await ctx.userKey()).ageIdentity().toString()}\n`);
             } else {
               content = await readIdentityBytes(ctx.settings.home);
             }
-            if (isStdio(args.file)) {
+            if (file === "-") {
               process.stdout.write(content);
               return;
             }
             try {
               // Written beside the target and linked into place: never half a key under its name.
-              await writeFileAtomic(args.file as string, content, 0o600, { exclusive: true });
+              await writeFileAtomic(file, content, 0o600, { exclusive: true });
             } catch (err) {
               if (errnoCode(err) === "EEXIST") {
-                throw new UsageError(`${args.file} already exists`, {
+                throw new UsageError(`${file} already exists`, {
                   hint: "choose another file name or delete it first",
                 });
               }
-              throw new CcbError(`cannot write ${args.file}`, 1, { hint: "check the path", cause: err });
+              throw new CcbError(`cannot write ${file}`, 1, { hint: "check the path", cause: err });
             }
             const encrypted = isEncryptedIdentity(content);
-            ctx.out.result({ file: args.file, encrypted });
+            ctx.out.result({ file, encrypted });
             ctx.out.line(
-              `Wrote ${args.ageIdentity ? "your age identity" : `your identity${encrypted ? " (passphrase-encrypted)" : " (NOT encrypted)"}`} to ${args.file} (mode 0600).`,
+              `Wrote ${args.ageIdentity ? "your age identity" : `your identity${encrypted ? " (passphrase-encrypted)" : " (NOT encrypted)"}`} to ${file} (mode 0600).`,
             );
             ctx.out.line(
               args.ageIdentity
@@ -153,25 +155,26 @@ export function identityCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
           "import <file>",
           "Install an identity exported on another machine",
           (z) =>
-            z.positional("file", { type: "string", demandOption: true }).option("force", {
+            z.positional("file", { demandOption: true }).option("force", {
               type: "boolean",
               default: false,
               describe: "Replace a different identity already here",
             }),
           async (args) => {
             const ctx = new Context(args);
+            const file = fileArgument(args.file);
             let bytes: Buffer;
             try {
-              bytes = isStdio(args.file) ? await readStdin() : await readFile(args.file);
+              bytes = file === "-" ? await readStdin() : await readFile(file);
             } catch (err) {
               if (errnoCode(err) === "ENOENT")
-                throw new NotFoundError(`no such file: ${args.file}`, { hint: "check the path" });
+                throw new NotFoundError(`no such file: ${file}`, { hint: "check the path" });
               throw err;
             }
             const { key, encrypted } = await openIdentityBytes(
               bytes,
               () => requireSecret(ctx.passphraseSource(), { message: "Passphrase of the exported identity: " }),
-              isStdio(args.file) ? "the identity on stdin" : args.file,
+              file === "-" ? "the identity on stdin" : file,
             );
             const current = await readPublicKey(ctx.settings.home);
             if (current && current !== key.z32 && !args.force) {
@@ -209,11 +212,16 @@ async function keepOldIdentity(home: string): Promise<string> {
 }
 
 /**
- * `-`, for stdin or stdout. yargs hands a lone `-` to a string positional as "" (an empty path
- * names no file, so nothing else is lost by reading it so).
+ * The <file> of `key export` / `key import`: a path, or "-" for stdout / stdin. yargs hands a lone
+ * `-` to an untyped positional as `true` (to a string one as "", which an empty variable gives
+ * too: `key export "$UNSET"` must not print the key). An empty name is refused.
  */
-function isStdio(file: string | undefined): boolean {
-  return file === "-" || file === "";
+function fileArgument(value: unknown): string {
+  if (value === true || value === "-") return "-";
+  if ((typeof value === "string" && value !== "") || typeof value === "number") return String(value);
+  throw new UsageError("give a file name, or - for standard input/output", {
+    hint: "is the variable you passed empty?",
+  });
 }
 
 async function readStdin(): Promise<Buffer> {
