@@ -1,12 +1,15 @@
 /**
- * Ctrl-C (or a SIGTERM from systemd or a shell) during an S3 multipart upload.
+ * Ctrl-C (or SIGTERM from systemd, SIGHUP from a closed terminal) during an S3
+ * multipart upload.
  *
  * Node's default is to die at once, which leaves the parts already sent in the
  * bucket: invisible, but stored (and billed on AWS) until a lifecycle rule
- * clears them. While an upload is in flight we take over SIGINT and SIGTERM:
- * fail the uploads (lib-storage then sends AbortMultipartUpload, as on any
- * other failure), wait a few seconds at most for that, then die by the same
- * signal, so the shell sees what it expects (exit 130 or 143). A second signal
+ * clears them. While an upload is in flight we take over those signals: fail
+ * the uploads (lib-storage then sends AbortMultipartUpload, as on any other
+ * failure, once the parts it is sending are done), wait ABORT_WAIT_MS at most
+ * for that, then die by the same signal, so the shell sees what it expects
+ * (exit 130 or 143). Best effort: on a slow uplink the parts in flight may take
+ * longer, and then the lifecycle rule is what clears them. A second signal
  * while we wait ends the process at once.
  */
 
@@ -21,7 +24,7 @@ interface Interruptible {
 
 /** How long the aborts may take before the process dies anyway. */
 const ABORT_WAIT_MS = 3000;
-const SIGNALS = ["SIGINT", "SIGTERM"] as const;
+const SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
 
 const uploads = new Set<Interruptible>();
 let interrupted: NodeJS.Signals | undefined;
@@ -40,8 +43,8 @@ export function interruptible(upload: Interruptible): void {
   });
 }
 
-/** Fail every tracked upload and wait (up to ABORT_WAIT_MS) for their aborts. Exported for tests. */
-export async function interruptUploads(signal: NodeJS.Signals): Promise<void> {
+/** Fail every tracked upload and wait (up to ABORT_WAIT_MS) for their aborts. */
+async function interruptUploads(signal: NodeJS.Signals): Promise<void> {
   interrupted = signal;
   const pending = [...uploads];
   for (const upload of pending) upload.fail(interruptedBy(signal));
@@ -53,11 +56,10 @@ export async function interruptUploads(signal: NodeJS.Signals): Promise<void> {
     }),
   ]);
   clearTimeout(timer);
-  interrupted = undefined;
 }
 
 function interruptedBy(signal: NodeJS.Signals): CcbError {
-  return new CcbError(`upload interrupted (${signal}); its parts were discarded`);
+  return new CcbError(`upload interrupted (${signal})`);
 }
 
 function onSignal(signal: NodeJS.Signals): void {

@@ -644,13 +644,13 @@ export function parseS3Url(url: string): S3Location {
     });
   }
   const bucket = parsed.hostname;
-  // The URL parser lowercases the host; bucket names are lowercase anyway, and `CCBundle` silently
-  // becoming `ccbundle` would end in "no such bucket" far from the typo. Underscores stay allowed:
-  // AWS has old buckets with them.
+  // The bucket as typed, not only as parsed: `s3://bkt:9000/p` parses to host `bkt` and a port
+  // that would be dropped without a word. Upper case and underscores stay allowed: AWS has old
+  // us-east-1 buckets named so.
   const typedBucket = url.slice("s3://".length).split(/[/?]/, 1)[0] ?? "";
-  if (!/^[a-z0-9][a-z0-9.\-_]{2,62}$/.test(bucket) || typedBucket !== bucket) {
+  if (!/^[a-z0-9][a-z0-9.\-_]{2,62}$/i.test(bucket) || typedBucket !== bucket) {
     throw new UsageError(`invalid bucket name in store URL s3://${typedBucket}`, {
-      hint: "bucket names are 3-63 lowercase letters, digits, dots and hyphens",
+      hint: "a bucket name is 3-63 letters, digits, dots and hyphens; an endpoint's host and port go in endpoint=",
     });
   }
   const prefix = parsed.pathname

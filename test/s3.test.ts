@@ -183,7 +183,8 @@ describe("store URL", () => {
     expect(message("s3://ccbundle/team#2?endpoint=http://h:9000&profile=nas")).toContain("must not contain #");
     expect(message("s3://ccbundle/alice#old")).toContain("must not contain #");
     expect(parseS3Url("s3://ccbundle/team%232?endpoint=http://h:9000").prefix).toBe("team#2");
-    expect(message("s3://CCBundle/p")).toBe("invalid bucket name in store URL s3://CCBundle");
+    expect(message("s3://nas.lan:9000/p")).toBe("invalid bucket name in store URL s3://nas.lan:9000");
+    expect(parseS3Url("s3://Legacy_Bucket/p").bucket).toBe("Legacy_Bucket"); // old AWS names still work
     expect(message("s3://bkt?endpoint=http://a:9000&endpoint=http://b:9000")).toContain('"endpoint" given twice');
     expect(message("s3://bkt?region=")).toContain('"region" is empty');
     expect(message("s3://bkt?endpoint=http://h:9000&profile=")).toContain('"profile" is empty');
@@ -407,7 +408,7 @@ describe("server killed mid-upload", () => {
 });
 
 describe("Ctrl-C during a multipart upload", () => {
-  test.each(["SIGINT", "SIGTERM"] as const)(
+  test.each(["SIGINT", "SIGTERM", "SIGHUP"] as const)(
     "%s aborts the upload, then the process dies by that signal",
     async (signal) => {
       const child = spawn(process.execPath, [INTERRUPTED_UPLOAD, s3rver.url("ccbundle", `sig-${signal}`)], {
@@ -429,7 +430,7 @@ describe("Ctrl-C during a multipart upload", () => {
       expect(await exited).toBe(signal);
       // The abort was sent before the process died (s3rver refuses it with a 405; a real S3 takes it).
       expect(stderr).toMatch(/^AbortMultipartUploadCommand!?$/m);
-      expect(stderr).toContain(`put failed: upload interrupted (${signal}); its parts were discarded`);
+      expect(stderr).toContain(`put failed: upload interrupted (${signal})`);
       expect(stderr).not.toContain("CompleteMultipartUploadCommand");
     },
   );
