@@ -127,8 +127,14 @@ main().then((code) => {
   process.exitCode = code;
   // A safety net: the command is done, so a socket or timer still open (a bug of ours or of a
   // library) must not keep the process, and a cron job, alive. Unref'd, so it fires only then.
-  setTimeout(() => {
+  // Output still being written (a pipe to a slow reader; pipes are asynchronous on macOS) is waited for.
+  const exitOnceWritten = () => {
+    if (process.stdout.writableLength > 0 || process.stderr.writableLength > 0) {
+      setTimeout(exitOnceWritten, 200).unref();
+      return;
+    }
     if (process.env.CCBUNDLE_DEBUG) process.stderr.write("ccbundle: handles left open at exit\n");
     process.exit(code);
-  }, 3000).unref();
+  };
+  setTimeout(exitOnceWritten, 3000).unref();
 });

@@ -411,7 +411,6 @@ function goneError(where: string, burn: boolean): CcbError {
       });
 }
 
-/** Delete a handoff's blob from a store; true, or why not. */
 /**
  * The store to delete a record's bundle through: the one the user gave (--store, CCBUNDLE_STORE)
  * when it is the record's own store. A record names its store without `profile=` (a name local to
@@ -432,6 +431,7 @@ export async function storeToDeleteFrom(
   }
 }
 
+/** Delete a handoff's blob from a store; true, or why not. */
 export async function deleteBlob(storeUrl: string, objectKey: string): Promise<true | string> {
   try {
     const store = await openStore(storeUrl);

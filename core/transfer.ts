@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
-import { rename, rm, stat } from "node:fs/promises";
+import { lstat, rename, rm, stat } from "node:fs/promises";
 import { pipeline } from "node:stream/promises";
 import { bundleStream, HashCounter } from "./bundle/blob.js";
 import { prepareBundle } from "./bundle/build.js";
@@ -38,15 +38,7 @@ export interface ExportResult {
 
 export async function exportSession(options: ExportOptions): Promise<ExportResult> {
   const { settings, key } = options;
-  // As `key export` does: a file already there may be another export someone still needs.
-  if (
-    await stat(options.out).then(
-      () => true,
-      () => false,
-    )
-  ) {
-    throw new UsageError(`${options.out} already exists`, { hint: "choose another file name or delete it first" });
-  }
+  await checkExportTarget(options.out);
   const ref = await findSession(settings.claudeDir, options.projectDir, options.sessionId);
   const prepared = await prepareBundle({ claudeDir: settings.claudeDir, ref, key, env: settings.env });
   const counter = new HashCounter();
@@ -99,13 +91,33 @@ export interface ImportOptions {
   force: boolean;
 }
 
-export async function importBundle(options: ImportOptions): Promise<ReceiveResult> {
-  // A folder opens like a file and fails only at its first read, deep in the unpacking.
-  if ((await stat(options.file).catch(() => undefined))?.isDirectory()) {
-    throw new UsageError(`${options.file} is a folder, not a bundle file`, {
+/**
+ * `export --out` refuses a name that exists (as `key export` does): it may be another export
+ * someone still needs. lstat: a dangling symlink is there too. Exported so the CLI checks before
+ * it asks for a passphrase.
+ */
+export async function checkExportTarget(out: string): Promise<void> {
+  if (
+    await lstat(out).then(
+      () => true,
+      () => false,
+    )
+  ) {
+    throw new UsageError(`${out} already exists`, { hint: "choose another file name or delete it first" });
+  }
+}
+
+/** A folder opens like a file and fails only at its first read, deep in the unpacking. */
+export async function checkImportSource(file: string): Promise<void> {
+  if ((await stat(file).catch(() => undefined))?.isDirectory()) {
+    throw new UsageError(`${file} is a folder, not a bundle file`, {
       hint: "give the file `ccbundle export` wrote (a .ccb file)",
     });
   }
+}
+
+export async function importBundle(options: ImportOptions): Promise<ReceiveResult> {
+  await checkImportSource(options.file);
   const stream = createReadStream(options.file);
   await new Promise<void>((resolve, reject) => {
     stream.once("open", () => resolve());

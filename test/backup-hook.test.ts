@@ -151,6 +151,17 @@ describe("hook install / uninstall", () => {
       expect(installed).toContain("backup --hook");
       await alice.runOk(["hook", "uninstall"]);
       expect(readFileSync(settingsPath(alice), "utf8")).toBe(tabbed);
+      // Windows line ends stay too.
+      const crlf = `${JSON.stringify(original, null, 4).replaceAll("\n", "\r\n")}\r\n`;
+      writeFileSync(settingsPath(alice), crlf);
+      await alice.runOk(["hook", "install"]);
+      expect(
+        readFileSync(settingsPath(alice), "utf8")
+          .split("\n")
+          .every((line, i, all) => i === all.length - 1 || line.endsWith("\r")),
+      ).toBe(true);
+      await alice.runOk(["hook", "uninstall"]);
+      expect(readFileSync(settingsPath(alice), "utf8")).toBe(crlf);
     } finally {
       writeFileSync(settingsPath(alice), saved);
     }

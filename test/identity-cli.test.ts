@@ -107,7 +107,7 @@ describe("bad input is a usage error before any passphrase is asked", () => {
     const pull = await alice.run(["pull", "--map", "foo", "--no-resume"]);
     expect(pull.code).toBe(2);
     expect(pull.stderr).toContain("--map takes <old>=<new>");
-    const folder = await alice.run(["import", alice.root, "--no-resume"], { env: { CCBUNDLE_PASSPHRASE: PASSPHRASE } });
+    const folder = await alice.run(["import", alice.root, "--no-resume"]);
     expect(folder.code).toBe(2);
     expect(folder.stderr).toContain(`${alice.root} is a folder, not a bundle file`);
     expect(folder.stderr).not.toContain("bug in ccbundle");

@@ -230,8 +230,9 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
       async (args) => {
         const ctx = new Context(args);
         const recipients = toRecipients(args.to).map(parseRecipient);
+        const { exportSession, checkExportTarget } = await import("../../core/transfer.js");
+        await checkExportTarget(args.out); // before the passphrase is asked for
         const key = await ctx.userKey();
-        const { exportSession } = await import("../../core/transfer.js");
         const result = await exportSession({
           settings: ctx.settings,
           key,
@@ -282,8 +283,9 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
       async (args) => {
         const ctx = new Context(args);
         const maps = parseMaps(args.map);
+        const { importBundle, checkImportSource } = await import("../../core/transfer.js");
+        await checkImportSource(args.file); // before the passphrase is asked for
         const key = await ctx.userKey();
-        const { importBundle } = await import("../../core/transfer.js");
         const result = await importBundle({
           settings: ctx.settings,
           key,

@@ -158,14 +158,15 @@ async function writeSettings(file: string, settings: Record<string, unknown>): P
     await copyFile(file, backup);
   }
   const target = info ? await realpath(file) : file;
-  // The file's own layout (tabs, 4 spaces, a last newline or none): a diff of a dotfiles repo then
-  // shows the hook, not every line re-indented.
+  // The file's own layout (tabs or spaces, CRLF or LF, a last newline or none): a diff of a
+  // dotfiles repo then shows the hook, not every line rewritten.
   const before = info ? await readFile(file, "utf8").catch(() => "") : "";
   const indent = /^\{\r?\n([ \t]+)\S/.exec(before)?.[1] ?? 2;
-  const newline = before === "" || before.endsWith("\n") ? "\n" : "";
+  const eol = before.includes("\r\n") ? "\r\n" : "\n";
+  const last = before === "" || before.endsWith("\n") ? eol : "";
   await writeFileAtomic(
     target,
-    `${JSON.stringify(settings, null, indent)}${newline}`,
+    JSON.stringify(settings, null, indent).replaceAll("\n", eol) + last,
     info ? info.mode & 0o777 : 0o600,
   );
   return backup;
