@@ -3,8 +3,8 @@ import type { Argv } from "yargs";
 import { writeFileAtomic } from "../../core/claude/files.js";
 import {
   hasIdentity,
-  identityPaths,
   isEncryptedIdentity,
+  keepOldIdentity,
   newIdentity,
   openIdentityBytes,
   readIdentityBytes,
@@ -191,24 +191,6 @@ export function identityCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
         )
         .demandCommand(1, "say `key export <file>` or `key import <file>`"),
     );
-}
-
-/**
- * Copy the identity about to be replaced to `identity.<time>.bak` beside it, never over an earlier
- * copy: a second `init --force` overwrote the only copy of the first key. Returns the copy's path.
- */
-async function keepOldIdentity(home: string): Promise<string> {
-  const bytes = await readIdentityBytes(home);
-  const stamp = new Date().toISOString().replace(/[:.]/g, "-");
-  for (let n = 0; ; n++) {
-    const file = `${identityPaths(home).secret}.${stamp}${n ? `-${n}` : ""}.bak`;
-    try {
-      await writeFileAtomic(file, bytes, 0o600, { exclusive: true });
-      return file;
-    } catch (err) {
-      if (errnoCode(err) !== "EEXIST" || n >= 100) throw err;
-    }
-  }
 }
 
 /**

@@ -37,7 +37,7 @@ export function restoreCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
           const result = await listBackups({ store: location.store, key, snapshot: args.snapshot, filter });
           ctx.out.result({ ok: true, via: location.via, ...result });
           // --quiet: what a script loops over, the ids of the sessions (`ccbundle restore <id>` takes them).
-          for (const entry of result.sessions) if (ctx.out.quiet) ctx.out.essential(entry.id);
+          if (ctx.out.quiet) for (const entry of result.sessions) ctx.out.essential(entry.id);
           ctx.out.line(`Snapshots in ${result.store} (${result.snapshots.length}):`);
           for (const s of result.snapshots) {
             ctx.out.line(

@@ -1,13 +1,13 @@
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import os from "node:os";
-import path from "node:path";
 import { type BlobStore, EmptyStoreError } from "../../storage-adapters/blob-store.js";
 import { HashCounter } from "../bundle/blob.js";
 import { signBundle } from "../bundle/build.js";
 import type { GitContext } from "../bundle/manifest.js";
 import { inProcess, type SessionBundler, sessionBundler } from "../bundle/worker-pool.js";
 import { gitContext } from "../claude/git.js";
+import { claudeLayout } from "../claude/paths.js";
 import { allSessions, findSession, folderForProject, type SessionRef, sessionsInFolder } from "../claude/session.js";
 import type { Settings } from "../config.js";
 import type { Recipient } from "../crypto/age/index.js";
@@ -482,7 +482,7 @@ async function sessionsInScope(
     // snapshot keeps them), but not without a projects folder at all: that is a config dir Claude
     // Code never used, typically a cron job whose environment lacks CLAUDE_CONFIG_DIR. Backing up
     // "nothing changed" there would go on silently for as long as the job runs.
-    if (refs.length === 0 && (known === 0 || !existsSync(path.join(claudeDir, "projects")))) {
+    if (refs.length === 0 && (known === 0 || !existsSync(claudeLayout(claudeDir).projects))) {
       throw new NotFoundError(`no Claude Code sessions in ${claudeDir}`, {
         hint: "set CLAUDE_CONFIG_DIR to the config dir Claude Code uses (default ~/.claude)",
       });

@@ -142,3 +142,21 @@ export async function readPublicKey(home: string): Promise<string | undefined> {
 export function newIdentity(): UserKey {
   return UserKey.fromSeed(randomBytes(32));
 }
+
+/**
+ * Copy the identity about to be replaced to `identity.<time>.bak` beside it, never over an earlier
+ * copy: a second `init --force` overwrote the only copy of the first key. Returns the copy's path.
+ */
+export async function keepOldIdentity(home: string): Promise<string> {
+  const bytes = await readIdentityBytes(home);
+  const stamp = new Date().toISOString().replace(/[:.]/g, "-");
+  for (let n = 0; ; n++) {
+    const file = `${identityPaths(home).secret}.${stamp}${n ? `-${n}` : ""}.bak`;
+    try {
+      await writeFileAtomic(file, bytes, 0o600, { exclusive: true });
+      return file;
+    } catch (err) {
+      if (errnoCode(err) !== "EEXIST" || n >= 100) throw err;
+    }
+  }
+}
