@@ -17,7 +17,7 @@ import { createStaging, type RecoveredStaging, recoverStaging, removeStaging } f
 import { chooseTarget, mappingsFor, type TargetChoice } from "./claude/target.js";
 import { TranscriptIndex } from "./claude/transcript-index.js";
 import { homeDir, type Settings } from "./config.js";
-import type { Identity } from "./crypto/age/index.js";
+import { AgeError, type Identity } from "./crypto/age/index.js";
 import { CcbError, errnoCode, IntegrityError } from "./errors.js";
 import { acquireLock } from "./lock.js";
 import { remembered } from "./remembered.js";
@@ -40,8 +40,11 @@ export interface ReceiveOptions {
   identities: Identity[];
   /** Signers accepted for the manifest; empty = any valid signature (caller decides). */
   acceptSigners: string[];
-  /** What the record promised about the blob, checked after reading. */
-  expect?: { sha256: string; size: number } | undefined;
+  /**
+   * What the record (or snapshot) promised about the blob, checked after reading; `ifDamaged` is
+   * the hint when the stored blob turns out damaged or replaced (decrypting fails, or the hash).
+   */
+  expect?: { sha256: string; size: number; ifDamaged: string } | undefined;
   project?: string | undefined;
   cwd: string;
   maps: PathMapping[];
@@ -152,14 +155,22 @@ export class ReceiveRun {
         layout: "flat",
       });
       if (options.expect && (read.sha256 !== options.expect.sha256 || read.size !== options.expect.size)) {
-        throw new IntegrityError("the blob does not match the hash in the record", {
-          hint: "the stored bundle was replaced or damaged; ask the sender to push again",
+        throw new IntegrityError("the stored bundle does not match the hash it was published with", {
+          hint: `it was damaged or replaced in the store; ${options.expect.ifDamaged}`,
         });
       }
       return { dir, manifest: read.manifest, signer, durable, rewritten };
     } catch (err) {
       await durable.settle().catch(() => undefined);
       if (dir !== root) await removeStaging(dir);
+      // A blob from a store that does not decrypt: the age error speaks of "the file" and "a fresh
+      // copy", which is wording for `import`; here the store's copy is what is damaged.
+      if (options.expect && err instanceof AgeError && err.failure !== "no-match") {
+        throw new IntegrityError(`the stored bundle is damaged or was replaced (${err.message})`, {
+          hint: options.expect.ifDamaged,
+          cause: err,
+        });
+      }
       throw describeFsError(err, claudeDir);
     }
   }

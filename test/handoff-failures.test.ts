@@ -273,6 +273,11 @@ describe("pull errors leave the config dir exactly as it was", () => {
       const r = await bob.run(["pull", "--project", bobProject, "--no-resume"]);
       expect(r.code).toBe(5);
       expectOneLineError(r.stderr);
+      // The store's copy is named as what is damaged, with a hint for a handoff (not "get a fresh copy").
+      expect(r.stderr).toMatch(
+        /^ccbundle: the stored bundle is damaged or was replaced \(age payload does not decrypt/m,
+      );
+      expect(r.stderr).toContain("hint: ask the sender to push again");
       expect(snapshotTree(bob.claudeDir)).toEqual(before);
     } finally {
       writeFileSync(blob!, original);

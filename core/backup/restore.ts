@@ -90,7 +90,11 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRes
     blob,
     identities: [identity],
     acceptSigners: [key.z32],
-    expect: { sha256: entry.blob.sha256, size: entry.blob.size },
+    expect: {
+      sha256: entry.blob.sha256,
+      size: entry.blob.size,
+      ifDamaged: "restore it from another snapshot (`ccbundle list` shows them), or back it up again",
+    },
     project: select.all ? undefined : select.project,
     keepOriginalPaths: select.all,
     cwd: options.cwd,
