@@ -1,5 +1,5 @@
 import type { Readable } from "node:stream";
-import { type BlobStore, EmptyStoreError } from "../storage-adapters/blob-store.js";
+import { type BlobStore, EmptyStoreError, StoreMissingError } from "../storage-adapters/blob-store.js";
 import { openStore } from "../storage-adapters/index.js";
 import { warmReader } from "./bundle/threaded-reader.js";
 import type { PathMapping } from "./claude/remap.js";
@@ -180,7 +180,7 @@ interface EarlyStage {
   run: ReceiveRun;
   opened: OpenedSlot[];
   blob: NonNullable<PointerPayload["blob"]> | undefined;
-  fetched: { stream: Readable; store: BlobStore | undefined; from: string | undefined } | undefined;
+  fetched: OpenedBlob | undefined;
   abandoned: boolean;
   closed: boolean;
   /** Never rejects; undefined when that record offered nothing to stage. */
@@ -286,9 +286,11 @@ async function pullResolved(options: PullOptions, resolved: ResolvedSlot, early?
   const blob = payload.blob;
   let result: ReceiveResult;
   let from: string | undefined;
+  let overrideMissing: StoreMissingError | undefined;
   if (early) {
     // Fetched and staged while the record was still being resolved: install it.
     from = early.fetched?.from;
+    overrideMissing = early.fetched?.overrideMissing;
     try {
       const outcome = (await early.staged)!;
       if ("error" in outcome) throw outcome.error;
@@ -299,6 +301,7 @@ async function pullResolved(options: PullOptions, resolved: ResolvedSlot, early?
   } else {
     const opened = await openBlob(blob, options.storeOverride, payload.burn === true);
     from = opened.from;
+    overrideMissing = opened.overrideMissing;
     try {
       result = await receiveBundle(receiveOptionsFor(options, blob, opened.stream));
     } finally {
@@ -307,6 +310,10 @@ async function pullResolved(options: PullOptions, resolved: ResolvedSlot, early?
   }
 
   const warnings: string[] = [];
+  // A --store folder that is not there (a typo, a NAS not mounted) did not stop the pull: say so.
+  if (overrideMissing) {
+    warnings.push(`${overrideMissing.message}: the handoff came without it (check --store / CCBUNDLE_STORE)`);
+  }
   let burned: PullResult["burned"] = false;
   if (payload.burn) {
     const owner = key && key.z32 === options.publisher ? key : undefined;
@@ -343,12 +350,21 @@ async function pullResolved(options: PullOptions, resolved: ResolvedSlot, early?
  * wait on the AWS credential chain), else from the record's store. Whatever
  * opens it, the bytes are checked against the record's hash.
  */
+interface OpenedBlob {
+  stream: Readable;
+  store: BlobStore | undefined;
+  from: string | undefined;
+  /** The --store tried first, when its folder was not there at all. */
+  overrideMissing: StoreMissingError | undefined;
+}
+
 async function openBlob(
   blob: NonNullable<PointerPayload["blob"]>,
   storeOverride: string | undefined,
   burn: boolean,
-): Promise<{ stream: Readable; store: BlobStore | undefined; from: string | undefined }> {
+): Promise<OpenedBlob> {
   const sources = [storeOverride, blob.url ? LINK : undefined, blob.store].filter((s): s is string => !!s);
+  let overrideMissing: StoreMissingError | undefined;
   let gone: CcbError | undefined;
   /** A --store the user named that does not hold the bundle (and is not the record's store). */
   let notInOverride: string | undefined;
@@ -358,17 +374,18 @@ async function openBlob(
     try {
       if (source === LINK) {
         const { fetchUrlStream } = await import("../storage-adapters/http.js");
-        return { stream: await fetchUrlStream(blob.url!), store: undefined, from: undefined };
+        return { stream: await fetchUrlStream(blob.url!), store: undefined, from: undefined, overrideMissing };
       }
       const store = await openStore(source);
       url = store.url; // as the record writes it: /mnt/nas is file:///mnt/nas
       try {
-        return { stream: await store.get(blob.key), store, from: source };
+        return { stream: await store.get(blob.key), store, from: source, overrideMissing };
       } catch (err) {
         await store.close?.();
         throw err;
       }
     } catch (err) {
+      if (source === storeOverride && err instanceof StoreMissingError) overrideMissing = err;
       // Only the record's own store (or its link) can tell that the bundle is gone: a --store
       // the user named may be another store, or this one mounted elsewhere (see below).
       // An empty store folder (EmptyStoreError) may be a NAS not mounted: no proof of anything.

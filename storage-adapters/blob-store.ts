@@ -1,5 +1,5 @@
 import type { Readable } from "node:stream";
-import { type CcbError, NotFoundError } from "../core/errors.js";
+import { CcbError, ExitCode, NotFoundError } from "../core/errors.js";
 
 /**
  * The one interface every store implements (local folder, S3/MinIO).
@@ -86,5 +86,20 @@ export class EmptyStoreError extends NotFoundError {
       ...options,
     });
     this.name = "EmptyStoreError";
+  }
+}
+
+/**
+ * A store folder that is not there at all: a mistyped --store, or a NAS not mounted here. No
+ * NotFoundError, which callers take for "no such object" (no record here, a handoff already
+ * picked up, an empty listing); it exits 4 all the same.
+ */
+export class StoreMissingError extends CcbError {
+  constructor(root: string, options: { cause?: unknown } = {}) {
+    super(`store folder ${root} does not exist`, ExitCode.notFound, {
+      hint: "check --store (or CCBUNDLE_STORE), and that the folder is mounted on this machine",
+      ...options,
+    });
+    this.name = "StoreMissingError";
   }
 }

@@ -5,7 +5,7 @@ import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { pathToFileURL } from "node:url";
 import { promisify } from "node:util";
-import { CcbError, ExitCode, errnoCode, NotFoundError } from "../core/errors.js";
+import { CcbError, errnoCode, NotFoundError } from "../core/errors.js";
 import { removeOldFiles } from "../core/old-files.js";
 import { randomId } from "../core/store-layout.js";
 import {
@@ -15,6 +15,7 @@ import {
   type ObjectInfo,
   type PutOptions,
   type PutResult,
+  StoreMissingError,
 } from "./blob-store.js";
 
 const openFile = promisify(open);
@@ -174,7 +175,7 @@ export class LocalStore implements BlobStore {
       if (errnoCode(err) !== "ENOENT") throw this.wrap(err, dirKey);
       // A folder under the store that is not there yet is just empty; the store folder itself
       // missing is a mistyped --store (or an unmounted NAS), which "nothing found" would hide.
-      if ((await this.rootState()) === "missing") throw this.storeMissing(err);
+      if ((await this.rootState()) === "missing") throw new StoreMissingError(this.root, { cause: err });
       return;
     }
     for (const entry of entries) {
@@ -250,19 +251,22 @@ export class LocalStore implements BlobStore {
     return (await this.unreachable(err)) ?? this.wrap(err, key);
   }
 
-  async explainEmpty(): Promise<CcbError | undefined> {
-    const root = await this.rootState();
-    if (root === "missing") return this.storeMissing(undefined);
-    return root === "empty" ? new EmptyStoreError(this.root) : undefined;
+  explainEmpty(): Promise<CcbError | undefined> {
+    return this.rootError(undefined);
   }
 
   /** For an ENOENT or ENOTDIR: the error to give instead when the store folder is missing or empty. */
   private async unreachable(err: unknown): Promise<CcbError | undefined> {
     const code = errnoCode(err);
     if (code !== "ENOENT" && code !== "ENOTDIR") return undefined;
+    return this.rootError(err);
+  }
+
+  /** StoreMissingError or EmptyStoreError when the store folder is missing or empty, else undefined. */
+  private async rootError(cause: unknown): Promise<CcbError | undefined> {
     const root = await this.rootState();
-    if (root === "missing") return this.storeMissing(err);
-    if (root === "empty") return new EmptyStoreError(this.root, { cause: err });
+    if (root === "missing") return new StoreMissingError(this.root, { cause });
+    if (root === "empty") return new EmptyStoreError(this.root, { cause });
     return undefined;
   }
 
@@ -283,17 +287,6 @@ export class LocalStore implements BlobStore {
       }
       return "present";
     }
-  }
-
-  /**
-   * The store folder is not there. No NotFoundError, which callers take for "no such object"
-   * (no record here, a handoff already picked up, an empty listing): it exits 4 all the same.
-   */
-  private storeMissing(cause: unknown): CcbError {
-    return new CcbError(`store folder ${this.root} does not exist`, ExitCode.notFound, {
-      hint: "check --store (or CCBUNDLE_STORE), and that the folder is mounted on this machine",
-      cause,
-    });
   }
 
   private wrap(err: unknown, key: string): unknown {

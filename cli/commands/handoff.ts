@@ -8,7 +8,6 @@ import { requireSecret } from "../../core/crypto/secrets.js";
 import { formatBytes, formatDuration, parseDuration } from "../../core/duration.js";
 import { UsageError } from "../../core/errors.js";
 import type { ReceivedSession, ReceiveResult } from "../../core/receive.js";
-import { EmptyStoreError } from "../../storage-adapters/blob-store.js";
 import { Context, type GlobalArgs } from "../context.js";
 
 /** `push`, `pull`, `export`, `import`: moving one session. */
@@ -167,11 +166,6 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
           ? pinBytes(await requireSecret(ctx.pinSource(args.pinFile), { message: "PIN for this handoff: " }))
           : undefined;
         const store = ctx.settings.store ? await ctx.store() : undefined;
-        // A store folder that is not there (a typo, a NAS not mounted): the pull still tries the DHT,
-        // the relays and the store the record names, which may serve it; if they do, it says so
-        // (if not, the error names that folder).
-        const explained = await store?.explainEmpty?.();
-        const missing = explained && !(explained instanceof EmptyStoreError) ? explained : undefined;
         const transports = await ctx.transports(store);
         // The DHT starts while the pull code loads (it resolves first thing).
         for (const transport of transports) transport.warm?.();
@@ -212,7 +206,6 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
         );
         printRecovered(ctx, result);
         printRestored(ctx, session);
-        if (missing) ctx.out.warn(`${missing.message}: the handoff came without it (check --store / CCBUNDLE_STORE)`);
         for (const warning of result.warnings) ctx.out.warn(warning);
         if (result.burned === "record")
           ctx.out.line("Burn after reading: the bundle is deleted and the handoff replaced by a tombstone.");
