@@ -644,10 +644,11 @@ export function parseS3Url(url: string): S3Location {
     });
   }
   const bucket = parsed.hostname;
-  // The bucket as typed, not only as parsed: `s3://bkt:9000/p` parses to host `bkt` and a port
-  // that would be dropped without a word. Upper case and underscores stay allowed: AWS has old
-  // us-east-1 buckets named so.
-  const typedBucket = url.slice("s3://".length).split(/[/?]/, 1)[0] ?? "";
+  // Bucket and path as typed, not only as parsed: the parser drops a port (`s3://bkt:9000/p` is
+  // host `bkt`) and resolves "a/../b" to "b" without a word. ("#" was refused above.)
+  const typedParts = (url.slice("s3://".length).split("?", 1)[0] ?? "").split("/");
+  const typedBucket = typedParts[0] ?? "";
+  // Upper case and underscores stay allowed: AWS has old us-east-1 buckets named so.
   if (!/^[a-z0-9][a-z0-9.\-_]{2,62}$/i.test(bucket) || typedBucket !== bucket) {
     throw new UsageError(`invalid bucket name in store URL s3://${typedBucket}`, {
       hint: "a bucket name is 3-63 letters, digits, dots and hyphens; an endpoint's host and port go in endpoint=",
@@ -657,9 +658,7 @@ export function parseS3Url(url: string): S3Location {
     .split("/")
     .filter((part) => part !== "")
     .map((part) => decodeURIComponent(part));
-  // URL parsing resolves "a/../b" to "b" silently; look at the path as typed.
-  const typedPath = url.slice("s3://".length).split(/[?#]/, 1)[0] ?? "";
-  if (typedPath.split("/").some((part) => /^(\.|%2e){1,2}$/i.test(part))) {
+  if (typedParts.some((part) => /^(\.|%2e){1,2}$/i.test(part))) {
     throw new UsageError("the prefix in an S3 store URL must not contain . or .. segments", { hint });
   }
   for (const name of parsed.searchParams.keys()) {
