@@ -124,6 +124,17 @@ afterAll(async () => {
 });
 
 describe("store URL", () => {
+  /** The UsageError parseS3Url refuses `url` with (the test fails if it accepts it). */
+  const refused = (url: string): UsageError => {
+    try {
+      parseS3Url(url);
+    } catch (err) {
+      expect(err).toBeInstanceOf(UsageError);
+      return err as UsageError;
+    }
+    throw new Error(`accepted ${url}`);
+  };
+
   test("bucket, prefix, endpoint and region; url shows no profile", () => {
     const loc = parseS3Url("s3://ccbundle/alice/x?endpoint=http://nas.lan:9000/&region=eu-west-3&profile=home");
     expect(loc).toEqual({
@@ -149,15 +160,6 @@ describe("store URL", () => {
   });
 
   test("credentials, unknown parameters and bad endpoints are refused without echoing values", () => {
-    const refused = (url: string) => {
-      try {
-        parseS3Url(url);
-      } catch (err) {
-        expect(err).toBeInstanceOf(UsageError);
-        return err as UsageError;
-      }
-      throw new Error(`accepted ${url}`);
-    };
     expect(refused("s3://AKIAEXAMPLE:topsecret@bucket/p").message).not.toContain("topsecret");
     const typo = refused("s3://bkt?secret_key=topsecret");
     expect(typo.message).toContain("secret_key");
@@ -170,15 +172,7 @@ describe("store URL", () => {
   });
 
   test("what the URL parser would silently drop or change is refused", () => {
-    const message = (url: string) => {
-      try {
-        parseS3Url(url);
-      } catch (err) {
-        expect(err).toBeInstanceOf(UsageError);
-        return (err as UsageError).message;
-      }
-      throw new Error(`accepted ${url}`);
-    };
+    const message = (url: string) => refused(url).message;
     // After "#", the endpoint and profile would be a fragment, and the request would go to AWS.
     expect(message("s3://ccbundle/team#2?endpoint=http://h:9000&profile=nas")).toContain("must not contain #");
     expect(message("s3://ccbundle/alice#old")).toContain("must not contain #");
