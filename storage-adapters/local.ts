@@ -114,9 +114,14 @@ export class LocalStore implements BlobStore {
     try {
       size = (await stat(file)).size;
     } catch (err) {
-      throw await this.whyMissing(err, key);
+      throw await this.whyMissing(err, key, "read");
     }
-    const stream = createReadStream(file, readStreamOptions(size));
+    // Opened here, not by the stream: a stream that fails to open emits its error before the
+    // caller can listen (a teammate without read permission met Node's unhandled-error crash).
+    const fd = await openFile(file, "r").catch(async (err) => {
+      throw await this.whyMissing(err, key, "read");
+    });
+    const stream = createReadStream(file, { fd, ...readStreamOptions(size) });
     if (options.onProgress) {
       let done = 0;
       const report = options.onProgress;
@@ -132,7 +137,7 @@ export class LocalStore implements BlobStore {
     try {
       return await readFile(this.file(key));
     } catch (err) {
-      throw await this.whyMissing(err, key);
+      throw await this.whyMissing(err, key, "read");
     }
   }
 
@@ -208,7 +213,9 @@ export class LocalStore implements BlobStore {
       this.#writable ??= this.ensureWritable(tmpDir);
       try {
         await this.#writable;
-        return await openFile(tmp, "wx", 0o600);
+        // Mode 0666 less the umask, as cp and tar make files: blobs and records are encrypted and
+        // signed, and a store may be a folder teammates read as other users (a NAS).
+        return await openFile(tmp, "wx", 0o666);
       } catch (err) {
         this.#writable = undefined;
         if (fresh || errnoCode(err) !== "ENOENT") throw err;
@@ -247,8 +254,8 @@ export class LocalStore implements BlobStore {
    * A read's error: an object that is not there, unless the store folder itself is missing (a
    * NAS that is not mounted here, a mistyped --store) or empty.
    */
-  private async whyMissing(err: unknown, key: string): Promise<unknown> {
-    return (await this.unreachable(err)) ?? this.wrap(err, key);
+  private async whyMissing(err: unknown, key: string, doing: "read" | "write" = "write"): Promise<unknown> {
+    return (await this.unreachable(err)) ?? this.wrap(err, key, doing);
   }
 
   explainEmpty(): Promise<CcbError | undefined> {
@@ -289,11 +296,17 @@ export class LocalStore implements BlobStore {
     }
   }
 
-  private wrap(err: unknown, key: string): unknown {
+  private wrap(err: unknown, key: string, doing: "read" | "write" = "write"): unknown {
     if (err instanceof CcbError) return err;
     const code = errnoCode(err);
     if (code === "ENOENT") {
       return new NotFoundError(`no object ${key} in store ${this.url}`, { hint: "check the store URL (--store)" });
+    }
+    if (doing === "read" && (code === "EACCES" || code === "EPERM")) {
+      return new CcbError(`cannot read ${key} in store ${this.url} (${code})`, 1, {
+        hint: "its file is not readable by you: on a shared folder, ask its owner to let your user read the store (chmod -R a+rX, or a group), or pass another --store",
+        cause: err,
+      });
     }
     if (code === "EACCES" || code === "EPERM" || code === "EROFS") {
       return new CcbError(`store ${this.url} is not writable (${code})`, 1, {
