@@ -2,8 +2,14 @@ import { UsageError } from "./errors.js";
 
 const UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400, w: 604800 };
 
-/** "90s", "30m", "24h", "7d", "2w", or combinations like "1d12h" → seconds. */
-export function parseDuration(text: string, flag = "duration"): number {
+/** Longer than any duration a command means; a date this far ahead has no JavaScript Date. */
+const LONGEST = 100 * 365 * 86400;
+
+/**
+ * "90s", "30m", "24h", "7d", "2w", or combinations like "1d12h" → seconds, at most `max`
+ * (`maxText` says it to the user).
+ */
+export function parseDuration(text: string, flag = "duration", max = LONGEST, maxText = "100 years"): number {
   const trimmed = text.trim().toLowerCase();
   const re = /(\d+)\s*([smhdw])/g;
   let total = 0;
@@ -15,6 +21,8 @@ export function parseDuration(text: string, flag = "duration"): number {
   if (consumed === 0 || consumed !== trimmed.replace(/\s+/g, "").length || total <= 0) {
     throw new UsageError(`${flag}: cannot read "${text}" as a duration`, { hint: "use e.g. 30m, 24h, 7d or 2w" });
   }
+  if (total > max)
+    throw new UsageError(`${flag}: ${text} is longer than ${maxText}`, { hint: `use at most ${maxText}` });
   return total;
 }
 
@@ -35,4 +43,10 @@ export function formatBytes(bytes: number): string {
     unit++;
   }
   return `${unit === 0 ? value : value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
+}
+
+/** A record's time (seconds since 1970) as ISO text; a value no Date can hold (a hostile or very old record) says so. */
+export function isoTime(seconds: number): string {
+  const date = new Date(seconds * 1000);
+  return Number.isNaN(date.getTime()) ? `(out of range: ${seconds})` : date.toISOString();
 }

@@ -1,6 +1,7 @@
 import type { Settings } from "./config.js";
 import type { Identity } from "./crypto/age/index.js";
 import { decodeZ32PublicKey, type UserKey } from "./crypto/keys.js";
+import { isoTime } from "./duration.js";
 import { NotFoundError } from "./errors.js";
 import { forgetHandoffs, recipientNames } from "./handoff-ledger.js";
 import { MAX_DNS_BYTES, signPacket, txtRecords } from "./pointer/packet.js";
@@ -56,7 +57,7 @@ export async function recordStatus(options: {
   const now = Math.floor(Date.now() / 1000);
   return {
     publisher: options.publisher,
-    published: new Date(resolved.payload.timestamp / 1000).toISOString(),
+    published: isoTime(resolved.payload.timestamp / 1_000_000),
     dnsBytes: resolved.payload.dns.length,
     budget: MAX_DNS_BYTES,
     slotCount: txtRecords(resolved.payload, RECORD_NAME).length,

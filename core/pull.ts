@@ -7,6 +7,7 @@ import type { Settings } from "./config.js";
 import { type Identity, X25519Identity } from "./crypto/age/index.js";
 import { decodeZ32PublicKey, type UserKey } from "./crypto/keys.js";
 import { PinIdentity } from "./crypto/pin.js";
+import { isoTime } from "./duration.js";
 import { CcbError, IntegrityError, NotFoundError } from "./errors.js";
 import { forgetHandoffs } from "./handoff-ledger.js";
 import { describeError } from "./pointer/abort.js";
@@ -98,6 +99,11 @@ export async function resolveSlot(options: {
         { hint: "check the PIN with the sender (it is case-sensitive), or ask them to push again with --pin" },
       );
     }
+    if (options.preferSelf && opened.some(isHandoffToOthers)) {
+      throw new IntegrityError("your record holds no handoff to yourself, only handoffs to others", {
+        hint: "push again without --to on your other machine; a handoff to others is theirs to pull (`ccbundle status` lists them)",
+      });
+    }
     throw new IntegrityError(`the record of ${options.publisher} holds nothing for your key`, {
       hint: "ask the sender to push with --to <your key> (see `ccbundle whoami`), or pull with --pin; a handoff that was revoked, picked up or expired may have left the record",
     });
@@ -105,13 +111,37 @@ export async function resolveSlot(options: {
   return { slot, opened, record: resolved.payload, from: resolved.from };
 }
 
-/** The slot a pull takes among those it could open, or undefined if none counts. */
+/**
+ * The slot a pull takes among those it could open, or undefined if none counts: a live handoff
+ * before one revoked or expired (so an older live handoff is still reached), the newest first,
+ * a backup snapshot (`backup --publish`) last. The owner's own pull takes only the handoff to
+ * themselves: the others are for teammates, and pulling one (a --burn one above all) would take
+ * it from them.
+ */
 function pickSlot(opened: OpenedSlot[], options: { preferSelf: boolean; byPin?: boolean }): OpenedSlot | undefined {
+  return usableSlots(opened, options).sort((a, b) => rank(a) - rank(b) || b.payload.created - a.payload.created)[0];
+}
+
+function usableSlots(opened: OpenedSlot[], options: { preferSelf: boolean; byPin?: boolean }): OpenedSlot[] {
   const usable = options.byPin ? opened.filter((s) => s.seal.via === "pin") : opened;
-  // A backup snapshot slot (`backup --publish`) is no handoff: any handoff comes before it.
-  const isSnapshot = (s: OpenedSlot) => Number(s.payload.kind === "snapshot");
-  const ordered = [...usable].sort((a, b) => isSnapshot(a) - isSnapshot(b) || b.payload.created - a.payload.created);
-  return (options.preferSelf && ordered.find((s) => s.payload.slot === "self")) || ordered[0];
+  return options.preferSelf && !options.byPin ? usable.filter((s) => !isHandoffToOthers(s)) : [...usable];
+}
+
+const rank = (s: OpenedSlot) => (s.payload.kind === "snapshot" ? 2 : isLive(s.payload) ? 0 : 1);
+
+/** Why a pull took an older handoff: the newest one for us that is no longer live, if newer. */
+function passedOver(resolved: ResolvedSlot, options: { preferSelf: boolean; byPin?: boolean }): string | undefined {
+  const taken = resolved.slot.payload;
+  const dead = usableSlots(resolved.opened, options)
+    .filter((s) => rank(s) === 1 && s.payload.created > taken.created)
+    .sort((a, b) => b.payload.created - a.payload.created)[0]?.payload;
+  if (!dead) return undefined;
+  const what = dead.kind !== "tombstone" ? "expired" : dead.burn ? "was picked up" : "was revoked";
+  return `a newer handoff to you (${isoTime(dead.created)}) ${what}: this is the older one from ${isoTime(taken.created)}`;
+}
+
+function isHandoffToOthers(slot: OpenedSlot): boolean {
+  return slot.payload.slot !== "self" && slot.payload.kind !== "snapshot";
 }
 
 export function checkLive(payload: PointerPayload, now = Math.floor(Date.now() / 1000)): void {
@@ -122,7 +152,7 @@ export function checkLive(payload: PointerPayload, now = Math.floor(Date.now() /
     );
   }
   if (payload.expires !== undefined && payload.expires < now) {
-    throw new IntegrityError(`this handoff expired at ${new Date(payload.expires * 1000).toISOString()}`, {
+    throw new IntegrityError(`this handoff expired at ${isoTime(payload.expires)}`, {
       hint: "ask the sender to push again (or to use a longer --ttl)",
     });
   }
@@ -310,6 +340,8 @@ async function pullResolved(options: PullOptions, resolved: ResolvedSlot, early?
   }
 
   const warnings: string[] = [];
+  const older = passedOver(resolved, { preferSelf: key?.z32 === options.publisher, byPin: options.pin !== undefined });
+  if (older) warnings.push(older);
   // A --store folder that is not there (a typo, a NAS not mounted) did not stop the pull: say so.
   if (overrideMissing) {
     warnings.push(`${overrideMissing.message}: the handoff came without it (check --store / CCBUNDLE_STORE)`);

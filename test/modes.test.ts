@@ -245,6 +245,17 @@ describe("handoff modes", () => {
     expectOneLineError(pullArgv, 2, /not accepted on the command line/);
     const both = await push(["--pin", "--to", keys.bob!], { CCBUNDLE_PIN: "long-enough-pin" });
     expectOneLineError(both, 2, /either --to people or by --pin/);
+    // A TTL no Date can hold broke `status` for good; an empty one (`--ttl $UNSET`) is no default.
+    expectOneLineError(await push(["--ttl", "1000000000d"]), 2, /--ttl: 1000000000d is longer than a year/);
+    expectOneLineError(await push(["--ttl", ""]), 2, /--ttl needs a duration/);
+    expect(blobNames().length).toBe(before);
+    // Long enough but all digits: pushed, with a warning (one rented GPU guesses 10⁸ PINs in hours).
+    const digits = await push(["--session", sessions[2]!.id, "--pin"], { CCBUNDLE_PIN: "12345678" });
+    expect(digits.code, digits.stderr).toBe(0);
+    expect(digits.stderr).toMatch(/^warning: a PIN of 8 digits is easy to guess offline/m);
+    expect(digits.stderr + digits.stdout).not.toContain("12345678");
+    const words = await push(["--session", sessions[2]!.id, "--pin"], { CCBUNDLE_PIN: "tulip-orbit-42" });
+    expect(words.stderr).not.toContain("easy to guess");
   });
 
   it("burn after reading, owner: the first pull deletes the blob and leaves a tombstone; the second gets exit 5", async () => {
@@ -275,14 +286,31 @@ describe("handoff modes", () => {
   });
 
   it("expiry: a pull after --ttl refuses with exit 5 and says when it expired", async () => {
-    const pushed = json(await push(["--session", sessions[1]!.id, "--to", keys.bob!, "--ttl", "1s"]).then(okOrThrow));
+    const pushed = json(await push(["--session", sessions[1]!.id, "--to", keys.eve!, "--ttl", "1s"]).then(okOrThrow));
     await new Promise((resolve) => setTimeout(resolve, 2100));
-    const result = await bob.run(["pull", keys.alice!, "--no-resume"]);
+    const result = await eve.run(["pull", keys.alice!, "--no-resume"]);
     expectOneLineError(result, 5, /expired at \d{4}-\d\d-\d\dT/);
     // The pushing machine knows where the expired blob is, for `prune --expired`.
     const expired = await expiredHandoffs(laptop.ccbHome, keys.alice!);
     expect(expired.map((entry) => entry.key)).toContain(pushed.blobKey);
     expect(expired.every((entry) => entry.expires < Date.now() / 1000)).toBe(true);
+  });
+
+  it("a recipient whose newest handoff expired still gets an older live one, and is told", async () => {
+    // Recipients such that neither slot replaces the other (a push to a superset would).
+    const older = json(
+      await push(["--session", sessions[0]!.id, "--to", keys.carol!, "--to", keys.bob!]).then(okOrThrow),
+    );
+    const newer = json(
+      await push(["--session", sessions[2]!.id, "--to", keys.carol!, "--to", keys.eve!, "--ttl", "1s"]).then(okOrThrow),
+    );
+    expect(newer.dropped.map((slot: { slot: string }) => slot.slot)).not.toContain(older.slot);
+    await new Promise((resolve) => setTimeout(resolve, 2100));
+    const target = carol.project("src/older");
+    const pulled = json(await carol.runOk(["pull", keys.alice!, "--project", target, "--no-resume", "--json"]));
+    expect(pulled.slot).toBe(older.slot);
+    expect(pulled.sessions[0].originalId).toBe(sessions[0]!.id);
+    expect(pulled.warnings.join("\n")).toMatch(/a newer handoff to you \(.+\) expired: this is the older one from/);
   });
 
   it("revoke: deletes the live handoff blobs and publishes tombstones their readers can open", async () => {
@@ -295,6 +323,36 @@ describe("handoff modes", () => {
     expectOneLineError(result, 5, /revoked/);
     const again = json(await laptop.runOk(["revoke", "--json"]));
     expect(again.revoked).toEqual([]);
+  });
+
+  it("the owner's other machine does not take a handoff meant for a teammate: a --burn one stays theirs", async () => {
+    // After revoke the record holds only tombstones; now one live handoff, to bob alone.
+    json(await push(["--session", sessions[1]!.id, "--to", keys.bob!, "--burn"]).then(okOrThrow));
+    const own = await desktop.run(["pull", "--project", desktop.project("code/webapp"), "--no-resume"]);
+    expect(own.code).toBe(5);
+    expect(own.stderr).not.toContain("Burn after reading");
+    const target = bob.project("src/burned");
+    const pulled = json(await bob.runOk(["pull", keys.alice!, "--project", target, "--no-resume", "--json"]));
+    expect(pulled.sessions[0].originalId).toBe(sessions[1]!.id);
+    expect(pulled.burned).toBe("blob");
+    // With no handoff to yourself at all (not even a tombstone), the owner is told why.
+    const net = { CCBUNDLE_BOOTSTRAP: bob.env.CCBUNDLE_BOOTSTRAP, CCBUNDLE_RELAYS: bob.env.CCBUNDLE_RELAYS };
+    const fresh = new Machine("fresh-owner", { ...net, CCBUNDLE_STORE: nas });
+    const twin = new Machine("fresh-twin", net);
+    try {
+      await fresh.runOk(["init", "--no-passphrase"]);
+      const exported = path.join(fresh.root, "fresh.key");
+      await fresh.runOk(["key", "export", exported]);
+      await twin.runOk(["key", "import", exported]);
+      const freshProject = fresh.project("work/app");
+      const s = writeSession({ claudeDir: fresh.claudeDir, projectDir: freshProject, home: fresh.home, title: "x" });
+      await fresh.runOk(["push", "--session", s.id, "--to", keys.bob!], { cwd: freshProject });
+      const result = await twin.run(["pull", "--no-resume"]);
+      expectOneLineError(result, 5, /your record holds no handoff to yourself, only handoffs to others/);
+    } finally {
+      twin.cleanup();
+      fresh.cleanup();
+    }
   });
 
   it("a slot copied into another key's record is refused with exit 5", async () => {

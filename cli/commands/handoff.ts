@@ -3,7 +3,7 @@ import { findOnPath, resumeCommandLine, runClaudeResume } from "../../core/claud
 import { parseMaps } from "../../core/claude/target.js";
 import { readPublicKey } from "../../core/crypto/identity-file.js";
 import { parseRecipient, type UserKey } from "../../core/crypto/keys.js";
-import { checkNewPin, pinBytes } from "../../core/crypto/pin.js";
+import { checkNewPin, pinBytes, weakPinReason } from "../../core/crypto/pin.js";
 import { requireSecret } from "../../core/crypto/secrets.js";
 import { formatBytes, formatDuration, parseDuration } from "../../core/duration.js";
 import { UsageError } from "../../core/errors.js";
@@ -13,6 +13,7 @@ import { Context, type GlobalArgs } from "../context.js";
 /** `push`, `pull`, `export`, `import`: moving one session. */
 
 const DEFAULT_TTL = "24h";
+const MAX_TTL_SECONDS = 365 * 86400;
 
 /** Which session, and who besides you can open it: push and export take the same. */
 const SESSION_OPTIONS = {
@@ -40,7 +41,9 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
           .option("pin-file", { type: "string", describe: "Read the PIN from this file (implies --pin)" }),
       async (args) => {
         const ctx = new Context(args);
-        const ttlSeconds = parseDuration(args.ttl, "--ttl");
+        // `--ttl $UNSET` must not quietly mean the default; a year is longer than any handoff needs.
+        if (args.ttl.trim() === "") throw new UsageError("--ttl needs a duration", { hint: "use e.g. 30m, 24h or 7d" });
+        const ttlSeconds = parseDuration(args.ttl, "--ttl", MAX_TTL_SECONDS, "a year (365d)");
         const recipients = toRecipients(args.to).map((text) => ({
           recipient: parseRecipient(text),
           name: text.trim(),
@@ -394,6 +397,12 @@ async function readNewPin(ctx: Context, file: string | undefined): Promise<Uint8
     confirm: true,
   });
   checkNewPin(pin);
+  const weak = weakPinReason(pin);
+  if (weak) {
+    ctx.out.warn(
+      `${weak} is easy to guess offline (anyone can copy the record): use 10+ random characters or a few random words (docs/modes.md)`,
+    );
+  }
   return pinBytes(pin);
 }
 

@@ -1,5 +1,6 @@
 import type { Argv } from "yargs";
 import { readPublicKey } from "../../core/crypto/identity-file.js";
+import { isoTime } from "../../core/duration.js";
 import { Context, type GlobalArgs } from "../context.js";
 
 /** `status`, `republish`, `revoke`: the published record. */
@@ -31,8 +32,8 @@ export function recordCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
             ctx.out.line(`  not found via ${failure.transport}: ${failure.reason}`);
           if (report.slots.length === 0) ctx.out.line("  no slot is readable with your key");
           for (const slot of report.slots) {
-            const when = new Date(slot.created * 1000).toISOString();
-            const expires = slot.expires ? `, expires ${new Date(slot.expires * 1000).toISOString()}` : "";
+            const when = isoTime(slot.created);
+            const expires = slot.expires ? `, expires ${isoTime(slot.expires)}` : "";
             const what =
               slot.kind === "handoff" ? (slot.state === "expired" ? "expired handoff" : "handoff") : slot.kind;
             const state = slot.kind === "tombstone" ? slot.state : what;

@@ -54,6 +54,17 @@ export function checkNewPin(pin: string): void {
   }
 }
 
+/**
+ * Why a new PIN is easy to guess offline though long enough, or undefined: digits only (10⁸
+ * guesses for 8: one rented GPU for a few hours, docs/modes.md), or few different characters.
+ */
+export function weakPinReason(pin: string): string | undefined {
+  const characters = [...pin.normalize("NFC")];
+  if (/^[0-9]+$/.test(pin) && characters.length < 12) return `a PIN of ${characters.length} digits`;
+  if (new Set(characters).size < 4) return "a PIN of so few different characters";
+  return undefined;
+}
+
 export function checkArgon2Params(params: Argon2Params): boolean {
   return (
     Number.isInteger(params.logMemoryKiB) &&
