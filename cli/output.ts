@@ -1,4 +1,4 @@
-import { type CcbError, ExitCode, isCcbError } from "../core/errors.js";
+import { type CcbError, ExitCode, fileSystemError, isCcbError } from "../core/errors.js";
 
 /**
  * `ccbundle list | head -1`: the reader went away after the lines it wanted. That is no failure of
@@ -53,7 +53,7 @@ export class Output {
 
   /** Print an error and return the exit code to use. */
   failure(err: unknown): number {
-    const known: CcbError | undefined = isCcbError(err) ? err : undefined;
+    const known: CcbError | undefined = isCcbError(err) ? err : fileSystemError(err);
     const message = known ? known.message : `unexpected error: ${err instanceof Error ? err.message : String(err)}`;
     const code = known ? known.exitCode : ExitCode.failure;
     if (this.json) {

@@ -68,9 +68,34 @@ export function errnoCode(err: unknown): string | undefined {
   return undefined;
 }
 
+/**
+ * A file system error nothing closer to it explained (a config folder made read-only, a full
+ * disk): one line naming the path, instead of "unexpected error … this is a bug". Undefined
+ * for anything else.
+ */
+export function fileSystemError(err: unknown): CcbError | undefined {
+  const code = errnoCode(err);
+  const where = (err as { path?: unknown } | null)?.path;
+  if (!code || typeof where !== "string") return undefined;
+  const known: Record<string, [string, string]> = {
+    EACCES: ["permission denied", "check who owns it and its permissions (ls -ld), or point ccbundle elsewhere"],
+    EPERM: ["operation not permitted", "check who owns it and its permissions (ls -ld), or point ccbundle elsewhere"],
+    EROFS: ["the file system is read-only", "point ccbundle at a writable folder"],
+    ENOSPC: ["no space left on the device", "free some space and run it again"],
+    EDQUOT: ["disk quota exceeded", "free some space and run it again"],
+    EISDIR: ["is a folder, not a file", "give the path of a file"],
+    ENOTDIR: ["a part of the path is a file, not a folder", "check the path"],
+    EMFILE: ["too many open files", "raise the limit (ulimit -n) and run it again"],
+  };
+  const found = known[code];
+  if (!found) return undefined;
+  return new CcbError(`${where}: ${found[0]} (${code})`, ExitCode.failure, { hint: found[1], cause: err });
+}
+
 /** A failure as one line, its hint and exit code: for reports that list many (backup, restore). */
 export function describeFailure(err: unknown): { message: string; hint: string | undefined; exitCode: ExitCode } {
-  if (isCcbError(err)) return { message: err.message, hint: err.hint, exitCode: err.exitCode };
+  const known = isCcbError(err) ? err : fileSystemError(err);
+  if (known) return { message: known.message, hint: known.hint, exitCode: known.exitCode };
   return {
     message: `unexpected error: ${err instanceof Error ? err.message : String(err)}`,
     hint: undefined,

@@ -16,7 +16,18 @@ export async function openStore(url: string): Promise<BlobStore> {
     const { S3Store } = await import("./s3.js");
     return S3Store.fromUrl(url);
   }
-  if (url.startsWith("file://")) return new LocalStore(fileURLToPath(url));
+  if (url.startsWith("file://")) {
+    let folder: string;
+    try {
+      folder = fileURLToPath(url);
+    } catch {
+      // file://relative/path names a host "relative": fileURLToPath throws a TypeError.
+      throw new UsageError(`cannot read store URL ${url}`, {
+        hint: "a file URL takes an absolute path (file:///srv/store), or give the path itself",
+      });
+    }
+    return new LocalStore(folder);
+  }
   if (path.isAbsolute(url)) return new LocalStore(path.resolve(url));
   throw new UsageError(`unsupported store URL: ${url}`, {
     hint: "use an absolute path, file:///abs/path, or s3://bucket/prefix?endpoint=…",

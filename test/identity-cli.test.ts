@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CLI, Machine } from "./helpers/machine.js";
@@ -111,5 +111,31 @@ describe("bad input is a usage error before any passphrase is asked", () => {
     expect(folder.code).toBe(2);
     expect(folder.stderr).toContain(`${alice.root} is a folder, not a bundle file`);
     expect(folder.stderr).not.toContain("bug in ccbundle");
+    const relativeStore = await alice.run(["push", "--store", "file://relative/store"], {
+      env: { CCBUNDLE_PASSPHRASE: PASSPHRASE },
+    });
+    expect(relativeStore.code).toBe(2);
+    expect(relativeStore.stderr).toContain("cannot read store URL file://relative/store");
+  });
+});
+
+describe("a file system that refuses: one line naming the path, never 'a bug'", () => {
+  it("an identity folder that cannot be made; a folder given as a key file is a usage error", async () => {
+    const blocker = path.join(alice.root, "not-a-folder");
+    writeFileSync(blocker, "");
+    const home = path.join(blocker, "ccbundle");
+    const init = await alice.run(["init", "--no-passphrase"], { env: { CCBUNDLE_HOME: home } });
+    expect(init.code).toBe(1);
+    expect(init.stderr.split("\n")[0]).toMatch(
+      /^ccbundle: .*not-a-folder.*: a part of the path is a file, not a folder \(ENOTDIR\)$/,
+    );
+    expect(init.stderr).toContain("hint: check the path");
+    expect(init.stderr).not.toContain("bug in ccbundle");
+    const keyFolder = await alice.run(["key", "import", alice.root], {
+      env: { CCBUNDLE_HOME: path.join(alice.root, "k") },
+    });
+    expect(keyFolder.code).toBe(2);
+    expect(keyFolder.stderr).toContain(`${alice.root} is a folder, not a key file`);
+    expect(keyFolder.stderr).not.toContain("bug in ccbundle");
   });
 });

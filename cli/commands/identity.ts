@@ -169,6 +169,11 @@ export function identityCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
             } catch (err) {
               if (errnoCode(err) === "ENOENT")
                 throw new NotFoundError(`no such file: ${file}`, { hint: "check the path" });
+              if (errnoCode(err) === "EISDIR") {
+                throw new UsageError(`${file} is a folder, not a key file`, {
+                  hint: "give the file `ccbundle key export` wrote",
+                });
+              }
               throw err;
             }
             const { key, encrypted } = await openIdentityBytes(
