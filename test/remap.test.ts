@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { remapFile } from "../core/claude/files.js";
-import { createRemapper, type Remapper, rewriteFormFor } from "../core/claude/remap.js";
+import { createRemapper, type Remapper, remapJsonl, rewriteFormFor } from "../core/claude/remap.js";
 
 const line = (value: unknown) => JSON.stringify(value);
 
@@ -281,9 +281,15 @@ describe("remapFile", () => {
     await same(Buffer.from(`${transcriptLine(1)}\n${long}\n${transcriptLine(2)}`));
   });
 
-  it("decodes text that is not valid UTF-8 as before, and rewrites with a line-only remapper", async () => {
+  it("keeps lines that are not valid UTF-8 byte for byte, rewrites the others, and rewrites with a line-only remapper", async () => {
     const good = Buffer.from(`${transcriptLine(1)}\n${transcriptLine(2)}\n`);
-    await same(Buffer.concat([good, Buffer.from([0xc3, 0x28, 0xff, 0x0a]), good]));
+    const bad = Buffer.from([0x2f, 0x68, 0x6f, 0x6d, 0x65, 0xc3, 0x28, 0xff, 0x0a]); // "/home" then bad bytes
+    const source = path.join(dir, "not-utf8");
+    writeFileSync(source, Buffer.concat([good, bad, good]));
+    await remapFile(source, `${source}.new`, remapper);
+    const rewrittenGood = remapJsonl(good, remapper);
+    expect(rewrittenGood.toString()).toContain("/Users/bob/code/my app ü");
+    expect(readFileSync(`${source}.new`).equals(Buffer.concat([rewrittenGood, bad, rewrittenGood]))).toBe(true);
     await same(good, lineOnly);
     const marking: Remapper = { identity: false, line: (text) => `${text}!` };
     await same(good, marking);

@@ -5,6 +5,7 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { errnoCode } from "../errors.js";
 import type { Remapper } from "./remap.js";
+import { rewriteUtf8Lines } from "./remap-bytes.js";
 
 /** File helpers for restoring: streamed comparison, streamed line rewriting, atomic writes. */
 
@@ -165,14 +166,9 @@ export function chunkRewriter(remapper: Remapper): (bytes: Buffer) => Buffer {
   return remapper.rewrite?.bind(remapper) ?? ((bytes: Buffer) => rewriteLines(bytes, remapper));
 }
 
-/** `rewrite` for a remapper that only rewrites lines: decode, each line, encode. */
+/** `rewrite` for a remapper that only rewrites lines: each valid UTF-8 line through it (rewriteUtf8Lines). */
 function rewriteLines(bytes: Buffer, remapper: Remapper): Buffer {
-  const lines = bytes.toString().split("\n");
-  // What follows the last newline is a line only if it is not empty (a file's unterminated end).
-  const last = lines.pop()!;
-  const rewritten = lines.map((line) => remapper.line(line));
-  rewritten.push(last && remapper.line(last));
-  return Buffer.from(rewritten.join("\n"));
+  return rewriteUtf8Lines(bytes, (line) => remapper.line(line));
 }
 
 /** All of `bytes` at the descriptor's position (writeSync may write less than asked). */

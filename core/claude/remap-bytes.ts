@@ -56,7 +56,7 @@ export interface ByteRewriterOptions {
   nameChar: RegExp;
   escapeBefore: RegExp;
   windowsNameChar: RegExp;
-  /** The line rewrite, used for lines with a risky match and for text that is not valid UTF-8. */
+  /** The line rewrite, used for lines with a risky match and for the valid lines of text that is not all UTF-8. */
   line: (text: string) => string;
 }
 
@@ -83,6 +83,38 @@ export function bytesCanMatch(needle: string): boolean {
   return !needle.includes("\n") && Buffer.from(needle).toString() === needle;
 }
 
+/**
+ * Text with bytes that are not UTF-8 (binary output pasted into a line), rewritten line by line:
+ * a line that is valid UTF-8 through `line`, any other line kept byte for byte (decoding it would
+ * turn each bad byte into U+FFFD, in lines with no path too; a path in such a line stays as it
+ * was). What follows the last newline goes through `line` only if it is not empty. Returns
+ * `bytes` itself when no line changes.
+ */
+export function rewriteUtf8Lines(bytes: Buffer, line: (text: string) => string): Buffer {
+  const parts: Buffer[] = [];
+  let changed = false;
+  for (let start = 0; start < bytes.length; ) {
+    const newline = bytes.indexOf(NEWLINE, start);
+    const end = newline < 0 ? bytes.length : newline;
+    const piece = bytes.subarray(start, end);
+    let out = piece;
+    if (isUtf8(piece)) {
+      const text = piece.toString();
+      const rewritten = line(text);
+      if (rewritten !== text) {
+        out = Buffer.from(rewritten);
+        changed = true;
+      }
+    }
+    parts.push(out);
+    if (newline >= 0) parts.push(NEWLINE_BYTE);
+    start = end + 1;
+  }
+  return changed ? Buffer.concat(parts) : bytes;
+}
+
+const NEWLINE_BYTE = Buffer.from("\n");
+
 export function createByteRewriter(options: ByteRewriterOptions): (bytes: Buffer) => Buffer {
   const { variants, form, nameChar, escapeBefore, windowsNameChar, line } = options;
   const json = form === "json";
@@ -108,7 +140,7 @@ export function createByteRewriter(options: ByteRewriterOptions): (bytes: Buffer
 
   let scratch: ByteSink | undefined;
   return (bytes: Buffer): Buffer => {
-    if (!isUtf8(bytes)) return Buffer.from(bytes.toString().split("\n").map(line).join("\n"));
+    if (!isUtf8(bytes)) return rewriteUtf8Lines(bytes, line);
     const end = bytes.length;
     // Copies from a plain Uint8Array view: Buffer#copy and Buffer#subarray cost ~2× per call.
     const raw = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length);

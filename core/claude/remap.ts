@@ -25,7 +25,7 @@
  */
 
 import { isUtf8 } from "node:buffer";
-import { bytesCanMatch, createByteRewriter, startsInJsonString } from "./remap-bytes.js";
+import { bytesCanMatch, createByteRewriter, rewriteUtf8Lines, startsInJsonString } from "./remap-bytes.js";
 
 export interface PathMapping {
   from: string;
@@ -228,21 +228,10 @@ export function rewriteFormFor(bundlePath: string): TextForm | undefined {
 /** Apply a remapper to a whole JSONL buffer, line by line, keeping line endings. */
 export function remapJsonl(content: Buffer, remapper: Remapper): Buffer {
   if (remapper.identity) return content;
-  // Not valid UTF-8: decoded, and kept as it was (bad bytes and all) if no line changes.
   if (remapper.rewrite && isUtf8(content)) {
     const rewritten = remapper.rewrite(content);
     return rewritten === content ? content : Buffer.from(rewritten);
   }
-  const text = content.toString("utf8");
-  const lines = text.split("\n");
-  let changed = false;
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i]!;
-    const next = remapper.line(line);
-    if (next !== line) {
-      lines[i] = next;
-      changed = true;
-    }
-  }
-  return changed ? Buffer.from(lines.join("\n")) : content;
+  // Not all valid UTF-8 (or a remapper with no byte path): line by line, bad lines kept as they are.
+  return rewriteUtf8Lines(content, (line) => remapper.line(line));
 }
