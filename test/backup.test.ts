@@ -314,6 +314,22 @@ describe("failures and sessions that are gone", () => {
     rmSync(path.join(broken, `${id}.jsonl`));
   });
 
+  it("an empty transcript (a session just started, or left behind) is skipped, not failed: exit 0, every run", async () => {
+    const folder = path.join(alice.claudeDir, "projects", projectFolderName(projects[0]!));
+    const empty = path.join(folder, "0b0b0b0b-0000-4000-8000-000000000002.jsonl");
+    writeFileSync(empty, "");
+    try {
+      appendLine(sessions[6]!);
+      for (let run = 0; run < 2; run++) {
+        const doc = JSON.parse((await alice.runOk(["backup", "--json"])).stdout);
+        expect(doc.sessions).toMatchObject({ failed: 0, inSnapshot: 12 });
+        expect(doc.failures).toEqual([]);
+      }
+    } finally {
+      rmSync(empty);
+    }
+  });
+
   it("a session Claude Code has deleted here stays in every later snapshot and can be restored", async () => {
     const gone = sessions[7]!;
     const original = readFileSync(gone.transcript, "utf8");

@@ -267,6 +267,9 @@ async function backupWith(options: BackupOptions, started: number, gitShell: Git
     // Deleted while we read it (Claude Code's cleanup, /clear): gone, not failed; an
     // earlier backup of it stays in the snapshot.
     if (errnoCode(result.reason) === "ENOENT" && !existsSync(decision.ref.transcript)) return;
+    // No whole line yet (a session just started, an empty file left behind): nothing to back up,
+    // and no failure that would make every cron run exit 3; it is backed up once it has lines.
+    if ((result.reason as Error | undefined)?.name === "EmptySessionError") return;
     failures.push({
       session: decision.ref.id,
       project: state.sessions[decision.stateKey]?.entry.project,

@@ -80,6 +80,8 @@ export function fromFailure(failure: WorkerFailure): Error {
     else if (failure.name === "NotFoundError") error = new NotFoundError(failure.message, options);
     else if (failure.name === "UsageError") error = new UsageError(failure.message, options);
     else error = new CcbError(failure.message, failure.exitCode as CcbError["exitCode"], options);
+    // Subclasses that carry nothing more (EmptySessionError) are told apart by name.
+    error.name = failure.name;
   }
   if (failure.code !== undefined) Object.assign(error, { code: failure.code });
   if (failure.stack !== undefined) error.stack = failure.stack;

@@ -1,5 +1,15 @@
 import { createHash } from "node:crypto";
-import { closeSync, type Dirent, fstatSync, lstatSync, openSync, readdirSync, readSync, type Stats } from "node:fs";
+import {
+  closeSync,
+  type Dirent,
+  fstatSync,
+  lstatSync,
+  openSync,
+  readdirSync,
+  readSync,
+  type Stats,
+  statSync,
+} from "node:fs";
 import { readdir, realpath, stat } from "node:fs/promises";
 import path from "node:path";
 import { CcbError, errnoCode, NotFoundError, UsageError } from "../errors.js";
@@ -147,6 +157,14 @@ export async function findSession(claudeDir: string, projectDir: string, session
   return newest;
 }
 
+/** An empty transcript: a session just started, or an empty file left behind. */
+export class EmptySessionError extends CcbError {
+  constructor(id: string) {
+    super(`session ${id} is empty`, 1, { hint: "wait until Claude Code has written to it" });
+    this.name = "EmptySessionError";
+  }
+}
+
 /** Collect a session's files, hashing each (whole lines only for JSONL being written). */
 export async function collectSession(
   claudeDir: string,
@@ -157,6 +175,8 @@ export async function collectSession(
   const files: SessionFile[] = [];
   const scan = await scanTranscript(ref.transcript, onTranscriptLines);
   if (scan.size === 0) {
+    // An empty file is a session with nothing in it yet; a first line still being written is one to wait for.
+    if (statSync(ref.transcript).size === 0) throw new EmptySessionError(ref.id);
     throw new CcbError(`session ${ref.id} has no complete lines yet`, 1, {
       hint: "wait until Claude Code has written to it",
     });
