@@ -207,6 +207,8 @@ describe("an identity outside the default folder", () => {
       const command = ourCommand(carol);
       expect(command).toMatch(/^CCBUNDLE_HOME='[^']+ccbundle home' /);
       expect(command).toContain(" --no-dht --relay none");
+      // So do the DHT and relay settings of its environment, which Claude Code's lacks.
+      expect(command).toMatch(/^CCBUNDLE_HOME='[^']+' CCBUNDLE_BOOTSTRAP=none CCBUNDLE_RELAYS=none /);
       // Claude Code's environment: no CCBUNDLE_HOME, no store.
       const { CCBUNDLE_HOME: _, CCBUNDLE_STORE: __, ...env } = carol.env;
       const input = JSON.stringify({ session_id: s.id, transcript_path: s.transcript, hook_event_name: "SessionEnd" });
@@ -240,6 +242,17 @@ describe("a passphrase-protected identity", () => {
       });
       expect(withEnv.code).toBe(0);
       expect(snapshotNames(bob.env.CCBUNDLE_STORE!)).toHaveLength(1);
+      // A --passphrase-file that does not open the identity is refused at install, not at every session end.
+      const settingsFile = path.join(bob.claudeDir, "settings.json");
+      const before = readFileSync(settingsFile, "utf8");
+      const missing = await bob.run(["hook", "install", "--passphrase-file", path.join(bob.root, "no-such-file")]);
+      expect(missing.code).not.toBe(0);
+      expect(missing.stderr).not.toContain("bug in ccbundle");
+      const wrongFile = path.join(bob.root, "wrong-passphrase");
+      writeFileSync(wrongFile, "not the passphrase\n", { mode: 0o600 });
+      const wrong = await bob.run(["hook", "install", "--passphrase-file", wrongFile]);
+      expect(wrong.code).toBe(5);
+      expect(readFileSync(settingsFile, "utf8")).toBe(before);
     } finally {
       bob.cleanup();
     }

@@ -95,6 +95,8 @@ export function backupCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
           (z) => z.option("publish", { type: "boolean", default: false, describe: "The hook also runs --publish" }),
           async (args) => {
             const ctx = new Context(args);
+            // A hook that cannot open the identity would fail at every session end, seen by nobody.
+            if (ctx.args.passphraseFile) await ctx.userKey();
             const command = await hookCommand(ctx, args.publish);
             const { installHook } = await import("../../core/claude/settings-hook.js");
             const change = await installHook(ctx.settings.claudeDir, command);
@@ -348,15 +350,21 @@ async function openHookLog(home: string) {
 /**
  * The command the hook runs: this very ccbundle by absolute path, so it works whatever PATH Claude
  * Code has, with what install was told that the hook's environment may lack: the store, DHT and
- * relay flags, and an identity folder other than the default (else the hook would back up with
+ * relay flags and variables, and an identity folder other than the default (else the hook would back up with
  * another identity, or fail for want of one, with nobody watching).
  */
 async function hookCommand(ctx: Context, withPublish: boolean): Promise<string> {
   const script = await realpath(process.argv[1]!);
   const store = ctx.args.store ?? ctx.settings.env.CCBUNDLE_STORE;
   const defaultHome = ccbundleHome({ HOME: homeDir(ctx.settings.env) });
+  // Settings from the environment the hook's may lack (Claude Code starts it with its own).
+  const carried = (["CCBUNDLE_BOOTSTRAP", "CCBUNDLE_RELAYS"] as const).flatMap((name) => {
+    const value = ctx.settings.env[name];
+    return value ? [`${name}=${shellQuote(value)}`] : [];
+  });
   return [
     ...(ctx.settings.home !== defaultHome ? [`CCBUNDLE_HOME=${shellQuote(ctx.settings.home)}`] : []),
+    ...carried,
     shellQuote(process.execPath),
     shellQuote(script),
     "backup --hook",
