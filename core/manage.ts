@@ -3,7 +3,7 @@ import type { Identity } from "./crypto/age/index.js";
 import { decodeZ32PublicKey, type UserKey } from "./crypto/keys.js";
 import { isoTime } from "./duration.js";
 import { NotFoundError } from "./errors.js";
-import { forgetHandoffs, recipientNames } from "./handoff-ledger.js";
+import { forgetHandoffs, readLedger, recipientNames } from "./handoff-ledger.js";
 import { MAX_DNS_BYTES, signPacket, txtRecords } from "./pointer/packet.js";
 import {
   describeSlot,
@@ -155,7 +155,8 @@ export async function revoke(options: { settings: Settings; key: UserKey; transp
         blobDeleted,
       });
     }
-    if (tombstones.length === 0) return { revoked, summary: "", failures: [], warnings };
+    const olderDeleted = await deleteOlderHandoffs(settings, key, live, names, warnings);
+    if (tombstones.length === 0) return { revoked, olderDeleted, summary: "", failures: [], warnings };
     const report = await publishRecord({
       settings,
       key,
@@ -169,8 +170,34 @@ export async function revoke(options: { settings: Settings; key: UserKey; transp
       key.z32,
       live.flatMap((slot) => (slot.payload.blob ? [slot.payload.blob.key] : [])),
     );
-    return { revoked, summary: report.summary, failures: report.failures, warnings };
+    return { revoked, olderDeleted, summary: report.summary, failures: report.failures, warnings };
   } finally {
     forgetSlots(slots);
   }
+}
+
+/**
+ * The bundles of handoffs this machine pushed that the record no longer lists (left out for lack
+ * of room, or replaced by a newer push) but that have not expired: a cached copy of an older record
+ * still leads to them (relays and DHT nodes keep records for hours). Returns how many went.
+ */
+async function deleteOlderHandoffs(
+  settings: Settings,
+  key: UserKey,
+  live: OpenedSlot[],
+  names: Map<string, string>,
+  warnings: string[],
+): Promise<number> {
+  const listed = new Set(live.flatMap((slot) => (slot.payload.blob ? [slot.payload.blob.key] : [])));
+  const now = Date.now() / 1000;
+  const older = (await readLedger(settings.home, key.z32)).filter((e) => e.expires >= now && !listed.has(e.key));
+  const deleted: string[] = [];
+  for (const entry of older) {
+    const storeUrl = await storeToDeleteFrom(entry.store, settings.store);
+    const outcome = storeUrl ? await deleteBlob(storeUrl, entry.key) : "the record names no store";
+    if (outcome === true) deleted.push(entry.key);
+    else warnings.push(`could not delete an older handoff's bundle (${describeSlot(entry.slot, names)}): ${outcome}`);
+  }
+  await forgetHandoffs(settings.home, key.z32, deleted);
+  return deleted.length;
 }

@@ -83,8 +83,14 @@ export function recordCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
           const report = await revoke({ settings: ctx.settings, key, transports });
           ctx.out.result({ ok: true, ...report });
           for (const warning of report.warnings) ctx.out.warn(warning);
-          if (report.revoked.length === 0) ctx.out.line("Nothing to revoke: no live handoff in your record.");
-          else ctx.out.line(`Revoked ${report.revoked.map((r) => r.label).join("; ")}: ${revokeOutcome(report)}.`);
+          if (report.revoked.length === 0 && report.olderDeleted === 0)
+            ctx.out.line("Nothing to revoke: no live handoff in your record.");
+          else if (report.revoked.length > 0)
+            ctx.out.line(`Revoked ${report.revoked.map((r) => r.label).join("; ")}: ${revokeOutcome(report)}.`);
+          if (report.olderDeleted > 0)
+            ctx.out.line(
+              `Deleted the bundles of ${report.olderDeleted} older handoff${report.olderDeleted === 1 ? "" : "s"} from this machine that the record no longer lists (a cached copy of an older record still led to them).`,
+            );
         });
       },
     );
