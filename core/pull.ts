@@ -133,7 +133,8 @@ const rank = (s: OpenedSlot) => (s.payload.kind === "snapshot" ? 2 : isLive(s.pa
 function passedOver(resolved: ResolvedSlot, options: { preferSelf: boolean; byPin?: boolean }): string | undefined {
   const taken = resolved.slot.payload;
   const dead = usableSlots(resolved.opened, options)
-    .filter((s) => rank(s) === 1 && s.payload.created > taken.created)
+    // Made in the same second counts too: `created` is in whole seconds.
+    .filter((s) => s !== resolved.slot && rank(s) === 1 && s.payload.created >= taken.created)
     .sort((a, b) => b.payload.created - a.payload.created)[0]?.payload;
   if (!dead) return undefined;
   const what = dead.kind !== "tombstone" ? "expired" : dead.burn ? "was picked up" : "was revoked";

@@ -211,6 +211,10 @@ describe("handoff modes", () => {
     });
     expectOneLineError(wrong, 5, /PIN does not open/);
     expect(wrong.stderr).not.toContain("tulip");
+    // Forgot --pin, and has no identity: the hint says --pin first.
+    const forgot = await pat.run(["pull", keys.alice!, "--no-resume"]);
+    expectOneLineError(forgot, 1, /no ccbundle identity/);
+    expect(forgot.stderr).toContain("hint: a PIN handoff needs no identity: add --pin");
 
     const pinFile = path.join(pat.root, "pin.txt");
     writeFileSync(pinFile, "tulip-orbit-42\n", { mode: 0o600 });
@@ -314,15 +318,21 @@ describe("handoff modes", () => {
   });
 
   it("revoke: deletes the live handoff blobs and publishes tombstones their readers can open", async () => {
+    // A handoff replaced by a newer push is not in the record, but a cached older record still leads to it.
+    const replaced = json(await push(["--session", sessions[0]!.id, "--to", keys.bob!]).then(okOrThrow));
     const pushed = json(await push(["--session", sessions[1]!.id, "--to", keys.bob!]).then(okOrThrow));
     expect(blobNames()).toContain(path.basename(pushed.blobKey));
+    expect(blobNames()).toContain(path.basename(replaced.blobKey));
     const revoked = json(await laptop.runOk(["revoke", "--json"]));
     expect(revoked.revoked.map((r: { session: string }) => r.session)).toContain(sessions[1]!.id);
     expect(blobNames()).not.toContain(path.basename(pushed.blobKey));
+    expect(revoked.olderDeleted).toBeGreaterThanOrEqual(1);
+    expect(blobNames()).not.toContain(path.basename(replaced.blobKey));
     const result = await bob.run(["pull", keys.alice!, "--no-resume"]);
     expectOneLineError(result, 5, /revoked/);
     const again = json(await laptop.runOk(["revoke", "--json"]));
     expect(again.revoked).toEqual([]);
+    expect(again.olderDeleted).toBe(0);
   });
 
   it("the owner's other machine does not take a handoff meant for a teammate: a --burn one stays theirs", async () => {
@@ -337,7 +347,10 @@ describe("handoff modes", () => {
     expect(pulled.burned).toBe("blob");
     // With no handoff to yourself at all (not even a tombstone), the owner is told why.
     const net = { CCBUNDLE_BOOTSTRAP: bob.env.CCBUNDLE_BOOTSTRAP, CCBUNDLE_RELAYS: bob.env.CCBUNDLE_RELAYS };
-    const fresh = new Machine("fresh-owner", { ...net, CCBUNDLE_STORE: nas });
+    // Its own store: the leak check below reads the NAS's blobs with alice's key.
+    const fresh = new Machine("fresh-owner", net);
+    fresh.env.CCBUNDLE_STORE = path.join(fresh.root, "store");
+    mkdirSync(fresh.env.CCBUNDLE_STORE);
     const twin = new Machine("fresh-twin", net);
     try {
       await fresh.runOk(["init", "--no-passphrase"]);

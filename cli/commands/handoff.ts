@@ -1,7 +1,7 @@
 import type { Argv } from "yargs";
 import { findOnPath, resumeCommandLine, runClaudeResume } from "../../core/claude/resume.js";
 import { parseMaps } from "../../core/claude/target.js";
-import { readPublicKey } from "../../core/crypto/identity-file.js";
+import { NoIdentityError, readPublicKey } from "../../core/crypto/identity-file.js";
 import { parseRecipient, type UserKey } from "../../core/crypto/keys.js";
 import { checkNewPin, pinBytes, weakPinReason } from "../../core/crypto/pin.js";
 import { requireSecret } from "../../core/crypto/secrets.js";
@@ -162,7 +162,16 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
           publisher = args.key ?? own!;
           key = own === publisher ? await ctx.userKey() : undefined;
         } else {
-          key = await ctx.userKey();
+          key = await ctx.userKey().catch((err: unknown) => {
+            // Someone pulling a PIN handoff who forgot --pin has no identity: say that first.
+            if (args.key && err instanceof NoIdentityError) {
+              throw new NoIdentityError(
+                ctx.settings.home,
+                "a PIN handoff needs no identity: add --pin; for handoffs sent to your key, run `ccbundle init` and give the sender your `ccbundle whoami`",
+              );
+            }
+            throw err;
+          });
           publisher = args.key ?? key.z32;
         }
         const pin = usePin

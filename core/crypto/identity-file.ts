@@ -107,6 +107,17 @@ export async function hasIdentity(home: string): Promise<boolean> {
   return (await stat(identityPaths(home).secret).catch(() => undefined)) !== undefined;
 }
 
+/** No identity in CCBUNDLE_HOME: the commands that need one say how to get one. */
+export class NoIdentityError extends CcbError {
+  constructor(
+    home: string,
+    hint = "run `ccbundle init`, or `ccbundle key import <file>` with the key from your other machine",
+  ) {
+    super(`no ccbundle identity in ${home}`, 1, { hint });
+    this.name = "NoIdentityError";
+  }
+}
+
 /** Read the identity file, refusing one that others can read. */
 export async function readIdentityBytes(home: string): Promise<Uint8Array> {
   const file = identityPaths(home).secret;
@@ -114,11 +125,7 @@ export async function readIdentityBytes(home: string): Promise<Uint8Array> {
   try {
     info = await stat(file);
   } catch (err) {
-    if (errnoCode(err) === "ENOENT") {
-      throw new CcbError(`no ccbundle identity in ${home}`, 1, {
-        hint: "run `ccbundle init`, or `ccbundle key import <file>` with the key from your other machine",
-      });
-    }
+    if (errnoCode(err) === "ENOENT") throw new NoIdentityError(home);
     throw err;
   }
   if (process.platform !== "win32" && (info.mode & 0o077) !== 0) {
