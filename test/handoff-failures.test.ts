@@ -165,6 +165,10 @@ describe("push errors", () => {
       expect(empty.stderr).toContain("--to needs a key");
     }
     expect(existsSync(path.join(alice.root, "x.ccb"))).toBe(false);
+    // `--session $UNSET`: no silent push of the newest session.
+    const noSession = await alice.run(["push", "--session", ""], { cwd: project });
+    expect(noSession.code).toBe(2);
+    expect(noSession.stderr).toContain("--session needs a session id");
   });
 });
 

@@ -127,10 +127,16 @@ export async function folderForProject(projectDir: string): Promise<string> {
  * config dir, else the most recently written session of `projectDir`.
  */
 export async function findSession(claudeDir: string, projectDir: string, sessionId?: string): Promise<SessionRef> {
-  if (sessionId) {
+  if (sessionId !== undefined) {
+    // `--session $UNSET` must not quietly mean the newest session.
+    if (sessionId.trim() === "") {
+      throw new UsageError("--session needs a session id", {
+        hint: "give the id (or 4+ of its first hex digits), or leave --session out for the project's newest",
+      });
+    }
     if (!/^[0-9a-fA-F-]{4,36}$/.test(sessionId)) {
       throw new UsageError(`not a session id: ${sessionId}`, {
-        hint: "session ids look like 1b2c3d4e-…: give at least 4 of their hex digits; see `ccbundle list`",
+        hint: `session ids look like 1b2c3d4e-…: give at least 4 of their hex digits (the .jsonl names in ${claudeLayout(claudeDir).projects}/<project>/)`,
       });
     }
     const matches = (await allSessions(claudeDir)).filter((ref) => ref.id.startsWith(sessionId.toLowerCase()));
@@ -141,8 +147,9 @@ export async function findSession(claudeDir: string, projectDir: string, session
       });
     }
     if (ids.size > 1) {
+      const some = [...ids].slice(0, 4);
       throw new UsageError(`session prefix ${sessionId} matches ${ids.size} sessions`, {
-        hint: "give more characters",
+        hint: `give more characters: ${some.join(", ")}${ids.size > some.length ? ", …" : ""}`,
       });
     }
     return matches[0]!;
