@@ -131,6 +131,23 @@ describe("a file system that refuses: one line naming the path, never 'a bug'", 
     );
     expect(init.stderr).toContain("hint: check the path");
     expect(init.stderr).not.toContain("bug in ccbundle");
+    // doctor says so too, and checks the DHT and relay settings as push would read them.
+    const doctor = await alice.run(["doctor", "--json"], {
+      env: { CCBUNDLE_HOME: home, CCBUNDLE_BOOTSTRAP: "garbage" },
+    });
+    expect(doctor.code).toBe(1);
+    const checks = JSON.parse(doctor.stdout).checks as { name: string; ok: boolean; detail: string }[];
+    expect(checks.find((c) => c.name === "identity folder writable")).toMatchObject({
+      ok: false,
+      detail: `${home} cannot be made: ${blocker} is a file`,
+    });
+    expect(checks.find((c) => c.name === "dht and relays")).toMatchObject({ ok: false });
+    const healthy = JSON.parse((await alice.run(["doctor", "--json"])).stdout).checks as {
+      name: string;
+      ok: boolean;
+    }[];
+    expect(healthy.find((c) => c.name === "dht and relays")?.ok).toBe(true);
+    expect(healthy.filter((c) => /^(identity folder|claude config dir) writable$/.test(c.name))).toEqual([]);
     const keyFolder = await alice.run(["key", "import", alice.root], {
       env: { CCBUNDLE_HOME: path.join(alice.root, "k") },
     });

@@ -1,7 +1,9 @@
-import { stat } from "node:fs/promises";
+import { access, constants, stat } from "node:fs/promises";
+import path from "node:path";
 import type { Argv } from "yargs";
 import { effectiveCodec } from "../../core/bundle/codec.js";
 import { identityPaths, readPublicKey } from "../../core/crypto/identity-file.js";
+import type { CcbError } from "../../core/errors.js";
 import { Context, type GlobalArgs } from "../context.js";
 
 /** `doctor`: check the identity, the Claude Code config dir, the store and the pointer transports. */
@@ -77,16 +79,31 @@ export function doctorCommand(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
         for (const check of await checkStore(store)) checks.push({ ...check, name: `store ${check.name}` });
         await store.close?.();
       }
+      // The transports as push and pull build them (nothing is contacted): a bad bootstrap or relay fails here too.
+      const transports = await ctx.transports(undefined).catch((err: unknown) => err as CcbError);
+      const transportError = transports instanceof Error ? transports : undefined;
+      if (!(transports instanceof Error)) await Promise.all(transports.map((t) => t.close?.()));
       checks.push({
-        name: "dht",
-        ok: true,
-        detail: ctx.settings.bootstrap.length > 0 ? `bootstrap ${ctx.settings.bootstrap.join(", ")}` : "disabled",
+        name: "dht and relays",
+        ok: !transportError,
+        detail:
+          transportError?.message ??
+          `${ctx.settings.bootstrap.length > 0 ? `bootstrap ${ctx.settings.bootstrap.join(", ")}` : "dht disabled"}; ${ctx.settings.relays.length > 0 ? `relays ${ctx.settings.relays.join(", ")}` : "relays disabled"}`,
+        hint: transportError?.hint,
       });
-      checks.push({
-        name: "relays",
-        ok: true,
-        detail: ctx.settings.relays.length > 0 ? ctx.settings.relays.join(", ") : "disabled",
-      });
+      for (const [name, dir] of [
+        ["identity folder", home],
+        ["claude config dir", claudeDir],
+      ] as const) {
+        const unwritable = await notWritable(dir);
+        if (unwritable)
+          checks.push({
+            name: `${name} writable`,
+            ok: false,
+            detail: unwritable,
+            hint: "check who owns it and its permissions (ls -ld)",
+          });
+      }
 
       const ok = checks.every((c) => c.ok);
       ctx.out.result({ ok, checks });
@@ -97,4 +114,21 @@ export function doctorCommand(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
       if (!ok) process.exitCode = 1;
     },
   );
+}
+
+/** Why `dir` (or, before it exists, the folder it would be made in) cannot be written, or undefined. */
+async function notWritable(dir: string): Promise<string | undefined> {
+  let existing = dir;
+  let info = await stat(existing).catch(() => undefined);
+  while (!info && path.dirname(existing) !== existing) {
+    existing = path.dirname(existing);
+    info = await stat(existing).catch(() => undefined);
+  }
+  if (info && !info.isDirectory()) return `${dir} cannot be made: ${existing} is a file`;
+  try {
+    await access(existing, constants.W_OK);
+    return undefined;
+  } catch {
+    return existing === dir ? `${dir} is not writable` : `${dir} cannot be made: ${existing} is not writable`;
+  }
 }
