@@ -1,3 +1,4 @@
+import { pipeline } from "node:stream";
 import type { BlobStore } from "../storage-adapters/blob-store.js";
 import { bundleStream, HashCounter } from "./bundle/blob.js";
 import { prepareBundle } from "./bundle/build.js";
@@ -201,12 +202,16 @@ async function pushWithKeys(options: PushOptions, fileKey: Buffer, blobSecret: B
 
   const counter = new HashCounter();
   const blobRecipients: Recipient[] = [blobIdentity.recipient(), key.ageRecipient(), ...people.map((p) => p.recipient)];
-  const stream = bundleStream({
+  const blob = bundleStream({
     manifestJson: prepared.manifestJson,
     files: prepared.files,
     recipients: blobRecipients,
     compression: settings.compression,
-  }).pipe(counter);
+  });
+  // pipeline, not pipe: a file Claude Code rewrote while it was packed must fail the upload (one
+  // line, the temp file removed). pipe() passed no error on, and one raised before the store began
+  // to read crashed the process; now it destroys `counter`, and the store's read of it fails.
+  const stream = pipeline(blob, counter, () => undefined);
   await options.store.put(objectKey, stream, {
     onProgress: (done) => options.onProgress?.("upload", done),
   });
