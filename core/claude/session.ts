@@ -197,6 +197,7 @@ export async function collectSession(
   });
   const slugs = new Set(scan.slugs);
 
+  const kept: KeptBytes = { bytes: 0 };
   const sessionDir = path.join(claudeLayout(claudeDir).projectDir(ref.folder), ref.id);
   for (const file of walkFiles(sessionDir)) {
     if (file.endsWith(".jsonl")) {
@@ -211,18 +212,20 @@ export async function collectSession(
         hashedAt: sub.hashedAt,
       });
     } else {
-      files.push(await hashedFile(claudeDir, file));
+      files.push(await hashedFile(claudeDir, file, kept));
     }
   }
-  for (const sub of ["file-history", "tasks"]) {
-    for (const file of walkFiles(path.join(claudeDir, sub, ref.id))) files.push(await hashedFile(claudeDir, file));
+  // file-history snapshots are written once; tasks, todos, plans and .meta.json are rewritten in place.
+  for (const file of walkFiles(path.join(claudeDir, "file-history", ref.id))) {
+    files.push(await hashedFile(claudeDir, file));
   }
-  for (const plan of planFiles(claudeDir, slugs)) files.push(await hashedFile(claudeDir, plan));
+  for (const file of walkFiles(path.join(claudeDir, "tasks", ref.id))) files.push(await hashedFile(claudeDir, file, kept));
+  for (const plan of planFiles(claudeDir, slugs)) files.push(await hashedFile(claudeDir, plan, kept));
   const todosDir = path.join(claudeDir, "todos");
   for (const name of sortedNames(todosDir)) {
     if (name.startsWith(`${ref.id}-agent-`) && name.endsWith(".json")) {
       const file = path.join(todosDir, name);
-      if (isRegularFile(file)) files.push(await hashedFile(claudeDir, file));
+      if (isRegularFile(file)) files.push(await hashedFile(claudeDir, file, kept));
     }
   }
   const history = sessionHistoryLines(claudeDir, ref.id);
@@ -309,8 +312,20 @@ function bundlePath(claudeDir: string, file: string): string {
   return `claude/${path.relative(claudeDir, file).split(path.sep).join("/")}`;
 }
 
+/**
+ * Small side files Claude Code rewrites in place (a task's status, a todo list, a plan) are kept as
+ * read, so the bytes packed are the bytes hashed: packing reads files again after the whole
+ * transcript, and one rewritten meanwhile failed every push of a big session it was working in.
+ * At most KEEP_BUDGET bytes per session stay in memory.
+ */
+const KEEP_MAX = 64 << 10;
+const KEEP_BUDGET = 4 << 20;
+interface KeptBytes {
+  bytes: number;
+}
+
 /** Hash a side file. Synchronous reads on purpose: see scanTranscript (small files, page cache, no thread-pool waits). */
-async function hashedFile(claudeDir: string, file: string): Promise<SessionFile> {
+async function hashedFile(claudeDir: string, file: string, kept?: KeptBytes): Promise<SessionFile> {
   const fd = openSync(file, "r");
   try {
     const before = fileIdentity(fstatSync(fd));
@@ -324,7 +339,13 @@ async function hashedFile(claudeDir: string, file: string): Promise<SessionFile>
       size += bytesRead;
     }
     const hashedAt = sameFile(fileIdentity(fstatSync(fd)), before) && before.size === size ? before : undefined;
-    return { source: file, path: bundlePath(claudeDir, file), size, sha256: hash.digest("hex"), hashedAt };
+    const sha256 = hash.digest("hex");
+    if (kept && hashedAt && size <= Math.min(KEEP_MAX, buffer.length) && kept.bytes + size <= KEEP_BUDGET) {
+      kept.bytes += size;
+      const content = Buffer.from(buffer.subarray(0, size));
+      return { source: file, path: bundlePath(claudeDir, file), size, sha256, hashedAt, content };
+    }
+    return { source: file, path: bundlePath(claudeDir, file), size, sha256, hashedAt };
   } finally {
     closeSync(fd);
   }
