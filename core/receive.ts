@@ -13,7 +13,13 @@ import { commitJournal, InstallCache, journalPath, pendingJournals, type StepHoo
 import { createRemapper, type PathMapping, type Remapper, rewriteFormFor, type TextForm } from "./claude/remap.js";
 import { newBackupDir, type PreparedRestore, prepareRestore, type RestoreResult } from "./claude/restore.js";
 import { otherCopiesWarning } from "./claude/session.js";
-import { createStaging, type RecoveredStaging, recoverStaging, removeStaging } from "./claude/staging.js";
+import {
+  createStaging,
+  type RecoveredStaging,
+  recoverStaging,
+  removeDeadStaging,
+  removeStaging,
+} from "./claude/staging.js";
 import { chooseTarget, mappingsFor, type TargetChoice } from "./claude/target.js";
 import { TranscriptIndex } from "./claude/transcript-index.js";
 import { homeDir, type Settings } from "./config.js";
@@ -127,7 +133,9 @@ export class ReceiveRun {
   /** Decrypt, verify and unpack one blob. If anything fails here the config dir is as it was. */
   async stage(options: ReceiveOptions): Promise<StagedBundle> {
     const { claudeDir } = this.#settings;
-    this.#root ??= createStaging(claudeDir);
+    this.#root ??= removeDeadStaging(claudeDir)
+      .catch(() => undefined)
+      .then(() => createStaging(claudeDir));
     const root = await this.#root.catch((err: unknown) => {
       throw describeFsError(err, claudeDir);
     });

@@ -92,6 +92,16 @@ export async function recoverStaging(claudeDir: string): Promise<RecoveredStagin
   return recovered;
 }
 
+/**
+ * Remove the staging folders of processes that are gone and never reached their install (no
+ * journal): decrypted files that only take space, hundreds of MB after an interrupted pull of a big
+ * session, enough to fail the next pull's disk space check. Run before staging anything; a folder
+ * with a journal waits for recoverStaging, under the install lock.
+ */
+export async function removeDeadStaging(claudeDir: string): Promise<void> {
+  for (const { dir, interrupted } of await abandonedStaging(claudeDir)) if (!interrupted) await removeStaging(dir);
+}
+
 /** Staging folders of processes that are gone, and whether they hold an unfinished install. */
 export async function abandonedStaging(claudeDir: string): Promise<{ dir: string; interrupted: boolean }[]> {
   let names: string[];
