@@ -382,6 +382,12 @@ describe("an existing session file is never overwritten without keeping it", () 
     );
     expect(fork).toContain(`"sessionId":"${forkId}"`);
     expect(fork).not.toContain(session.id);
+    // The same pull again finds that fork there: nothing to do, no second fork.
+    const sessionsHere = () => readdirSync(path.join(bob.claudeDir, "projects", projectFolderName(bobProject)));
+    const before = sessionsHere();
+    const again = JSON.parse((await bob.runOk(["pull", "--project", bobProject, "--no-resume", "--json"])).stdout);
+    expect(again.sessions[0]).toMatchObject({ outcome: "identical", sessionId: forkId });
+    expect(sessionsHere()).toEqual(before);
 
     const forced = JSON.parse(
       (await bob.runOk(["pull", "--project", bobProject, "--no-resume", "--force", "--json"])).stdout,

@@ -1,4 +1,4 @@
-import { randomUUID } from "node:crypto";
+import { createHash } from "node:crypto";
 import type { Remapper } from "./remap.js";
 import { scanTranscript } from "./transcript.js";
 
@@ -19,9 +19,30 @@ export interface Fork {
   rewriter: Remapper;
 }
 
-/** Plan the fork of a session whose staged (already remapped) transcripts are given. */
-export async function planFork(oldId: string, transcripts: string[], planFiles: string[]): Promise<Fork> {
-  const newId = randomUUID();
+/**
+ * The fork's session id: a name-based UUID (version 5) of the session, the incoming transcript's
+ * hash and where it lands. The same bundle restored twice over the same diverged copy makes the
+ * same fork, so the second time finds it there (identical, or resumed since) instead of adding
+ * another fork, another plan copy and more history lines.
+ */
+export function forkId(oldId: string, incomingSha256: string, folder: string): string {
+  const hash = createHash("sha1").update(FORK_NAMESPACE).update(`${oldId}/${incomingSha256}/${folder}`).digest();
+  hash[6] = (hash[6]! & 0x0f) | 0x50;
+  hash[8] = (hash[8]! & 0x3f) | 0x80;
+  const hex = hash.subarray(0, 16).toString("hex");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+/** The UUID namespace of fork ids (a random UUID, fixed once). */
+const FORK_NAMESPACE = Buffer.from("6c0f6e3a8b2d4f1e9a7c5d3b1e0f2a4c", "hex");
+
+/** Plan the fork (as `newId`) of a session whose staged (already remapped) transcripts are given. */
+export async function planFork(
+  oldId: string,
+  newId: string,
+  transcripts: string[],
+  planFiles: string[],
+): Promise<Fork> {
   const found = new Set<string>();
   for (const file of transcripts) for (const slug of (await scanTranscript(file)).slugs) found.add(slug);
   for (const name of planFiles) found.add(name.replace(/\.md$/, "").replace(/-agent-[\w-]+$/, ""));

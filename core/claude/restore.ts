@@ -5,7 +5,7 @@ import path from "node:path";
 import type { ManifestSession } from "../bundle/manifest.js";
 import { errnoCode } from "../errors.js";
 import { backupFile, type Comparison, compareFiles, remapFile } from "./files.js";
-import { type Fork, forkRelativePath, planFork } from "./fork.js";
+import { type Fork, forkId, forkRelativePath, planFork } from "./fork.js";
 import type { FsyncQueue } from "./fsync-queue.js";
 import type { InstallStep, StepReport } from "./install-journal.js";
 import { claudeLayout, projectFolderName } from "./paths.js";
@@ -127,8 +127,10 @@ export async function prepareRestore(options: RestoreOptions): Promise<PreparedR
     // A new session id and new plan slugs: the fork shares no file with the local session.
     const jsonl = session.files.filter((file) => file.path.endsWith(".jsonl") && file.path !== "claude/history.jsonl");
     const plans = session.files.filter((file) => file.path.startsWith("claude/plans/"));
+    const incoming = session.files.find((file) => file.path === transcriptPath)!.sha256;
     fork = await planFork(
       session.id,
+      forkId(session.id, incoming, folder),
       jsonl.map((file) => prepared.get(file.path)!),
       plans.map((file) => file.path.slice("claude/plans/".length)),
     );
@@ -140,6 +142,13 @@ export async function prepareRestore(options: RestoreOptions): Promise<PreparedR
       await remapFile(prepared.get(file.path)!, target, fork.rewriter, { handOver: (fd) => options.durable.add(fd) });
       prepared.set(file.path, target);
     }
+    // This very fork made by an earlier pull of the same bundle: nothing to do, or resumed since.
+    const earlier = await compareIfExists(
+      claudeLayout(claudeDir).transcript(folder, fork.newId),
+      prepared.get(transcriptPath)!,
+    );
+    if (earlier === "identical") outcome = "identical";
+    else if (earlier === "incoming-prefix") outcome = "kept-local";
   }
 
   const destination = (bundlePath: string): string => {

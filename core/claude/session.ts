@@ -219,7 +219,8 @@ export async function collectSession(
   for (const file of walkFiles(path.join(claudeDir, "file-history", ref.id))) {
     files.push(await hashedFile(claudeDir, file));
   }
-  for (const file of walkFiles(path.join(claudeDir, "tasks", ref.id))) files.push(await hashedFile(claudeDir, file, kept));
+  for (const file of walkFiles(path.join(claudeDir, "tasks", ref.id)))
+    files.push(await hashedFile(claudeDir, file, kept));
   for (const plan of planFiles(claudeDir, slugs)) files.push(await hashedFile(claudeDir, plan, kept));
   const todosDir = path.join(claudeDir, "todos");
   for (const name of sortedNames(todosDir)) {
