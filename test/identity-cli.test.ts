@@ -107,6 +107,17 @@ describe("bad input is a usage error before any passphrase is asked", () => {
     const pull = await alice.run(["pull", "--map", "foo", "--no-resume"]);
     expect(pull.code).toBe(2);
     expect(pull.stderr).toContain("--map takes <old>=<new>");
+    // Relative prefixes matched nothing (old) or went into transcripts as typed (new).
+    for (const [map, bad] of [
+      ["/Users/bob=relative/dir", "relative/dir"],
+      ["Users/bob=/home/bob", "Users/bob"],
+    ]) {
+      const relative = await alice.run(["pull", "--map", map!, "--no-resume"]);
+      expect(relative.code, map).toBe(2);
+      expect(relative.stderr).toContain(`--map: ${bad} is not an absolute path`);
+    }
+    const windows = await alice.run(["pull", "--map", "C:\\Users\\bob=relative", "--no-resume"]);
+    expect(windows.stderr).toContain("--map: relative is not an absolute path");
     const folder = await alice.run(["import", alice.root, "--no-resume"]);
     expect(folder.code).toBe(2);
     expect(folder.stderr).toContain(`${alice.root} is a folder, not a bundle file`);

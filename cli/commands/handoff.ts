@@ -334,7 +334,7 @@ export function sessionJson(session: ReceivedSession) {
 }
 
 /** An earlier run was killed during its install phase; this run finished it first. */
-export function printRecovered(ctx: Context, result: ReceiveResult): void {
+export function printRecovered(ctx: Context, result: Pick<ReceiveResult, "recovered">): void {
   for (const recovered of result.recovered) {
     const done = recovered.finished.filter((step) => step.result === "written").length;
     if (done > 0) ctx.out.warn(`finished an interrupted restore of an earlier run (${done} files moved into place)`);
@@ -373,6 +373,9 @@ export function printRestored(ctx: Context, session: ReceivedSession, gathered?:
   }
   if (session.outcome === "forked")
     ctx.out.line(`  local session: ${session.originalId}   incoming fork: ${session.sessionId}`);
+  // --force also replaces other files that differed (plans, tasks, subagents): say where they went.
+  if (session.backupDir && session.outcome !== "replaced")
+    ctx.out.line(`  the local files it replaced are backed up in ${session.backupDir}`);
 }
 
 /** Each warning gathered by printRestored once, with the session it concerns or how many. */

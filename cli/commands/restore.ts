@@ -7,7 +7,7 @@ import { ExitCode, UsageError } from "../../core/errors.js";
 import { Context, type GlobalArgs } from "../context.js";
 import { Output } from "../output.js";
 import { PhaseBars } from "../progress.js";
-import { maybeResume, printGathered, printRestored, sessionJson } from "./handoff.js";
+import { maybeResume, printGathered, printRecovered, printRestored, sessionJson } from "./handoff.js";
 
 /** `list`, `restore`, `prune`: reading and looking after backup snapshots. */
 
@@ -125,6 +125,7 @@ export function restoreCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
           failures: result.failures,
         });
         ctx.out.line(`Restoring from snapshot ${result.snapshot} in ${result.store}`);
+        printRecovered(ctx, result);
         // Many sessions often share a warning (300 "uncommitted changes" lines said nothing 300 times).
         const gathered = result.restored.length > 1 ? new Map<string, string[]>() : undefined;
         for (const session of result.restored) {

@@ -1,6 +1,7 @@
 import { type Readable, Transform } from "node:stream";
 import type { BlobStore } from "../../storage-adapters/blob-store.js";
 import type { PathMapping } from "../claude/remap.js";
+import type { RecoveredStaging } from "../claude/staging.js";
 import type { Settings } from "../config.js";
 import type { UserKey } from "../crypto/keys.js";
 import { describeFailure, type ExitCode, NotFoundError, UsageError } from "../errors.js";
@@ -57,6 +58,8 @@ export interface RestoreResult {
   snapshot: string;
   restored: RestoredSession[];
   failures: RestoreFailure[];
+  /** Installs of killed earlier runs that this one finished first (ReceiveResult.recovered). */
+  recovered: RecoveredStaging[];
 }
 
 export async function restoreBackup(options: RestoreOptions): Promise<RestoreResult> {
@@ -83,6 +86,7 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRes
   let downloaded = 0;
   const restored: RestoredSession[] = [];
   const failures: RestoreFailure[] = [];
+  const recovered: RecoveredStaging[] = [];
   // One identity for the run: making its key objects is ~1 ms, and restore --all opens hundreds of blobs.
   const identity = key.ageIdentity();
   const receive = (entry: SnapshotSession, blob: Readable): ReceiveOptions => ({
@@ -128,6 +132,7 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRes
       try {
         if ("error" in staged) throw staged.error;
         const result = await run.install(staged.value.staged, staged.value.receiving);
+        recovered.push(...result.recovered);
         for (const session of result.sessions)
           restored.push({ ...session, host: entry.host, backedUp: entry.backedUp });
       } catch (err) {
@@ -143,7 +148,7 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRes
   } finally {
     await run.close();
   }
-  return { store: store.url, snapshot: snapshotId, restored, failures };
+  return { store: store.url, snapshot: snapshotId, restored, failures, recovered };
 }
 
 /** A promise's result or error as a value, so one staged ahead never rejects unobserved. */

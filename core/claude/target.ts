@@ -174,7 +174,20 @@ export function parseMaps(values: string[] | undefined): PathMapping[] {
     if (at <= 0 || at === value.length - 1) {
       throw new UsageError(`--map takes <old>=<new>, got ${value}`, { hint: "e.g. --map /Users/bob=/home/bob" });
     }
-    return { from: value.slice(0, at), to: value.slice(at + 1) };
+    const from = value.slice(0, at);
+    const to = value.slice(at + 1);
+    // A relative prefix matched nothing (old) or went into transcripts as it was (new), silently.
+    if (!/^(?:\/|[A-Za-z]:[\\/]|\\\\)/.test(from)) {
+      throw new UsageError(`--map: ${from} is not an absolute path`, {
+        hint: "give the old prefix as the sessions name it, e.g. --map /Users/bob=/home/bob (or C:\\Users\\bob=…)",
+      });
+    }
+    if (!path.isAbsolute(to)) {
+      throw new UsageError(`--map: ${to} is not an absolute path`, {
+        hint: `give the new prefix on this machine, e.g. ${path.resolve(to)}`,
+      });
+    }
+    return { from, to };
   });
 }
 
