@@ -1,5 +1,5 @@
 import type { Settings } from "./config.js";
-import type { Identity } from "./crypto/age/index.js";
+import { type Identity, X25519Identity } from "./crypto/age/index.js";
 import { decodeZ32PublicKey, type UserKey } from "./crypto/keys.js";
 import { isoTime } from "./duration.js";
 import { NotFoundError } from "./errors.js";
@@ -12,6 +12,7 @@ import {
   openSlots,
   type PointerPayload,
   RECORD_NAME,
+  recipientSlotId,
   recordEntries,
   resealPayload,
   sealPayload,
@@ -54,6 +55,11 @@ export async function recordStatus(options: {
   const slots = await openSlots(resolved.payload, options.publisher, options.identities);
   forgetSlots(slots);
   const names = await recipientNames(options.settings.home, options.publisher);
+  // A teammate reading someone else's record: the slot meant for them says so.
+  const publisherKey = decodeZ32PublicKey(options.publisher);
+  for (const identity of options.identities) {
+    if (identity instanceof X25519Identity) names.set(recipientSlotId(publisherKey, identity.recipient()), "you");
+  }
   const now = Math.floor(Date.now() / 1000);
   return {
     publisher: options.publisher,

@@ -153,6 +153,10 @@ describe("a file system that refuses: one line naming the path, never 'a bug'", 
       detail: `${home} cannot be made: ${blocker} is a file`,
     });
     expect(checks.find((c) => c.name === "dht and relays")).toMatchObject({ ok: false });
+    const quiet = await alice.run(["doctor", "-q"], { env: { CCBUNDLE_HOME: home, CCBUNDLE_BOOTSTRAP: "garbage" } });
+    expect(quiet.code).toBe(1);
+    expect(quiet.stdout).toMatch(/^FAIL dht and relays: /m);
+    expect(quiet.stdout).not.toMatch(/^ok /m);
     const healthy = JSON.parse((await alice.run(["doctor", "--json"])).stdout).checks as {
       name: string;
       ok: boolean;

@@ -178,6 +178,10 @@ describe("handoff modes", () => {
       expect(slot.state).toBe("live");
       expect(slot.blob.age).toBe("(hidden)");
     }
+    // A teammate's status of that record names the slot meant for them.
+    const bobsView = json(await bob.runOk(["status", keys.alice!, "--json"]));
+    const forBob = bobsView.slots.find((slot: { slot: string }) => slot.slot === pushed.slot);
+    expect(forBob.label).toMatch(/^to (you, #[0-9a-f]{16}|#[0-9a-f]{16}, you)$/);
     const human = await laptop.runOk(["status"]);
     expect(human.stdout).toContain("to yourself: handoff");
     expect(human.stdout).toContain(`session ${sessions[1]!.id}`);

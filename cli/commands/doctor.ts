@@ -107,9 +107,11 @@ export function doctorCommand(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
 
       const ok = checks.every((c) => c.ok);
       ctx.out.result({ ok, checks });
+      // --quiet still prints what failed: `doctor -q` in a script says why it exits 1.
       for (const check of checks) {
-        ctx.out.line(`${check.ok ? "ok  " : "FAIL"} ${check.name}: ${check.detail}`);
-        if (check.hint) ctx.out.line(`     ${check.hint}`);
+        const say = check.ok ? (text: string) => ctx.out.line(text) : (text: string) => ctx.out.essential(text);
+        say(`${check.ok ? "ok  " : "FAIL"} ${check.name}: ${check.detail}`);
+        if (check.hint) say(`     ${check.hint}`);
       }
       if (!ok) process.exitCode = 1;
     },
