@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { chmodSync, mkdtempSync, rmSync, statSync } from "node:fs";
+import { chmodSync, cpSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -13,13 +13,18 @@ import { LocalStore } from "../storage-adapters/local.js";
  * otherwise, where chmod alone takes the permission away).
  */
 
-const LOCAL = fileURLToPath(new URL("../dist/storage-adapters/local.js", import.meta.url));
+const DIST = fileURLToPath(new URL("../dist/", import.meta.url));
 let root: string;
 let store: LocalStore;
+/** The built store adapter, copied where the other user can read it (a clone under /root is not). */
+let LOCAL: string;
 
 beforeAll(async () => {
   root = mkdtempSync(path.join(os.tmpdir(), "ccb-store-perms-"));
   chmodSync(root, 0o755);
+  for (const part of ["core", "storage-adapters"])
+    cpSync(path.join(DIST, part), path.join(root, "dist", part), { recursive: true });
+  LOCAL = path.join(root, "dist", "storage-adapters", "local.js");
   store = new LocalStore(path.join(root, "store"));
   const { mkdirSync } = await import("node:fs");
   mkdirSync(store.root, { mode: 0o755 });
