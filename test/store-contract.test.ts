@@ -315,8 +315,9 @@ describe("LocalStore", () => {
     // succeeds, and a missing folder inside the store lists as empty, as the contract says.
     await mkdir(path.join(dir, "ccbundle"));
     const present = new LocalStore(dir);
-    for (const read of [present.get("ccbundle/v1/records/x"), present.getBytes("a/b")]) {
-      const err = await read.catch((e: unknown) => e);
+    // One at a time: a second read started at once could fail before anything awaits it.
+    for (const read of [() => present.get("ccbundle/v1/records/x"), () => present.getBytes("a/b")]) {
+      const err = await read().catch((e: unknown) => e);
       expect(err).toBeInstanceOf(NotFoundError);
       expect(err).not.toBeInstanceOf(EmptyStoreError);
     }
