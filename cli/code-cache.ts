@@ -62,6 +62,7 @@ export function runWithCodeCache(bundle: URL): void {
   }
   const command = process.argv.slice(2).find((arg) => !arg.startsWith("-")) ?? "";
   const stale: Compiled[] = [];
+  const used = new Set<string>();
   const prototype = Module.prototype as unknown as {
     _compile: (this: NodeModule, content: string, filename: string) => unknown;
   };
@@ -69,6 +70,7 @@ export function runWithCodeCache(bundle: URL): void {
   prototype._compile = function (this: NodeModule, content: string, filename: string) {
     if (path.dirname(filename) !== bundleDir) return plainCompile.call(this, content, filename);
     const file = path.join(dir, entryName(filename, content));
+    used.add(path.basename(file));
     const entry = readEntry(file);
     // The same wrapper Node puts around a CommonJS module; the shebang line becomes a comment.
     const source = Module.wrap(content.startsWith("#!") ? `//${content}` : content);
@@ -80,7 +82,11 @@ export function runWithCodeCache(bundle: URL): void {
     const require = makeRequire(this);
     return wrapper.call(this.exports, this.exports, require, this, filename, path.dirname(filename));
   };
-  process.once("exit", () => writeEntries(dir, stale, command));
+  process.once("exit", () => {
+    // A threaded backup turned TurboFan off (core/bundle/worker-pool.ts): V8 would refuse data made now.
+    if ((globalThis as Record<symbol, unknown>)[Symbol.for("ccbundle.v8FlagsChanged")]) return;
+    writeEntries(dir, stale, command, used);
+  });
   Module.createRequire(bundle)(bundleFile);
 }
 
@@ -138,8 +144,8 @@ function readEntry(file: string): { data: Buffer; commands: string[] } | undefin
   }
 }
 
-function writeEntries(dir: string, stale: Compiled[], command: string): void {
-  if (stale.length > 0) forgetOldEntries(dir);
+function writeEntries(dir: string, stale: Compiled[], command: string, used: Set<string>): void {
+  if (stale.length > 0) forgetOldEntries(dir, used);
   for (const { script, file, commands } of stale) {
     try {
       const body = Buffer.concat([
@@ -156,12 +162,18 @@ function writeEntries(dir: string, stale: Compiled[], command: string): void {
   }
 }
 
-/** Entries of earlier versions pile up in a user cache folder: those untouched for 30 days go (only when we write). */
+/**
+ * Entries of earlier versions pile up in a user cache folder: ours (by name: CCBUNDLE_CODE_CACHE
+ * may name a folder that holds other files) not written for 30 days and not read by this run go,
+ * and temp files of killed writers, only when we write.
+ */
 const OLD_ENTRY_MS = 30 * 24 * 3600 * 1000;
+const OUR_FILE = /^(?:[\w.-]+\.[0-9a-f]{24}\.v\d+\.\d+\.\d+-\w+\.bin|\.[\w.-]+\.bin\.\d+\.tmp)$/;
 
-function forgetOldEntries(dir: string): void {
+function forgetOldEntries(dir: string, used: Set<string>): void {
   try {
     for (const name of readdirSync(dir)) {
+      if (!OUR_FILE.test(name) || used.has(name)) continue;
       const file = path.join(dir, name);
       if (Date.now() - statSync(file).mtimeMs > OLD_ENTRY_MS) rmSync(file, { force: true });
     }

@@ -124,6 +124,8 @@ const bundle = await rolldown({
 const { output } = await bundle.write({
   dir: outDir,
   format: "cjs",
+  // As strict as the ES modules it was made from (rolldown's "auto" leaves their code sloppy).
+  strict: true,
   entryFileNames: BUNDLE,
   chunkFileNames: "chunk-[name]-[hash].cjs",
   banner: BANNER,

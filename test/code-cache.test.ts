@@ -1,11 +1,23 @@
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  appendFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cacheDir } from "../cli/code-cache.js";
-import { CLI } from "./helpers/machine.js";
+import { writeSession } from "./helpers/fixture.js";
+import { CLI, Machine } from "./helpers/machine.js";
 
 /**
  * The bin starts the CommonJS bundle through cli/code-cache.ts, which keeps V8's
@@ -95,6 +107,54 @@ describe("the V8 code cache", () => {
     writeFileSync(main, Buffer.concat([header, body]));
     expect(ccbundle(["--version"], dir)).toEqual(clean);
     expect(readFileSync(main).length).toBeGreaterThan(10_000);
+  });
+
+  it("tidies only its own old entries in a folder it shares: other files stay, however old", () => {
+    const dir = path.join(root, "shared");
+    mkdirSync(dir);
+    const notes = path.join(dir, "notes.txt");
+    writeFileSync(notes, "mine");
+    const gone = path.join(dir, `chunk-gone-AAAA.cjs.${"0".repeat(24)}.${process.version}-${process.arch}.bin`);
+    writeFileSync(gone, "an entry of a version no longer installed");
+    const longAgo = new Date(Date.now() - 40 * 24 * 3600 * 1000);
+    utimesSync(notes, longAgo, longAgo);
+    utimesSync(gone, longAgo, longAgo);
+    expect(ccbundle(["--version"], dir).code).toBe(0);
+    expect(existsSync(notes)).toBe(true);
+    expect(existsSync(gone)).toBe(false);
+  });
+
+  it("writes nothing after a threaded backup turned TurboFan off (V8 would refuse that data in every normal run)", async () => {
+    const dir = path.join(root, "after-backup");
+    const machine = new Machine("code-cache-backup", { CCBUNDLE_CODE_CACHE: dir });
+    try {
+      await machine.runOk(["init", "--no-passphrase"]);
+      const project = machine.project("work/app");
+      // Over backup's 16 MB: it compresses on worker threads.
+      for (let i = 0; i < 2; i++) {
+        const s = writeSession({ claudeDir: machine.claudeDir, projectDir: project, home: machine.home });
+        const line = `${JSON.stringify({ type: "user", sessionId: s.id, message: { content: "x".repeat(4000) } })}\n`;
+        appendFileSync(s.transcript, line.repeat(2500));
+      }
+      const main = () => path.join(dir, entries(dir).find((name) => name.startsWith("ccbundle.cjs."))!);
+      const before = commandsOf(main());
+      const store = path.join(machine.root, "nas");
+      mkdirSync(store);
+      await machine.runOk(["backup", "--all", "--store", store]);
+      expect(commandsOf(main())).toEqual(before);
+      expect(before).not.toContain("backup");
+      // And the entries still serve: the next command rewrites nothing.
+      const mtime = statSync(main()).mtimeMs;
+      await machine.runOk(["init", "--no-passphrase"]).catch(() => undefined);
+      expect(statSync(main()).mtimeMs).toBe(mtime);
+    } finally {
+      machine.cleanup();
+    }
+  });
+
+  it("keeps the bundle as strict as the ES modules it was made from", () => {
+    const bundle = readFileSync(CLI.replace(/main\.js$/, "ccbundle.cjs"), "utf8");
+    expect(bundle.split("\n").slice(0, 4).join("\n")).toContain('"use strict"');
   });
 
   it("is off with CCBUNDLE_CODE_CACHE=off, and a folder that cannot be made only costs speed", () => {

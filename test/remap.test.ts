@@ -3,7 +3,8 @@ import { open } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { remapFile } from "../core/claude/files.js";
+import { chunkRewriter, remapFile } from "../core/claude/files.js";
+import { forkId, planFork } from "../core/claude/fork.js";
 import { createRemapper, type Remapper, remapJsonl, rewriteFormFor } from "../core/claude/remap.js";
 
 const line = (value: unknown) => JSON.stringify(value);
@@ -294,5 +295,35 @@ describe("remapFile", () => {
     const marking: Remapper = { identity: false, line: (text) => `${text}!` };
     await same(good, marking);
     await same(Buffer.from("a\n\nb"), marking);
+  });
+});
+
+describe("a fork's rewrite", () => {
+  it("gives lines that are not valid UTF-8 the fork's id and slugs too, every other byte kept", async () => {
+    const oldId = "11111111-2222-4333-8444-555555555555";
+    const newId = forkId(oldId, "a".repeat(64), "-home-bob-app");
+    const fork = await planFork(oldId, newId, [], ["gentle-cat.md"]);
+    const valid = Buffer.from(`{"sessionId":"${oldId}","slug":"gentle-cat"}\n`);
+    const invalid = Buffer.concat([
+      Buffer.from(`{"sessionId":"${oldId}","slug":"gentle-cat","t":"`),
+      Buffer.from([0xff, 0xfe, 0xc3]),
+      Buffer.from('"}\n'),
+    ]);
+    const out = chunkRewriter(fork.rewriter)(Buffer.concat([valid, invalid]));
+    const slug = `gentle-cat-fork-${newId.slice(0, 8)}`;
+    expect(
+      out.equals(
+        Buffer.concat([
+          Buffer.from(`{"sessionId":"${newId}","slug":"${slug}"}\n`),
+          Buffer.from(`{"sessionId":"${newId}","slug":"${slug}","t":"`),
+          Buffer.from([0xff, 0xfe, 0xc3]),
+          Buffer.from('"}\n'),
+        ]),
+      ),
+    ).toBe(true);
+    // The same bundle over the same copy makes the same fork; another transcript, another fork.
+    expect(forkId(oldId, "a".repeat(64), "-home-bob-app")).toBe(newId);
+    expect(forkId(oldId, "b".repeat(64), "-home-bob-app")).not.toBe(newId);
+    expect(newId).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
   });
 });

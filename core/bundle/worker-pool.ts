@@ -11,6 +11,9 @@ import type { CompressOptions } from "./codec.js";
 import type { PackFile } from "./pack.js";
 import { asBuffer, type FromWorker, fromFailure, type ToWorker, WINDOW } from "./worker-protocol.js";
 
+/** Set on globalThis once this process changed V8 flags (see cli/code-cache.ts). */
+export const V8_FLAGS_CHANGED = Symbol.for("ccbundle.v8FlagsChanged");
+
 /**
  * Collects sessions and encodes their blobs on worker threads, one per core
  * (at most 4), for `backup`: it writes hundreds of ~1 MB blobs, and on one
@@ -92,7 +95,12 @@ class WorkerPool implements SessionBundler {
     // threads had ~0.6 s), peak RSS -22 MB. Ignition and Sparkplug still run; set once per process.
     // Only on the V8 versions known to have the flag (Node 20-24): an unknown one is printed to
     // stderr by V8 itself, in the middle of the user's output.
-    if (!jitLimited && KNOWN_TURBOFAN_FLAG.test(process.versions.v8)) v8.setFlagsFromString("--no-turbofan");
+    if (!jitLimited && KNOWN_TURBOFAN_FLAG.test(process.versions.v8)) {
+      v8.setFlagsFromString("--no-turbofan");
+      // V8 stamps code-cache data with its flags: data made from now on would be refused by every
+      // normal run (cli/code-cache.ts reads this and writes nothing).
+      (globalThis as Record<symbol, unknown>)[V8_FLAGS_CHANGED] = true;
+    }
     jitLimited = true;
   }
 

@@ -51,13 +51,17 @@ export async function planFork(
     ([from, to]) =>
       [new RegExp(`(?<="slug":"|plans(?:/|\\\\\\\\))${escapeRegExp(from)}(?="|\\.md|-agent-)`, "g"), to] as const,
   );
+  const line = (text: string) => {
+    let out = text.includes(oldId) ? text.split(oldId).join(newId) : text;
+    for (const [pattern, to] of patterns) out = out.replace(pattern, to);
+    return out;
+  };
   const rewriter: Remapper = {
     identity: false,
-    line(text) {
-      let out = text.includes(oldId) ? text.split(oldId).join(newId) : text;
-      for (const [pattern, to] of patterns) out = out.replace(pattern, to);
-      return out;
-    },
+    line,
+    // Ids and slugs are ASCII: through latin1 every other byte comes back as it was, so lines
+    // that are not valid UTF-8 get the fork's id too (the line-by-line path keeps those as they are).
+    rewrite: (bytes) => Buffer.from(line(bytes.toString("latin1")), "latin1"),
   };
   return { oldId, newId, slugs, rewriter };
 }
