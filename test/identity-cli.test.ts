@@ -25,7 +25,7 @@ describe("whoami", () => {
   it("--json and --age-recipient need no passphrase: both follow from the public key", async () => {
     const doc = JSON.parse((await alice.runOk(["whoami", "--json"])).stdout);
     const [key, recipient] = readFileSync(path.join(alice.ccbHome, "identity.pub"), "utf8").trim().split("\n");
-    expect(doc).toEqual({ key, ageRecipient: recipient });
+    expect(doc).toEqual({ ok: true, key, ageRecipient: recipient });
     expect(doc.key).toBe(z32);
     expect((await alice.runOk(["whoami", "--age-recipient"])).stdout.trim()).toBe(recipient);
   });
@@ -59,6 +59,13 @@ describe("key export - / key import -", () => {
     expect(empty.code).toBe(2);
     expect(empty.stdout).toBe("");
     expect(empty.stderr).toContain("give a file name, or - for standard input/output");
+    // --json would put a JSON error or document on the same stdout as the key: refused, no key written.
+    const json = await alice.run(["key", "export", "-", "--age-identity", "--json"], {
+      env: { CCBUNDLE_PASSPHRASE: PASSPHRASE },
+    });
+    expect(json.code).toBe(2);
+    expect(json.stdout).not.toContain("AGE-SECRET-KEY");
+    expect(JSON.parse(json.stdout).error.message).toBe("--json and `key export -` both want stdout");
   });
 });
 

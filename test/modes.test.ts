@@ -187,6 +187,21 @@ describe("handoff modes", () => {
     expect(human.stdout).toContain(`session ${sessions[1]!.id}`);
   });
 
+  it("an age1 recipient works for a ccbundle identity, with a warning that plain age users need a file", async () => {
+    const bobAge = JSON.parse((await bob.runOk(["whoami", "--json"])).stdout).ageRecipient as string;
+    const pushed = await laptop.run(
+      ["push", "--json", "--session", sessions[1]!.id, "--to", bobAge, "--to", keys.carol!],
+      {
+        cwd: project,
+      },
+    );
+    expect(pushed.code, pushed.stderr).toBe(0);
+    expect(pushed.stderr).toMatch(/^warning: an age1… recipient can pull only if it is a ccbundle identity's/m);
+    const target = bob.project("src/by-age1");
+    const pulled = json(await bob.runOk(["pull", keys.alice!, "--project", target, "--no-resume", "--json"]));
+    expect(pulled.sessions[0].originalId).toBe(sessions[1]!.id);
+  });
+
   it("a third identity learns nothing and gets exit 5", async () => {
     const result = await eve.run(["pull", keys.alice!, "--no-resume"]);
     expectOneLineError(result, 5, /holds nothing for your key/);

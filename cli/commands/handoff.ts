@@ -54,6 +54,12 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
             hint: "push twice: once with --to, once with --pin",
           });
         }
+        // An age1 key may be a plain age user's, who can open a file but has no way to pull.
+        if (recipients.some((r) => r.name.toLowerCase().startsWith("age1"))) {
+          ctx.out.warn(
+            "an age1… recipient can pull only if it is a ccbundle identity's (`ccbundle whoami --age-recipient`); for someone who uses plain age, send a file: `ccbundle export --to age1… --out <file>`",
+          );
+        }
         const pin = usePin ? await readNewPin(ctx, args.pinFile) : undefined;
         const key = await ctx.userKey();
         const store = await ctx.store();

@@ -59,6 +59,7 @@ export function identityCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
         const key = newIdentity();
         await saveIdentity(home, key, passphrase);
         ctx.out.result({
+          ok: true,
           key: key.z32,
           ageRecipient: key.ageRecipient().toString(),
           encrypted: passphrase !== undefined,
@@ -99,7 +100,7 @@ export function identityCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
           z32 = key.z32;
           recipient = key.ageRecipient().toString();
         }
-        ctx.out.result({ key: z32, ageRecipient: recipient });
+        ctx.out.result({ ok: true, key: z32, ageRecipient: recipient });
         ctx.out.essential(args.ageRecipient ? recipient! : (z32 as string));
       },
     )
@@ -118,6 +119,11 @@ export function identityCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
           async (args) => {
             const ctx = new Context(args);
             const file = fileArgument(args.file);
+            if (file === "-" && ctx.out.json) {
+              throw new UsageError("--json and `key export -` both want stdout", {
+                hint: "leave out --json (the key is the output), or export to a file",
+              });
+            }
             let content: Uint8Array;
             if (args.ageIdentity) {
               content = Buffer.from(`${(await ctx.userKey()).ageIdentity().toString()}\n`);
@@ -140,7 +146,7 @@ export function identityCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
               throw new CcbError(`cannot write ${file}`, 1, { hint: "check the path", cause: err });
             }
             const encrypted = isEncryptedIdentity(content);
-            ctx.out.result({ file, encrypted });
+            ctx.out.result({ ok: true, file, encrypted });
             ctx.out.line(
               `Wrote ${args.ageIdentity ? "your age identity" : `your identity${encrypted ? " (passphrase-encrypted)" : " (NOT encrypted)"}`} to ${file} (mode 0600).`,
             );
@@ -189,7 +195,7 @@ export function identityCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
             }
             const kept = current && current !== key.z32 ? await keepOldIdentity(ctx.settings.home) : undefined;
             await saveIdentityBytes(ctx.settings.home, bytes, key);
-            ctx.out.result({ key: key.z32, encrypted, ...(kept ? { previous: kept } : {}) });
+            ctx.out.result({ ok: true, key: key.z32, encrypted, ...(kept ? { previous: kept } : {}) });
             ctx.out.line(`Imported identity ${key.z32}${encrypted ? "" : " (not encrypted)"}.`);
             if (kept) ctx.out.line(`The one it replaces is kept in ${kept}.`);
           },
