@@ -1,3 +1,4 @@
+import { openStore } from "../storage-adapters/index.js";
 import type { Settings } from "./config.js";
 import { type Identity, X25519Identity } from "./crypto/age/index.js";
 import { decodeZ32PublicKey, type UserKey } from "./crypto/keys.js";
@@ -69,13 +70,36 @@ export async function recordStatus(options: {
     slotCount: txtRecords(resolved.payload, RECORD_NAME).length,
     from: resolved.from,
     failures: resolved.failures,
-    slots: slots.map((slot) => ({
-      ...redact(slot.payload),
-      label: describeSlot(slot.payload.slot, names),
-      bytes: slot.sealed.length,
-      state: stateOf(slot.payload, now),
-    })),
+    slots: await Promise.all(
+      slots.map(async (slot) => ({
+        ...redact(slot.payload),
+        label: describeSlot(slot.payload.slot, names),
+        bytes: slot.sealed.length,
+        state: (await burnedByReceiver(slot.payload, now)) ? "picked up" : stateOf(slot.payload, now),
+      })),
+    ),
   };
+}
+
+/**
+ * A live --burn handoff whose blob is gone: a teammate or PIN holder picked it up (only the owner
+ * can sign the tombstone, so the slot stays until the owner's next publish). One stat in the
+ * record's store; a store this machine cannot reach says nothing.
+ */
+async function burnedByReceiver(payload: PointerPayload, now: number): Promise<boolean> {
+  if (payload.kind !== "handoff" || !payload.burn || !payload.blob?.store || stateOf(payload, now) !== "live") {
+    return false;
+  }
+  try {
+    const store = await openStore(payload.blob.store);
+    try {
+      return (await store.stat(payload.blob.key)) === undefined;
+    } finally {
+      await store.close?.();
+    }
+  } catch {
+    return false;
+  }
 }
 
 function stateOf(payload: PointerPayload, now: number): StatusSlot["state"] {

@@ -306,6 +306,10 @@ describe("handoff modes", () => {
     expect(blobNames()).not.toContain(path.basename(pushed.blobKey));
     const second = await pat.run(["pull", keys.alice!, "--pin", "--project", target, "--no-resume"], { env });
     expectOneLineError(second, 5, /already picked up/);
+    // Only the owner can sign a tombstone; status still tells the slot is used up (its blob is gone).
+    const status = json(await laptop.runOk(["status", "--json"]));
+    expect(status.slots.find((slot: { slot: string }) => slot.slot === "pin").state).toBe("picked up");
+    expect((await laptop.runOk(["status"])).stdout).toContain("by PIN: handoff, picked up (its bundle is gone)");
   });
 
   it("expiry: a pull after --ttl refuses with exit 5 and says when it expired", async () => {

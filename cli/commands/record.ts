@@ -35,7 +35,13 @@ export function recordCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
             const when = isoTime(slot.created);
             const expires = slot.expires ? `, expires ${isoTime(slot.expires)}` : "";
             const what =
-              slot.kind === "handoff" ? (slot.state === "expired" ? "expired handoff" : "handoff") : slot.kind;
+              slot.kind !== "handoff"
+                ? slot.kind
+                : slot.state === "expired"
+                  ? "expired handoff"
+                  : slot.state === "picked up"
+                    ? "handoff, picked up (its bundle is gone)"
+                    : "handoff";
             const state = slot.kind === "tombstone" ? slot.state : what;
             ctx.out.line(
               `  ${slot.label}: ${state}, ${when}${expires}${slot.burn && slot.kind !== "tombstone" ? ", burn after reading" : ""} (${slot.bytes} bytes)`,
