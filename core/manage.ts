@@ -1,4 +1,3 @@
-import { openStore } from "../storage-adapters/index.js";
 import type { Settings } from "./config.js";
 import { type Identity, X25519Identity } from "./crypto/age/index.js";
 import { decodeZ32PublicKey, type UserKey } from "./crypto/keys.js";
@@ -20,7 +19,7 @@ import {
 } from "./pointer/record.js";
 import { nextSeq, publishAll, publishFailures, resolveNewest } from "./pointer/resolver.js";
 import type { PointerTransport } from "./pointer/transport.js";
-import { lastPublished, newer, publishRecord, resolveCurrent, saveLastPublished } from "./publish.js";
+import { blobPickedUp, lastPublished, newer, publishRecord, resolveCurrent, saveLastPublished } from "./publish.js";
 import { deleteBlob, storeToDeleteFrom, tombstoneFor } from "./pull.js";
 
 /** `status`, `republish`, `revoke`: looking after the published record. */
@@ -75,31 +74,10 @@ export async function recordStatus(options: {
         ...redact(slot.payload),
         label: describeSlot(slot.payload.slot, names),
         bytes: slot.sealed.length,
-        state: (await burnedByReceiver(slot.payload, now)) ? "picked up" : stateOf(slot.payload, now),
+        state: (await blobPickedUp(slot.payload)) ? "picked up" : stateOf(slot.payload, now),
       })),
     ),
   };
-}
-
-/**
- * A live --burn handoff whose blob is gone: a teammate or PIN holder picked it up (only the owner
- * can sign the tombstone, so the slot stays until the owner's next publish). One stat in the
- * record's store; a store this machine cannot reach says nothing.
- */
-async function burnedByReceiver(payload: PointerPayload, now: number): Promise<boolean> {
-  if (payload.kind !== "handoff" || !payload.burn || !payload.blob?.store || stateOf(payload, now) !== "live") {
-    return false;
-  }
-  try {
-    const store = await openStore(payload.blob.store);
-    try {
-      return (await store.stat(payload.blob.key)) === undefined;
-    } finally {
-      await store.close?.();
-    }
-  } catch {
-    return false;
-  }
 }
 
 function stateOf(payload: PointerPayload, now: number): StatusSlot["state"] {

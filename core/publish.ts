@@ -58,10 +58,12 @@ export async function publishRecord(options: PublishRecordOptions): Promise<Publ
   const now = Math.floor(Date.now() / 1000);
   const current = await currentSlots(options.settings.home, key, options.current);
   try {
+    const gone = await pickedUp(current);
+    const dead = (slot: OpenedSlot) => slot.payload.kind === "tombstone" || gone.has(slot);
     const kept = current
       .filter((slot) => !options.slots.some((fresh) => supersedes(fresh.payload, slot.payload)))
       .filter((slot) => slot.payload.expires === undefined || slot.payload.expires >= now)
-      .sort(byKeepPriority);
+      .sort((a, b) => byKeepPriority(a, b, dead));
     const fresh = options.slots.map((slot) => slot.sealed);
     let keep = kept.length;
     let fit = recordFits([...fresh, ...kept.map((slot) => slot.sealed)]);
@@ -76,7 +78,11 @@ export async function publishRecord(options: PublishRecordOptions): Promise<Publ
         { hint: "use a shorter store URL, or fewer --to recipients" },
       );
     }
-    const dropped = kept.slice(keep).map((slot) => slot.payload);
+    // What a user lost: tombstones and picked-up handoffs go without a word.
+    const dropped = kept
+      .slice(keep)
+      .filter((slot) => !dead(slot))
+      .map((slot) => slot.payload);
     const slots = [...fresh, ...kept.slice(0, keep).map((slot) => slot.sealed)];
     if (options.dryRun) return { dnsBytes: fit.size, summary: "", failures: [], slots: slots.length, dropped };
 
@@ -117,15 +123,59 @@ export async function publishRecord(options: PublishRecordOptions): Promise<Publ
 /**
  * Keep first: the owner's own handoff, then other handoffs newest first, then the backup snapshot
  * slot (a live handoff is someone's only way to a session; the snapshot slot only saves a new laptop
- * a --store, and the next `backup --publish` puts it back), then tombstones newest first.
+ * a --store, and the next `backup --publish` puts it back), then tombstones and handoffs a receiver
+ * picked up (`dead`) newest first.
  */
-function byKeepPriority(a: OpenedSlot, b: OpenedSlot): number {
+function byKeepPriority(a: OpenedSlot, b: OpenedSlot, dead: (slot: OpenedSlot) => boolean): number {
   const rank = (slot: OpenedSlot) => {
-    if (slot.payload.kind === "tombstone") return 3;
+    if (dead(slot)) return 3;
     if (slot.payload.kind === "snapshot") return 2;
     return slot.payload.slot === "self" ? 0 : 1;
   };
   return rank(a) - rank(b) || b.payload.created - a.payload.created;
+}
+
+/**
+ * --burn handoffs whose bundle is gone: a teammate or PIN holder picked them up, and only the
+ * owner can sign their tombstone. One stat per such slot in the record's store, remembered for
+ * the process (a push plans its record several times); a store out of reach says nothing.
+ */
+async function pickedUp(slots: OpenedSlot[]): Promise<Set<OpenedSlot>> {
+  const gone = new Set<OpenedSlot>();
+  await Promise.all(
+    slots.map(async (slot) => {
+      if (await blobPickedUp(slot.payload)) gone.add(slot);
+    }),
+  );
+  return gone;
+}
+
+const pickedUpMemo = new Map<string, Promise<boolean>>();
+
+/** A live --burn handoff whose bundle is no longer in its store (see pickedUp). */
+export function blobPickedUp(payload: PointerPayload): Promise<boolean> {
+  const blob = payload.blob;
+  if (payload.kind !== "handoff" || !payload.burn || !blob?.store) return Promise.resolve(false);
+  if (payload.expires !== undefined && payload.expires < Date.now() / 1000) return Promise.resolve(false);
+  const id = `${blob.store}\n${blob.key}`;
+  let answer = pickedUpMemo.get(id);
+  if (!answer) {
+    answer = (async () => {
+      try {
+        const { openStore } = await import("../storage-adapters/index.js");
+        const store = await openStore(blob.store!);
+        try {
+          return (await store.stat(blob.key)) === undefined;
+        } finally {
+          await store.close?.();
+        }
+      } catch {
+        return false;
+      }
+    })();
+    pickedUpMemo.set(id, answer);
+  }
+  return answer;
 }
 
 export function lastRecordFile(home: string, z32: string): string {

@@ -331,7 +331,7 @@ describe("handoff modes", () => {
     const newer = json(
       await push(["--session", sessions[2]!.id, "--to", keys.carol!, "--to", keys.eve!, "--ttl", "1s"]).then(okOrThrow),
     );
-    expect(newer.dropped.map((slot: { slot: string }) => slot.slot)).not.toContain(older.slot);
+    expect(newer.dropped).not.toContain(older.slot);
     await new Promise((resolve) => setTimeout(resolve, 2100));
     const target = carol.project("src/older");
     const pulled = json(await carol.runOk(["pull", keys.alice!, "--project", target, "--no-resume", "--json"]));
@@ -389,6 +389,24 @@ describe("handoff modes", () => {
       twin.cleanup();
       fresh.cleanup();
     }
+  });
+
+  it("a full record keeps a live handoff over one a receiver picked up, and does not warn about that one", async () => {
+    okOrThrow(await push(["--session", sessions[0]!.id]));
+    const forCarol = json(await push(["--session", sessions[1]!.id, "--to", keys.carol!]).then(okOrThrow));
+    const forBob = json(await push(["--session", sessions[2]!.id, "--to", keys.bob!, "--burn"]).then(okOrThrow));
+    await bob.runOk(["pull", keys.alice!, "--project", bob.project("src/burn-again"), "--no-resume"]);
+    expect(blobNames()).not.toContain(path.basename(forBob.blobKey));
+    // Self, a handoff to carol, one to bob picked up: a PIN handoff needs room.
+    const pinned = await push(["--session", sessions[2]!.id, "--pin"], { CCBUNDLE_PIN: "harbor-lantern-9" });
+    const doc = json(okOrThrow(pinned));
+    expect(doc.dropped).toEqual([]);
+    expect(pinned.stderr).not.toContain("left out");
+    const status = json(await laptop.runOk(["status", "--json"]));
+    const slots = status.slots.map((slot: { slot: string }) => slot.slot);
+    expect(slots).toContain(forCarol.slot);
+    expect(slots).toContain("pin");
+    expect(slots).toContain("self");
   });
 
   it("a slot copied into another key's record is refused with exit 5", async () => {
