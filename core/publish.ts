@@ -165,7 +165,9 @@ export function blobPickedUp(payload: PointerPayload): Promise<boolean> {
         const { openStore } = await import("../storage-adapters/index.js");
         const store = await openStore(blob.store!);
         try {
-          return (await store.stat(blob.key)) === undefined;
+          if ((await store.stat(blob.key)) !== undefined) return false;
+          // A store folder missing or empty here (a NAS not mounted) says nothing about the blob.
+          return (await store.explainEmpty?.()) === undefined;
         } finally {
           await store.close?.();
         }
