@@ -41,6 +41,23 @@ function rejectSecretsOnArgv(args: string[]): void {
   }
 }
 
+/** Flags that take a duration: a value starting with "-" reaches yargs as flags instead. */
+const DURATION_FLAGS = new Set(["--ttl", "--keep-within", "--since", "--grace"]);
+
+/**
+ * `push --ttl -1h`: yargs reads `-1h` as the flags -1 and -h, prints push's help and exits 0
+ * without pushing, which a script takes for success. No duration is negative: refuse it.
+ */
+function rejectNegativeDurations(args: string[]): void {
+  for (let i = 0; i + 1 < args.length; i++) {
+    if (DURATION_FLAGS.has(args[i]!) && /^-\d/.test(args[i + 1]!)) {
+      throw new UsageError(`${args[i]} ${args[i + 1]}: a duration cannot be negative`, {
+        hint: "use e.g. 30m, 24h or 7d",
+      });
+    }
+  }
+}
+
 /**
  * yargs renders a command's whole help text before running its handler, in
  * case the handler asks for it later; ours never do (failures go through
@@ -60,6 +77,7 @@ async function main(): Promise<number> {
   const out = new Output(json, quiet);
   try {
     rejectSecretsOnArgv(argv);
+    rejectNegativeDurations(argv);
     let cli = yargs(argv)
       .scriptName("ccbundle")
       .usage("$0 <command> [options]\n\nMove Claude Code sessions, files and all, between machines and people.")

@@ -153,6 +153,10 @@ describe("push errors", () => {
   it("bad flags: exit 2", async () => {
     const r = await alice.run(["push", "--ttl", "forever"], { cwd: project });
     expect(r.code).toBe(2);
+    // yargs read `-1h` as flags and printed help with exit 0, pushing nothing.
+    const negative = await alice.run(["push", "--ttl", "-1h"], { cwd: project });
+    expect(negative.code).toBe(2);
+    expect(negative.stderr).toContain("--ttl -1h: a duration cannot be negative");
     const unknown = await alice.run(["push", "--no-such-flag"], { cwd: project });
     expect(unknown.code).toBe(2);
     // `--to $UNSET`: no silent handoff to yourself alone.
