@@ -11,6 +11,8 @@ const LONGEST = 100 * 365 * 86400;
  */
 export function parseDuration(text: string, flag = "duration", max = LONGEST, maxText = "100 years"): number {
   const trimmed = text.trim().toLowerCase();
+  // `--ttl $UNSET`, `--since ""`: an empty value is a mistake, not a default.
+  if (trimmed === "") throw new UsageError(`${flag} needs a duration`, { hint: "use e.g. 30m, 24h, 7d or 2w" });
   const re = /(\d+)\s*([smhdw])/g;
   let total = 0;
   let consumed = 0;

@@ -271,6 +271,7 @@ describe("handoff modes", () => {
     // A TTL no Date can hold broke `status` for good; an empty one (`--ttl $UNSET`) is no default.
     expectOneLineError(await push(["--ttl", "1000000000d"]), 2, /--ttl: 1000000000d is longer than a year/);
     expectOneLineError(await push(["--ttl", ""]), 2, /--ttl needs a duration/);
+    expectOneLineError(await push(["--ttl"]), 2, /--ttl needs a duration/);
     expect(blobNames().length).toBe(before);
     // Long enough but all digits: pushed, with a warning (one rented GPU guesses 10⁸ PINs in hours).
     const digits = await push(["--session", sessions[2]!.id, "--pin"], { CCBUNDLE_PIN: "12345678" });

@@ -30,7 +30,8 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
       (y) =>
         y
           .options(SESSION_OPTIONS)
-          .option("ttl", { type: "string", default: DEFAULT_TTL, describe: "How long the handoff stays valid" })
+          // No yargs default: it would stand in for a `--ttl` given no value (`--ttl $UNSET`).
+          .option("ttl", { type: "string", describe: `How long the handoff stays valid (default ${DEFAULT_TTL})` })
           .option("burn", { type: "boolean", default: false, describe: "Delete after the first successful pull" })
           .option("pin", {
             type: "boolean",
@@ -41,9 +42,8 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
           .option("pin-file", { type: "string", describe: "Read the PIN from this file (implies --pin)" }),
       async (args) => {
         const ctx = new Context(args);
-        // `--ttl $UNSET` must not quietly mean the default; a year is longer than any handoff needs.
-        if (args.ttl.trim() === "") throw new UsageError("--ttl needs a duration", { hint: "use e.g. 30m, 24h or 7d" });
-        const ttlSeconds = parseDuration(args.ttl, "--ttl", MAX_TTL_SECONDS, "a year (365d)");
+        // A year is longer than any handoff needs.
+        const ttlSeconds = parseDuration(args.ttl ?? DEFAULT_TTL, "--ttl", MAX_TTL_SECONDS, "a year (365d)");
         const recipients = toRecipients(args.to).map((text) => ({
           recipient: parseRecipient(text),
           name: text.trim(),
