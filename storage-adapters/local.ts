@@ -1,4 +1,4 @@
-import { createReadStream, createWriteStream, open } from "node:fs";
+import { closeSync, createReadStream, createWriteStream, fstat, open } from "node:fs";
 import { mkdir, readdir, readFile, rename, rm, stat, unlink } from "node:fs/promises";
 import path from "node:path";
 import { Readable, Transform } from "node:stream";
@@ -19,6 +19,7 @@ import {
 } from "./blob-store.js";
 
 const openFile = promisify(open);
+const fstatFile = promisify(fstat);
 
 /**
  * Read a blob in 1 MiB pieces, but a smaller one in a single piece of its own size, and stop at
@@ -110,17 +111,19 @@ export class LocalStore implements BlobStore {
 
   async get(key: string, options: GetOptions = {}): Promise<Readable> {
     const file = this.file(key);
-    let size: number;
-    try {
-      size = (await stat(file)).size;
-    } catch (err) {
-      throw await this.whyMissing(err, key, "read");
-    }
     // Opened here, not by the stream: a stream that fails to open emits its error before the
     // caller can listen (a teammate without read permission met Node's unhandled-error crash).
+    // Its size from the open descriptor: one lookup of the path, not a stat and then an open.
     const fd = await openFile(file, "r").catch(async (err) => {
       throw await this.whyMissing(err, key, "read");
     });
+    let size: number;
+    try {
+      size = (await fstatFile(fd)).size;
+    } catch (err) {
+      closeSync(fd);
+      throw this.wrap(err, key, "read");
+    }
     const stream = createReadStream(file, { fd, ...readStreamOptions(size) });
     if (options.onProgress) {
       let done = 0;
