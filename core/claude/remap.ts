@@ -24,7 +24,6 @@
  * many lines at once (remap-bytes.ts); `line` is the reference it must match.
  */
 
-import { isUtf8 } from "node:buffer";
 import { bytesCanMatch, createByteRewriter, rewriteUtf8Lines, startsInJsonString } from "./remap-bytes.js";
 
 export interface PathMapping {
@@ -228,10 +227,11 @@ export function rewriteFormFor(bundlePath: string): TextForm | undefined {
 /** Apply a remapper to a whole JSONL buffer, line by line, keeping line endings. */
 export function remapJsonl(content: Buffer, remapper: Remapper): Buffer {
   if (remapper.identity) return content;
-  if (remapper.rewrite && isUtf8(content)) {
+  // A byte path handles text that is not all UTF-8 itself (createByteRewriter, a fork's rewrite).
+  if (remapper.rewrite) {
     const rewritten = remapper.rewrite(content);
     return rewritten === content ? content : Buffer.from(rewritten);
   }
-  // Not all valid UTF-8 (or a remapper with no byte path): line by line, bad lines kept as they are.
+  // A remapper with no byte path: line by line, lines that are not valid UTF-8 kept as they are.
   return rewriteUtf8Lines(content, (line) => remapper.line(line));
 }
