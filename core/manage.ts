@@ -163,7 +163,8 @@ export async function revoke(options: { settings: Settings; key: UserKey; transp
         blobDeleted,
       });
     }
-    const olderDeleted = await deleteOlderHandoffs(settings, key, live, names, warnings);
+    const liveBlobs = live.flatMap((slot) => (slot.payload.blob ? [slot.payload.blob.key] : []));
+    const olderDeleted = await deleteOlderHandoffs(settings, key, new Set(liveBlobs), names, warnings);
     if (tombstones.length === 0) return { revoked, olderDeleted, summary: "", failures: [], warnings };
     const report = await publishRecord({
       settings,
@@ -173,11 +174,7 @@ export async function revoke(options: { settings: Settings; key: UserKey; transp
       transports: options.transports,
       dryRun: false,
     });
-    await forgetHandoffs(
-      settings.home,
-      key.z32,
-      live.flatMap((slot) => (slot.payload.blob ? [slot.payload.blob.key] : [])),
-    );
+    await forgetHandoffs(settings.home, key.z32, liveBlobs);
     return { revoked, olderDeleted, summary: report.summary, failures: report.failures, warnings };
   } finally {
     forgetSlots(slots);
@@ -192,11 +189,10 @@ export async function revoke(options: { settings: Settings; key: UserKey; transp
 async function deleteOlderHandoffs(
   settings: Settings,
   key: UserKey,
-  live: OpenedSlot[],
+  listed: Set<string>,
   names: Map<string, string>,
   warnings: string[],
 ): Promise<number> {
-  const listed = new Set(live.flatMap((slot) => (slot.payload.blob ? [slot.payload.blob.key] : [])));
   const now = Date.now() / 1000;
   const older = (await readLedger(settings.home, key.z32)).filter((e) => e.expires >= now && !listed.has(e.key));
   const deleted: string[] = [];
