@@ -157,6 +157,9 @@ export class ReceiveRun {
             });
           }
           if (this.#oneBundle) rewriterFor = this.#stagingRewriters(manifest, options, rewritten);
+          // Its signer is one the user chose (their own key, the publisher pulled, --from): the
+          // sizes it signed bound the bundle from here on, however well it compresses.
+          return options.acceptSigners.length > 0 ? "signer-accepted" : undefined;
         },
         rewriterFor: (file) => rewriterFor?.(file) ?? Promise.resolve(undefined),
         handOver: (fd) => durable.add(fd),

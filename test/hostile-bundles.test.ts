@@ -17,7 +17,7 @@ import {
   sign,
   type TarEntry,
   tarOf,
-  writeZeroBomb,
+  writeRepetitiveBundle,
   zstd,
 } from "./helpers/hostile.js";
 import { Machine } from "./helpers/machine.js";
@@ -280,13 +280,26 @@ const cases: Case[] = [
     code: 5,
   },
   {
-    name: "a decompression bomb (256 MiB of zeros)",
+    name: "a decompression bomb from a signer you did not name (256 MiB of zeros, --allow-unknown-signer)",
     make: async (file) => {
-      await writeZeroBomb(file, bobKey, good, 256 << 20);
+      await writeRepetitiveBundle(file, stranger, good, 256 << 20, { to: me() });
       return undefined;
     },
     code: 5,
+    flags: ["--allow-unknown-signer"],
     says: /decompression bomb/,
+  },
+  {
+    // Past the bomb ratio (10000x), but signed by a key the user named: its manifest's sizes bound it.
+    name: "control: a session of one line repeated for 80 MiB, signed by you",
+    make: async (file) => {
+      const line = Buffer.from('{"type":"assistant","message":{"content":"the same tool output, again"}}\n');
+      await writeRepetitiveBundle(file, bobKey, good, line.length * Math.ceil((80 << 20) / line.length), {
+        pattern: line,
+      });
+      return undefined;
+    },
+    code: 0,
   },
   {
     name: "a truncated age payload",

@@ -8,7 +8,7 @@ import { type CompressOptions, createCompressor, zstdEncoder } from "./codec.js"
 import type { BundleFile, Manifest } from "./manifest.js";
 import { type PackFile, packBundle } from "./pack.js";
 import { createThreadedTarReader } from "./threaded-reader.js";
-import { type Rewriter, type StagingLayout, unpackTar } from "./unpack.js";
+import { type ManifestVerdict, type Rewriter, type StagingLayout, unpackTar } from "./unpack.js";
 
 /**
  * A bundle blob is `age(zstd-or-gzip(tar))`. These two functions are the only
@@ -67,7 +67,8 @@ async function* joined(lists: AsyncIterable<Buffer[]>): AsyncGenerator<Buffer> {
 export interface BundleReadOptions {
   identities: Identity[];
   stagingDir: string;
-  onManifest?: (manifest: Manifest) => void | Promise<void>;
+  /** Checks the manifest before any file is written (see UnpackOptions.onManifest). */
+  onManifest?: (manifest: Manifest) => ManifestVerdict | Promise<ManifestVerdict>;
   /** Takes over each staged file's descriptor to fsync and close it (see unpackTar). */
   handOver?: (fd: number) => Promise<void>;
   layout?: StagingLayout;

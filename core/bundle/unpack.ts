@@ -18,8 +18,15 @@ import { readTar, type TarBatch } from "./tar-reader.js";
  * `stagingDir`. The caller moves files into place only after this resolves.
  */
 export interface UnpackOptions {
-  /** Called with the parsed manifest before any file is written; throw to refuse the bundle. */
-  onManifest?: (manifest: Manifest) => void | Promise<void>;
+  /**
+   * Called with the parsed manifest before any file is written; throw to refuse the bundle. Return
+   * "signer-accepted" when its signature checked out against a key the user chose (their own, the
+   * one they pull from, `--from`): from then on the sizes it declares (and the free-space check)
+   * bound what it may write, and the decompression-ratio guard, meant for bundles from anyone,
+   * stops. A session of one tool output repeated for hundreds of MB compresses past it, and its
+   * owner must still be able to restore it.
+   */
+  onManifest?: (manifest: Manifest) => ManifestVerdict | Promise<ManifestVerdict>;
   /** Compressed bytes read so far, to bound the decompression ratio (zip bombs). */
   compressedBytes?: () => number;
   /**
@@ -39,6 +46,8 @@ export interface UnpackOptions {
   /** Override the limits (tests). */
   limits?: Partial<UnpackLimits>;
 }
+
+export type ManifestVerdict = undefined | "signer-accepted";
 
 export interface UnpackLimits {
   /** Most bytes a bundle may declare in total. */
@@ -108,6 +117,8 @@ export async function unpackTar(
   /** The manifest's bytes while it is read (the first entry). */
   let manifestParts: Buffer[] | undefined;
   let manifestSize = 0;
+  /** Off once the caller accepted the manifest's signer (see UnpackOptions.onManifest). */
+  let ratioGuard = true;
   const expected = new Map<string, BundleFile>();
   const received = new Set<string>();
   const writer = new StagedWriter(stagingDir, options.layout ?? "tree", options.handOver, options.rewriterFor);
@@ -115,7 +126,7 @@ export async function unpackTar(
     /** Refuse more bytes than the manifest declares, or a bomb's ratio, before they are written. */
     const checkLimits = () => {
       if (consumed > budget) throw reject("it holds more data than its manifest declares");
-      const compressed = options.compressedBytes?.();
+      const compressed = ratioGuard ? options.compressedBytes?.() : undefined;
       if (compressed !== undefined && consumed > limits.ratioGraceBytes && consumed > compressed * limits.maxRatio) {
         throw reject(`it decompresses more than ${limits.maxRatio} times its size (a decompression bomb)`);
       }
@@ -152,7 +163,7 @@ export async function unpackTar(
               );
             }
             budget = consumed + declared + 64 * 1024;
-            await options.onManifest?.(manifest);
+            if ((await options.onManifest?.(manifest)) === "signer-accepted") ratioGuard = false;
             await checkFreeSpace(stagingDir, manifest);
           } else await writer.finish(event.sha256);
           continue;

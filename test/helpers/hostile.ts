@@ -117,14 +117,27 @@ export function sealBundle(tarBytes: Buffer, recipients: string[]): Buffer {
 }
 
 /**
- * A decompression bomb: an honest manifest listing one transcript of `size`
- * zero bytes, streamed through `zstd | age` into `out` without holding it in memory.
+ * A bundle whose one transcript is `size` bytes of `pattern` repeated (zeros by default), with an
+ * honest manifest signed by `key`, streamed through `zstd | age -r <to>` into `out` without holding
+ * it in memory: a decompression bomb, or a session that compresses like one.
  */
-export async function writeZeroBomb(out: string, key: UserKey, session: Omit<SessionSpec, "files">, size: number) {
+export async function writeRepetitiveBundle(
+  out: string,
+  key: UserKey,
+  session: Omit<SessionSpec, "files">,
+  size: number,
+  options: { pattern?: Buffer; to?: string } = {},
+) {
   const chunk = Buffer.alloc(1 << 20);
+  if (options.pattern) {
+    // Whole patterns only, so a chunk boundary never splits one.
+    const whole = chunk.length - (chunk.length % options.pattern.length);
+    for (let at = 0; at < whole; at += options.pattern.length) options.pattern.copy(chunk, at);
+  }
+  const unit = options.pattern ? chunk.length - (chunk.length % options.pattern.length) : chunk.length;
+  const part = (done: number) => chunk.subarray(0, Math.min(unit, size - done));
   const hash = createHash("sha256");
-  for (let done = 0; done < size; done += chunk.length)
-    hash.update(chunk.subarray(0, Math.min(chunk.length, size - done)));
+  for (let done = 0; done < size; done += unit) hash.update(part(done));
   const file = { path: `claude/projects/${session.folder}/${session.id}.jsonl`, size, sha256: hash.digest("hex") };
   const manifest = sign(
     {
@@ -134,7 +147,8 @@ export async function writeZeroBomb(out: string, key: UserKey, session: Omit<Ses
     key,
   );
   const manifestJson = Buffer.from(JSON.stringify(manifest));
-  const shell = spawn("/bin/sh", ["-c", `/usr/bin/zstd -q -3 -c | /usr/bin/age -r ${key.ageRecipient().toString()}`], {
+  const to = options.to ?? key.ageRecipient().toString();
+  const shell = spawn("/bin/sh", ["-c", `/usr/bin/zstd -q -3 -c | /usr/bin/age -r ${to}`], {
     stdio: ["pipe", "pipe", "inherit"],
   });
   const written = pipeline(shell.stdout, createWriteStream(out));
@@ -142,9 +156,8 @@ export async function writeZeroBomb(out: string, key: UserKey, session: Omit<Ses
   const feeding = pipeline(pack as unknown as NodeJS.ReadableStream, shell.stdin);
   pack.entry({ name: "ccbundle.json", size: manifestJson.length }, manifestJson);
   const sink = pack.entry({ name: file.path, size });
-  for (let done = 0; done < size; done += chunk.length) {
-    const part = chunk.subarray(0, Math.min(chunk.length, size - done));
-    if (!sink.write(part)) await new Promise<void>((resolve) => sink.once("drain", () => resolve()));
+  for (let done = 0; done < size; done += unit) {
+    if (!sink.write(part(done))) await new Promise<void>((resolve) => sink.once("drain", () => resolve()));
   }
   sink.end(() => undefined);
   pack.finalize();
