@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { link, mkdir, open, readFile, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -8,9 +9,10 @@ import { removeOldFiles } from "./old-files.js";
 /**
  * A lock file in CCBUNDLE_HOME, so two pushes or two backups on one machine
  * (cron firing while one still runs) do not interleave. The file holds the
- * owner's pid, host, start time and a random token; a lock whose process is
+ * owner's pid, host, start time (on Linux also the boot id and the process's
+ * start ticks, see OwnerInfo) and a random token; a lock whose process is
  * gone (or that is older than `staleAfterMs`) is taken over, so a `kill -9`
- * never wedges cron.
+ * never wedges cron, not even after a reboot that gave its pid to another process.
  *
  * The lock file appears complete or not at all: it is written under a temp
  * name and hard-linked into place (link fails if the name exists), so a
@@ -47,6 +49,13 @@ export interface OwnerInfo {
   pid: number;
   host: string;
   started: number;
+  /**
+   * Linux: the boot's id and the process's start in clock ticks since that boot. With the pid they
+   * name one process whatever the wall clock did, so a pid used again (after a reboot, or in a
+   * restarted container, where pids repeat) is not taken for the owner.
+   */
+  boot?: string;
+  ticks?: string;
 }
 
 export async function withLock<T>(
@@ -68,7 +77,38 @@ export function lockPath(home: string, name: string): string {
 }
 
 export function currentOwner(): OwnerInfo {
-  return { pid: process.pid, host: os.hostname(), started: Date.now() };
+  return { pid: process.pid, host: os.hostname(), started: Date.now(), ...thisProcess() };
+}
+
+let ownIdentity: { boot: string; ticks: string } | null | undefined;
+/** This process's boot id and start ticks (read once), or nothing where /proc does not tell. */
+function thisProcess(): { boot: string; ticks: string } | Record<string, never> {
+  if (ownIdentity === undefined) {
+    const boot = bootId();
+    const ticks = startTicks(process.pid);
+    ownIdentity = boot && ticks ? { boot, ticks } : null;
+  }
+  return ownIdentity ?? {};
+}
+
+function bootId(): string | undefined {
+  try {
+    return readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Field 22 of /proc/<pid>/stat (starttime); the name before it may hold spaces and parentheses. */
+function startTicks(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const ticks = fields[22 - 3];
+    return ticks && /^\d+$/.test(ticks) ? ticks : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export async function acquireLock(home: string, name: string, options: LockOptions = {}): Promise<() => Promise<void>> {
@@ -202,7 +242,9 @@ export function parseOwner(text: string): OwnerInfo | undefined {
   try {
     const info = JSON.parse(text) as Partial<OwnerInfo>;
     if (typeof info.pid === "number" && typeof info.host === "string" && typeof info.started === "number") {
-      return { pid: info.pid, host: info.host, started: info.started };
+      const identity =
+        typeof info.boot === "string" && typeof info.ticks === "string" ? { boot: info.boot, ticks: info.ticks } : {};
+      return { pid: info.pid, host: info.host, started: info.started, ...identity };
     }
   } catch {
     // fall through
@@ -218,11 +260,18 @@ function isStale(info: OwnerInfo, staleAfterMs: number): boolean {
 /** True when `info` names a process on this host that no longer exists. */
 export function ownerIsGone(info: OwnerInfo): boolean {
   if (info.host !== os.hostname()) return false;
-  if (info.pid === process.pid) return false;
+  const now = thisProcess();
+  // Written in an earlier boot: every process of it is gone.
+  if (info.boot !== undefined && now.boot !== undefined && info.boot !== now.boot) return true;
+  if (info.pid === process.pid) return info.ticks !== undefined && now.ticks !== undefined && info.ticks !== now.ticks;
   try {
     process.kill(info.pid, 0);
-    return false;
   } catch (err) {
     return errnoCode(err) === "ESRCH";
   }
+  // The pid is alive; it is the owner only if it started when the owner did (an owner written
+  // without ticks, by an older version or another OS, keeps the pid check alone).
+  if (info.ticks === undefined || now.boot === undefined) return false;
+  const ticks = startTicks(info.pid);
+  return ticks !== undefined && ticks !== info.ticks;
 }

@@ -100,7 +100,10 @@ function ticketFor(home: string, content: string): string {
 }
 
 /** Leave a lock file as a holder would have; returns its exact content. */
-function plantLock(home: string, owner: { pid: number; host: string; started: number }): string {
+function plantLock(
+  home: string,
+  owner: { pid: number; host: string; started: number; boot?: string; ticks?: string },
+): string {
   mkdirSync(path.join(home, "locks"), { recursive: true });
   const content = JSON.stringify(owner);
   writeFileSync(lockPath(home, "push"), content);
@@ -211,6 +214,77 @@ describe("the lock in CCBUNDLE_HOME", () => {
       expect((err as CcbError).message).toContain(`another ccbundle push is running (pid ${holder.pid}`);
       expect((err as CcbError).hint).toContain(lockPath(home, "push"));
       expect(Date.now() - start).toBeGreaterThanOrEqual(400);
+    } finally {
+      holder.kill("SIGKILL");
+    }
+  });
+});
+
+/** Linux's boot id and a process's start ticks, read here independently of core/lock.ts. */
+const bootId = () => readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
+const startTicks = (pid: number) => {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]!;
+};
+
+describe.runIf(existsSync("/proc/self/stat"))("the lock's owner, when its pid is in use again", () => {
+  const liveHolder = () => spawn("sleep", ["30"], { stdio: "ignore" });
+
+  it("records the boot and the start ticks of the process that holds it", async () => {
+    const home = path.join(scratch, "ident");
+    const release = await acquireLock(home, "push");
+    try {
+      const owner = JSON.parse(readFileSync(lockPath(home, "push"), "utf8")) as Record<string, unknown>;
+      expect(owner.boot).toBe(bootId());
+      expect(owner.ticks).toBe(startTicks(process.pid));
+    } finally {
+      await release();
+    }
+  });
+
+  it("a lock from an earlier boot is taken over at once, though a process has its pid now", async () => {
+    const home = path.join(scratch, "reboot");
+    const holder = liveHolder();
+    try {
+      plantLock(home, {
+        pid: holder.pid!,
+        host: os.hostname(),
+        started: Date.now(),
+        boot: "00000000-0000-4000-8000-000000000000",
+        ticks: startTicks(holder.pid!),
+      });
+      const release = await acquireLock(home, "push");
+      await release();
+    } finally {
+      holder.kill("SIGKILL");
+    }
+  });
+
+  it("a lock whose pid now belongs to a later process (a restarted container) is taken over at once", async () => {
+    const home = path.join(scratch, "pid-again");
+    const holder = liveHolder();
+    try {
+      const ticks = String(Number(startTicks(holder.pid!)) - 1);
+      plantLock(home, { pid: holder.pid!, host: os.hostname(), started: Date.now(), boot: bootId(), ticks });
+      const release = await acquireLock(home, "push");
+      await release();
+      // Our own pid, written by an earlier process that had it.
+      plantLock(home, { pid: process.pid, host: os.hostname(), started: Date.now(), boot: bootId(), ticks });
+      const again = await acquireLock(home, "push");
+      await again();
+    } finally {
+      holder.kill("SIGKILL");
+    }
+  });
+
+  it("the process that really holds it is waited for", async () => {
+    const home = path.join(scratch, "real-owner");
+    const holder = liveHolder();
+    try {
+      const owner = { pid: holder.pid!, host: os.hostname(), started: Date.now() };
+      plantLock(home, { ...owner, boot: bootId(), ticks: startTicks(holder.pid!) });
+      const err = await acquireLock(home, "push", { waitMs: 300 }).catch((e: unknown) => e);
+      expect((err as CcbError).message).toContain(`another ccbundle push is running (pid ${holder.pid}`);
     } finally {
       holder.kill("SIGKILL");
     }
