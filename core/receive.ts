@@ -1,3 +1,4 @@
+import { rmSync } from "node:fs";
 import { mkdir, realpath } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
@@ -9,7 +10,14 @@ import { chunkRewriter } from "./claude/files.js";
 import { FsyncQueue } from "./claude/fsync-queue.js";
 import { describeGitDrift } from "./claude/git.js";
 import { GitMemo } from "./claude/git-memo.js";
-import { commitJournal, InstallCache, journalPath, pendingJournals, type StepHook } from "./claude/install-journal.js";
+import {
+  commitJournal,
+  hasPendingJournal,
+  InstallCache,
+  journalPath,
+  pendingJournals,
+  type StepHook,
+} from "./claude/install-journal.js";
 import { createRemapper, type PathMapping, type Remapper, rewriteFormFor, type TextForm } from "./claude/remap.js";
 import { newBackupDir, type PreparedRestore, prepareRestore, type RestoreResult } from "./claude/restore.js";
 import { otherCopiesWarning } from "./claude/session.js";
@@ -25,6 +33,7 @@ import { TranscriptIndex } from "./claude/transcript-index.js";
 import { homeDir, type Settings } from "./config.js";
 import { AgeError, type Identity } from "./crypto/age/index.js";
 import { CcbError, errnoCode, IntegrityError } from "./errors.js";
+import { onInterrupt } from "./interrupt.js";
 import { acquireLock } from "./lock.js";
 import { remembered } from "./remembered.js";
 
@@ -123,6 +132,10 @@ export class ReceiveRun {
   readonly #cleanups: Promise<unknown>[] = [];
   readonly #targets = new Map<string, Promise<TargetChoice>>();
   readonly #transcripts: TranscriptIndex;
+  /** Journals being written now: an interrupt must not remove the staging folder under them. */
+  #committing = 0;
+  /** Unregisters the interrupt cleanup of the staging folder (see core/interrupt.ts). */
+  #forgetStaging: (() => void) | undefined;
 
   constructor(settings: Settings, options: { oneBundle: boolean }) {
     this.#settings = settings;
@@ -135,7 +148,14 @@ export class ReceiveRun {
     const { claudeDir } = this.#settings;
     this.#root ??= removeDeadStaging(claudeDir)
       .catch(() => undefined)
-      .then(() => createStaging(claudeDir));
+      .then(() => createStaging(claudeDir))
+      .then((root) => {
+        // Ctrl-C before any install began: the decrypted files go at once, not at the next receive.
+        this.#forgetStaging = onInterrupt(() => {
+          if (this.#committing === 0 && !hasPendingJournal(root)) rmSync(root, { recursive: true, force: true });
+        });
+        return root;
+      });
     const root = await this.#root.catch((err: unknown) => {
       throw describeFsError(err, claudeDir);
     });
@@ -277,6 +297,7 @@ export class ReceiveRun {
     await lock?.release();
     const root = await this.#root?.catch(() => undefined);
     if (root && (await pendingJournals(root).catch(() => [])).length === 0) await removeStaging(root);
+    this.#forgetStaging?.();
   }
 
   /** The install lock, taken once per run; killed runs' staging is finished first. */
@@ -334,12 +355,13 @@ export class ReceiveRun {
     }
     // Commit: staged files on disk, then the journal, then the renames.
     await staged.durable.settle();
+    this.#committing++;
     const reports = await commitJournal(
       journalPath(staged.dir, prepared[0]?.restore.sessionId ?? "empty"),
       { version: 1, claudeDir: settings.claudeDir, backupDir, steps: prepared.flatMap((p) => p.restore.steps) },
       staged.dir,
       { onStep: options.onInstallStep, cache: this.#installed, replay: false, removals },
-    );
+    ).finally(() => this.#committing--);
     const sessions: ReceivedSession[] = [];
     let taken = 0;
     for (const { session, target, restore } of prepared) {

@@ -6,6 +6,7 @@ import { pipeline } from "node:stream/promises";
 import { pathToFileURL } from "node:url";
 import { promisify } from "node:util";
 import { CcbError, errnoCode, NotFoundError } from "../core/errors.js";
+import { removeOnInterrupt } from "../core/interrupt.js";
 import { removeOldFiles } from "../core/old-files.js";
 import { randomId } from "../core/store-layout.js";
 import {
@@ -75,6 +76,8 @@ export class LocalStore implements BlobStore {
     // flush: fsync before close, on the stream's own descriptor (pipeline waits for it and
     // reports its failure): durable before the rename, with no second open and close.
     const out = createWriteStream(tmp, { fd, flush: true });
+    // Ctrl-C mid-upload: the temp file goes at once (else a put a day later sweeps it).
+    const forgetTmp = removeOnInterrupt(tmp);
     const folder = path.dirname(target);
     let size = 0;
     const counter = new Transform({
@@ -105,6 +108,8 @@ export class LocalStore implements BlobStore {
       out.destroy(); // closes the descriptor if the pipeline never ran
       await rm(tmp, { force: true });
       throw this.wrap(err, key);
+    } finally {
+      forgetTmp();
     }
     return { size };
   }

@@ -7,6 +7,7 @@ import {
   ftruncateSync,
   lstatSync,
   openSync,
+  readdirSync,
   readFileSync,
   readSync,
   type Stats,
@@ -89,6 +90,29 @@ export async function pendingJournals(stagingDir: string): Promise<string[]> {
     }
   }
   return found.sort();
+}
+
+/** Whether pendingJournals would find any, asked synchronously (an interrupt handler); true if in doubt. */
+export function hasPendingJournal(stagingDir: string): boolean {
+  const list = (dir: string): Dirent[] => {
+    try {
+      return readdirSync(dir, { withFileTypes: true });
+    } catch (err) {
+      if (errnoCode(err) === "ENOENT" || errnoCode(err) === "ENOTDIR") return [];
+      throw err;
+    }
+  };
+  try {
+    return list(stagingDir).some(
+      (entry) =>
+        isJournal(entry.name) ||
+        (entry.isDirectory() &&
+          BUNDLE_FOLDER.test(entry.name) &&
+          list(path.join(stagingDir, entry.name)).some((inner) => isJournal(inner.name))),
+    );
+  } catch {
+    return true;
+  }
 }
 
 /** A staging subfolder holding one bundle of a multi-bundle run (core/receive.ts). */

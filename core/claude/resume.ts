@@ -3,6 +3,7 @@ import { access, constants } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { CcbError } from "../errors.js";
+import { suspendInterrupts } from "../interrupt.js";
 
 /** Handing the terminal to `claude --resume <id>` in the project directory. */
 
@@ -49,8 +50,10 @@ export function runClaudeResume(
       ["SIGHUP", forward],
     ];
     for (const [signal, handler] of handlers) process.on(signal, handler);
+    const resumeInterrupts = suspendInterrupts();
     const release = () => {
       for (const [signal, handler] of handlers) process.off(signal, handler);
+      resumeInterrupts();
     };
     child.on("error", (err) => {
       release();

@@ -1,0 +1,99 @@
+import { rmSync } from "node:fs";
+
+/**
+ * Ctrl-C (or SIGTERM from systemd, SIGHUP from a closed terminal) in the
+ * middle of a command. Dying at once is safe: every step is written to survive
+ * a `kill -9`. But it leaves what only a later command clears: decrypted
+ * staging files in the config dir (hundreds of MB after a big pull), an
+ * upload's temp file in a store folder, the parts of an S3 multipart upload
+ * (invisible, but stored and billed until a lifecycle rule clears them).
+ *
+ * So while some work has such leftovers it registers a cleanup here, and
+ * signals are ours only while one is registered (else Node's default, dying,
+ * applies). A signal runs every cleanup; the synchronous ones are done at
+ * once, those that return a promise (an S3 abort) get ABORT_WAIT_MS at most.
+ * Then the process ends by the same signal, so the shell sees an interrupted
+ * command (exit 130 or 143; a loop in a script stops). A second signal while
+ * we wait finds no handler of ours and ends the process the default way.
+ */
+
+/** Synchronous, or returning a promise of the work it started (waited for, within limits). */
+type Cleanup = () => unknown;
+
+/** How long cleanups that return a promise may take before the process dies anyway. */
+const ABORT_WAIT_MS = 3000;
+const SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+
+const cleanups = new Set<Cleanup>();
+let interrupted: NodeJS.Signals | undefined;
+/** Set while claude runs in the foreground: its Ctrl-C is its own (see suspendInterrupts). */
+let suspended = 0;
+
+function onSignal(signal: NodeJS.Signals): void {
+  if (suspended > 0) return;
+  interrupted = signal;
+  for (const name of SIGNALS) process.off(name, onSignal);
+  const pending: Promise<unknown>[] = [];
+  for (const cleanup of cleanups) {
+    try {
+      const result = cleanup();
+      if (result instanceof Promise) pending.push(result);
+    } catch {
+      // Best effort: what is left, a later command clears as it would after a kill -9.
+    }
+  }
+  cleanups.clear();
+  process.stderr.write("\nccbundle: interrupted\n");
+  const die = () => {
+    process.kill(process.pid, signal);
+  };
+  if (pending.length === 0) {
+    die();
+    return;
+  }
+  let timer: NodeJS.Timeout | undefined;
+  void Promise.race([
+    Promise.allSettled(pending),
+    new Promise((resolve) => {
+      timer = setTimeout(resolve, ABORT_WAIT_MS);
+    }),
+  ]).finally(() => {
+    clearTimeout(timer);
+    die();
+  });
+}
+
+/** The signal that is ending this process, if one is: work about to start should not. */
+export function interruptedBy(): NodeJS.Signals | undefined {
+  return interrupted;
+}
+
+/** Run `cleanup` if a signal ends the process before the returned function is called. */
+export function onInterrupt(cleanup: Cleanup): () => void {
+  if (cleanups.size === 0 && !interrupted) for (const signal of SIGNALS) process.on(signal, onSignal);
+  cleanups.add(cleanup);
+  return () => {
+    if (!cleanups.delete(cleanup) || cleanups.size > 0 || interrupted) return;
+    for (const signal of SIGNALS) process.off(signal, onSignal);
+  };
+}
+
+/** Remove `target` (a file, or a folder and all in it) on interrupt; see onInterrupt. */
+export function removeOnInterrupt(target: string): () => void {
+  return onInterrupt(() => rmSync(target, { recursive: true, force: true }));
+}
+
+/**
+ * Until the returned function is called, signals run no cleanup and end nothing: for
+ * `claude --resume`, which gets the terminal's Ctrl-C itself (core/claude/resume.ts). Nothing
+ * should be registered by then; this makes sure a leftover registration cannot end ccbundle
+ * under a claude that is still running.
+ */
+export function suspendInterrupts(): () => void {
+  suspended++;
+  let resumed = false;
+  return () => {
+    if (!resumed) suspended--;
+    resumed = true;
+  };
+}
