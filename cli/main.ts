@@ -27,12 +27,14 @@ process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
 function rejectSecretsOnArgv(args: string[]): void {
   for (let i = 0; i < args.length; i++) {
     const arg = args[i]!;
-    if (/^--(passphrase|pin)=/.test(arg) || arg === "--passphrase") {
+    // `init --passphrase` alone is the (default) boolean; a word after it would be the passphrase.
+    const next = args[i + 1];
+    const valueFollows = next !== undefined && !next.startsWith("-");
+    if (/^--(passphrase|pin)=/.test(arg) || (arg === "--passphrase" && valueFollows)) {
       throw new UsageError("passphrases and PINs are not accepted on the command line", {
         hint: "use CCBUNDLE_PASSPHRASE / --passphrase-file / --passphrase-fd, or CCBUNDLE_PIN / --pin-file, or type it when asked",
       });
     }
-    const next = args[i + 1];
     if (arg === "--pin" && next !== undefined && !next.startsWith("-") && !/^[13-9a-km-uw-z]{52}$/.test(next)) {
       throw new UsageError("a PIN is not accepted on the command line", {
         hint: "--pin takes no value: use CCBUNDLE_PIN or --pin-file, or type it when asked",
@@ -59,6 +61,112 @@ function rejectNegativeDurations(args: string[]): void {
 }
 
 /**
+ * Whether a boolean flag is on, the way yargs will read it (the last of `--json`, `--json=true`,
+ * `--no-json`, `--json=false` wins; `-q` alone or in a cluster such as `-qv`): the output mode of
+ * an error that happens before or while yargs parses.
+ */
+function flagOn(args: string[], name: string, short?: string): boolean {
+  let on = false;
+  for (const arg of args) {
+    if (arg === "--") break;
+    if (arg === `--${name}` || arg === `--${name}=true`) on = true;
+    else if (arg === `--no-${name}` || arg === `--${name}=false`) on = false;
+    else if (short && /^-[a-zA-Z]+$/.test(arg) && arg.includes(short)) on = true;
+  }
+  return on;
+}
+
+/** Flags whose own checks refuse an empty value in their own words (durations, --to, --session). */
+const EMPTY_CHECKED_ELSEWHERE = new Set(["to", "session", "ttl", "since", "keep-within", "grace"]);
+
+/**
+ * `--store "$UNSET"`, or `--project` with nothing after it: yargs gives "" (or [] for a repeatable
+ * flag), which further on read as "not given" (the environment's store, the current folder, the
+ * newest snapshot) and the command went ahead on something else. A flag given empty is refused.
+ */
+function rejectEmptyValues(args: string[], parsed: Record<string, unknown>): void {
+  for (const arg of args) {
+    if (arg === "--") break;
+    const name = /^--([a-z][a-z0-9-]*)(=|$)/.exec(arg)?.[1];
+    if (name === undefined || EMPTY_CHECKED_ELSEWHERE.has(name)) continue;
+    const value = parsed[name];
+    if (value === "" || (Array.isArray(value) && (value.length === 0 || value.includes("")))) {
+      throw new UsageError(`--${name} needs a value`, { hint: "is the variable you passed empty?" });
+    }
+  }
+}
+
+/** The command named on the command line (for a hint that points at its own --help). */
+function commandNamed(args: string[]): string | undefined {
+  const words = args.filter((arg) => !arg.startsWith("-"));
+  const first = words[0];
+  if (first === undefined) return undefined;
+  // Two-word commands.
+  const second = words[1];
+  if (
+    second &&
+    ((first === "key" && /^(export|import)$/.test(second)) || (first === "hook" && /^(un)?install$/.test(second)))
+  ) {
+    return `${first} ${second}`;
+  }
+  return /^[a-z]+$/.test(first) ? first : undefined;
+}
+
+/** The closest of `known` to `name` (at most two edits away), for "did you mean". */
+function closest(name: string, known: string[]): string | undefined {
+  const distance = (a: string, b: string): number => {
+    const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+    for (let i = 1; i <= a.length; i++) {
+      let diagonal = row[0]!;
+      row[0] = i;
+      for (let j = 1; j <= b.length; j++) {
+        const above = row[j]!;
+        row[j] = Math.min(above + 1, row[j - 1]! + 1, diagonal + (a[i - 1] === b[j - 1] ? 0 : 1));
+        diagonal = above;
+      }
+    }
+    return row[b.length]!;
+  };
+  let best: { name: string; d: number } | undefined;
+  for (const candidate of known) {
+    const d = distance(name, candidate);
+    if (d <= 2 && (best === undefined || d < best.d)) best = { name: candidate, d };
+  }
+  return best?.name;
+}
+
+/**
+ * yargs' own failure messages ("Unknown argument: tll", "Not enough non-option arguments: got 0,
+ * need at least 1") in our words: lower case, flags spelled as typed, a guess for a misspelt flag,
+ * and the command's own --help as the hint.
+ */
+function usageFailure(message: string, args: string[], knownOptions: string[]): UsageError {
+  const command = commandNamed(args);
+  const hint = `see \`ccbundle ${command ? `${command} ` : ""}--help\``;
+  const flag = (name: string) => (name.length === 1 ? `-${name}` : `--${name}`);
+  const unknown = /^Unknown arguments?: (.*)$/.exec(message);
+  if (unknown) {
+    const names = unknown[1]!.split(", ");
+    const guess = names.length === 1 ? closest(names[0]!, knownOptions) : undefined;
+    const what = names.every(
+      (name) => /^[\w-]+$/.test(name) && args.some((arg) => /^-/.test(arg) && arg.includes(name)),
+    )
+      ? `unknown option ${names.map(flag).join(", ")}`
+      : `unexpected argument ${names.join(", ")}`;
+    return new UsageError(guess ? `${what}; did you mean ${flag(guess)}?` : what, { hint });
+  }
+  if (message.startsWith("Did you mean"))
+    return new UsageError(`unknown command; did you mean${message.slice(12)}`, { hint });
+  if (/^Not enough non-option arguments/.test(message)) return new UsageError("missing argument", { hint });
+  const missing = /^Missing required arguments?: (.*)$/.exec(message);
+  if (missing) return new UsageError(`missing ${missing[1]!.split(", ").map(flag).join(", ")}`, { hint });
+  const exclusive = /^Arguments (\S+) and (\S+) are mutually exclusive$/.exec(message);
+  if (exclusive)
+    return new UsageError(`${flag(exclusive[1]!)} and ${flag(exclusive[2]!)} cannot be used together`, { hint });
+  return new UsageError(message.charAt(0).toLowerCase() + message.slice(1), { hint });
+}
+
+/**
  * yargs renders a command's whole help text before running its handler, in
  * case the handler asks for it later; ours never do (failures go through
  * .fail, which prints no help), and laying out the help costs 30 ms and more
@@ -72,9 +180,9 @@ function skipHelpCache(cli: Argv<GlobalArgs>): void {
 }
 
 async function main(): Promise<number> {
-  const json = argv.includes("--json");
-  const quiet = argv.includes("--quiet") || argv.includes("-q");
-  const out = new Output(json, quiet);
+  // `ccbundle help push` is `ccbundle push --help`.
+  if (argv[0] === "help" && argv.length > 1) argv.splice(0, argv.length, ...argv.slice(1), "--help");
+  const out = new Output(flagOn(argv, "json"), flagOn(argv, "quiet", "q"));
   try {
     rejectSecretsOnArgv(argv);
     rejectNegativeDurations(argv);
@@ -104,14 +212,15 @@ async function main(): Promise<number> {
       .help()
       .alias("h", "help")
       .wrap(Math.min(110, process.stdout.columns || 100))
-      .fail((message, err) => {
+      .middleware((parsed) => rejectEmptyValues(argv, parsed))
+      .fail((message, err, parser) => {
         // yargs re-wraps what a coerce throws in its own YError: that is a usage error too.
         if (err && err.name !== "YError") throw err;
         if (err) throw new UsageError(err.message, { hint: "see `ccbundle --help`" });
-        const text = message?.startsWith("Did you mean")
-          ? `unknown command; did you mean${message.slice(12)}`
-          : message;
-        throw new UsageError(text ?? "invalid command line", { hint: "see `ccbundle --help`" });
+        const known = Object.keys(
+          (parser as unknown as { getDescriptions(): Record<string, unknown> }).getDescriptions(),
+        );
+        throw usageFailure(message ?? "invalid command line", argv, known);
       }) as unknown as Argv<GlobalArgs>;
     skipHelpCache(cli);
     cli = identityCommands(cli);

@@ -1,6 +1,6 @@
 /**
  * Typed errors. Every failure a user can meet is a CcbError carrying the exit
- * code DESIGN.md promises and a one-line hint; the CLI prints `error: <message>`
+ * code DESIGN.md promises and a one-line hint; the CLI prints `ccbundle: <message>`
  * and `hint: <hint>` and exits with `exitCode`. Anything else that escapes is a bug.
  */
 

@@ -148,7 +148,7 @@ function isHandoffToOthers(slot: OpenedSlot): boolean {
 export function checkLive(payload: PointerPayload, now = Math.floor(Date.now() / 1000)): void {
   if (payload.kind === "tombstone") {
     throw new IntegrityError(
-      payload.burn ? "this handoff was already picked up (burn after read)" : "this handoff was revoked",
+      payload.burn ? "this handoff was already picked up (burn after reading)" : "this handoff was revoked",
       { hint: "ask the sender to push again" },
     );
   }
@@ -453,7 +453,7 @@ const LINK = "(presigned link)";
 function goneError(where: string, burn: boolean): CcbError {
   // A burn-after-read bundle that is gone was picked up by whoever pulled first.
   return burn
-    ? new IntegrityError("this handoff was already picked up (burn after read): its bundle is gone", {
+    ? new IntegrityError("this handoff was already picked up (burn after reading): its bundle is gone", {
         hint: "ask the sender to push again",
       })
     : new NotFoundError(`the bundle this handoff points at is gone from ${where}`, {

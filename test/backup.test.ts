@@ -304,6 +304,11 @@ describe("failures and sessions that are gone", () => {
     expect(result.code).toBe(3);
     const doc = JSON.parse(result.stdout);
     expect(doc).toMatchObject({ ok: false, partial: true, sessions: { uploaded: 1, failed: 1, inSnapshot: 12 } });
+    expect(doc.error).toEqual({
+      message: expect.stringContaining(`session ${id} was not backed up`),
+      hint: expect.any(String),
+      exitCode: 3,
+    });
     expect(doc.failures).toEqual([
       { session: id, message: expect.stringContaining("no complete lines"), hint: expect.any(String), exitCode: 1 },
     ]);
@@ -368,6 +373,11 @@ describe("failures and sessions that are gone", () => {
       expect(result.code).toBe(3);
       const doc = JSON.parse(result.stdout);
       expect(doc).toMatchObject({ ok: false, partial: true, snapshot: listed.snapshot });
+      expect(doc.error).toEqual({
+        message: `session ${lost.id} was not restored: the backup of session ${lost.id} is gone from file://${nas}`,
+        hint: expect.stringContaining("older snapshot"),
+        exitCode: 3,
+      });
       expect(doc.sessions).toHaveLength(11);
       expect(doc.failures).toEqual([
         {

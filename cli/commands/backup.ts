@@ -186,10 +186,30 @@ function reportBackup(out: Output, result: BackupResult, published: PublishOutco
       : published?.status === "failed"
         ? ExitCode.failure
         : ExitCode.ok;
+  const firstFailure = result.failures[0];
   out.result({
     ok: exitCode === ExitCode.ok,
     partial: exitCode === ExitCode.partial,
     ...result,
+    // As every failing command's document has: what failed, in one line.
+    ...(exitCode === ExitCode.ok
+      ? {}
+      : {
+          error: firstFailure
+            ? {
+                message:
+                  counts.failed === 1
+                    ? `session ${firstFailure.session} was not backed up: ${firstFailure.message}`
+                    : `${counts.failed} sessions were not backed up`,
+                hint: firstFailure.hint,
+                exitCode,
+              }
+            : {
+                message: `the snapshot was not published: ${published?.error?.message ?? "unknown error"}`,
+                hint: published?.error?.hint,
+                exitCode,
+              },
+        }),
     published: published
       ? {
           status: published.status,

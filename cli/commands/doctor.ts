@@ -106,7 +106,21 @@ export function doctorCommand(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
       }
 
       const ok = checks.every((c) => c.ok);
-      ctx.out.result({ ok, checks });
+      const failed = checks.filter((check) => !check.ok);
+      ctx.out.result({
+        ok,
+        checks,
+        // As every failing command's document has: what failed, in one line.
+        ...(ok
+          ? {}
+          : {
+              error: {
+                message: `${failed.length} check${failed.length === 1 ? "" : "s"} failed: ${failed.map((check) => check.name).join(", ")}`,
+                hint: failed[0]?.hint,
+                exitCode: 1,
+              },
+            }),
+      });
       // --quiet still prints what failed: `doctor -q` in a script says why it exits 1.
       for (const check of checks) {
         const say = check.ok ? (text: string) => ctx.out.line(text) : (text: string) => ctx.out.essential(text);

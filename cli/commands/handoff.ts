@@ -2,7 +2,7 @@ import type { Argv } from "yargs";
 import { findOnPath, resumeCommandLine, runClaudeResume } from "../../core/claude/resume.js";
 import { parseMaps } from "../../core/claude/target.js";
 import { NoIdentityError, readPublicKey } from "../../core/crypto/identity-file.js";
-import { parseRecipient, type UserKey } from "../../core/crypto/keys.js";
+import { decodeZ32PublicKey, parseRecipient, type UserKey } from "../../core/crypto/keys.js";
 import { checkNewPin, pinBytes, weakPinReason } from "../../core/crypto/pin.js";
 import { requireSecret } from "../../core/crypto/secrets.js";
 import { formatBytes, formatDuration, parseDuration } from "../../core/duration.js";
@@ -134,7 +134,7 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
           .option("resume", {
             type: "boolean",
             default: true,
-            describe: "Run `claude --resume` afterwards (--no-resume to skip)",
+            describe: "Run `claude --resume` afterwards (--no-resume to skip; never with --json)",
           })
           .option("rewrite", {
             type: "boolean",
@@ -280,7 +280,11 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
             describe: "Accept a bundle signed by anyone",
           })
           .option("map", { type: "string", array: true, describe: "Rewrite a path prefix <old>=<new> (repeatable)" })
-          .option("resume", { type: "boolean", default: true, describe: "Run `claude --resume` afterwards" })
+          .option("resume", {
+            type: "boolean",
+            default: true,
+            describe: "Run `claude --resume` afterwards (never with --json)",
+          })
           .option("rewrite", {
             type: "boolean",
             default: true,
@@ -294,6 +298,7 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
       async (args) => {
         const ctx = new Context(args);
         const maps = parseMaps(args.map);
+        const from = signerKeys(args.from);
         const { importBundle, checkImportSource } = await import("../../core/transfer.js");
         await checkImportSource(args.file); // before the passphrase is asked for
         const key = await ctx.userKey();
@@ -301,7 +306,7 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
           settings: ctx.settings,
           key,
           file: args.file,
-          from: args.from ?? [],
+          from,
           allowUnknownSigner: args.allowUnknownSigner,
           project: args.project,
           cwd: process.cwd(),
@@ -422,6 +427,19 @@ async function readNewPin(ctx: Context, file: string | undefined): Promise<Uint8
     );
   }
   return pinBytes(pin);
+}
+
+/** The --from keys, checked (a typo would only show as "signed by someone else" after the work). */
+function signerKeys(values: string[] | undefined): string[] {
+  return (values ?? []).map((value) => {
+    try {
+      decodeZ32PublicKey(value);
+    } catch (err) {
+      if (err instanceof UsageError) throw new UsageError(`--from ${value}: ${err.message}`, { hint: err.hint });
+      throw err;
+    }
+    return value.trim().toLowerCase();
+  });
 }
 
 /**

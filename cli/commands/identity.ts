@@ -28,7 +28,8 @@ export function identityCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
           .option("passphrase", {
             type: "boolean",
             default: true,
-            describe: "Encrypt the identity at rest (--no-passphrase for unattended machines)",
+            describe:
+              "Encrypt the identity at rest with a passphrase, asked for or read from CCBUNDLE_PASSPHRASE / --passphrase-file / --passphrase-fd (--no-passphrase for unattended machines)",
           })
           .option("force", {
             type: "boolean",

@@ -68,7 +68,11 @@ export function restoreCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
             describe: "With a session: restore into this project. With --all: only this project's sessions",
           })
           .option("map", { type: "string", array: true, describe: "Move a path prefix <old>=<new> (repeatable)" })
-          .option("resume", { type: "boolean", default: true, describe: "Run `claude --resume` after one session" })
+          .option("resume", {
+            type: "boolean",
+            default: true,
+            describe: "Run `claude --resume` after one session (never with --json)",
+          })
           .option("rewrite", { type: "boolean", default: true, describe: "Rewrite paths (--no-rewrite keeps bytes)" })
           .option("force", { type: "boolean", default: false, describe: "Replace diverged local copies (backed up)" }),
       async (args) => {
@@ -111,9 +115,23 @@ export function restoreCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
         }
         const partial = result.failures.length > 0 && result.restored.length > 0;
         const failed = result.failures.length > 0 && result.restored.length === 0;
+        const total = result.restored.length + result.failures.length;
+        const first = result.failures[0];
         ctx.out.result({
           ok: result.failures.length === 0,
           partial,
+          ...(first
+            ? {
+                error: {
+                  message:
+                    result.failures.length === 1
+                      ? `session ${first.session} was not restored: ${first.message}`
+                      : `${result.failures.length} of ${total} sessions were not restored`,
+                  hint: first.hint,
+                  exitCode: partial ? ExitCode.partial : first.exitCode,
+                },
+              }
+            : {}),
           store: result.store,
           via: location.via,
           snapshot: result.snapshot,

@@ -1,0 +1,98 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Machine } from "./helpers/machine.js";
+import { expectOneLineError } from "./helpers/tree.js";
+
+/**
+ * The command line as scripts meet it: a flag given an empty value, yargs'
+ * own complaints in our words with the command's --help as the hint, the
+ * output mode of an early failure, `help <command>`.
+ */
+
+let m: Machine;
+let project: string;
+beforeAll(async () => {
+  m = new Machine("usage", { CCBUNDLE_PASSPHRASE: "correct horse battery staple" });
+  project = m.project("app");
+  m.env.CCBUNDLE_STORE = m.project("nas");
+  await m.runOk(["init"]);
+});
+afterAll(() => m?.cleanup());
+
+async function usage(args: string[], says: RegExp | string, hint?: string) {
+  const r = await m.run(args, { cwd: project });
+  expect(r.code, r.stderr).toBe(2);
+  expectOneLineError(r.stderr);
+  expect(r.stderr).toContain(typeof says === "string" ? says : "");
+  if (typeof says !== "string") expect(r.stderr).toMatch(says);
+  if (hint) expect(r.stderr).toContain(`hint: ${hint}`);
+  expect(r.stdout).toBe("");
+}
+
+describe("a flag given an empty value is a usage error, never 'not given'", () => {
+  for (const args of [
+    ["push", "--store", ""],
+    ["push", "--store"],
+    ["backup", "--project", ""],
+    ["list", "--snapshot"],
+    ["pull", "--map"],
+    ["export", "--out", ""],
+    ["import", "x.ccb", "--from"],
+  ]) {
+    const flag = args.find((arg) => arg.startsWith("--"))!;
+    it(args.join(" ").replace(/ $/, ' ""'), () =>
+      usage(args, `${flag} needs a value`, "is the variable you passed empty?"),
+    );
+  }
+});
+
+describe("yargs' complaints, in our words", () => {
+  it("a misspelt option gets a guess and the command's help", () =>
+    usage(["push", "--tll", "2h"], "unknown option --tll; did you mean --ttl?", "see `ccbundle push --help`"));
+  it("an option no command has", () => usage(["whoami", "--frobnicate"], /^ccbundle: unknown option --frobnicate$/m));
+  it("a word too many", () => usage(["push", "extra"], "unexpected argument extra", "see `ccbundle push --help`"));
+  it("a missing argument", () => usage(["key", "export"], "missing argument", "see `ccbundle key export --help`"));
+  it("a missing required option", () => usage(["export"], "missing --out", "see `ccbundle export --help`"));
+  it("options that exclude each other", () =>
+    usage(["backup", "--all", "--project", "."], "--all and --project cannot be used together"));
+  it("a --from that is not a key", () =>
+    usage(["import", "x.ccb", "--from", "bogus"], "--from bogus: not a ccbundle key"));
+});
+
+describe("output mode and help", () => {
+  it("--json=true makes a failure a JSON document too; --no-json after --json makes it text", async () => {
+    const json = await m.run(["status", "--json=true", "--store", "/nonexistent/nas"]);
+    expect(json.code).not.toBe(0);
+    expect(JSON.parse(json.stdout)).toMatchObject({ ok: false, error: { message: expect.any(String) } });
+    const text = await m.run(["status", "--json", "--no-json", "--store", "/nonexistent/nas"]);
+    expect(text.stdout).toBe("");
+    expectOneLineError(text.stderr);
+  });
+
+  it("`help push` is `push --help`", async () => {
+    const r = await m.runOk(["help", "push"]);
+    expect(r.stdout).toMatch(/^ccbundle push/m);
+    expect(r.stdout).toContain("--ttl");
+  });
+
+  it("`init --passphrase` alone is the default it names; a word after it would be a secret on argv", async () => {
+    const other = new Machine("usage-init", { CCBUNDLE_PASSPHRASE: "correct horse battery staple" });
+    try {
+      const refused = await other.run(["init", "--passphrase", "hunter2"]);
+      expect(refused.code).toBe(2);
+      expect(refused.stderr).toContain("not accepted on the command line");
+      await other.runOk(["init", "--passphrase"]);
+    } finally {
+      other.cleanup();
+    }
+  });
+
+  it("doctor's failing JSON document has an error, as every command's does", async () => {
+    const r = await m.run(["doctor", "--json", "--store", "/nonexistent/nas"]);
+    expect(r.code).toBe(1);
+    const doc = JSON.parse(r.stdout);
+    expect(doc).toMatchObject({
+      ok: false,
+      error: { message: expect.stringMatching(/check.* failed: .*store/), exitCode: 1 },
+    });
+  });
+});
