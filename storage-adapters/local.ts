@@ -285,10 +285,17 @@ export class LocalStore implements BlobStore {
     return undefined;
   }
 
-  /** The store folder: missing, empty (not even `.tmp`: see EmptyStoreError), or anything else. */
+  /**
+   * The store folder: missing, empty (see EmptyStoreError), or anything else. Empty is also what
+   * our own scaffolding leaves in a bare mount point: `.tmp` with no upload in it, and the empty
+   * folders of a `doctor` probe (`ccbundle/v1/.doctor`). Once those made it look used, a backup
+   * went ahead into the bare mount point. A real store stops the look at its top or at `v1`.
+   */
   private async rootState(): Promise<"missing" | "empty" | "present"> {
     try {
-      return (await readdir(this.root)).length === 0 ? "empty" : "present";
+      return (await holdsOnly(this.root, { [TMP_DIR]: {}, ccbundle: { v1: { [DOCTOR_FOLDER]: {} } } }))
+        ? "empty"
+        : "present";
     } catch (err) {
       const code = errnoCode(err);
       if (code === "ENOENT") return "missing";
@@ -333,4 +340,24 @@ export class LocalStore implements BlobStore {
     }
     return err;
   }
+}
+
+/** The folder a doctor probe is written in (core/store-check.ts DOCTOR_PREFIX). */
+const DOCTOR_FOLDER = ".doctor";
+
+/** A tree of folder names, each holding at most the folders named under it. */
+type Scaffold = { [name: string]: Scaffold };
+
+/**
+ * True when `dir` holds nothing but (some of) the empty folders `allowed` names: no file, and no
+ * other name, at any depth. Throws what the first readdir throws (the caller tells missing).
+ */
+async function holdsOnly(dir: string, allowed: Scaffold): Promise<boolean> {
+  const entries = await readdir(dir, { withFileTypes: true });
+  for (const entry of entries) {
+    const inner = Object.hasOwn(allowed, entry.name) ? allowed[entry.name] : undefined;
+    if (inner === undefined || !entry.isDirectory()) return false;
+    if (!(await holdsOnly(path.join(dir, entry.name), inner).catch(() => false))) return false;
+  }
+  return true;
 }

@@ -419,6 +419,31 @@ describe("a store folder with nothing in it (a NAS mount point, nothing mounted)
       expect(result.stderr).toContain(`store folder ${nas} is empty, but this machine has backed up to it before`);
       expect(result.stderr).toMatch(/hint: mount the NAS, .* delete .*state\/backup\/[0-9a-f]+\.json/);
       expect(readdirSync(nas)).toEqual([]);
+      // doctor says so too, and writes no probe there; and the empty folders an earlier probe or
+      // upload left (.tmp, ccbundle/v1/.doctor) do not make the bare mount point look used.
+      const doctor = await alice.run(["doctor", "--json"]);
+      expect(doctor.code).toBe(1);
+      expect(JSON.parse(doctor.stdout).checks).toContainEqual({
+        name: "store",
+        ok: false,
+        detail: `store folder ${nas} is empty, but this machine has backed up to it before`,
+        hint: "mount the NAS, or check --store",
+      });
+      expect(readdirSync(nas)).toEqual([]);
+      mkdirSync(path.join(nas, ".tmp"));
+      mkdirSync(path.join(nas, "ccbundle", "v1", ".doctor"), { recursive: true });
+      const again = await alice.run(["backup"]);
+      expect(again.code).toBe(1);
+      expect(again.stderr).toContain(`store folder ${nas} is empty, but this machine has backed up to it before`);
+      // Not there at all: the same refusal, not the `mkdir -p` hint that would make the bare mount point.
+      rmSync(nas, { recursive: true });
+      const missing = await alice.run(["backup"]);
+      expect(missing.code).toBe(1);
+      expect(missing.stderr).toContain(
+        `store folder ${nas} does not exist, but this machine has backed up to it before`,
+      );
+      expect(missing.stderr).not.toContain("mkdir");
+      mkdirSync(nas);
       // A store this machine never used starts out empty: that is fine.
       const fresh = path.join(alice.root, "fresh-store");
       mkdirSync(fresh);

@@ -311,9 +311,14 @@ describe("LocalStore", () => {
       expect((err as CcbError).message).toBe(`store folder ${dir} is empty`);
     }
     expect(await listAll(new LocalStore(dir))).toEqual([]); // a new store: backup lists it first
+    // The empty folders of our own making (an upload's .tmp, a doctor probe's) leave it empty.
+    await mkdir(path.join(dir, ".tmp"));
+    await mkdir(path.join(dir, "ccbundle", "v1", ".doctor"), { recursive: true });
+    expect(await new LocalStore(dir).explainEmpty()).toBeInstanceOf(EmptyStoreError);
     // A store with something in it: a missing object is a plain NotFoundError, a delete of one
     // succeeds, and a missing folder inside the store lists as empty, as the contract says.
-    await mkdir(path.join(dir, "ccbundle"));
+    await mkdir(path.join(dir, "ccbundle", "v1", "records"));
+    expect(await new LocalStore(dir).explainEmpty()).toBeUndefined();
     const present = new LocalStore(dir);
     // One at a time: a second read started at once could fail before anything awaits it.
     for (const read of [() => present.get("ccbundle/v1/records/x"), () => present.getBytes("a/b")]) {

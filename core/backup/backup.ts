@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import os from "node:os";
-import { type BlobStore, EmptyStoreError } from "../../storage-adapters/blob-store.js";
+import { type BlobStore, EmptyStoreError, StoreMissingError } from "../../storage-adapters/blob-store.js";
 import { HashCounter } from "../bundle/blob.js";
 import { signBundle } from "../bundle/build.js";
 import type { GitContext } from "../bundle/manifest.js";
@@ -453,13 +453,12 @@ async function uploadSession(options: {
  * until the disk under the mount point fills, and the real store would fall behind.
  */
 async function refuseEmptiedStore(store: BlobStore, stateFile: BackupStateFile): Promise<void> {
-  const { sessions, uploaded } = stateFile.state;
-  if (Object.keys(sessions).length === 0 && uploaded.length === 0) return;
+  if (!stateFile.usedBefore) return;
   const why = await store.explainEmpty?.();
-  // A missing folder is checkWritable's to report (with its `mkdir -p` hint).
-  if (!(why instanceof EmptyStoreError)) return;
+  // Missing, too: checkWritable's `mkdir -p` hint would make the bare mount point for the backup.
+  if (!(why instanceof EmptyStoreError || why instanceof StoreMissingError)) return;
   throw new CcbError(`${why.message}, but this machine has backed up to it before`, ExitCode.failure, {
-    hint: `mount the NAS, or check --store; to start a new backup in that empty folder, delete ${stateFile.path}`,
+    hint: `mount the NAS, or check --store; to start a new backup in that ${why instanceof EmptyStoreError ? "empty folder" : "place"}, delete ${stateFile.path}`,
   });
 }
 

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from "node:crypto";
 import { closeSync, mkdirSync, openSync, writeSync } from "node:fs";
-import { readFile, rm } from "node:fs/promises";
+import { readdir, readFile, rm } from "node:fs/promises";
 import path from "node:path";
 import { writeFileAtomic } from "../claude/files.js";
 import { CcbError, errnoCode } from "../errors.js";
@@ -38,12 +38,32 @@ export interface BackupState {
   uploaded: string[];
 }
 
+/** Whether this machine remembers backing up to `store` (by any identity): a store it knows, emptied or gone. */
+export async function backedUpBefore(home: string, store: string): Promise<boolean> {
+  const dir = path.join(home, "state", "backup");
+  const names = await readdir(dir).catch(() => [] as string[]);
+  for (const name of names.filter((n) => n.endsWith(".json"))) {
+    const state = await readJson(path.join(dir, name)).catch(() => undefined);
+    if (state?.store === store && usedState(state)) return true;
+  }
+  return false;
+}
+
+function usedState(state: BackupState): boolean {
+  return Object.keys(state.sessions).length > 0 || state.uploaded.length > 0;
+}
+
 export class BackupStateFile {
   private constructor(
     private readonly file: string,
     private readonly journal: string,
     readonly state: BackupState,
   ) {}
+
+  /** Anything was backed up to this store from here before (sessions remembered, or uploads). */
+  get usedBefore(): boolean {
+    return usedState(this.state);
+  }
 
   static async open(home: string, publisher: string, store: string): Promise<BackupStateFile> {
     const name = createHash("sha256").update(`${publisher}\n${store}`).digest("hex").slice(0, 20);
