@@ -1,9 +1,10 @@
 import { createHash, randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { readFileSync, unlinkSync } from "node:fs";
 import { link, mkdir, open, readFile, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { CcbError, errnoCode } from "./errors.js";
+import { onInterrupt } from "./interrupt.js";
 import { removeOldFiles } from "./old-files.js";
 
 /**
@@ -120,7 +121,15 @@ export async function acquireLock(home: string, name: string, options: LockOptio
   for (;;) {
     if (await tryCreate(file, mine)) {
       await sweepLeftovers(file);
-      return () => release(file, mine);
+      // Ctrl-C: the next command would take it over as its owner's process is gone, but it need
+      // not find it at all. Still ours (same content) means no one has taken it over.
+      const forget = onInterrupt(() => {
+        if (readFileSync(file, "utf8") === mine) unlinkSync(file);
+      });
+      return () => {
+        forget();
+        return release(file, mine);
+      };
     }
     const seen = await readText(file);
     if (seen === undefined) continue;

@@ -86,6 +86,28 @@ describe("output mode and help", () => {
     }
   });
 
+  it("CCBUNDLE_PASSPHRASE set but empty is named as such; a short passphrase gets a warning at init", async () => {
+    const empty = await m.run(["key", "export", "-", "--age-identity"], { env: { CCBUNDLE_PASSPHRASE: "" } });
+    expect(empty.code).toBe(2);
+    expectOneLineError(empty.stderr);
+    expect(empty.stderr).toContain("CCBUNDLE_PASSPHRASE is set but empty");
+    expect(empty.stdout).toBe("");
+    const other = new Machine("usage-weak", { CCBUNDLE_PASSPHRASE: "hunter2" });
+    try {
+      const init = await other.runOk(["init"]);
+      expect(init.stderr).toMatch(/^warning: a passphrase of 7 characters is easy to guess/m);
+      expect(init.stderr).not.toContain("hunter2");
+    } finally {
+      other.cleanup();
+    }
+    const strong = new Machine("usage-strong", { CCBUNDLE_PASSPHRASE: "correct horse battery staple" });
+    try {
+      expect((await strong.runOk(["init"])).stderr).not.toContain("warning");
+    } finally {
+      strong.cleanup();
+    }
+  });
+
   it("doctor's failing JSON document has an error, as every command's does", async () => {
     const r = await m.run(["doctor", "--json", "--store", "/nonexistent/nas"]);
     expect(r.code).toBe(1);

@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { existsSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { lockPath } from "../core/lock.js";
 import { writeSession } from "./helpers/fixture.js";
 import { type Machine, sameUserOnTwoMachines } from "./helpers/machine.js";
 import { snapshotTree, stagingLeftovers } from "./helpers/tree.js";
@@ -9,7 +10,8 @@ import { snapshotTree, stagingLeftovers } from "./helpers/tree.js";
 /**
  * Ctrl-C in the middle of a push or a pull (core/interrupt.ts): the command
  * ends by SIGINT, as a shell expects, and what it had half-made is gone at
- * once: no temp upload in the store, no decrypted staging in the config dir.
+ * once: no temp upload in the store, no decrypted staging in the config dir,
+ * no lock file.
  */
 
 let alice: Machine;
@@ -72,6 +74,7 @@ describe("Ctrl-C", () => {
     const blobs = path.join(nas, "ccbundle", "v1", "blobs");
     const stored = existsSync(blobs) ? readdirSync(blobs, { recursive: true, withFileTypes: true }) : [];
     expect(stored.filter((entry) => entry.isFile())).toEqual([]);
+    expect(existsSync(lockPath(alice.ccbHome, "push"))).toBe(false);
     // The next push is not held up by anything the interrupted one left (its lock included).
     await alice.runOk(["push"], { cwd: aliceProject });
   }, 120_000);
@@ -91,5 +94,6 @@ describe("Ctrl-C", () => {
     expect(r.stderr).toContain("ccbundle: interrupted");
     expect(stagingLeftovers(bob.claudeDir)).toEqual([]);
     expect(snapshotTree(bob.claudeDir)).toEqual(before);
+    expect(readdirSync(path.join(bob.ccbHome, "locks")).filter((name) => name.endsWith(".lock"))).toEqual([]);
   }, 120_000);
 });

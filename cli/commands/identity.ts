@@ -55,6 +55,12 @@ export function identityCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
               },
             );
           }
+          // scrypt slows each guess, but a copied identity file can be guessed at offline for ever.
+          if ([...passphrase].length < MIN_PASSPHRASE) {
+            ctx.out.warn(
+              `a passphrase of ${[...passphrase].length} characters is easy to guess if the identity file is ever copied: use ${MIN_PASSPHRASE}+ characters, or a few random words (ccbundle init --force to choose again)`,
+            );
+          }
         }
         const kept = args.force && (await hasIdentity(home)) ? await keepOldIdentity(home) : undefined;
         const key = newIdentity();
@@ -204,6 +210,9 @@ export function identityCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
         .demandCommand(1, "say `key export <file>` or `key import <file>`"),
     );
 }
+
+/** Below this many characters, init warns that the passphrase is weak. */
+const MIN_PASSPHRASE = 10;
 
 /**
  * The <file> of `key export` / `key import`: a path, or "-" for stdout / stdin. yargs hands a lone

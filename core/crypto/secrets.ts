@@ -29,7 +29,13 @@ export async function readSecret(
   if (source.file !== undefined) return clean(readFromFile(source.file, source), source);
   if (source.fd !== undefined) return clean(readFromFd(source.fd, source), source);
   const fromEnv = source.env[source.envVar];
-  if (fromEnv !== undefined && fromEnv !== "") return fromEnv;
+  if (fromEnv === "") {
+    // `CCBUNDLE_PASSPHRASE=$UNSET`: a mistake, not "ask me" (and in cron, not "there is no terminal").
+    throw new UsageError(`${source.envVar} is set but empty`, {
+      hint: `put the ${source.label} in it, or unset it${prompt ? " to be asked for it" : ""}`,
+    });
+  }
+  if (fromEnv !== undefined) return fromEnv;
   if (!prompt || !process.stdin.isTTY || !process.stderr.isTTY) return undefined;
   const first = await promptHidden(prompt.message);
   if (prompt.confirm) {
