@@ -162,6 +162,13 @@ describe("hook install / uninstall", () => {
       ).toBe(true);
       await alice.runOk(["hook", "uninstall"]);
       expect(readFileSync(settingsPath(alice), "utf8")).toBe(crlf);
+      // One line (a tool wrote it) stays one line.
+      const compact = `${JSON.stringify(original)}\n`;
+      writeFileSync(settingsPath(alice), compact);
+      await alice.runOk(["hook", "install"]);
+      expect(readFileSync(settingsPath(alice), "utf8").trimEnd()).not.toContain("\n");
+      await alice.runOk(["hook", "uninstall"]);
+      expect(readFileSync(settingsPath(alice), "utf8")).toBe(compact);
     } finally {
       writeFileSync(settingsPath(alice), saved);
     }

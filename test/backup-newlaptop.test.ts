@@ -89,6 +89,8 @@ describe("backup --publish, then restore --all on a new laptop", () => {
       (await laptop.runOk(["restore", "--all", "--map", `${old.home}=${laptop.home}`, "--json"])).stdout,
     );
     expect(again.sessions.map((s: { outcome: string }) => s.outcome)).toEqual(Array(5).fill("identical"));
+    const told = await laptop.runOk(["restore", "--all", "--map", `${old.home}=${laptop.home}`]);
+    expect(told.stdout).toContain("Restored 0 sessions; 5 were already here as backed up.");
     const carol = await withSameIdentity(old, "carol", { CCBUNDLE_STORE: nas });
     try {
       const doc = JSON.parse(

@@ -373,7 +373,8 @@ export function printRestored(ctx: Context, session: ReceivedSession, gathered?:
     replaced: `replaced the diverged local copy (backup in ${session.backupDir})`,
   };
   ctx.out.line(`  ${what[session.outcome]} → ${session.targetCwd}`);
-  ctx.out.line(`  ${session.filesWritten} files written, ${session.filesKept} kept`);
+  const files = (n: number) => `${n} file${n === 1 ? "" : "s"}`;
+  ctx.out.line(`  ${files(session.filesWritten)} written, ${session.filesKept} kept`);
   for (const conflict of session.conflicts)
     ctx.out.warn(`kept local ${conflict} (differs from the incoming one; --force replaces it)`);
   for (const file of session.saved)

@@ -166,7 +166,14 @@ export function restoreCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
           );
         } else if (failed) process.exitCode = result.failures[0]!.exitCode;
         else if (!args.all && result.restored[0]) await maybeResume(ctx, result.restored[0], args.resume);
-        else ctx.out.line(`Restored ${result.restored.length} sessions.`);
+        else {
+          const same = result.restored.filter((session) => session.outcome === "identical").length;
+          ctx.out.line(
+            same === 0
+              ? `Restored ${result.restored.length} sessions.`
+              : `Restored ${result.restored.length - same} sessions; ${same} ${same === 1 ? "was" : "were"} already here as backed up.`,
+          );
+        }
       },
     )
     .command(

@@ -161,7 +161,9 @@ async function writeSettings(file: string, settings: Record<string, unknown>): P
   // The file's own layout (tabs or spaces, CRLF or LF, a last newline or none): a diff of a
   // dotfiles repo then shows the hook, not every line rewritten.
   const before = info ? await readFile(file, "utf8").catch(() => "") : "";
-  const indent = /^\{\r?\n([ \t]+)\S/.exec(before)?.[1] ?? 2;
+  // One line (written by a tool, not a person) stays one line.
+  const oneLine = before.trim() !== "" && !/[\r\n]/.test(before.trim());
+  const indent = oneLine ? 0 : (/^\{\r?\n([ \t]+)\S/.exec(before)?.[1] ?? 2);
   const eol = before.includes("\r\n") ? "\r\n" : "\n";
   const last = before === "" || before.endsWith("\n") ? eol : "";
   await writeFileAtomic(
