@@ -19,7 +19,14 @@ import { addFileStat, type Fingerprint, fingerprintSession, sameFingerprint, tod
 import { GitShell } from "./git-shell.js";
 import { limiter, mapPool } from "./pool.js";
 import type { ProgressListener } from "./progress.js";
-import { newestSnapshot, newSnapshotId, type Snapshot, type SnapshotSession, writeSnapshot } from "./snapshot.js";
+import {
+  newestSnapshot,
+  newSnapshotId,
+  type Snapshot,
+  type SnapshotSession,
+  snapshotTime,
+  writeSnapshot,
+} from "./snapshot.js";
 import { BackupStateFile, machineId, type StateEntry } from "./state.js";
 
 /**
@@ -102,6 +109,8 @@ export interface BackupResult {
 }
 
 const DEFAULT_CONCURRENCY = 3;
+/** A newest snapshot dated this far after the clock is worth a word (clocks of two machines differ by less). */
+const CLOCK_AHEAD_NOTED_MS = 3600_000;
 /** Changed bytes from which worker threads encode (below, the main thread does: see backupWith). */
 const WORKERS_FROM = 16 << 20;
 /** Fingerprinting is stat calls only: many at once keeps the disk queue full. */
@@ -296,9 +305,16 @@ async function backupWith(options: BackupOptions, started: number, gitShell: Git
   const wroteSnapshot = !base || !sameEntries(base.sessions, sessions);
   let snapshotId = base?.id;
   if (wroteSnapshot) {
+    const now = new Date();
+    const id = newSnapshotId(now, base?.id);
+    if (base && snapshotTime(base.id) - now.getTime() > CLOCK_AHEAD_NOTED_MS) {
+      warnings.push(
+        `the newest snapshot ${base.id} is dated after this machine's clock (${now.toISOString()}): a clock was ahead when it was made; this one is named after it, so that it counts as the newest`,
+      );
+    }
     const snapshot: Snapshot = {
       format: "ccbundle-snapshot/1",
-      id: newSnapshotId(),
+      id,
       created: new Date().toISOString(),
       publisher: key.z32,
       machine,

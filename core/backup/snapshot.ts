@@ -67,8 +67,16 @@ export interface Snapshot {
   signature?: string;
 }
 
-export function newSnapshotId(now = new Date()): string {
-  const stamp = now.toISOString().replace(/[-:.]/g, "");
+/**
+ * A new snapshot id, after `parent` (the newest snapshot, which this one is built on) even when
+ * the clock says otherwise: "newest" is the last id in sort order, and a snapshot made while a
+ * clock was ahead (a VM's clock, a laptop's dead RTC) would otherwise hide every later one from
+ * `restore` and the next backup until real time passed it.
+ */
+export function newSnapshotId(now = new Date(), parent?: string): string {
+  const after = parent === undefined ? Number.NaN : snapshotTime(parent);
+  const time = after >= now.getTime() ? new Date(after + 1) : now;
+  const stamp = time.toISOString().replace(/[-:.]/g, "");
   return `${stamp}-${randomBase32(6)}`;
 }
 
