@@ -29,7 +29,9 @@ function rejectSecretsOnArgv(args: string[]): void {
     const arg = args[i]!;
     // `init --passphrase` alone is the (default) boolean; a word after it would be the passphrase.
     const next = args[i + 1];
-    const valueFollows = next !== undefined && !next.startsWith("-");
+    // Only a long flag or yargs' own true/false may follow: `-x…` would be split into short flags
+    // and echoed back in an error, and `--` ends the flags.
+    const valueFollows = next !== undefined && !/^(--[^-].*|true|false)$/.test(next);
     if (/^--(passphrase|pin)=/.test(arg) || (arg === "--passphrase" && valueFollows)) {
       throw new UsageError("passphrases and PINs are not accepted on the command line", {
         hint: "use CCBUNDLE_PASSPHRASE / --passphrase-file / --passphrase-fd, or CCBUNDLE_PIN / --pin-file, or type it when asked",
@@ -67,9 +69,10 @@ function rejectNegativeDurations(args: string[]): void {
  */
 function flagOn(args: string[], name: string, short?: string): boolean {
   let on = false;
-  for (const arg of args) {
+  for (const [i, arg] of args.entries()) {
     if (arg === "--") break;
-    if (arg === `--${name}` || arg === `--${name}=true`) on = true;
+    if (arg === `--${name}` && (args[i + 1] === "false" || args[i + 1] === "true")) on = args[i + 1] === "true";
+    else if (arg === `--${name}` || arg === `--${name}=true`) on = true;
     else if (arg === `--no-${name}` || arg === `--${name}=false`) on = false;
     else if (short && /^-[a-zA-Z]+$/.test(arg) && arg.includes(short)) on = true;
   }
@@ -181,7 +184,8 @@ function skipHelpCache(cli: Argv<GlobalArgs>): void {
 
 async function main(): Promise<number> {
   // `ccbundle help push` is `ccbundle push --help`.
-  if (argv[0] === "help" && argv.length > 1) argv.splice(0, argv.length, ...argv.slice(1), "--help");
+  const helpAt = argv.findIndex((arg) => !arg.startsWith("-"));
+  if (helpAt >= 0 && argv[helpAt] === "help" && helpAt < argv.length - 1) argv.splice(helpAt, 1, "--help");
   const out = new Output(flagOn(argv, "json"), flagOn(argv, "quiet", "q"));
   try {
     rejectSecretsOnArgv(argv);

@@ -25,16 +25,16 @@ const ABORT_WAIT_MS = 3000;
 const SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
 
 const cleanups = new Set<Cleanup>();
+/** Run after the others have finished (or timed out): a lock, which the others work under. */
+const lastCleanups = new Set<Cleanup>();
 let interrupted: NodeJS.Signals | undefined;
 /** Set while claude runs in the foreground: its Ctrl-C is its own (see suspendInterrupts). */
 let suspended = 0;
 
-function onSignal(signal: NodeJS.Signals): void {
-  if (suspended > 0) return;
-  interrupted = signal;
-  for (const name of SIGNALS) process.off(name, onSignal);
+/** Run each cleanup once; the promises of those that return one. */
+function runAll(set: Set<Cleanup>): Promise<unknown>[] {
   const pending: Promise<unknown>[] = [];
-  for (const cleanup of cleanups) {
+  for (const cleanup of set) {
     try {
       const result = cleanup();
       if (result instanceof Promise) pending.push(result);
@@ -42,13 +42,28 @@ function onSignal(signal: NodeJS.Signals): void {
       // Best effort: what is left, a later command clears as it would after a kill -9.
     }
   }
-  cleanups.clear();
+  set.clear();
+  return pending;
+}
+
+function onSignal(signal: NodeJS.Signals): void {
+  if (suspended > 0) return;
+  interrupted = signal;
+  for (const name of SIGNALS) process.off(name, onSignal);
+  const pending = runAll(cleanups);
   process.stderr.write("\nccbundle: interrupted\n");
-  const die = () => {
+  const end = () => {
+    runAll(lastCleanups);
+    // Used as a library by a program with a handler of its own: that handler decides what a
+    // signal does (and this module is ready for the next run).
+    if (process.listenerCount(signal) > 0) {
+      interrupted = undefined;
+      return;
+    }
     process.kill(process.pid, signal);
   };
   if (pending.length === 0) {
-    die();
+    end();
     return;
   }
   let timer: NodeJS.Timeout | undefined;
@@ -59,7 +74,7 @@ function onSignal(signal: NodeJS.Signals): void {
     }),
   ]).finally(() => {
     clearTimeout(timer);
-    die();
+    end();
   });
 }
 
@@ -68,14 +83,22 @@ export function interruptedBy(): NodeJS.Signals | undefined {
   return interrupted;
 }
 
-/** Run `cleanup` if a signal ends the process before the returned function is called. */
-export function onInterrupt(cleanup: Cleanup): () => void {
-  if (cleanups.size === 0 && !interrupted) for (const signal of SIGNALS) process.on(signal, onSignal);
-  cleanups.add(cleanup);
+/**
+ * Run `cleanup` if a signal ends the process before the returned function is called; with `last`,
+ * after every other cleanup has finished.
+ */
+export function onInterrupt(cleanup: Cleanup, options: { last?: boolean } = {}): () => void {
+  const set = options.last ? lastCleanups : cleanups;
+  if (registered() === 0 && !interrupted) for (const signal of SIGNALS) process.on(signal, onSignal);
+  set.add(cleanup);
   return () => {
-    if (!cleanups.delete(cleanup) || cleanups.size > 0 || interrupted) return;
+    if (!set.delete(cleanup) || registered() > 0 || interrupted) return;
     for (const signal of SIGNALS) process.off(signal, onSignal);
   };
+}
+
+function registered(): number {
+  return cleanups.size + lastCleanups.size;
 }
 
 /** Remove `target` (a file, or a folder and all in it) on interrupt; see onInterrupt. */

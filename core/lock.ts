@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
-import { readFileSync, unlinkSync } from "node:fs";
+import { closeSync, openSync, readFileSync, readlinkSync, rmSync, unlinkSync, writeSync } from "node:fs";
 import { link, mkdir, open, readFile, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -57,6 +57,8 @@ export interface OwnerInfo {
    */
   boot?: string;
   ticks?: string;
+  /** The pid namespace the pid and ticks belong to: in another one (a container) they say nothing here. */
+  pidns?: string;
 }
 
 export async function withLock<T>(
@@ -81,15 +83,25 @@ export function currentOwner(): OwnerInfo {
   return { pid: process.pid, host: os.hostname(), started: Date.now(), ...thisProcess() };
 }
 
-let ownIdentity: { boot: string; ticks: string } | null | undefined;
-/** This process's boot id and start ticks (read once), or nothing where /proc does not tell. */
-function thisProcess(): { boot: string; ticks: string } | Record<string, never> {
+type ProcessIdentity = { boot: string; ticks: string; pidns: string };
+let ownIdentity: ProcessIdentity | null | undefined;
+/** This process's boot id, start ticks and pid namespace (read once), or nothing where /proc does not tell. */
+function thisProcess(): ProcessIdentity | Record<string, never> {
   if (ownIdentity === undefined) {
     const boot = bootId();
     const ticks = startTicks(process.pid);
-    ownIdentity = boot && ticks ? { boot, ticks } : null;
+    const pidns = pidNamespace();
+    ownIdentity = boot && ticks && pidns ? { boot, ticks, pidns } : null;
   }
   return ownIdentity ?? {};
+}
+
+function pidNamespace(): string | undefined {
+  try {
+    return readlinkSync("/proc/self/ns/pid");
+  } catch {
+    return undefined;
+  }
 }
 
 function bootId(): string | undefined {
@@ -123,9 +135,7 @@ export async function acquireLock(home: string, name: string, options: LockOptio
       await sweepLeftovers(file);
       // Ctrl-C: the next command would take it over as its owner's process is gone, but it need
       // not find it at all. Still ours (same content) means no one has taken it over.
-      const forget = onInterrupt(() => {
-        if (readFileSync(file, "utf8") === mine) unlinkSync(file);
-      });
+      const forget = onInterrupt(() => removeIfStillNow(file, mine), { last: true });
       return () => {
         forget();
         return release(file, mine);
@@ -212,7 +222,7 @@ async function tryCreate(file: string, content: string): Promise<boolean> {
  * ticket whose owner is gone is itself removed the same way, one level down.
  */
 async function removeIfStill(file: string, content: string, depth = 0): Promise<boolean> {
-  const ticket = `${file}.${createHash("sha256").update(content).digest("hex").slice(0, 16)}.takeover`;
+  const ticket = ticketFor(file, content);
   if (await tryCreate(ticket, lockContent())) {
     try {
       if ((await readText(file)) === content) await rm(file, { force: true });
@@ -234,6 +244,32 @@ async function removeIfStill(file: string, content: string, depth = 0): Promise<
   return false;
 }
 
+/** The ticket that whoever removes the lock file holding `content` must hold (see the top). */
+function ticketFor(file: string, content: string): string {
+  return `${file}.${createHash("sha256").update(content).digest("hex").slice(0, 16)}.takeover`;
+}
+
+/**
+ * removeIfStill, synchronously and without waiting (an interrupt handler): under the ticket, or not
+ * at all when someone else holds it (a later command takes the lock over as its owner is gone).
+ */
+function removeIfStillNow(file: string, content: string): void {
+  const ticket = ticketFor(file, content);
+  let fd: number;
+  try {
+    fd = openSync(ticket, "wx", 0o600);
+  } catch {
+    return;
+  }
+  try {
+    writeSync(fd, lockContent());
+    closeSync(fd);
+    if (readFileSync(file, "utf8") === content) unlinkSync(file);
+  } finally {
+    rmSync(ticket, { force: true });
+  }
+}
+
 async function readText(file: string): Promise<string | undefined> {
   try {
     return await readFile(file, "utf8");
@@ -251,9 +287,12 @@ export function parseOwner(text: string): OwnerInfo | undefined {
   try {
     const info = JSON.parse(text) as Partial<OwnerInfo>;
     if (typeof info.pid === "number" && typeof info.host === "string" && typeof info.started === "number") {
-      const identity =
-        typeof info.boot === "string" && typeof info.ticks === "string" ? { boot: info.boot, ticks: info.ticks } : {};
-      return { pid: info.pid, host: info.host, started: info.started, ...identity };
+      const owner: OwnerInfo = { pid: info.pid, host: info.host, started: info.started };
+      for (const field of ["boot", "ticks", "pidns"] as const) {
+        const value = info[field];
+        if (typeof value === "string") owner[field] = value;
+      }
+      return owner;
     }
   } catch {
     // fall through
@@ -272,7 +311,10 @@ export function ownerIsGone(info: OwnerInfo): boolean {
   const now = thisProcess();
   // Written in an earlier boot: every process of it is gone.
   if (info.boot !== undefined && now.boot !== undefined && info.boot !== now.boot) return true;
-  if (info.pid === process.pid) return info.ticks !== undefined && now.ticks !== undefined && info.ticks !== now.ticks;
+  // The start ticks name a process only within its own pid namespace (a container sharing this
+  // home and host name has another): elsewhere the pid check alone, as before.
+  const sameSpace = info.ticks !== undefined && now.pidns !== undefined && info.pidns === now.pidns;
+  if (info.pid === process.pid) return sameSpace && info.ticks !== now.ticks;
   try {
     process.kill(info.pid, 0);
   } catch (err) {
@@ -280,7 +322,7 @@ export function ownerIsGone(info: OwnerInfo): boolean {
   }
   // The pid is alive; it is the owner only if it started when the owner did (an owner written
   // without ticks, by an older version or another OS, keeps the pid check alone).
-  if (info.ticks === undefined || now.boot === undefined) return false;
+  if (!sameSpace) return false;
   const ticks = startTicks(info.pid);
   return ticks !== undefined && ticks !== info.ticks;
 }

@@ -296,6 +296,7 @@ function receiveOptionsFor(
     blob: stream,
     identities: [new X25519Identity(Buffer.from(blob.age, "base64url"))],
     acceptSigners: [options.publisher],
+    ownKey: options.key?.z32,
     expect: { sha256: blob.sha256, size: blob.size, ifDamaged: "ask the sender to push again" },
     project: options.project,
     cwd: options.cwd,

@@ -1,4 +1,3 @@
-import { rmSync } from "node:fs";
 import { mkdir, realpath } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
@@ -27,6 +26,7 @@ import {
   recoverStaging,
   removeDeadStaging,
   removeStaging,
+  removeStagingNow,
 } from "./claude/staging.js";
 import { chooseTarget, mappingsFor, type TargetChoice } from "./claude/target.js";
 import { TranscriptIndex } from "./claude/transcript-index.js";
@@ -55,6 +55,12 @@ export interface ReceiveOptions {
   identities: Identity[];
   /** Signers accepted for the manifest; empty = any valid signature (caller decides). */
   acceptSigners: string[];
+  /**
+   * The user's own key (z32), when known: a bundle it signed is bounded by its signed sizes alone,
+   * with no decompression-ratio guard (see UnpackOptions.onManifest). Bundles signed by anyone
+   * else, a teammate or a PIN handoff's sender included, keep the guard.
+   */
+  ownKey?: string | undefined;
   /**
    * What the record (or snapshot) promised about the blob, checked after reading; `ifDamaged` is
    * the hint when the stored blob turns out damaged or replaced (decrypting fails, or the hash).
@@ -152,7 +158,7 @@ export class ReceiveRun {
       .then((root) => {
         // Ctrl-C before any install began: the decrypted files go at once, not at the next receive.
         this.#forgetStaging = onInterrupt(() => {
-          if (this.#committing === 0 && !hasPendingJournal(root)) rmSync(root, { recursive: true, force: true });
+          if (this.#committing === 0 && !hasPendingJournal(root)) removeStagingNow(root);
         });
         return root;
       });
@@ -177,9 +183,9 @@ export class ReceiveRun {
             });
           }
           if (this.#oneBundle) rewriterFor = this.#stagingRewriters(manifest, options, rewritten);
-          // Its signer is one the user chose (their own key, the publisher pulled, --from): the
-          // sizes it signed bound the bundle from here on, however well it compresses.
-          return options.acceptSigners.length > 0 ? "signer-accepted" : undefined;
+          // Signed by the user's own key: the sizes it signed bound the bundle from here on, however
+          // well it compresses (their own repetitive session must restore).
+          return options.ownKey !== undefined && signer === options.ownKey ? "signer-accepted" : undefined;
         },
         rewriterFor: (file) => rewriterFor?.(file) ?? Promise.resolve(undefined),
         handOver: (fd) => durable.add(fd),
@@ -295,9 +301,12 @@ export class ReceiveRun {
     await Promise.allSettled(this.#cleanups);
     const lock = await this.#lock?.catch(() => undefined);
     await lock?.release();
-    const root = await this.#root?.catch(() => undefined);
-    if (root && (await pendingJournals(root).catch(() => [])).length === 0) await removeStaging(root);
-    this.#forgetStaging?.();
+    try {
+      const root = await this.#root?.catch(() => undefined);
+      if (root && (await pendingJournals(root).catch(() => [])).length === 0) await removeStaging(root);
+    } finally {
+      this.#forgetStaging?.();
+    }
   }
 
   /** The install lock, taken once per run; killed runs' staging is finished first. */

@@ -134,6 +134,7 @@ export async function importBundle(options: ImportOptions): Promise<ReceiveResul
     blob: stream,
     identities: [options.key.ageIdentity()],
     acceptSigners: options.allowUnknownSigner ? [] : [options.key.z32, ...options.from],
+    ownKey: options.key.z32,
     project: options.project,
     cwd: options.cwd,
     maps: options.maps,

@@ -37,6 +37,18 @@ describe("keep policy", () => {
     ]);
     expect(applyPolicy([], { last: 3 })).toEqual({ keep: [], remove: [] });
   });
+
+  it("counts days by when a snapshot was made when its id had to follow one dated a year ahead", () => {
+    const ahead = noon + 365 * day;
+    // Made daily since, each id 1 ms after the one before (newSnapshotId's clamp), newest first.
+    const clamped = [0, 1, 2, 3].map((d) => ({ id: `c${3 - d}`, time: ahead + 4 - d, madeAt: noon - d * day }));
+    const all = [...clamped, { id: "future", time: ahead, madeAt: ahead }];
+    const daily = applyPolicy(all, { daily: 3 }, noon + 1000);
+    expect(daily.keep.map((k) => k.id)).toEqual(["c3", "c2", "c1"]);
+    const within = applyPolicy(all, { withinSeconds: 36 * 3600 }, noon + 1000);
+    // The one dated ahead is not old by any clock: it stays until its time has passed.
+    expect(within.keep.map((k) => k.id)).toEqual(["c3", "c2", "future"]);
+  });
 });
 
 let alice: Machine;

@@ -7,6 +7,7 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
+  readlinkSync,
   rmSync,
   utimesSync,
   writeFileSync,
@@ -102,7 +103,7 @@ function ticketFor(home: string, content: string): string {
 /** Leave a lock file as a holder would have; returns its exact content. */
 function plantLock(
   home: string,
-  owner: { pid: number; host: string; started: number; boot?: string; ticks?: string },
+  owner: { pid: number; host: string; started: number; boot?: string; ticks?: string; pidns?: string },
 ): string {
   mkdirSync(path.join(home, "locks"), { recursive: true });
   const content = JSON.stringify(owner);
@@ -222,6 +223,7 @@ describe("the lock in CCBUNDLE_HOME", () => {
 
 /** Linux's boot id and a process's start ticks, read here independently of core/lock.ts. */
 const bootId = () => readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
+const pidns = () => readlinkSync("/proc/self/ns/pid");
 const startTicks = (pid: number) => {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
   return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]!;
@@ -237,6 +239,7 @@ describe.runIf(existsSync("/proc/self/stat"))("the lock's owner, when its pid is
       const owner = JSON.parse(readFileSync(lockPath(home, "push"), "utf8")) as Record<string, unknown>;
       expect(owner.boot).toBe(bootId());
       expect(owner.ticks).toBe(startTicks(process.pid));
+      expect(owner.pidns).toBe(pidns());
     } finally {
       await release();
     }
@@ -265,11 +268,12 @@ describe.runIf(existsSync("/proc/self/stat"))("the lock's owner, when its pid is
     const holder = liveHolder();
     try {
       const ticks = String(Number(startTicks(holder.pid!)) - 1);
-      plantLock(home, { pid: holder.pid!, host: os.hostname(), started: Date.now(), boot: bootId(), ticks });
+      const same = { host: os.hostname(), started: Date.now(), boot: bootId(), ticks, pidns: pidns() };
+      plantLock(home, { pid: holder.pid!, ...same });
       const release = await acquireLock(home, "push");
       await release();
       // Our own pid, written by an earlier process that had it.
-      plantLock(home, { pid: process.pid, host: os.hostname(), started: Date.now(), boot: bootId(), ticks });
+      plantLock(home, { pid: process.pid, ...same });
       const again = await acquireLock(home, "push");
       await again();
     } finally {
@@ -282,9 +286,14 @@ describe.runIf(existsSync("/proc/self/stat"))("the lock's owner, when its pid is
     const holder = liveHolder();
     try {
       const owner = { pid: holder.pid!, host: os.hostname(), started: Date.now() };
-      plantLock(home, { ...owner, boot: bootId(), ticks: startTicks(holder.pid!) });
+      plantLock(home, { ...owner, boot: bootId(), ticks: startTicks(holder.pid!), pidns: pidns() });
       const err = await acquireLock(home, "push", { waitMs: 300 }).catch((e: unknown) => e);
       expect((err as CcbError).message).toContain(`another ccbundle push is running (pid ${holder.pid}`);
+      // Written in another pid namespace (a container sharing this home): its ticks say nothing
+      // here, and a live pid keeps the lock, as it did before ticks were recorded.
+      plantLock(home, { ...owner, boot: bootId(), ticks: "1", pidns: "pid:[1]" });
+      const other = await acquireLock(home, "push", { waitMs: 300 }).catch((e: unknown) => e);
+      expect((other as CcbError).message).toContain(`another ccbundle push is running (pid ${holder.pid}`);
     } finally {
       holder.kill("SIGKILL");
     }

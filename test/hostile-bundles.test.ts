@@ -280,17 +280,17 @@ const cases: Case[] = [
     code: 5,
   },
   {
-    name: "a decompression bomb from a signer you did not name (256 MiB of zeros, --allow-unknown-signer)",
+    name: "a decompression bomb from someone else, even one named with --from (256 MiB of zeros)",
     make: async (file) => {
       await writeRepetitiveBundle(file, stranger, good, 256 << 20, { to: me() });
       return undefined;
     },
     code: 5,
-    flags: ["--allow-unknown-signer"],
+    flags: ["--from", stranger.z32],
     says: /decompression bomb/,
   },
   {
-    // Past the bomb ratio (10000x), but signed by a key the user named: its manifest's sizes bound it.
+    // Past the bomb ratio (10000x), but signed by the user's own key: its manifest's sizes bound it.
     name: "control: a session of one line repeated for 80 MiB, signed by you",
     make: async (file) => {
       const line = Buffer.from('{"type":"assistant","message":{"content":"the same tool output, again"}}\n');

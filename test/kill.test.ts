@@ -149,9 +149,9 @@ describe("kill -9 at each point of the install phase", () => {
     restored = claudeFiles(bob.claudeDir);
   });
 
-  function crashAt(step: number): Promise<{ code: number | null; stdout: string }> {
+  function crashAt(step: number, signal = "SIGKILL"): Promise<{ code: number | null; stdout: string }> {
     return new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, [CRASH_HELPER, blobFile, String(step), bobProject], {
+      const child = spawn(process.execPath, [CRASH_HELPER, blobFile, String(step), bobProject, signal], {
         env: bob.env,
         stdio: ["ignore", "pipe", "pipe"],
       });
@@ -164,8 +164,8 @@ describe("kill -9 at each point of the install phase", () => {
         stderr += d;
       });
       child.on("error", reject);
-      child.on("close", (code, signal) => {
-        if (signal !== "SIGKILL" && code !== 0) reject(new Error(`crash helper failed: ${stderr}`));
+      child.on("close", (code, endedBy) => {
+        if (endedBy !== signal && code !== 0) reject(new Error(`crash helper failed: ${stderr}`));
         else resolve({ code, stdout });
       });
     });
@@ -192,6 +192,25 @@ describe("kill -9 at each point of the install phase", () => {
       expect(rerun.code, rerun.stderr).toBe(0);
       expect(rerun.stderr).toContain("finished an interrupted restore");
       expect(claudeFiles(bob.claudeDir), `killed before step ${step}`).toEqual(restored);
+      expect(stagingLeftovers(bob.claudeDir)).toEqual([]);
+    }
+  });
+
+  it("Ctrl-C in the install phase: never a half-installed session without the journal to finish it", async () => {
+    for (const step of [0, Math.floor(steps / 2), steps - 1]) {
+      resetTree(bob.claudeDir, {});
+      const interrupted = await crashAt(step, "SIGINT");
+      expect(interrupted.stdout).not.toContain("finished");
+      expect(existsSync(lockPath(bob.ccbHome, "restore"))).toBe(false); // its own lock went
+      // The renames run without yielding, so the signal is handled once they are done: the install
+      // is complete and its staging gone. Were it handled in between, the staging and its journal
+      // must be there for the next command.
+      const files = claudeFiles(bob.claudeDir);
+      expectEachFileBeforeOrAfter(files, {}, restored);
+      if (stagingLeftovers(bob.claudeDir).length === 0) expect(files, `Ctrl-C at step ${step}`).toEqual(restored);
+      const rerun = await bob.run(["import", blobFile, "--project", bobProject, "--no-resume"]);
+      expect(rerun.code, rerun.stderr).toBe(0);
+      expect(claudeFiles(bob.claudeDir)).toEqual(restored);
       expect(stagingLeftovers(bob.claudeDir)).toEqual([]);
     }
   });

@@ -212,7 +212,7 @@ describe("resolveNewest", () => {
     const me = newIdentity();
     // A store in use (an empty store folder is reported as such: see EmptyStoreError).
     const storeDir = await scratch.dir();
-    await mkdir(path.join(storeDir, "ccbundle"));
+    await mkdir(path.join(storeDir, "ccbundle", "v1", "blobs"), { recursive: true });
     const b = await machine({ dht: gone.bootstrap, relays: [deadRelayUrl], store: storeDir });
     const started = Date.now();
     const err = await resolveNewest(b.transports, me.publicKey, { home: b.home }).catch((e: unknown) => e);

@@ -20,11 +20,20 @@ export interface PolicyResult {
 }
 
 export function applyPolicy(
-  snapshots: Array<{ id: string; time: number }>,
+  /**
+   * `time` orders them (the id's time); `madeAt`, when known, is when the snapshot was really made,
+   * for days and durations: an id that had to follow a parent dated ahead of the clock (see
+   * newSnapshotId) carries the parent's time, not its own.
+   */
+  snapshots: Array<{ id: string; time: number; madeAt?: number }>,
   policy: KeepPolicy,
   now: number = Date.now(),
 ): PolicyResult {
   const ordered = [...snapshots].sort((a, b) => b.time - a.time || (a.id < b.id ? 1 : -1));
+  const when = (snapshot: { time: number; madeAt?: number }) =>
+    snapshot.madeAt === undefined || Number.isNaN(snapshot.madeAt)
+      ? snapshot.time
+      : Math.min(snapshot.time, snapshot.madeAt);
   const reasons = new Map<string, KeepReason[]>(ordered.map((snapshot) => [snapshot.id, []]));
   const add = (id: string, reason: KeepReason) => {
     reasons.get(id)!.push(reason);
@@ -34,7 +43,7 @@ export function applyPolicy(
   if (policy.daily) {
     const days = new Set<string>();
     for (const snapshot of ordered) {
-      const day = localDay(snapshot.time);
+      const day = localDay(when(snapshot));
       if (days.has(day)) continue;
       if (days.size >= policy.daily) break;
       days.add(day);
@@ -43,7 +52,7 @@ export function applyPolicy(
   }
   if (policy.withinSeconds !== undefined) {
     const since = now - policy.withinSeconds * 1000;
-    for (const snapshot of ordered) if (snapshot.time >= since) add(snapshot.id, "within");
+    for (const snapshot of ordered) if (when(snapshot) >= since) add(snapshot.id, "within");
   }
   return {
     keep: ordered.filter((s) => reasons.get(s.id)!.length > 0).map((s) => ({ id: s.id, reasons: reasons.get(s.id)! })),

@@ -93,7 +93,7 @@ async function pruneLocked(options: PruneOptions): Promise<PruneResult> {
     }
   });
   const policy = applyPolicy(
-    [...snapshots.keys()].map((id) => ({ id, time: snapshotTime(id) })),
+    [...snapshots].map(([id, snapshot]) => ({ id, time: snapshotTime(id), madeAt: Date.parse(snapshot.created) })),
     options.policy,
     now,
   );

@@ -94,6 +94,7 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRes
     blob,
     identities: [identity],
     acceptSigners: [key.z32],
+    ownKey: key.z32,
     expect: {
       sha256: entry.blob.sha256,
       size: entry.blob.size,

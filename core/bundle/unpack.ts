@@ -20,11 +20,10 @@ import { readTar, type TarBatch } from "./tar-reader.js";
 export interface UnpackOptions {
   /**
    * Called with the parsed manifest before any file is written; throw to refuse the bundle. Return
-   * "signer-accepted" when its signature checked out against a key the user chose (their own, the
-   * one they pull from, `--from`): from then on the sizes it declares (and the free-space check)
-   * bound what it may write, and the decompression-ratio guard, meant for bundles from anyone,
-   * stops. A session of one tool output repeated for hundreds of MB compresses past it, and its
-   * owner must still be able to restore it.
+   * "signer-accepted" when its signature checked out against the user's own key: from then on the
+   * sizes it declares (and the free-space check) bound what it may write, and the
+   * decompression-ratio guard, meant for bundles from others, stops. A session of one tool output
+   * repeated for hundreds of MB compresses past it, and its owner must still be able to restore it.
    */
   onManifest?: (manifest: Manifest) => ManifestVerdict | Promise<ManifestVerdict>;
   /** Compressed bytes read so far, to bound the decompression ratio (zip bombs). */

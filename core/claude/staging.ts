@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { readdirSync, rmSync } from "node:fs";
 import { mkdir, readdir, readFile, rm, rmdir, stat } from "node:fs/promises";
 import path from "node:path";
 import { errnoCode } from "../errors.js";
@@ -71,6 +72,18 @@ export async function removeStaging(dir: string): Promise<void> {
   const names = await readdir(dir).catch(() => [] as string[]);
   for (const name of names) if (name !== OWNER_FILE) await rm(path.join(dir, name), { recursive: true, force: true });
   await rm(dir, { recursive: true, force: true });
+}
+
+/** removeStaging, synchronously (an interrupt handler), with the owner file last for the same reason. */
+export function removeStagingNow(dir: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) if (name !== OWNER_FILE) rmSync(path.join(dir, name), { recursive: true, force: true });
+  rmSync(dir, { recursive: true, force: true });
 }
 
 export interface RecoveredStaging {

@@ -4,12 +4,13 @@ import { openIdentityBytes, readIdentityBytes } from "../../core/crypto/identity
 import { receiveBundle } from "../../core/receive.js";
 
 /**
- * `node dist/test/helpers/crash-receive.js <bundle file> <step> <project>`: import a
+ * `node dist/test/helpers/crash-receive.js <bundle file> <step> <project> [signal]`: import a
  * bundle like `ccbundle import`, but SIGKILL this process right before install
  * step <step> (0-based), as a power cut or `kill -9` at exactly that point
- * would. Run with a Machine's environment; the test then checks what is left.
+ * would (or send it [signal], e.g. SIGINT for a Ctrl-C there). Run with a
+ * Machine's environment; the test then checks what is left.
  */
-const [file, stepText, project] = process.argv.slice(2);
+const [file, stepText, project, signal = "SIGKILL"] = process.argv.slice(2);
 const killAt = Number(stepText);
 const settings = loadSettings(process.env, {});
 const { key } = await openIdentityBytes(
@@ -31,7 +32,7 @@ await receiveBundle({
   force: false,
   onInstallStep: (index, total) => {
     process.stdout.write(`step ${index}/${total}\n`);
-    if (index === killAt) process.kill(process.pid, "SIGKILL");
+    if (index === killAt) process.kill(process.pid, signal as NodeJS.Signals);
   },
 });
 process.stdout.write("finished\n");
