@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
-import { closeSync, openSync, readFileSync, readlinkSync, rmSync, unlinkSync, writeSync } from "node:fs";
+import { linkSync, readFileSync, readlinkSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
 import { link, mkdir, open, readFile, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -216,6 +216,21 @@ async function tryCreate(file: string, content: string): Promise<boolean> {
   }
 }
 
+/** tryCreate, synchronously (an interrupt handler): the same temp file and link, so it too appears whole. */
+function tryCreateNow(file: string, content: string): boolean {
+  const tmp = `${file}.${randomBytes(6).toString("hex")}.tmp`;
+  try {
+    writeFileSync(tmp, content, { flag: "wx", mode: 0o600 });
+    linkSync(tmp, file);
+    return true;
+  } catch (err) {
+    if (errnoCode(err) === "EEXIST") return false;
+    throw err;
+  } finally {
+    rmSync(tmp, { force: true });
+  }
+}
+
 /**
  * Remove `file` if it still holds `content`, under that content's ticket.
  * False when someone else holds the ticket (they will do the removing); a
@@ -255,15 +270,8 @@ function ticketFor(file: string, content: string): string {
  */
 function removeIfStillNow(file: string, content: string): void {
   const ticket = ticketFor(file, content);
-  let fd: number;
+  if (!tryCreateNow(ticket, lockContent())) return;
   try {
-    fd = openSync(ticket, "wx", 0o600);
-  } catch {
-    return;
-  }
-  try {
-    writeSync(fd, lockContent());
-    closeSync(fd);
     if (readFileSync(file, "utf8") === content) unlinkSync(file);
   } finally {
     rmSync(ticket, { force: true });
