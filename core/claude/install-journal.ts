@@ -12,7 +12,7 @@ import {
   readSync,
   type Stats,
 } from "node:fs";
-import { type FileHandle, mkdir, open, readdir, readFile, rm, unlink } from "node:fs/promises";
+import { type FileHandle, mkdir, open, readFile, rm, unlink } from "node:fs/promises";
 import path from "node:path";
 import { pipeline } from "node:stream/promises";
 import { errnoCode } from "../errors.js";
@@ -81,38 +81,29 @@ export function journalPath(stagingDir: string, name: string): string {
  * A journal's steps are relative to the folder that holds it.
  */
 export async function pendingJournals(stagingDir: string): Promise<string[]> {
-  const found: string[] = [];
-  for (const entry of await listDir(stagingDir)) {
-    if (isJournal(entry.name)) found.push(path.join(stagingDir, entry.name));
-    else if (entry.isDirectory() && BUNDLE_FOLDER.test(entry.name)) {
-      const sub = path.join(stagingDir, entry.name);
-      for (const inner of await listDir(sub)) if (isJournal(inner.name)) found.push(path.join(sub, inner.name));
-    }
-  }
-  return found.sort();
+  return findJournals(stagingDir);
 }
 
 /** Whether pendingJournals would find any, asked synchronously (an interrupt handler); true if in doubt. */
 export function hasPendingJournal(stagingDir: string): boolean {
-  const list = (dir: string): Dirent[] => {
-    try {
-      return readdirSync(dir, { withFileTypes: true });
-    } catch (err) {
-      if (errnoCode(err) === "ENOENT" || errnoCode(err) === "ENOTDIR") return [];
-      throw err;
-    }
-  };
   try {
-    return list(stagingDir).some(
-      (entry) =>
-        isJournal(entry.name) ||
-        (entry.isDirectory() &&
-          BUNDLE_FOLDER.test(entry.name) &&
-          list(path.join(stagingDir, entry.name)).some((inner) => isJournal(inner.name))),
-    );
+    return findJournals(stagingDir).length > 0;
   } catch {
     return true;
   }
+}
+
+/** pendingJournals' search, synchronous (two small listings) so an interrupt handler can ask too. */
+function findJournals(stagingDir: string): string[] {
+  const found: string[] = [];
+  for (const entry of listDir(stagingDir)) {
+    if (isJournal(entry.name)) found.push(path.join(stagingDir, entry.name));
+    else if (entry.isDirectory() && BUNDLE_FOLDER.test(entry.name)) {
+      const sub = path.join(stagingDir, entry.name);
+      for (const inner of listDir(sub)) if (isJournal(inner.name)) found.push(path.join(sub, inner.name));
+    }
+  }
+  return found.sort();
 }
 
 /** A staging subfolder holding one bundle of a multi-bundle run (core/receive.ts). */
@@ -122,9 +113,9 @@ function isJournal(name: string): boolean {
   return name.startsWith(JOURNAL_PREFIX) && name.endsWith(".json");
 }
 
-async function listDir(dir: string): Promise<Dirent[]> {
+function listDir(dir: string): Dirent[] {
   try {
-    return await readdir(dir, { withFileTypes: true });
+    return readdirSync(dir, { withFileTypes: true });
   } catch (err) {
     if (errnoCode(err) === "ENOENT" || errnoCode(err) === "ENOTDIR") return [];
     throw err;
