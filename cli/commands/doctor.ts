@@ -4,7 +4,6 @@ import type { Argv } from "yargs";
 import { effectiveCodec } from "../../core/bundle/codec.js";
 import { identityPaths, readPublicKey } from "../../core/crypto/identity-file.js";
 import type { CcbError } from "../../core/errors.js";
-import { type BlobStore, EmptyStoreError, StoreMissingError } from "../../storage-adapters/blob-store.js";
 import { Context, type GlobalArgs } from "../context.js";
 
 /** `doctor`: check the identity, the Claude Code config dir, the store and the pointer transports. */
@@ -76,10 +75,11 @@ export function doctorCommand(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
       if (store instanceof Error) {
         checks.push({ name: "store", ok: false, detail: store.message });
       } else {
-        const emptied = await emptiedStore(store, home);
+        const { backedUpBefore, emptiedStore } = await import("../../core/backup/state.js");
+        const emptied = await emptiedStore(store, () => backedUpBefore(home, store.url));
         if (emptied) {
           // Probing would write into what is most likely a bare mount point.
-          checks.push({ name: "store", ok: false, detail: emptied, hint: "mount the NAS, or check --store" });
+          checks.push({ name: "store", ok: false, detail: emptied.message, hint: "mount the NAS, or check --store" });
         } else {
           const { checkStore } = await import("../../core/store-check.js");
           for (const check of await checkStore(store)) checks.push({ ...check, name: `store ${check.name}` });
@@ -137,19 +137,6 @@ export function doctorCommand(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
       if (!ok) process.exitCode = 1;
     },
   );
-}
-
-/**
- * Why `store` is most likely a NAS that is not mounted: its folder is empty or missing, and this
- * machine has backed up to it before (backup refuses it too). Undefined otherwise.
- */
-async function emptiedStore(store: BlobStore, home: string): Promise<string | undefined> {
-  const why = await store.explainEmpty?.();
-  if (!(why instanceof EmptyStoreError || why instanceof StoreMissingError)) return undefined;
-  const { backedUpBefore } = await import("../../core/backup/state.js");
-  return (await backedUpBefore(home, store.url))
-    ? `${why.message}, but this machine has backed up to it before`
-    : undefined;
 }
 
 /** Why `dir` (or, before it exists, the folder it would be made in) cannot be written, or undefined. */

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import os from "node:os";
-import { type BlobStore, EmptyStoreError, StoreMissingError } from "../../storage-adapters/blob-store.js";
+import type { BlobStore } from "../../storage-adapters/blob-store.js";
 import { HashCounter } from "../bundle/blob.js";
 import { signBundle } from "../bundle/build.js";
 import type { GitContext } from "../bundle/manifest.js";
@@ -27,7 +27,7 @@ import {
   snapshotTime,
   writeSnapshot,
 } from "./snapshot.js";
-import { BackupStateFile, machineId, type StateEntry } from "./state.js";
+import { BackupStateFile, emptiedStore, machineId, type StateEntry } from "./state.js";
 
 /**
  * `ccbundle backup`: every session in scope becomes its own bundle in the
@@ -469,12 +469,11 @@ async function uploadSession(options: {
  * until the disk under the mount point fills, and the real store would fall behind.
  */
 async function refuseEmptiedStore(store: BlobStore, stateFile: BackupStateFile): Promise<void> {
-  if (!stateFile.usedBefore) return;
-  const why = await store.explainEmpty?.();
   // Missing, too: checkWritable's `mkdir -p` hint would make the bare mount point for the backup.
-  if (!(why instanceof EmptyStoreError || why instanceof StoreMissingError)) return;
-  throw new CcbError(`${why.message}, but this machine has backed up to it before`, ExitCode.failure, {
-    hint: `mount the NAS, or check --store; to start a new backup in that ${why instanceof EmptyStoreError ? "empty folder" : "place"}, delete ${stateFile.path}`,
+  const emptied = await emptiedStore(store, () => stateFile.usedBefore);
+  if (!emptied) return;
+  throw new CcbError(emptied.message, ExitCode.failure, {
+    hint: `mount the NAS, or check --store; to start a new backup in that ${emptied.empty ? "empty folder" : "place"}, delete ${stateFile.path}`,
   });
 }
 

@@ -2,6 +2,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { closeSync, mkdirSync, openSync, writeSync } from "node:fs";
 import { readdir, readFile, rm } from "node:fs/promises";
 import path from "node:path";
+import { type BlobStore, EmptyStoreError, StoreMissingError } from "../../storage-adapters/blob-store.js";
 import { writeFileAtomic } from "../claude/files.js";
 import { CcbError, errnoCode } from "../errors.js";
 import type { SnapshotSession } from "./snapshot.js";
@@ -47,6 +48,24 @@ export async function backedUpBefore(home: string, store: string): Promise<boole
     if (state?.store === store && usedState(state)) return true;
   }
   return false;
+}
+
+/**
+ * The store's folder is empty or missing though this machine has backed up to it: most likely a NAS
+ * that is not mounted here. Backup refuses it and doctor says so; `usedBefore` is asked first (a
+ * machine that never backed up there needs no look at the store).
+ */
+export async function emptiedStore(
+  store: BlobStore,
+  usedBefore: () => boolean | Promise<boolean>,
+): Promise<{ message: string; empty: boolean } | undefined> {
+  if (!(await usedBefore())) return undefined;
+  const why = await store.explainEmpty?.();
+  if (!(why instanceof EmptyStoreError || why instanceof StoreMissingError)) return undefined;
+  return {
+    message: `${why.message}, but this machine has backed up to it before`,
+    empty: why instanceof EmptyStoreError,
+  };
 }
 
 function usedState(state: BackupState): boolean {
