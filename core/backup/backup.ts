@@ -315,7 +315,7 @@ async function backupWith(options: BackupOptions, started: number, gitShell: Git
     const snapshot: Snapshot = {
       format: "ccbundle-snapshot/1",
       id,
-      created: new Date().toISOString(),
+      created: now.toISOString(),
       publisher: key.z32,
       machine,
       host,
