@@ -8,6 +8,7 @@ import { type Recipient, X25519Identity, type X25519Recipient } from "./crypto/a
 import type { UserKey } from "./crypto/keys.js";
 import { PinRecipient } from "./crypto/pin.js";
 import { blobSecretFor, slotFileKey } from "./crypto/slot-seal.js";
+import { isoTime } from "./duration.js";
 import { CcbError, UsageError } from "./errors.js";
 import { addHandoff, recipientNames } from "./handoff-ledger.js";
 import { withLock } from "./lock.js";
@@ -277,7 +278,7 @@ async function pushWithKeys(options: PushOptions, fileKey: Buffer, blobSecret: B
     warnings.push(
       dropped.kind === "snapshot"
         ? "no room left in the 1000-byte record for the pointer to your backups: it was left out until the next `ccbundle backup --publish` after these handoffs expire"
-        : `no room left in the 1000-byte record for your older handoff ${describeSlot(dropped.slot, names)} from ${new Date(dropped.created * 1000).toISOString()}: it was left out`,
+        : `no room left in the 1000-byte record for your older handoff ${describeSlot(dropped.slot, names)} from ${isoTime(dropped.created)}: it was left out`,
     );
   }
   return {
