@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import type { BlobStore } from "../storage-adapters/blob-store.js";
 import { isCcbError } from "./errors.js";
-import { randomId } from "./store-layout.js";
+import { randomId, storeLayout } from "./store-layout.js";
 
 /** One line of `ccbundle doctor` about the store. */
 export interface StoreCheck {
@@ -12,7 +12,7 @@ export interface StoreCheck {
 }
 
 /** Probe objects live here, apart from blobs, records and snapshots, so a lifecycle rule never matters. */
-export const DOCTOR_PREFIX = "ccbundle/v1/.doctor/";
+export const DOCTOR_PREFIX = storeLayout.doctorPrefix;
 const PROBE_BYTES = 4096;
 
 /**

@@ -16,6 +16,8 @@ export const storeLayout = {
   record: (z32: string) => `${ROOT}/records/${z32}`,
   snapshotDir: (z32: string) => `${ROOT}/snapshots/${z32}/`,
   snapshot: (z32: string, id: string) => `${ROOT}/snapshots/${z32}/${id}`,
+  /** `doctor`'s probe objects, apart from everything else (core/store-check.ts). */
+  doctorPrefix: `${ROOT}/.doctor/`,
 };
 
 const ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567";

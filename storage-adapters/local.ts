@@ -8,7 +8,7 @@ import { promisify } from "node:util";
 import { CcbError, errnoCode, NotFoundError } from "../core/errors.js";
 import { removeOnInterrupt } from "../core/interrupt.js";
 import { removeOldFiles } from "../core/old-files.js";
-import { randomId } from "../core/store-layout.js";
+import { randomId, storeLayout } from "../core/store-layout.js";
 import {
   type BlobStore,
   EmptyStoreError,
@@ -293,9 +293,7 @@ export class LocalStore implements BlobStore {
    */
   private async rootState(): Promise<"missing" | "empty" | "present"> {
     try {
-      return (await holdsOnly(this.root, { [TMP_DIR]: {}, ccbundle: { v1: { [DOCTOR_FOLDER]: {} } } }))
-        ? "empty"
-        : "present";
+      return (await holdsOnly(this.root, SCAFFOLD)) ? "empty" : "present";
     } catch (err) {
       const code = errnoCode(err);
       if (code === "ENOENT") return "missing";
@@ -342,11 +340,17 @@ export class LocalStore implements BlobStore {
   }
 }
 
-/** The folder a doctor probe is written in (core/store-check.ts DOCTOR_PREFIX). */
-const DOCTOR_FOLDER = ".doctor";
-
 /** A tree of folder names, each holding at most the folders named under it. */
 type Scaffold = { [name: string]: Scaffold };
+
+/** The folders ccbundle itself leaves in a store with nothing stored: `.tmp`, and a doctor probe's. */
+const SCAFFOLD: Scaffold = {
+  [TMP_DIR]: {},
+  ...storeLayout.doctorPrefix
+    .split("/")
+    .filter(Boolean)
+    .reduceRight<Scaffold>((inner, name) => ({ [name]: inner }), {}),
+};
 
 /**
  * True when `dir` holds nothing but (some of) the empty folders `allowed` names: no file, and no
