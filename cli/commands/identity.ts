@@ -56,9 +56,10 @@ export function identityCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
             );
           }
           // scrypt slows each guess, but a copied identity file can be guessed at offline for ever.
-          if ([...passphrase].length < MIN_PASSPHRASE) {
+          const characters = [...passphrase].length;
+          if (characters < MIN_PASSPHRASE) {
             ctx.out.warn(
-              `a passphrase of ${[...passphrase].length} characters is easy to guess if the identity file is ever copied: use ${MIN_PASSPHRASE}+ characters, or a few random words (ccbundle init --force to choose again)`,
+              `a passphrase of ${characters} characters is easy to guess if the identity file is ever copied: use ${MIN_PASSPHRASE}+ characters, or a few random words (ccbundle init --force to choose again)`,
             );
           }
         }
