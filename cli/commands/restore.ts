@@ -21,12 +21,14 @@ export function restoreCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
           .option("snapshot", { type: "string", describe: "Show the sessions of this snapshot (id or prefix)" })
           .option("project", { type: "string", describe: "Only sessions of this project directory (or below it)" })
           .option("since", { type: "string", describe: "Only sessions active since: a duration (7d) or a date" })
-          .option("until", { type: "string", describe: "Only sessions active until: a duration (7d) or a date" }),
+          .option("until", { type: "string", describe: "Only sessions active until: a duration (7d) or a date" })
+          .option("machine", { type: "string", describe: MACHINE_HELP }),
       async (args) => {
         const ctx = new Context(args);
         const key = await ctx.userKey();
         const filter = {
           project: args.project,
+          machine: args.machine,
           since: args.since === undefined ? undefined : parseTime(args.since, "--since"),
           until: args.until === undefined ? undefined : parseTime(args.until, "--until"),
         };
@@ -67,6 +69,7 @@ export function restoreCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
             type: "string",
             describe: "With a session: restore into this project. With --all: only this project's sessions",
           })
+          .option("machine", { type: "string", describe: MACHINE_HELP })
           .option("map", { type: "string", array: true, describe: "Move a path prefix <old>=<new> (repeatable)" })
           .option("resume", {
             type: "boolean",
@@ -101,8 +104,8 @@ export function restoreCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
             store: location.store,
             snapshot: args.snapshot,
             select: args.all
-              ? { all: true, project: args.project }
-              : { all: false, prefix: args.session!, project: args.project },
+              ? { all: true, project: args.project, machine: args.machine }
+              : { all: false, prefix: args.session!, project: args.project, machine: args.machine },
             cwd: process.cwd(),
             maps,
             rewrite: args.rewrite,
@@ -264,6 +267,8 @@ export function restoreCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
       },
     );
 }
+
+const MACHINE_HELP = "Only what this machine backed up: its host name or machine id (`ccbundle list` shows them)";
 
 /** A duration back from now ("7d") or a date ("2026-11-01"), as ms. */
 function parseTime(text: string, flag: string): number {

@@ -6,7 +6,7 @@ import type { Settings } from "../config.js";
 import type { UserKey } from "../crypto/keys.js";
 import { describeFailure, type ExitCode, NotFoundError, UsageError } from "../errors.js";
 import { type ReceivedSession, type ReceiveOptions, ReceiveRun, type StagedBundle } from "../receive.js";
-import { filterEntries, lastActivity } from "./filter.js";
+import { filterEntries, lastActivity, machineMatcher } from "./filter.js";
 import type { ProgressListener } from "./progress.js";
 import { pickSnapshotId, readSnapshot, type SnapshotSession } from "./snapshot.js";
 
@@ -23,9 +23,13 @@ import { pickSnapshotId, readSnapshot, type SnapshotSession } from "./snapshot.j
  * `--all` (with `project`: only that project's sessions, or below it) or one
  * session by id prefix (with `project`: restore into it, as pull --project).
  */
-export type RestoreSelection =
+export type RestoreSelection = (
   | { all: true; project?: string | undefined }
-  | { all: false; prefix: string; project?: string | undefined };
+  | { all: false; prefix: string; project?: string | undefined }
+) & {
+  /** Only the sessions this machine backed up (its host name or machine id prefix; see machineMatcher). */
+  machine?: string | undefined;
+};
 
 export interface RestoreOptions {
   settings: Settings;
@@ -71,11 +75,12 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRes
     });
   }
   const snapshot = await readSnapshot(store, key, snapshotId);
+  const picked = select.all ? undefined : pickOne(snapshot.sessions, select.prefix, select.machine);
   const entries = select.all
-    ? (await filterEntries(snapshot.sessions, { project: select.project }, options.maps)).sort(
+    ? (await filterEntries(snapshot.sessions, { project: select.project, machine: select.machine }, options.maps)).sort(
         (a, b) => a.modified - b.modified,
       )
-    : [pickOne(snapshot.sessions, select.prefix)];
+    : [picked!.entry];
   if (entries.length === 0) {
     throw new NotFoundError(`snapshot ${snapshotId} has no sessions${select.project ? ` of ${select.project}` : ""}`, {
       hint: "`ccbundle list` shows what it holds",
@@ -134,8 +139,11 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRes
         if ("error" in staged) throw staged.error;
         const result = await run.install(staged.value.staged, staged.value.receiving);
         recovered.push(...result.recovered);
-        for (const session of result.sessions)
-          restored.push({ ...session, host: entry.host, backedUp: entry.backedUp });
+        const note = picked && otherCopiesNote(picked.entry, picked.others, snapshot.sessions);
+        for (const session of result.sessions) {
+          const warnings = note ? [...session.warnings, note] : session.warnings;
+          restored.push({ ...session, warnings, host: entry.host, backedUp: entry.backedUp });
+        }
       } catch (err) {
         if (!select.all) throw err;
         failures.push({
@@ -188,8 +196,16 @@ function counted(source: Readable, report: (bytes: number) => void): Readable {
   return source.pipe(counter);
 }
 
-/** The session a prefix names; the newest copy when several machines backed it up. */
-function pickOne(entries: SnapshotSession[], prefix: string): SnapshotSession {
+/**
+ * The session a prefix names: the copy `machine` backed up, else the newest copy when several
+ * machines backed it up (a session handed from the desktop to the laptop, both backing up).
+ * `others` says which other copies there are, for a warning: the user may want one of those.
+ */
+function pickOne(
+  entries: SnapshotSession[],
+  prefix: string,
+  machine: string | undefined,
+): { entry: SnapshotSession; others: SnapshotSession[] } {
   if (!/^[0-9a-fA-F-]{4,36}$/.test(prefix)) {
     throw new UsageError(`not a session id: ${prefix}`, {
       hint: "session ids look like 1b2c3d4e-…: give at least 4 of their hex digits; `ccbundle list` shows them",
@@ -203,5 +219,36 @@ function pickOne(entries: SnapshotSession[], prefix: string): SnapshotSession {
   if (ids.size > 1) {
     throw new UsageError(`session prefix ${prefix} matches ${ids.size} sessions`, { hint: "give more characters" });
   }
-  return matches.sort((a, b) => lastActivity(b) - lastActivity(a))[0]!;
+  const fromMachine = machine === undefined ? undefined : machineMatcher(entries, machine);
+  const candidates = fromMachine ? matches.filter(fromMachine) : matches;
+  if (candidates.length === 0) {
+    throw new NotFoundError(`machine ${machine} did not back up session ${prefix}`, {
+      hint: `it was backed up by ${[...new Set(matches.map((entry) => entry.host))].join(", ")}; leave out --machine or name one of those`,
+    });
+  }
+  const [entry, ...rest] = candidates.sort((a, b) => lastActivity(b) - lastActivity(a));
+  return { entry: entry!, others: fromMachine ? [] : rest.filter((other) => other.machine !== entry!.machine) };
+}
+
+/** The warning for a session that other machines backed up too (restore <prefix> picked the newest copy). */
+function otherCopiesNote(
+  entry: SnapshotSession,
+  others: SnapshotSession[],
+  all: SnapshotSession[],
+): string | undefined {
+  if (others.length === 0) return undefined;
+  const names = others.map((other) => `${other.host} (last active ${describeTime(lastActivity(other))})`);
+  return `restored ${entry.host}'s copy, the newest; ${names.join(" and ")} backed up this session too: \`--machine ${machineName(others[0]!, all)}\` restores that copy instead`;
+}
+
+/** What `--machine` takes for the machine that backed up `entry`: its host name, unless another machine shares it. */
+function machineName(entry: SnapshotSession, all: SnapshotSession[]): string {
+  const shared = all.some((other) => other.host === entry.host && other.machine !== entry.machine);
+  return shared ? entry.machine.slice(0, 8) : entry.host;
+}
+
+function describeTime(time: number): string {
+  return Number.isNaN(time)
+    ? "at an unknown time"
+    : `${new Date(time).toISOString().slice(0, 16).replace("T", " ")} UTC`;
 }

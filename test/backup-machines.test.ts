@@ -1,0 +1,122 @@
+import { appendFileSync, readFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { projectFolderName } from "../core/claude/paths.js";
+import { backupMachine, withSameIdentity } from "./helpers/backup.js";
+import { type FixtureSession, writeSession } from "./helpers/fixture.js";
+import type { Machine } from "./helpers/machine.js";
+import { expectOneLineError } from "./helpers/tree.js";
+
+/**
+ * One user, two machines backing up into one store, and a session both hold: handed from the
+ * desktop to the laptop, worked on there, backed up by each. `--machine` says whose copies
+ * `list` and `restore` mean; without it `restore <id>` takes the newest copy and says so.
+ */
+
+let desktop: Machine;
+let laptop: Machine;
+let nas: string;
+let shared: FixtureSession;
+let desktopOnly: FixtureSession;
+const machineId: Record<"desktop" | "laptop", string> = { desktop: "", laptop: "" };
+const cleanups: Machine[] = [];
+
+beforeAll(async () => {
+  ({ machine: desktop, nas } = await backupMachine("desk"));
+  const project = desktop.project("code/app");
+  shared = writeSession({ claudeDir: desktop.claudeDir, projectDir: project, home: desktop.home, title: "shared" });
+  desktopOnly = writeSession({ claudeDir: desktop.claudeDir, projectDir: project, home: desktop.home });
+  await desktop.runOk(["backup"]);
+  laptop = await withSameIdentity(desktop, "lap", { CCBUNDLE_STORE: nas });
+  // The handoff, as a restore: the laptop now holds the shared session under its own home.
+  await laptop.runOk(["restore", shared.id, "--no-resume", "--project", laptop.project("code/app")]);
+  const onLaptop = path.join(
+    laptop.claudeDir,
+    "projects",
+    projectFolderName(laptop.project("code/app")),
+    `${shared.id}.jsonl`,
+  );
+  const later = { type: "user", message: { role: "user", content: "went on on the laptop" }, uuid: "u-laptop-1" };
+  appendFileSync(onLaptop, `${JSON.stringify({ ...later, timestamp: new Date(Date.now() + 60_000).toISOString() })}\n`);
+  await laptop.runOk(["backup"]);
+  const listed = JSON.parse((await laptop.runOk(["list", "--json"])).stdout);
+  for (const entry of listed.sessions as { id: string; machine: string; project: string }[]) {
+    if (entry.id === desktopOnly.id) machineId.desktop = entry.machine;
+    if (entry.id === shared.id && entry.project.startsWith(laptop.home)) machineId.laptop = entry.machine;
+  }
+});
+
+afterAll(() => {
+  for (const machine of [desktop, laptop, ...cleanups]) machine?.cleanup();
+});
+
+describe("sessions that two machines backed up", () => {
+  it("list shows both copies; --machine (a machine id prefix) shows one machine's", async () => {
+    expect(machineId.desktop).toMatch(/^[0-9a-f]{8,}$/);
+    expect(machineId.laptop).toMatch(/^[0-9a-f]{8,}$/);
+    expect(machineId.laptop).not.toBe(machineId.desktop);
+    const all = JSON.parse((await laptop.runOk(["list", "--json"])).stdout);
+    expect(all.sessions.filter((s: { id: string }) => s.id === shared.id)).toHaveLength(2);
+    const mine = JSON.parse((await laptop.runOk(["list", "--machine", machineId.laptop.slice(0, 6), "--json"])).stdout);
+    expect(mine.sessions.map((s: { id: string }) => s.id)).toEqual([shared.id]);
+  });
+
+  it("a --machine that names no machine, or two of them, is a usage error that lists the machines", async () => {
+    const unknown = await laptop.run(["list", "--machine", "no-such-host"]);
+    expect(unknown.code).toBe(2);
+    expectOneLineError(unknown.stderr);
+    expect(unknown.stderr).toContain('no machine "no-such-host" in this snapshot');
+    expect(unknown.stderr).toContain(machineId.desktop.slice(0, 8));
+    expect(unknown.stderr).toContain(machineId.laptop.slice(0, 8));
+    // Both test machines run on this host: its name alone does not say which.
+    const ambiguous = await laptop.run(["restore", shared.id, "--machine", os.hostname(), "--no-resume"]);
+    expect(ambiguous.code).toBe(2);
+    expectOneLineError(ambiguous.stderr);
+    expect(ambiguous.stderr).toContain("names 2 machines in this snapshot");
+    expect(ambiguous.stderr).toContain("give the machine id instead");
+  });
+
+  it("restore <id> takes the newest copy and says which other machine has one", async () => {
+    const carol = await withSameIdentity(desktop, "carol", { CCBUNDLE_STORE: nas });
+    cleanups.push(carol);
+    const doc = JSON.parse((await carol.runOk(["restore", shared.id.slice(0, 8), "--no-resume", "--json"])).stdout);
+    expect(doc.sessions).toHaveLength(1);
+    expect(doc.sessions[0].project).toBe(laptop.project("code/app"));
+    const note = doc.sessions[0].warnings.find((w: string) => w.includes("backed up this session too"));
+    expect(note).toContain("restored");
+    // Both test machines share this host's name: the note names the other machine by its id.
+    expect(note).toContain(`--machine ${machineId.desktop.slice(0, 8)}\``);
+    const transcript = readFileSync(
+      path.join(carol.claudeDir, "projects", projectFolderName(laptop.project("code/app")), `${shared.id}.jsonl`),
+      "utf8",
+    );
+    expect(transcript).toContain("went on on the laptop");
+  });
+
+  it("restore <id> --machine takes that machine's copy, and refuses a machine that has none", async () => {
+    const dave = await withSameIdentity(desktop, "dave", { CCBUNDLE_STORE: nas });
+    cleanups.push(dave);
+    const doc = JSON.parse(
+      (await dave.runOk(["restore", shared.id, "--machine", machineId.desktop.slice(0, 4), "--no-resume", "--json"]))
+        .stdout,
+    );
+    expect(doc.sessions[0].project).toBe(desktop.project("code/app"));
+    expect(doc.sessions[0].warnings.join("\n")).not.toContain("backed up this session too");
+    const none = await dave.run(["restore", desktopOnly.id, "--machine", machineId.laptop, "--no-resume"]);
+    expect(none.code).toBe(4);
+    expectOneLineError(none.stderr);
+    expect(none.stderr).toContain(`did not back up session ${desktopOnly.id}`);
+  });
+
+  it("restore --all --machine restores only that machine's sessions", async () => {
+    const erin = await withSameIdentity(desktop, "erin", { CCBUNDLE_STORE: nas });
+    cleanups.push(erin);
+    const doc = JSON.parse((await erin.runOk(["restore", "--all", "--machine", machineId.desktop, "--json"])).stdout);
+    expect(doc.sessions.map((s: { originalId: string }) => s.originalId).sort()).toEqual(
+      [shared.id, desktopOnly.id].sort(),
+    );
+    expect(new Set(doc.sessions.map((s: { host: string }) => s.host))).toEqual(new Set([os.hostname()]));
+    expect(doc.sessions.every((s: { project: string }) => s.project === desktop.project("code/app"))).toBe(true);
+  });
+});
