@@ -353,6 +353,7 @@ export class ReceiveRun {
         stagedPath: (bundlePath) => stagedPath(staged.dir, bundlePath, "flat"),
         session,
         targetReal,
+        targetFolder: target.folder,
         mappings,
         rewrite: options.rewrite,
         force: options.force,

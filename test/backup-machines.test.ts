@@ -1,4 +1,4 @@
-import { appendFileSync, readFileSync } from "node:fs";
+import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -118,5 +118,48 @@ describe("sessions that two machines backed up", () => {
     );
     expect(new Set(doc.sessions.map((s: { host: string }) => s.host))).toEqual(new Set([os.hostname()]));
     expect(doc.sessions.every((s: { project: string }) => s.project === desktop.project("code/app"))).toBe(true);
+  });
+});
+
+describe("a transcript that never says where it ran (no line with a cwd)", () => {
+  it("is backed up, listed, and restore --all files it back under its own project folder", async () => {
+    const { machine: frank, nas: frankNas } = await backupMachine("frank");
+    cleanups.push(frank);
+    const project = frank.project("code/site");
+    const folder = projectFolderName(project);
+    const id = "7a1c0d2e-5f60-4b7a-9c8d-0e1f2a3b4c5d";
+    const dir = path.join(frank.claudeDir, "projects", folder);
+    mkdirSync(dir, { recursive: true });
+    // Claude Code writes these before the first prompt; a session left then has nothing else.
+    const lines = [
+      {
+        type: "file-history-snapshot",
+        messageId: "m1",
+        snapshot: { messageId: "m1", trackedFileBackups: {}, timestamp: "2026-11-01T09:00:00.000Z" },
+        isSnapshotUpdate: false,
+      },
+      { type: "summary", summary: "Nothing yet", leafUuid: "m1" },
+    ];
+    writeFileSync(path.join(dir, `${id}.jsonl`), `${lines.map((line) => JSON.stringify(line)).join("\n")}\n`);
+    await frank.runOk(["backup"]);
+    const listed = JSON.parse((await frank.runOk(["list", "--json"])).stdout);
+    expect(listed.sessions.find((s: { id: string }) => s.id === id)).toMatchObject({ folder, project: "/" });
+
+    const gina = await withSameIdentity(frank, "gina", { CCBUNDLE_STORE: frankNas });
+    cleanups.push(gina);
+    const doc = JSON.parse((await gina.runOk(["restore", "--all", "--json"])).stdout);
+    expect(doc.sessions).toHaveLength(1);
+    expect(existsSync(path.join(gina.claudeDir, "projects", folder, `${id}.jsonl`))).toBe(true);
+    expect(existsSync(path.join(gina.claudeDir, "projects", projectFolderName("/")))).toBe(false);
+
+    // One session: where pull would put a session whose path is gone, the current directory, said so.
+    const hank = await withSameIdentity(frank, "hank", { CCBUNDLE_STORE: frankNas });
+    cleanups.push(hank);
+    const here = hank.project("work");
+    const one = await hank.runOk(["restore", id.slice(0, 8), "--no-resume", "--json"], { cwd: here });
+    const session = JSON.parse(one.stdout).sessions[0];
+    expect(session).toMatchObject({ targetReason: "current-dir", project: here });
+    expect(session.warnings.join("\n")).toContain("does not say which directory it ran in");
+    expect(existsSync(path.join(hank.claudeDir, "projects", projectFolderName(here), `${id}.jsonl`))).toBe(true);
   });
 });

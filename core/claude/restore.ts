@@ -34,6 +34,8 @@ export interface RestoreOptions {
   session: ManifestSession;
   /** The real path of the project directory the session should belong to on this machine. */
   targetReal: string;
+  /** Its folder under projects/ when not the one targetReal names (TargetChoice.folder). */
+  targetFolder?: string | undefined;
   /** Path rewrites (source project → target project, source home → target home, --map pairs). */
   mappings: PathMapping[];
   /** false keeps every file byte-identical (`--no-rewrite`). */
@@ -91,7 +93,7 @@ export interface RestoreResult {
 export async function prepareRestore(options: RestoreOptions): Promise<PreparedRestore> {
   const { claudeDir, session, backupDir } = options;
   const { targetReal } = options;
-  const folder = projectFolderName(targetReal);
+  const folder = options.targetFolder ?? projectFolderName(targetReal);
   const mappings = options.rewrite ? options.mappings : [];
   const remappers = { json: createRemapper(mappings, "json"), text: createRemapper(mappings, "text") };
   const staged = options.stagedPath;

@@ -25,6 +25,25 @@ export interface TargetChoice {
    * the source checkout's root maps onto it, so a file keeps its place in the repo.
    */
   repoRoot?: string;
+  /**
+   * The project folder to file the session under when it is not the one `cwd` names: restore
+   * --all keeps a session whose transcript never said its directory in its own folder.
+   */
+  folder?: string;
+}
+
+/**
+ * A transcript that never names its directory (no line with a `cwd`: a session left before
+ * its first prompt, one of only `file-history-snapshot` or summary lines) is sent with cwd
+ * "/" (the manifest wants a path); its folder tells it from a session really run in "/".
+ */
+export function cwdUnknown(session: Pick<ManifestSession, "cwd" | "folder">): boolean {
+  return session.cwd === "/" && session.folder !== projectFolderName("/");
+}
+
+/** The folder under projects/ a session goes to for `target`. */
+export function targetFolderName(target: TargetChoice): string {
+  return target.folder ?? projectFolderName(target.cwd);
 }
 
 export async function chooseTarget(
@@ -42,7 +61,12 @@ export async function chooseTarget(
     }
     return withRepo(session, { cwd: await real(project), reason: "project" }, ask);
   }
-  const mapped = applyMaps(session.cwd, options.maps);
+  const unknown = cwdUnknown(session);
+  const mapped = unknown ? undefined : applyMaps(session.cwd, options.maps);
+  if (options.keepOriginalPaths && unknown) {
+    // Nowhere to put it but where it was: its own folder.
+    return { cwd: session.cwd, reason: "original-path", folder: session.folder };
+  }
   if (options.keepOriginalPaths) {
     // restore --all: each session goes to its own (mapped) path, even one that does not exist
     // here yet; Claude Code names the project folder from the path string, so a later clone
@@ -73,12 +97,14 @@ export async function chooseTarget(
       };
     }
   }
-  if (await isDir(session.cwd))
+  if (!unknown && (await isDir(session.cwd)))
     return withRepo(session, { cwd: await real(session.cwd), reason: "original-path" }, ask);
   return {
     cwd: await real(options.cwd),
     reason: "current-dir",
-    warning: `${session.cwd} does not exist here; restoring into the current directory ${options.cwd} (use --project <dir> to choose)`,
+    warning: unknown
+      ? `the session does not say which directory it ran in; restoring into the current directory ${options.cwd} (use --project <dir> to choose)`
+      : `${session.cwd} does not exist here; restoring into the current directory ${options.cwd} (use --project <dir> to choose)`,
   };
 }
 
@@ -117,7 +143,7 @@ export interface MappingInput {
 export function mappingsFor(input: MappingInput): PathMapping[] {
   const { source, session, target } = input;
   const out: PathMapping[] = [...input.maps];
-  const targetFolder = path.join(input.targetClaudeDir, "projects", projectFolderName(target.cwd));
+  const targetFolder = path.join(input.targetClaudeDir, "projects", targetFolderName(target));
   if (source.claudeDir) {
     out.push({ from: joinLike(source.claudeDir, "projects", session.folder), to: targetFolder });
     // A transcript Claude Code moved on `cd` (a `relocated` line) still names its first folder in older lines.
