@@ -2,7 +2,7 @@ import { mkdir } from "node:fs/promises";
 import { loadSettings, type Settings } from "../core/config.js";
 import { openIdentityBytes, readIdentityBytes } from "../core/crypto/identity-file.js";
 import type { UserKey } from "../core/crypto/keys.js";
-import { requireSecret, type SecretSource } from "../core/crypto/secrets.js";
+import { PASSPHRASE_ENV, PIN_ENV, requireSecret, type SecretSource } from "../core/crypto/secrets.js";
 import type { PointerTransport } from "../core/pointer/transport.js";
 import type { BlobStore } from "../storage-adapters/blob-store.js";
 import { Output } from "./output.js";
@@ -34,7 +34,7 @@ export class Context {
 
   passphraseSource(): SecretSource {
     return {
-      envVar: "CCBUNDLE_PASSPHRASE",
+      envVar: PASSPHRASE_ENV,
       file: this.args.passphraseFile,
       fd: this.args.passphraseFd,
       env: this.settings.env,
@@ -47,7 +47,7 @@ export class Context {
   /** Where a PIN comes from: CCBUNDLE_PIN, --pin-file, or a prompt (never argv). */
   pinSource(file: string | undefined): SecretSource {
     return {
-      envVar: "CCBUNDLE_PIN",
+      envVar: PIN_ENV,
       file,
       env: this.settings.env,
       label: "PIN",

@@ -1,4 +1,4 @@
-import { closeSync, createReadStream, createWriteStream, fstat, open } from "node:fs";
+import { closeSync, createReadStream, createWriteStream, fstat, open, openSync } from "node:fs";
 import { mkdir, readdir, readFile, rename, rm, stat, unlink } from "node:fs/promises";
 import path from "node:path";
 import { Readable, Transform } from "node:stream";
@@ -6,7 +6,7 @@ import { pipeline } from "node:stream/promises";
 import { pathToFileURL } from "node:url";
 import { promisify } from "node:util";
 import { CcbError, errnoCode, NotFoundError } from "../core/errors.js";
-import { removeOnInterrupt } from "../core/interrupt.js";
+import { interruptedBy, removeOnInterrupt } from "../core/interrupt.js";
 import { removeOldFiles } from "../core/old-files.js";
 import { randomId, storeLayout } from "../core/store-layout.js";
 import {
@@ -221,9 +221,14 @@ export class LocalStore implements BlobStore {
       this.#writable ??= this.ensureWritable(tmpDir);
       try {
         await this.#writable;
+        // A Ctrl-C while the folder was checked: make nothing its cleanup would not see.
+        const signal = interruptedBy();
+        if (signal) throw new CcbError(`upload interrupted (${signal})`);
         // Mode 0666 less the umask, as cp and tar make files: blobs and records are encrypted and
-        // signed, and a store may be a folder teammates read as other users (a NAS).
-        return await openFile(tmp, "wx", 0o666);
+        // signed, and a store may be a folder teammates read as other users (a NAS). A sync open:
+        // put registers the file's interrupt cleanup in the microtask after it, before any signal
+        // callback can run (an async open finished on the threadpool after the cleanup had run).
+        return openSync(tmp, "wx", 0o666);
       } catch (err) {
         this.#writable = undefined;
         if (fresh || errnoCode(err) !== "ENOENT") throw err;

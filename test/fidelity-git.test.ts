@@ -261,7 +261,10 @@ describe("pull into a clone, end to end", () => {
     writeFileSync(path.join(bin, "claude"), `#!/bin/sh\necho "claude started in $(pwd -P) with $*" >&2\n`);
     chmodSync(path.join(bin, "claude"), 0o755);
 
-    const result = await bob.runOk(["pull"], { cwd: bobRepo, env: { PATH: `${bin}:${process.env.PATH}` } });
+    const result = await bob.runOk(["pull", "--resume"], {
+      cwd: bobRepo,
+      env: { PATH: `${bin}:${process.env.PATH}` },
+    });
     const target = path.join(bobRepo, "packages", "api");
     const started = result.stderr.indexOf(`claude started in ${target} with --resume ${s.id}`);
     expect(started, result.stderr).toBeGreaterThan(0);

@@ -399,7 +399,9 @@ exit 7
     const link = path.join(bob.home, "resume-link");
     symlinkSync(real, link);
     writeFileSync(`${record}.go`, "");
-    const result = await bob.run(["pull", "--project", link], { env: { PATH: `${bin}:${process.env.PATH}` } });
+    const result = await bob.run(["pull", "--project", link, "--resume"], {
+      env: { PATH: `${bin}:${process.env.PATH}` },
+    });
     expect(result.code).toBe(7); // claude's exit code is ours
     expect(readFileSync(record, "utf8").split("\n")[0]).toBe(`${real} --resume ${s.id}`);
     expect(existsSync(path.join(bob.claudeDir, "projects", projectFolderName(real), `${s.id}.jsonl`))).toBe(true);
@@ -425,7 +427,7 @@ exit 7
     rmSync(record, { force: true });
     const project = bob.project("resume-real");
     // Our own process group, like a shell job, so a Ctrl-C can reach ccbundle and claude at once.
-    const child = spawn(process.execPath, [CLI, "pull", "--project", project], {
+    const child = spawn(process.execPath, [CLI, "pull", "--project", project, "--resume"], {
       cwd: project,
       env: { ...bob.env, PATH: `${bin}:${process.env.PATH}` },
       detached: true,

@@ -130,8 +130,40 @@ describe("push and pull through a local store", () => {
     const record = path.join(bob.root, "claude-called.txt");
     writeFileSync(path.join(bin, "claude"), `#!/bin/sh\necho "$PWD $@" > ${JSON.stringify(record)}\n`);
     chmodSync(path.join(bin, "claude"), 0o755);
-    await bob.runOk(["pull", "--project", bobProject], { env: { PATH: `${bin}:${process.env.PATH}` } });
+    // No terminal here (a pipe, like `ssh host ccbundle pull`): claude is not started, the command is printed.
+    const told = await bob.runOk(["pull", "--project", bobProject], { env: { PATH: `${bin}:${process.env.PATH}` } });
+    expect(existsSync(record)).toBe(false);
+    expect(told.stdout).toContain(
+      `Not resuming here (no terminal; --resume starts it anyway). Resume with: cd ${bobProject} && claude --resume ${session.id}`,
+    );
+    // --resume asks for it anyway.
+    await bob.runOk(["pull", "--project", bobProject, "--resume"], { env: { PATH: `${bin}:${process.env.PATH}` } });
     expect(readFileSync(record, "utf8").trim()).toBe(`${bobProject} --resume ${session.id}`);
+  });
+
+  it("claude --resume gets no passphrase or PIN from our environment", async () => {
+    const bin = path.join(bob.root, "bin-env");
+    mkdirSync(bin, { recursive: true });
+    const record = path.join(bob.root, "claude-env.txt");
+    writeFileSync(
+      path.join(bin, "claude"),
+      `#!/bin/sh
+env > ${JSON.stringify(record)}
+`,
+    );
+    chmodSync(path.join(bin, "claude"), 0o755);
+    await bob.runOk(["pull", "--project", bobProject, "--resume"], {
+      env: {
+        PATH: `${bin}:${process.env.PATH}`,
+        CCBUNDLE_PASSPHRASE: "correct horse battery staple",
+        CCBUNDLE_PIN: "a pin of eleven",
+      },
+    });
+    const env = readFileSync(record, "utf8");
+    expect(env).toContain(`PATH=${bin}:`);
+    expect(env).not.toContain("correct horse battery staple");
+    expect(env).not.toContain("a pin of eleven");
+    expect(env).not.toMatch(/^CCBUNDLE_(PASSPHRASE|PIN)=/m);
   });
 });
 

@@ -131,11 +131,7 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
           .positional("key", { type: "string", describe: "The sender's z32 key (default: your own)" })
           .option("project", { type: "string", describe: "Restore into this project directory" })
           .option("map", { type: "string", array: true, describe: "Rewrite a path prefix <old>=<new> (repeatable)" })
-          .option("resume", {
-            type: "boolean",
-            default: true,
-            describe: "Run `claude --resume` afterwards (--no-resume to skip; never with --json)",
-          })
+          .option("resume", { type: "boolean", describe: RESUME_HELP })
           .option("rewrite", {
             type: "boolean",
             default: true,
@@ -280,11 +276,7 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
             describe: "Accept a bundle signed by anyone",
           })
           .option("map", { type: "string", array: true, describe: "Rewrite a path prefix <old>=<new> (repeatable)" })
-          .option("resume", {
-            type: "boolean",
-            default: true,
-            describe: "Run `claude --resume` afterwards (never with --json)",
-          })
+          .option("resume", { type: "boolean", describe: RESUME_HELP })
           .option("rewrite", {
             type: "boolean",
             default: true,
@@ -397,10 +389,23 @@ export function printGathered(ctx: Context, gathered: Map<string, string[]>): vo
   }
 }
 
-export async function maybeResume(ctx: Context, session: ReceivedSession, resume: boolean): Promise<void> {
+export const RESUME_HELP =
+  "Run `claude --resume` afterwards: by default only on a terminal; --resume even without one, --no-resume never (never with --json)";
+
+/**
+ * `claude --resume` in the session's project, with the terminal handed over. Without a terminal
+ * (`ssh host ccbundle pull`, a script, a pipe) Claude Code cannot run interactively: it fails,
+ * and what it writes on the way out made the next pull see a diverged copy and fork it. So
+ * there it only says how, unless `--resume` asked for it.
+ */
+export async function maybeResume(ctx: Context, session: ReceivedSession, resume: boolean | undefined): Promise<void> {
   const command = resumeCommandLine(session.sessionId, session.targetCwd);
-  if (!resume || ctx.out.json) {
+  if (resume === false || ctx.out.json) {
     ctx.out.line(`Resume with: ${command}`);
+    return;
+  }
+  if (resume === undefined && !(process.stdin.isTTY && process.stdout.isTTY)) {
+    ctx.out.line(`Not resuming here (no terminal; --resume starts it anyway). Resume with: ${command}`);
     return;
   }
   const claude = await findOnPath("claude", ctx.settings.env);

@@ -7,7 +7,7 @@ import { ExitCode, UsageError } from "../../core/errors.js";
 import { Context, type GlobalArgs } from "../context.js";
 import { Output } from "../output.js";
 import { PhaseBars } from "../progress.js";
-import { maybeResume, printGathered, printRecovered, printRestored, sessionJson } from "./handoff.js";
+import { maybeResume, printGathered, printRecovered, printRestored, RESUME_HELP, sessionJson } from "./handoff.js";
 
 /** `list`, `restore`, `prune`: reading and looking after backup snapshots. */
 
@@ -71,11 +71,7 @@ export function restoreCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
           })
           .option("machine", { type: "string", describe: MACHINE_HELP })
           .option("map", { type: "string", array: true, describe: "Move a path prefix <old>=<new> (repeatable)" })
-          .option("resume", {
-            type: "boolean",
-            default: true,
-            describe: "Run `claude --resume` after one session (never with --json)",
-          })
+          .option("resume", { type: "boolean", describe: RESUME_HELP })
           .option("rewrite", { type: "boolean", default: true, describe: "Rewrite paths (--no-rewrite keeps bytes)" })
           .option("force", { type: "boolean", default: false, describe: "Replace diverged local copies (backed up)" }),
       async (args) => {

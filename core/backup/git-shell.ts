@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { GIT_MAX_OUTPUT, GIT_TIMEOUT_MS, type GitRunner, git } from "../claude/git.js";
+import { withoutSecrets } from "../crypto/secrets.js";
 
 /**
  * Runs backup's git commands through one `/bin/sh` started at the beginning of
@@ -37,7 +38,11 @@ export class GitShell {
   constructor() {
     if (process.platform === "win32") return;
     try {
-      const shell = spawn("/bin/sh", [], { stdio: ["pipe", "pipe", "ignore"], detached: true });
+      const shell = spawn("/bin/sh", [], {
+        stdio: ["pipe", "pipe", "ignore"],
+        detached: true,
+        env: withoutSecrets(process.env),
+      });
       shell.on("error", () => this.#fail());
       shell.on("exit", () => this.#fail());
       shell.stdin!.on("error", () => this.#fail());

@@ -2,6 +2,7 @@ import { execFile } from "node:child_process";
 import { lstatSync, realpathSync, statSync } from "node:fs";
 import path from "node:path";
 import type { GitContext } from "../bundle/manifest.js";
+import { withoutSecrets } from "../crypto/secrets.js";
 
 /** Git facts about a project, for the manifest and for the warnings pull prints. Never fails: git is optional. */
 
@@ -15,9 +16,14 @@ export const GIT_MAX_OUTPUT = 1 << 20;
 /** The plain runner: one git process per command. */
 export function git(cwd: string, args: string[]): Promise<string | undefined> {
   return new Promise((resolve) => {
-    execFile("git", ["-C", cwd, ...args], { timeout: GIT_TIMEOUT_MS, maxBuffer: GIT_MAX_OUTPUT }, (err, stdout) => {
-      resolve(err ? undefined : stdout.trim());
-    });
+    execFile(
+      "git",
+      ["-C", cwd, ...args],
+      { timeout: GIT_TIMEOUT_MS, maxBuffer: GIT_MAX_OUTPUT, env: withoutSecrets(process.env) },
+      (err, stdout) => {
+        resolve(err ? undefined : stdout.trim());
+      },
+    );
   });
 }
 

@@ -2,6 +2,7 @@ import { spawn } from "node:child_process";
 import { access, constants } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import { withoutSecrets } from "../crypto/secrets.js";
 import { CcbError } from "../errors.js";
 import { suspendInterrupts } from "../interrupt.js";
 
@@ -40,7 +41,7 @@ export function runClaudeResume(
   env: NodeJS.ProcessEnv,
 ): Promise<number> {
   return new Promise((resolve, reject) => {
-    const child = spawn(claudeBin, ["--resume", sessionId], { cwd, stdio: "inherit", env });
+    const child = spawn(claudeBin, ["--resume", sessionId], { cwd, stdio: "inherit", env: withoutSecrets(env) });
     const ignore = () => {};
     const forward = (signal: NodeJS.Signals) => child.kill(signal);
     const handlers: [NodeJS.Signals, (signal: NodeJS.Signals) => void][] = [

@@ -8,6 +8,20 @@ import { CcbError, UsageError } from "../errors.js";
  * a prompt that hangs a cron job.
  */
 
+/** The environment variables a secret may come from. */
+export const PASSPHRASE_ENV = "CCBUNDLE_PASSPHRASE";
+export const PIN_ENV = "CCBUNDLE_PIN";
+
+/**
+ * `env` for a process we start (claude --resume, git): without our secrets. Claude Code's Bash
+ * tool, its hooks and a repository's git config (core.fsmonitor runs a command) would all
+ * inherit them, and whatever the model prints lands in the transcript that is pushed next.
+ */
+export function withoutSecrets(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const { [PASSPHRASE_ENV]: _passphrase, [PIN_ENV]: _pin, ...rest } = env;
+  return rest;
+}
+
 export interface SecretSource {
   /** Name of the environment variable, e.g. CCBUNDLE_PASSPHRASE. */
   envVar: string;
