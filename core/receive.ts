@@ -239,7 +239,7 @@ export class ReceiveRun {
       const session = sessionOf.get(file.path);
       if (!form || !session) return undefined;
       const made = remembered(remappers, session, () =>
-        this.#chooseTarget(session, options).then(
+        this.#chooseTarget(session, manifest, options).then(
           (target) => {
             // Asked now, its git processes run while the bundle unpacks (forked from a smaller
             // process, too); install reads the run's cached answer. Its errors are install's to report.
@@ -344,7 +344,7 @@ export class ReceiveRun {
     const backupDir = newBackupDir(settings.home);
     const prepared: { session: ManifestSession; target: TargetChoice; restore: PreparedRestore }[] = [];
     for (const session of manifest.sessions) {
-      const target = await this.#chooseTarget(session, options);
+      const target = await this.#chooseTarget(session, manifest, options);
       const targetReal = await this.#realPath(target.cwd);
       const mappings = this.#mappingsFor(session, manifest, target, options);
       const restore = await prepareRestore({
@@ -401,12 +401,13 @@ export class ReceiveRun {
    * answer depends only on those, the options and the checkouts here, and each costs up to
    * seven git processes when the session has a remote.
    */
-  #chooseTarget(session: Manifest["sessions"][number], options: ReceiveOptions): Promise<TargetChoice> {
+  #chooseTarget(session: ManifestSession, manifest: Manifest, options: ReceiveOptions): Promise<TargetChoice> {
     const choice = {
       project: options.project,
       cwd: options.cwd,
       maps: options.maps,
       keepOriginalPaths: options.keepOriginalPaths,
+      homes: { source: manifest.source.home, target: homeDir(options.settings.env) },
     };
     const key = JSON.stringify([session.cwd, session.git ?? null, choice]);
     return remembered(this.#targets, key, () => {

@@ -1,5 +1,14 @@
 import { execFileSync } from "node:child_process";
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { projectFolderName } from "../core/claude/paths.js";
@@ -217,5 +226,37 @@ describe("paths over 200 characters", () => {
     const folder = projectFolderName(target);
     expect(folder).toMatch(/-[0-9a-z]+$/);
     expect(existsSync(path.join(bob.claudeDir, "projects", folder, `${s.id}.jsonl`))).toBe(true);
+  });
+});
+
+describe("pulling from the home folder when the session's project is not here", () => {
+  it("is refused (the way back could not tell the project's paths from the home's); the same place under this home is used", async () => {
+    const notes = alice.project("src/notes");
+    const s = writeSession({ claudeDir: alice.claudeDir, projectDir: notes, home: alice.home, turns: 2 });
+    await alice.runOk(["push", "--session", s.id], { cwd: notes });
+    // Both machines share this file system: alice's folder must not be there for bob.
+    renameSync(notes, `${notes}.away`);
+    const before = listFiles(bob.claudeDir);
+    const refused = await bob.run(["pull", "--no-resume"], { cwd: bob.home });
+    expect(refused.code, refused.stdout + refused.stderr).toBe(2);
+    expect(refused.stderr).toContain(
+      `ccbundle: the session ran in ${notes}, which is not here, and you are in your home folder`,
+    );
+    expect(refused.stderr).toContain(
+      "hint: cd into the project (clone it first) and pull again, or choose with --project <dir>",
+    );
+    expect(listFiles(bob.claudeDir)).toEqual(before);
+
+    // Bob keeps the same layout under his own home: ~/src/notes is where it goes, from anywhere.
+    const bobNotes = bob.project("src/notes");
+    const doc = JSON.parse((await bob.runOk(["pull", "--no-resume", "--json"], { cwd: bob.home })).stdout);
+    expect(doc.sessions[0]).toMatchObject({ targetReason: "home-relative", project: bobNotes });
+    const restored = readFileSync(
+      path.join(bob.claudeDir, "projects", projectFolderName(bobNotes), `${s.id}.jsonl`),
+      "utf8",
+    );
+    expect(restored).toContain(`"cwd":${JSON.stringify(bobNotes)}`);
+    expect(restored).not.toContain(alice.home);
+    renameSync(`${notes}.away`, notes);
   });
 });

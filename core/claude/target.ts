@@ -18,7 +18,7 @@ import { isWindowsPath, type PathMapping } from "./remap.js";
 export interface TargetChoice {
   /** Real path of the directory the session is filed under and resumed in. */
   cwd: string;
-  reason: "project" | "git-remote" | "original-path" | "current-dir" | "mapped";
+  reason: "project" | "git-remote" | "original-path" | "home-relative" | "current-dir" | "mapped";
   warning?: string;
   /**
    * Root of the target checkout when it is a clone of the session's repository:
@@ -48,7 +48,14 @@ export function targetFolderName(target: TargetChoice): string {
 
 export async function chooseTarget(
   session: ManifestSession,
-  options: { project?: string | undefined; cwd: string; maps: PathMapping[]; keepOriginalPaths?: boolean | undefined },
+  options: {
+    project?: string | undefined;
+    cwd: string;
+    maps: PathMapping[];
+    keepOriginalPaths?: boolean | undefined;
+    /** The sending machine's home (manifest source) and this one's: see the last two steps. */
+    homes?: { source: string; target: string } | undefined;
+  },
   /** Where git is asked (a receiving run remembers its answers per checkout). */
   ask: GitAsker = askGit,
 ): Promise<TargetChoice> {
@@ -99,6 +106,24 @@ export async function chooseTarget(
   }
   if (!unknown && (await isDir(session.cwd)))
     return withRepo(session, { cwd: await real(session.cwd), reason: "original-path" }, ask);
+  // ~/src/app on the desktop is ~/src/app on the VM too, when the user keeps the same layout.
+  const inHome = unknown ? undefined : homeRelative(session.cwd, options.homes);
+  if (inHome && (await isDir(inHome)))
+    return withRepo(session, { cwd: await real(inHome), reason: "home-relative" }, ask);
+  const here = await real(options.cwd);
+  if (!unknown && options.homes && here === (await real(options.homes.target))) {
+    const ranInHome = stripSeparators(session.cwd) === stripSeparators(options.homes.source);
+    if (!ranInHome) {
+      // Filed under ~, its project's paths and the home's would both map onto this home: the way
+      // back could not tell them apart (a pull back to the desktop put ~/.config under the project).
+      throw new UsageError(
+        `the session ran in ${session.cwd}, which is not here, and you are in your home folder`,
+        {
+          hint: `cd into the project (clone it first) and pull again, or choose with --project <dir>${inHome ? ` (e.g. ${inHome})` : ""}`,
+        },
+      );
+    }
+  }
   return {
     cwd: await real(options.cwd),
     reason: "current-dir",
@@ -106,6 +131,18 @@ export async function chooseTarget(
       ? `the session does not say which directory it ran in; restoring into the current directory ${options.cwd} (use --project <dir> to choose)`
       : `${session.cwd} does not exist here; restoring into the current directory ${options.cwd} (use --project <dir> to choose)`,
   };
+}
+
+/** `cwd` moved from the source home to this one, when it is inside the source home. */
+function homeRelative(cwd: string, homes: { source: string; target: string } | undefined): string | undefined {
+  if (!homes?.source || !homes.target || isWindowsPath(cwd) !== isWindowsPath(homes.source)) return undefined;
+  const base = stripSeparators(homes.source);
+  if (!base || base === "/" || !cwd.startsWith(`${base}/`)) return undefined;
+  return path.join(homes.target, ...cwd.slice(base.length + 1).split("/"));
+}
+
+function stripSeparators(dir: string): string {
+  return dir.length > 1 ? dir.replace(/[\\/]+$/, "") : dir;
 }
 
 async function withRepo(session: ManifestSession, choice: TargetChoice, ask: GitAsker): Promise<TargetChoice> {
