@@ -1,4 +1,5 @@
 import {
+  appendFileSync,
   cpSync,
   existsSync,
   mkdirSync,
@@ -406,5 +407,42 @@ describe("an existing session file is never overwritten without keeping it", () 
     expect(backup.startsWith(bob.ccbHome)).toBe(true);
     expect(readFileSync(backup, "utf8")).toBe(diverged);
     expect(readFileSync(transcript(), "utf8")).toContain(bobProject);
+  });
+
+  it("diverged, and the other machine went on: its fork here is brought up to date, not forked again", async () => {
+    const folder = path.join(bob.claudeDir, "projects", projectFolderName(bobProject));
+    const transcripts = () => readdirSync(folder).filter((name) => name.endsWith(".jsonl"));
+    const mine = `${JSON.stringify({ type: "user", message: { role: "user", content: "bob's own turn" } })}\n`;
+    writeFileSync(transcript(), mine);
+    const first = JSON.parse((await bob.runOk(["pull", "--project", bobProject, "--no-resume", "--json"])).stdout);
+    const forkId = first.sessions[0].sessionId;
+    expect(forkId).not.toBe(session.id);
+    const before = transcripts();
+    for (const turn of [1, 2]) {
+      // Alice works on and hands it over again; bob pulls over his diverged copy.
+      const line = { type: "user", message: { role: "user", content: `alice went on, turn ${turn}` } };
+      appendFileSync(session.transcript, `${JSON.stringify({ ...line, sessionId: session.id, cwd: project })}\n`);
+      await alice.runOk(["push", "--session", session.id], { cwd: project });
+      const doc = JSON.parse((await bob.runOk(["pull", "--project", bobProject, "--no-resume", "--json"])).stdout);
+      expect(doc.sessions[0]).toMatchObject({ outcome: "fast-forward", sessionId: forkId, originalId: session.id });
+      expect(transcripts()).toEqual(before);
+      const fork = readFileSync(path.join(folder, `${forkId}.jsonl`), "utf8");
+      expect(fork).toContain(`alice went on, turn ${turn}`);
+      expect(fork).not.toContain(session.id);
+      expect(readFileSync(transcript(), "utf8")).toBe(mine);
+    }
+    // Said in words: which fork went on.
+    appendFileSync(session.transcript, `${JSON.stringify({ type: "user", sessionId: session.id, cwd: project })}\n`);
+    await alice.runOk(["push", "--session", session.id], { cwd: project });
+    const told = await bob.runOk(["pull", "--project", bobProject, "--no-resume"]);
+    expect(told.stdout).toContain(`kept it, and brought the fork ${forkId} an earlier pull made up to date`);
+    // Bob resumed the fork and wrote to it: the next version from alice is a fork of its own.
+    appendFileSync(path.join(folder, `${forkId}.jsonl`), mine);
+    appendFileSync(session.transcript, `${JSON.stringify({ type: "user", sessionId: session.id, cwd: project })}\n`);
+    await alice.runOk(["push", "--session", session.id], { cwd: project });
+    const split = JSON.parse((await bob.runOk(["pull", "--project", bobProject, "--no-resume", "--json"])).stdout);
+    expect(split.sessions[0].outcome).toBe("forked");
+    expect(split.sessions[0].sessionId).not.toBe(forkId);
+    expect(transcripts()).toHaveLength(before.length + 1);
   });
 });

@@ -350,6 +350,8 @@ export function printRecovered(ctx: Context, result: Pick<ReceiveResult, "recove
  * distinct warning once, at the end (see printGathered).
  */
 export function printRestored(ctx: Context, session: ReceivedSession, gathered?: Map<string, string[]>): void {
+  // Restored onto a fork of the session (a pull that forked it before): the ids differ.
+  const onFork = session.sessionId !== session.originalId;
   const what: Record<string, string> = {
     new: "restored",
     // The transcript decides the outcome; its other files (subagents, file history) may still differ.
@@ -359,8 +361,12 @@ export function printRestored(ctx: Context, session: ReceivedSession, gathered?:
         : session.conflicts.length > 0
           ? "the transcript is already here, identical; some of its other files differ here (see below)"
           : "already here, identical: nothing to do",
-    "fast-forward": "fast-forwarded (the local copy was behind)",
-    "kept-local": "kept the local copy: it is ahead of the incoming one",
+    "fast-forward": onFork
+      ? `the local copy had diverged: kept it, and brought the fork ${session.sessionId} an earlier pull made up to date`
+      : "fast-forwarded (the local copy was behind)",
+    "kept-local": onFork
+      ? `the local copy had diverged; its fork ${session.sessionId} here already has all of the incoming one`
+      : "kept the local copy: it is ahead of the incoming one",
     forked: `the local copy had diverged: kept it, restored the incoming one as a fork ${session.sessionId}`,
     replaced: `replaced the diverged local copy (backup in ${session.backupDir})`,
   };
@@ -375,8 +381,7 @@ export function printRestored(ctx: Context, session: ReceivedSession, gathered?:
     if (gathered) gathered.set(warning, [...(gathered.get(warning) ?? []), session.originalId]);
     else ctx.out.warn(warning);
   }
-  if (session.outcome === "forked")
-    ctx.out.line(`  local session: ${session.originalId}   incoming fork: ${session.sessionId}`);
+  if (onFork) ctx.out.line(`  local session: ${session.originalId}   incoming fork: ${session.sessionId}`);
   // --force also replaces other files that differed (plans, tasks, subagents): say where they went.
   if (session.backupDir && session.outcome !== "replaced")
     ctx.out.line(`  the local files it replaced are backed up in ${session.backupDir}`);

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
-import { statSync } from "node:fs";
-import { stat } from "node:fs/promises";
+import { closeSync, openSync, readSync, statSync } from "node:fs";
+import { readdir, stat } from "node:fs/promises";
 import path from "node:path";
 import type { ManifestSession } from "../bundle/manifest.js";
 import { errnoCode } from "../errors.js";
@@ -125,32 +125,60 @@ export async function prepareRestore(options: RestoreOptions): Promise<PreparedR
   else if (comparison === "diverged") outcome = options.force ? "replaced" : "forked";
 
   let fork: Fork | undefined;
+  /** The incoming session goes on an earlier fork of it (see below): that fork's files follow it. */
+  let followingFork = false;
   if (outcome === "forked") {
     // A new session id and new plan slugs: the fork shares no file with the local session.
     const jsonl = session.files.filter((file) => file.path.endsWith(".jsonl") && file.path !== "claude/history.jsonl");
     const plans = session.files.filter((file) => file.path.startsWith("claude/plans/"));
-    const incoming = session.files.find((file) => file.path === transcriptPath)!.sha256;
-    fork = await planFork(
-      session.id,
-      forkId(session.id, incoming, folder),
-      jsonl.map((file) => prepared.get(file.path)!),
-      plans.map((file) => file.path.slice("claude/plans/".length)),
-    );
-    sessionId = fork.newId;
     // The fork's prompt-history lines carry its new id too (the journal appends them as they are).
     const historyFile = session.files.filter((file) => file.path === "claude/history.jsonl");
-    for (const file of [...jsonl, ...historyFile]) {
-      const target = `${staged(file.path)}.forked`;
-      await remapFile(prepared.get(file.path)!, target, fork.rewriter, { handOver: (fd) => options.durable.add(fd) });
-      prepared.set(file.path, target);
+    const forkAs = async (newId: string) => {
+      const planned = await planFork(
+        session.id,
+        newId,
+        jsonl.map((file) => prepared.get(file.path)!),
+        plans.map((file) => file.path.slice("claude/plans/".length)),
+      );
+      const files = new Map<string, string>();
+      for (const file of [...jsonl, ...historyFile]) {
+        const target = `${staged(file.path)}.fork-${newId.slice(0, 8)}`;
+        await remapFile(prepared.get(file.path)!, target, planned.rewriter, {
+          handOver: (fd) => options.durable.add(fd),
+        });
+        files.set(file.path, target);
+      }
+      const existing = await compareIfExists(
+        claudeLayout(claudeDir).transcript(folder, newId),
+        files.get(transcriptPath)!,
+      );
+      return { planned, files, existing };
+    };
+    const incoming = session.files.find((file) => file.path === transcriptPath)!.sha256;
+    let chosen = await forkAs(forkId(session.id, incoming, folder));
+    if (chosen.existing === undefined) {
+      // The other machine went on with the session since an earlier pull forked it here: that fork
+      // is a prefix of this one. Going on with it beats a new fork per pull, each a full copy.
+      for (const earlier of await earlierForks(
+        path.dirname(localTranscript),
+        session.id,
+        prepared.get(transcriptPath)!,
+      )) {
+        const attempt = await forkAs(earlier);
+        if (attempt.existing === "local-prefix" || attempt.existing === "incoming-prefix") {
+          chosen = attempt;
+          followingFork = true;
+          break;
+        }
+      }
     }
+    fork = chosen.planned;
+    sessionId = fork.newId;
+    for (const [bundlePath, file] of chosen.files) prepared.set(bundlePath, file);
     // This very fork made by an earlier pull of the same bundle: nothing to do, or resumed since.
-    const earlier = await compareIfExists(
-      claudeLayout(claudeDir).transcript(folder, fork.newId),
-      prepared.get(transcriptPath)!,
-    );
-    if (earlier === "identical") outcome = "identical";
-    else if (earlier === "incoming-prefix") outcome = "kept-local";
+    if (chosen.existing === "identical") outcome = "identical";
+    else if (chosen.existing === "incoming-prefix") outcome = "kept-local";
+    else if (chosen.existing === "local-prefix") outcome = "fast-forward";
   }
 
   const destination = (bundlePath: string): string => {
@@ -185,7 +213,7 @@ export async function prepareRestore(options: RestoreOptions): Promise<PreparedR
         filesKept++;
         return;
       }
-      replace = options.force || outcome === "forked";
+      replace = options.force || outcome === "forked" || followingFork;
       diverged = relation === "diverged";
       if (diverged && !replace) {
         conflicts.push(rel(target));
@@ -250,6 +278,55 @@ export async function prepareRestore(options: RestoreOptions): Promise<PreparedR
     };
   };
   return { sessionId, steps, finish };
+}
+
+/** Fork ids are version-5 UUIDs (forkId); Claude Code's own session ids are version 4. */
+const FORK_TRANSCRIPT = /^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\.jsonl$/;
+/** Most earlier forks tried per restore (each try rewrites the incoming transcript once). */
+const MAX_EARLIER_FORKS = 4;
+const FIRST_LINE_BYTES = 64 * 1024;
+
+/**
+ * Forks that an earlier pull made of session `oldId` in `folderDir`, newest first: fork
+ * transcripts whose first line is the incoming one's with the fork's id in place of `oldId`.
+ * A cheap filter; the caller compares whole files.
+ */
+async function earlierForks(folderDir: string, oldId: string, incomingTranscript: string): Promise<string[]> {
+  const names = await readdir(folderDir).catch(() => [] as string[]);
+  const candidates = names.filter((name) => FORK_TRANSCRIPT.test(name));
+  if (candidates.length === 0) return [];
+  const first = firstLine(incomingTranscript);
+  if (first === undefined) return [];
+  const found: { id: string; mtime: number }[] = [];
+  for (const name of candidates) {
+    const id = name.slice(0, -".jsonl".length);
+    const file = path.join(folderDir, name);
+    const line = firstLine(file);
+    if (line === undefined || line.split(id).join(oldId) !== first) continue;
+    found.push({ id, mtime: statSync(file).mtimeMs });
+  }
+  return found
+    .sort((a, b) => b.mtime - a.mtime)
+    .slice(0, MAX_EARLIER_FORKS)
+    .map((fork) => fork.id);
+}
+
+/** A file's first line (without its newline), if it ends within FIRST_LINE_BYTES. */
+function firstLine(file: string): string | undefined {
+  let fd: number;
+  try {
+    fd = openSync(file, "r");
+  } catch {
+    return undefined;
+  }
+  try {
+    const buffer = Buffer.allocUnsafe(FIRST_LINE_BYTES);
+    const read = readSync(fd, buffer, 0, buffer.length, 0);
+    const end = buffer.subarray(0, read).indexOf(0x0a);
+    return end < 0 ? undefined : buffer.toString("utf8", 0, end);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 async function compareIfExists(local: string, incoming: string): Promise<Comparison | undefined> {

@@ -116,12 +116,9 @@ export async function chooseTarget(
     if (!ranInHome) {
       // Filed under ~, its project's paths and the home's would both map onto this home: the way
       // back could not tell them apart (a pull back to the desktop put ~/.config under the project).
-      throw new UsageError(
-        `the session ran in ${session.cwd}, which is not here, and you are in your home folder`,
-        {
-          hint: `cd into the project (clone it first) and pull again, or choose with --project <dir>${inHome ? ` (e.g. ${inHome})` : ""}`,
-        },
-      );
+      throw new UsageError(`the session ran in ${session.cwd}, which is not here, and you are in your home folder`, {
+        hint: `cd into the project (clone it first) and pull again, or choose with --project <dir>${inHome ? ` (e.g. ${inHome})` : ""}`,
+      });
     }
   }
   return {
