@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CLI, Machine } from "./helpers/machine.js";
@@ -66,6 +66,38 @@ describe("key export - / key import -", () => {
     expect(json.code).toBe(2);
     expect(json.stdout).not.toContain("AGE-SECRET-KEY");
     expect(JSON.parse(json.stdout).error.message).toBe("--json and `key export -` both want stdout");
+  });
+});
+
+describe("key import --no-passphrase", () => {
+  it("installs the same identity unencrypted (0600) for an unattended machine; again over itself, it takes a passphrase off", async () => {
+    const exported = path.join(alice.root, "for-the-vm.key");
+    await alice.runOk(["key", "export", exported]);
+    const vm = new Machine("vm-id");
+    try {
+      // The export's passphrase opens it once; from then on nothing asks for one.
+      const doc = JSON.parse(
+        (
+          await vm.runOk(["key", "import", exported, "--no-passphrase", "--json"], {
+            env: { CCBUNDLE_PASSPHRASE: PASSPHRASE },
+          })
+        ).stdout,
+      );
+      expect(doc).toMatchObject({ ok: true, key: z32, encrypted: false });
+      const identity = path.join(vm.ccbHome, "identity");
+      expect(statSync(identity).mode & 0o777).toBe(0o600);
+      expect(readFileSync(identity, "utf8")).not.toContain("age-encryption.org");
+      const age = await vm.runOk(["key", "export", "-", "--age-identity"]);
+      expect(age.stdout).toMatch(/^AGE-SECRET-KEY-1/);
+      // Without --no-passphrase the import keeps it as exported: a passphrase is needed again.
+      await vm.runOk(["key", "import", exported], { env: { CCBUNDLE_PASSPHRASE: PASSPHRASE } });
+      expect(readFileSync(identity, "utf8")).toContain("age-encryption.org");
+      const asked = await vm.run(["key", "export", "-", "--age-identity"]);
+      expect(asked.code).toBe(2);
+      expect(asked.stderr).toContain("passphrase");
+    } finally {
+      vm.cleanup();
+    }
   });
 });
 

@@ -169,11 +169,19 @@ export function identityCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
           "import <file>",
           "Install an identity exported on another machine",
           (z) =>
-            z.positional("file", { demandOption: true }).option("force", {
-              type: "boolean",
-              default: false,
-              describe: "Replace a different identity already here",
-            }),
+            z
+              .positional("file", { demandOption: true })
+              .option("force", {
+                type: "boolean",
+                default: false,
+                describe: "Replace a different identity already here",
+              })
+              .option("passphrase", {
+                type: "boolean",
+                default: true,
+                describe:
+                  "Keep it encrypted as exported (--no-passphrase stores it unencrypted, mode 0600, for a machine that runs unattended: cron backups, the SessionEnd hook)",
+              }),
           async (args) => {
             const ctx = new Context(args);
             const file = fileArgument(args.file);
@@ -202,9 +210,13 @@ export function identityCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
               });
             }
             const kept = current && current !== key.z32 ? await keepOldIdentity(ctx.settings.home) : undefined;
-            await saveIdentityBytes(ctx.settings.home, bytes, key);
-            ctx.out.result({ ok: true, key: key.z32, encrypted, ...(kept ? { previous: kept } : {}) });
-            ctx.out.line(`Imported identity ${key.z32}${encrypted ? "" : " (not encrypted)"}.`);
+            // The same key on an unattended machine: no passphrase to ask for at 3 a.m. (importing it
+            // again over itself this way takes the passphrase off an installed identity).
+            if (args.passphrase) await saveIdentityBytes(ctx.settings.home, bytes, key);
+            else await saveIdentity(ctx.settings.home, key, undefined);
+            const stored = encrypted && args.passphrase;
+            ctx.out.result({ ok: true, key: key.z32, encrypted: stored, ...(kept ? { previous: kept } : {}) });
+            ctx.out.line(`Imported identity ${key.z32}${stored ? "" : " (not encrypted)"}.`);
             if (kept) ctx.out.line(`The one it replaces is kept in ${kept}.`);
           },
         )
