@@ -149,14 +149,23 @@ function usageFailure(message: string, args: string[], knownOptions: string[]): 
   const flag = (name: string) => (name.length === 1 ? `-${name}` : `--${name}`);
   const unknown = /^Unknown arguments?: (.*)$/.exec(message);
   if (unknown) {
-    const names = unknown[1]!.split(", ");
+    // yargs lists a dashed name twice (such-flag, suchFlag): once is enough.
+    const camel = (name: string) => name.replace(/-([a-z])/g, (_, letter: string) => letter.toUpperCase());
+    const listed = unknown[1]!.split(", ");
+    const names = listed.filter((name) => !listed.some((other) => other !== name && camel(other) === name));
     const guess = names.length === 1 ? closest(names[0]!, knownOptions) : undefined;
+    // As typed: `--no-such-flag` reaches yargs as such-flag (false).
+    const typed = (name: string) =>
+      args.some((arg) => arg === `--no-${name}` || arg.startsWith(`--no-${name}=`)) ? `--no-${name}` : flag(name);
     const what = names.every(
       (name) => /^[\w-]+$/.test(name) && args.some((arg) => /^-/.test(arg) && arg.includes(name)),
     )
-      ? `unknown option ${names.map(flag).join(", ")}`
+      ? `unknown option ${names.map(typed).join(", ")}`
       : `unexpected argument ${names.join(", ")}`;
-    return new UsageError(guess ? `${what}; did you mean ${flag(guess)}?` : what, { hint });
+    const negated = names.length === 1 && typed(names[0]!).startsWith("--no-");
+    return new UsageError(guess ? `${what}; did you mean ${negated ? `--no-${guess}` : flag(guess)}?` : what, {
+      hint,
+    });
   }
   if (message.startsWith("Did you mean"))
     return new UsageError(`unknown command; did you mean${message.slice(12)}`, { hint });

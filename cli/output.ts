@@ -25,8 +25,9 @@ export class Output {
     private readonly stderr: NodeJS.WriteStream = process.stderr,
   ) {}
 
+  /** Progress bars redraw lines with cursor moves: only on a terminal that has them (not TERM=dumb, Emacs' shell). */
   get interactive(): boolean {
-    return !this.json && !this.quiet && !!this.stderr.isTTY;
+    return !this.json && !this.quiet && !!this.stderr.isTTY && process.env.TERM !== "dumb";
   }
 
   /** A line of the human-readable result. */

@@ -140,6 +140,9 @@ describe("bad input is a usage error before any passphrase is asked", () => {
     const fd = await alice.run(["whoami", "--passphrase-fd", "abc"]);
     expect(fd.code).toBe(2);
     expect(fd.stderr).toContain("--passphrase-fd takes a file descriptor number");
+    const missing = await alice.run(["key", "export", "-", "--age-identity", "--passphrase-file", "/nonexistent/pass"]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain("ccbundle: --passphrase-file /nonexistent/pass: no such file");
     const map = await alice.run(["import", alice.root, "--map", "foo", "--no-resume"]);
     expect(map.code).toBe(2);
     expect(map.stderr).toContain("--map takes <old>=<new>");

@@ -1,5 +1,5 @@
 import { readFileSync, readSync } from "node:fs";
-import { CcbError, UsageError } from "../errors.js";
+import { CcbError, errnoCode, UsageError } from "../errors.js";
 
 /**
  * Where passphrases and PINs come from. Never argv (it shows in `ps`): an
@@ -77,7 +77,17 @@ function readFromFile(file: string, source: SecretSource): string {
   try {
     return readFileSync(file, "utf8");
   } catch (err) {
-    throw new CcbError(`cannot read the ${source.label} file ${file}`, 1, {
+    const code = errnoCode(err);
+    // A path that names nothing (or a folder) is a mistake in the command, like a bad flag.
+    if (code === "ENOENT" || code === "EISDIR" || code === "ENOTDIR") {
+      throw new UsageError(
+        `${source.fileFlag} ${file}: ${code === "EISDIR" ? "a folder, not a file" : "no such file"}`,
+        {
+          hint: `give the file that holds the ${source.label} (one line)`,
+        },
+      );
+    }
+    throw new CcbError(`cannot read the ${source.label} file ${file}${code ? ` (${code})` : ""}`, 1, {
       hint: `check ${source.fileFlag}`,
       cause: err,
     });
