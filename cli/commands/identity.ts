@@ -51,7 +51,7 @@ export function identityCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
             throw new UsageError(
               "a passphrase is needed to encrypt the identity and there is no terminal to ask for it",
               {
-                hint: "set CCBUNDLE_PASSPHRASE or --passphrase-file, or use --no-passphrase for an unattended machine",
+                hint: "set CCBUNDLE_PASSPHRASE, --passphrase-file or --passphrase-fd, or use --no-passphrase for an unattended machine",
               },
             );
           }
