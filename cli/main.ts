@@ -10,6 +10,7 @@ import { identityCommands } from "./commands/identity.js";
 import { recordCommands } from "./commands/record.js";
 import { restoreCommands } from "./commands/restore.js";
 import type { GlobalArgs } from "./context.js";
+import { joinDashValues } from "./file-argument.js";
 import { Output, tolerateClosedStdout } from "./output.js";
 
 /**
@@ -193,6 +194,7 @@ function skipHelpCache(cli: Argv<GlobalArgs>): void {
 
 async function main(): Promise<number> {
   // `ccbundle help push` is `ccbundle push --help`.
+  joinDashValues(argv, ["--out"]);
   const helpAt = argv.findIndex((arg) => !arg.startsWith("-"));
   if (helpAt >= 0 && argv[helpAt] === "help" && helpAt < argv.length - 1) argv.splice(helpAt, 1, "--help");
   const out = new Output(flagOn(argv, "json"), flagOn(argv, "quiet", "q"));

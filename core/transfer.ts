@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
 import { lstat, rename, rm, stat } from "node:fs/promises";
+import type { Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { bundleStream, HashCounter } from "./bundle/blob.js";
 import { prepareBundle } from "./bundle/build.js";
@@ -24,7 +25,8 @@ export interface ExportOptions {
   projectDir: string;
   sessionId?: string | undefined;
   recipients: Recipient[];
-  out: string;
+  /** The file to write, or a stream (`--out -`: stdout, as in `| ssh host ccbundle import -`). */
+  out: string | Writable;
 }
 
 export interface ExportResult {
@@ -37,34 +39,44 @@ export interface ExportResult {
 }
 
 export async function exportSession(options: ExportOptions): Promise<ExportResult> {
-  const { settings, key } = options;
-  await checkExportTarget(options.out);
+  const { settings, key, out } = options;
+  if (typeof out === "string") await checkExportTarget(out);
   const ref = await findSession(settings.claudeDir, options.projectDir, options.sessionId);
   const prepared = await prepareBundle({ claudeDir: settings.claudeDir, ref, key, env: settings.env });
   const counter = new HashCounter();
-  // Write beside the target and rename, so a half-written export never has the final name.
-  const partial = `${options.out}.${randomBytes(4).toString("hex")}.partial`;
-  try {
-    await pipeline(
-      bundleStream({
-        manifestJson: prepared.manifestJson,
-        files: prepared.files,
-        recipients: [key.ageRecipient(), ...options.recipients],
-        compression: settings.compression,
-      }),
-      counter,
-      createWriteStream(partial, { flags: "wx", mode: 0o600 }),
-    );
-    await rename(partial, options.out);
-  } catch (err) {
-    await rm(partial, { force: true });
-    if (errnoCode(err) === "ENOENT" || errnoCode(err) === "EACCES") {
-      throw new CcbError(`cannot write ${options.out} (${errnoCode(err)})`, 1, {
-        hint: "check that the folder exists and is writable",
+  const bundle = () =>
+    bundleStream({
+      manifestJson: prepared.manifestJson,
+      files: prepared.files,
+      recipients: [key.ageRecipient(), ...options.recipients],
+      compression: settings.compression,
+    });
+  if (typeof out !== "string") {
+    // A pipe has no "half-written file" to hide: the reader sees the stream end early, and the
+    // age payload's last chunk is marked, so `import -` refuses a cut-off bundle.
+    await pipeline(bundle(), counter, out).catch((err: unknown) => {
+      if (errnoCode(err) !== "EPIPE") throw err;
+      throw new CcbError("the reading end of the pipe closed before the whole bundle was written", 1, {
+        hint: "check the command that reads it (e.g. `ssh host ccbundle import -`) and run both again",
         cause: err,
       });
+    });
+  } else {
+    // Write beside the target and rename, so a half-written export never has the final name.
+    const partial = `${out}.${randomBytes(4).toString("hex")}.partial`;
+    try {
+      await pipeline(bundle(), counter, createWriteStream(partial, { flags: "wx", mode: 0o600 }));
+      await rename(partial, out);
+    } catch (err) {
+      await rm(partial, { force: true });
+      if (errnoCode(err) === "ENOENT" || errnoCode(err) === "EACCES") {
+        throw new CcbError(`cannot write ${out} (${errnoCode(err)})`, 1, {
+          hint: "check that the folder exists and is writable",
+          cause: err,
+        });
+      }
+      throw err;
     }
-    throw err;
   }
   const session = prepared.manifest.sessions[0]!;
   return {
@@ -73,14 +85,15 @@ export async function exportSession(options: ExportOptions): Promise<ExportResul
     files: session.files.length,
     bytes: prepared.bytes,
     fileBytes: counter.bytes,
-    out: options.out,
+    out: typeof out === "string" ? out : "-",
   };
 }
 
 export interface ImportOptions {
   settings: Settings;
   key: UserKey;
-  file: string;
+  /** The bundle file, or a stream (`import -`: stdin). */
+  file: string | Readable;
   /** Extra accepted signers (--from); our own key is always accepted. */
   from: string[];
   allowUnknownSigner: boolean;
@@ -117,18 +130,22 @@ export async function checkImportSource(file: string): Promise<void> {
 }
 
 export async function importBundle(options: ImportOptions): Promise<ReceiveResult> {
-  await checkImportSource(options.file);
-  const stream = createReadStream(options.file);
-  await new Promise<void>((resolve, reject) => {
-    stream.once("open", () => resolve());
-    stream.once("error", (err) =>
-      reject(
-        errnoCode(err) === "ENOENT"
-          ? new NotFoundError(`no such file: ${options.file}`, { hint: "check the path" })
-          : err,
-      ),
-    );
-  });
+  const { file } = options;
+  let stream: Readable;
+  if (typeof file !== "string") stream = file;
+  else {
+    await checkImportSource(file);
+    const opened = createReadStream(file);
+    await new Promise<void>((resolve, reject) => {
+      opened.once("open", () => resolve());
+      opened.once("error", (err) =>
+        reject(
+          errnoCode(err) === "ENOENT" ? new NotFoundError(`no such file: ${file}`, { hint: "check the path" }) : err,
+        ),
+      );
+    });
+    stream = opened;
+  }
   return receiveBundle({
     settings: options.settings,
     blob: stream,

@@ -1,4 +1,4 @@
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import {
   chmodSync,
   existsSync,
@@ -13,7 +13,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { projectFolderName } from "../core/claude/paths.js";
 import { type FixtureSession, writeDecoys, writeSession } from "./helpers/fixture.js";
-import { Machine, twoMachines } from "./helpers/machine.js";
+import { CLI, Machine, twoMachines } from "./helpers/machine.js";
 import { expectedRewrite, parseLines } from "./helpers/rewrite-oracle.js";
 
 /**
@@ -173,6 +173,46 @@ env > ${JSON.stringify(record)}
     expect(env).not.toContain("correct horse battery staple");
     expect(env).not.toContain("a pin of eleven");
     expect(env).not.toMatch(/^CCBUNDLE_(PASSPHRASE|PIN)=/m);
+  });
+});
+
+describe("export --out - | import -: through a pipe (ssh host ccbundle import -)", () => {
+  it("streams the bundle on stdout (what it says on stderr) into import's stdin; a cut-off stream is refused", async () => {
+    const exported = spawnSync(process.execPath, [CLI, "export", "--session", session.id, "--out", "-"], {
+      cwd: aliceProject,
+      env: alice.env,
+    });
+    expect(exported.status, exported.stderr.toString()).toBe(0);
+    expect(exported.stdout.subarray(0, 21).toString()).toBe("age-encryption.org/v1");
+    expect(exported.stderr.toString()).toContain(`Exported session ${session.id}`);
+    expect(exported.stderr.toString()).toContain("to stdout");
+
+    const dave = new Machine("dave");
+    try {
+      await dave.runOk(["key", "import", path.join(alice.root, "key.txt")]);
+      const project = dave.project("code/app");
+      const folder = path.join(dave.claudeDir, "projects", projectFolderName(project));
+      // Half the bytes: the age stream's last chunk is missing, so nothing is installed.
+      const cut = spawnSync(process.execPath, [CLI, "import", "-", "--project", project, "--no-resume"], {
+        env: dave.env,
+        input: exported.stdout.subarray(0, Math.floor(exported.stdout.length / 2)),
+      });
+      expect(cut.status, cut.stderr.toString()).not.toBe(0);
+      expect(cut.stderr.toString()).toMatch(/^ccbundle: .*\nhint: /);
+      expect(existsSync(folder)).toBe(false);
+      const whole = spawnSync(process.execPath, [CLI, "import", "-", "--project", project, "--no-resume", "--json"], {
+        env: dave.env,
+        input: exported.stdout,
+      });
+      expect(whole.status, whole.stderr.toString()).toBe(0);
+      expect(JSON.parse(whole.stdout.toString()).sessions[0]).toMatchObject({ sessionId: session.id, outcome: "new" });
+      expect(readFileSync(path.join(folder, `${session.id}.jsonl`), "utf8")).toContain(project);
+    } finally {
+      dave.cleanup();
+    }
+    const json = await alice.run(["export", "--session", session.id, "--out", "-", "--json"], { cwd: aliceProject });
+    expect(json.code).toBe(2);
+    expect(JSON.parse(json.stdout).error.message).toBe("--json and `--out -` both want stdout");
   });
 });
 

@@ -9,6 +9,8 @@ import { formatBytes, formatDuration, parseDuration } from "../../core/duration.
 import { UsageError } from "../../core/errors.js";
 import type { ReceivedSession, ReceiveResult } from "../../core/receive.js";
 import { Context, type GlobalArgs } from "../context.js";
+import { fileArgument } from "../file-argument.js";
+import { Output } from "../output.js";
 
 /** `push`, `pull`, `export`, `import`: moving one session. */
 
@@ -231,14 +233,27 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
       "export",
       "Write a session bundle to a file (USB stick, mail)",
       (y) =>
-        y
-          .options(SESSION_OPTIONS)
-          .option("out", { type: "string", demandOption: true, describe: "The bundle file to write" }),
+        y.options(SESSION_OPTIONS).option("out", {
+          type: "string",
+          demandOption: true,
+          describe: "The bundle file to write (- for stdout: `… --out - | ssh host ccbundle import -`)",
+        }),
       async (args) => {
         const ctx = new Context(args);
+        const toStdout = args.out === "-";
+        if (toStdout && ctx.out.json) {
+          throw new UsageError("--json and `--out -` both want stdout", {
+            hint: "leave out --json (the bundle is the output), or export to a file",
+          });
+        }
+        if (toStdout && process.stdout.isTTY) {
+          throw new UsageError("not writing a binary bundle to the terminal", {
+            hint: "pipe it (`ccbundle export --out - | ssh host ccbundle import -`) or give a file name",
+          });
+        }
         const recipients = toRecipients(args.to).map(parseRecipient);
         const { exportSession, checkExportTarget } = await import("../../core/transfer.js");
-        await checkExportTarget(args.out); // before the passphrase is asked for
+        if (!toStdout) await checkExportTarget(args.out); // before the passphrase is asked for
         const key = await ctx.userKey();
         const result = await exportSession({
           settings: ctx.settings,
@@ -246,16 +261,20 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
           projectDir: args.project ?? process.cwd(),
           sessionId: args.session,
           recipients,
-          out: args.out,
+          out: toStdout ? process.stdout : args.out,
         });
-        ctx.out.result({ ok: true, ...result });
-        ctx.out.line(`Exported session ${result.sessionId}${result.title ? ` "${result.title}"` : ""}`);
-        ctx.out.line(
-          `  ${result.files} files, ${formatBytes(result.bytes)} → ${formatBytes(result.fileBytes)} in ${result.out}`,
+        // With the bundle on stdout, what we say goes to stderr.
+        const out = toStdout ? new Output(false, ctx.out.quiet, process.stderr, process.stderr) : ctx.out;
+        out.result({ ok: true, ...result });
+        out.line(`Exported session ${result.sessionId}${result.title ? ` "${result.title}"` : ""}`);
+        out.line(
+          `  ${result.files} files, ${formatBytes(result.bytes)} → ${formatBytes(result.fileBytes)}${toStdout ? " to stdout" : ` in ${result.out}`}`,
         );
-        ctx.out.line(
-          `On the other machine: ccbundle import ${result.out}${recipients.length > 0 ? ` --from ${key.z32}` : ""}`,
-        );
+        if (!toStdout) {
+          out.line(
+            `On the other machine: ccbundle import ${result.out}${recipients.length > 0 ? ` --from ${key.z32}` : ""}`,
+          );
+        }
       },
     )
     .command(
@@ -263,7 +282,8 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
       "Restore a session bundle file and resume it",
       (y) =>
         y
-          .positional("file", { type: "string", demandOption: true })
+          // No `type: "string"`: yargs would turn a lone `-` into "" (see fileArgument).
+          .positional("file", { demandOption: true, describe: "The bundle file, or - for stdin" })
           .option("project", { type: "string", describe: "Restore into this project directory" })
           .option("from", {
             type: "string",
@@ -291,13 +311,20 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
         const ctx = new Context(args);
         const maps = parseMaps(args.map);
         const from = signerKeys(args.from);
+        const file = fileArgument(args.file);
+        const fromStdin = file === "-";
+        if (fromStdin && process.stdin.isTTY) {
+          throw new UsageError("`import -` reads the bundle from stdin, and stdin is the terminal", {
+            hint: "pipe a bundle in (`ccbundle export --out - | ssh host ccbundle import -`) or give a file name",
+          });
+        }
         const { importBundle, checkImportSource } = await import("../../core/transfer.js");
-        await checkImportSource(args.file); // before the passphrase is asked for
+        if (!fromStdin) await checkImportSource(file); // before the passphrase is asked for
         const key = await ctx.userKey();
         const result = await importBundle({
           settings: ctx.settings,
           key,
-          file: args.file,
+          file: fromStdin ? process.stdin : file,
           from,
           allowUnknownSigner: args.allowUnknownSigner,
           project: args.project,

@@ -15,6 +15,7 @@ import {
 import { readSecret, requireSecret } from "../../core/crypto/secrets.js";
 import { CcbError, errnoCode, NotFoundError, UsageError } from "../../core/errors.js";
 import { Context, type GlobalArgs } from "../context.js";
+import { fileArgument } from "../file-argument.js";
 
 /** `init`, `whoami`, `key export`, `key import`: the user's one identity. */
 
@@ -226,19 +227,6 @@ export function identityCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
 
 /** Below this many characters, init warns that the passphrase is weak. */
 const MIN_PASSPHRASE = 10;
-
-/**
- * The <file> of `key export` / `key import`: a path, or "-" for stdout / stdin. yargs hands a lone
- * `-` to an untyped positional as `true` (to a string one as "", which an empty variable gives
- * too: `key export "$UNSET"` must not print the key). An empty name is refused.
- */
-function fileArgument(value: unknown): string {
-  if (value === true || value === "-") return "-";
-  if ((typeof value === "string" && value !== "") || typeof value === "number") return String(value);
-  throw new UsageError("give a file name, or - for standard input/output", {
-    hint: "is the variable you passed empty?",
-  });
-}
 
 async function readStdin(): Promise<Buffer> {
   const chunks: Buffer[] = [];
