@@ -1,4 +1,4 @@
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -66,6 +66,34 @@ describe("key export - / key import -", () => {
     expect(json.code).toBe(2);
     expect(json.stdout).not.toContain("AGE-SECRET-KEY");
     expect(JSON.parse(json.stdout).error.message).toBe("--json and `key export -` both want stdout");
+  });
+});
+
+describe("a prompt when stdin is the data", () => {
+  it("key import - < file asks for the passphrase on the terminal (/dev/tty)", async () => {
+    const exported = path.join(alice.root, "for-the-tty.key");
+    await alice.runOk(["key", "export", exported]);
+    const tty = new Machine("tty-id");
+    try {
+      // script(1) (util-linux, in every Debian) gives the command a terminal; its stdin is the key file.
+      const command = `${JSON.stringify(process.execPath)} ${JSON.stringify(CLI)} key import - < ${JSON.stringify(exported)}`;
+      const typed = spawn("script", ["-qec", command, "/dev/null"], { env: tty.env, stdio: ["pipe", "pipe", "pipe"] });
+      let output = "";
+      typed.stdout.on("data", (bytes: Buffer) => {
+        output += bytes;
+        if (output.includes("Passphrase of the exported identity: ") && typed.stdin.writable) {
+          typed.stdin.write(`${PASSPHRASE}\r`);
+          typed.stdin.end();
+        }
+      });
+      const code = await new Promise<number | null>((resolve) => typed.on("close", resolve));
+      expect(code, output).toBe(0);
+      expect(output).toContain(`Imported identity ${z32}`);
+      expect(output).not.toContain(PASSPHRASE);
+      expect((await tty.runOk(["whoami"])).stdout.trim()).toBe(z32);
+    } finally {
+      tty.cleanup();
+    }
   });
 });
 

@@ -1,4 +1,5 @@
-import { readFileSync, readSync } from "node:fs";
+import { openSync, readFileSync, readSync } from "node:fs";
+import tty from "node:tty";
 import { CcbError, errnoCode, UsageError } from "../errors.js";
 
 /**
@@ -50,10 +51,39 @@ export async function readSecret(
     });
   }
   if (fromEnv !== undefined) return fromEnv;
-  if (!prompt || !process.stdin.isTTY || !process.stderr.isTTY) return undefined;
-  const first = await promptHidden(prompt.message);
+  if (!prompt || !process.stderr.isTTY) return undefined;
+  const input = terminalInput();
+  if (!input) return undefined;
+  try {
+    return await promptTwice(input, source, prompt);
+  } finally {
+    if (input !== process.stdin) input.destroy();
+  }
+}
+
+/**
+ * Where a prompt reads from: stdin when it is the terminal, else the terminal itself
+ * (`/dev/tty`): `ccbundle key import - < me.key` and `… | ssh -t vm ccbundle import -` have
+ * their data on stdin and the user at the keyboard. No terminal (cron): undefined.
+ */
+function terminalInput(): tty.ReadStream | undefined {
+  if (process.stdin.isTTY) return process.stdin;
+  if (process.platform === "win32") return undefined;
+  try {
+    return new tty.ReadStream(openSync("/dev/tty", "r"));
+  } catch {
+    return undefined;
+  }
+}
+
+async function promptTwice(
+  input: tty.ReadStream,
+  source: SecretSource,
+  prompt: { message: string; confirm?: boolean },
+): Promise<string> {
+  const first = await promptHidden(prompt.message, input);
   if (prompt.confirm) {
-    const second = await promptHidden(`Repeat the ${source.label}: `);
+    const second = await promptHidden(`Repeat the ${source.label}: `, input);
     if (first !== second) throw new UsageError(`the ${source.label}s did not match`, { hint: "run the command again" });
   }
   return first;
@@ -124,9 +154,8 @@ function clean(text: string, source: SecretSource): string {
 }
 
 /** Prompt on the controlling terminal with echo off. */
-function promptHidden(message: string): Promise<string> {
+function promptHidden(message: string, stdin: tty.ReadStream): Promise<string> {
   return new Promise((resolve, reject) => {
-    const stdin = process.stdin;
     process.stderr.write(message);
     stdin.setRawMode?.(true);
     stdin.resume();
