@@ -168,6 +168,9 @@ describe("bad input is a usage error before any passphrase is asked", () => {
     const fd = await alice.run(["whoami", "--passphrase-fd", "abc"]);
     expect(fd.code).toBe(2);
     expect(fd.stderr).toContain("--passphrase-fd takes a file descriptor number");
+    const noProject = await alice.run(["push", "--session", "1b2c", "--project", "/nonexistent/app"]);
+    expect(noProject.code).toBe(2);
+    expect(noProject.stderr).toContain("--project /nonexistent/app is not a directory here");
     const missing = await alice.run(["key", "export", "-", "--age-identity", "--passphrase-file", "/nonexistent/pass"]);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain("ccbundle: --passphrase-file /nonexistent/pass: no such file");

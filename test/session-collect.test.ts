@@ -2,6 +2,7 @@ import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmS
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { projectFolderName } from "../core/claude/paths.js";
 import { collectSession, findSession } from "../core/claude/session.js";
 import { scanTranscript } from "../core/claude/transcript.js";
 import { writeDecoys, writeSession } from "./helpers/fixture.js";
@@ -124,5 +125,36 @@ describe("what belongs to a session", () => {
     const history = collected.files.find((f) => f.path === "claude/history.jsonl")!.content!.toString();
     expect(history.split("\n").filter(Boolean)).toHaveLength(1);
     expect(JSON.parse(history).display).toBe(s.prompt);
+  });
+});
+
+describe("findSession --session when the id is filed under two projects", () => {
+  it("takes the copy of --project (or the current directory), else the one written to last", async () => {
+    const root = realpathSync(mkdtempSync(path.join(os.tmpdir(), "ccb-twice-")));
+    try {
+      const claudeDir = path.join(root, ".claude");
+      const [one, two, elsewhere] = ["one", "two", "elsewhere"].map((name) => {
+        const dir = path.join(root, name);
+        mkdirSync(dir);
+        return dir;
+      }) as [string, string, string];
+      const id = "3c1d2e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f";
+      const file = (dir: string) => {
+        const folder = path.join(claudeDir, "projects", projectFolderName(dir));
+        mkdirSync(folder, { recursive: true });
+        const transcript = path.join(folder, `${id}.jsonl`);
+        writeFileSync(transcript, `${JSON.stringify({ type: "user", cwd: dir, sessionId: id })}\n`);
+        return transcript;
+      };
+      file(one);
+      const later = file(two);
+      const { utimesSync } = await import("node:fs");
+      utimesSync(later, new Date(), new Date(Date.now() + 60_000));
+      expect((await findSession(claudeDir, one, id.slice(0, 8))).folder).toBe(projectFolderName(one));
+      expect((await findSession(claudeDir, two, id)).folder).toBe(projectFolderName(two));
+      expect((await findSession(claudeDir, elsewhere, id)).folder).toBe(projectFolderName(two));
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });

@@ -1,3 +1,4 @@
+import { stat } from "node:fs/promises";
 import type { Argv } from "yargs";
 import { findOnPath, resumeCommandLine, runClaudeResume } from "../../core/claude/resume.js";
 import { parseMaps } from "../../core/claude/target.js";
@@ -23,6 +24,17 @@ const SESSION_OPTIONS = {
   project: { type: "string", describe: "Project directory (default: current directory)" },
   to: { type: "string", array: true, describe: "Also readable by this z32 key or age1… recipient (repeatable)" },
 } as const;
+
+/** --project of push and export: a directory here (a typo must not quietly mean the current directory's session). */
+async function projectDir(project: string | undefined): Promise<string> {
+  if (project === undefined) return process.cwd();
+  if (!(await stat(project).catch(() => undefined))?.isDirectory()) {
+    throw new UsageError(`--project ${project} is not a directory here`, {
+      hint: "give the directory the session ran in, or leave --project out for the current directory",
+    });
+  }
+  return project;
+}
 
 export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
   return cli
@@ -62,6 +74,7 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
             "an age1… recipient can pull only if it is a ccbundle identity's (`ccbundle whoami --age-recipient`); for someone who uses plain age, send a file: `ccbundle export --to age1… --out <file>`",
           );
         }
+        const dir = await projectDir(args.project); // before a PIN or passphrase is asked for
         const pin = usePin ? await readNewPin(ctx, args.pinFile) : undefined;
         const key = await ctx.userKey();
         const store = await ctx.store();
@@ -73,7 +86,7 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
           const result = await pushSession({
             settings: ctx.settings,
             key,
-            projectDir: args.project ?? process.cwd(),
+            projectDir: dir,
             sessionId: args.session,
             store,
             transports,
@@ -254,11 +267,12 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
         const recipients = toRecipients(args.to).map(parseRecipient);
         const { exportSession, checkExportTarget } = await import("../../core/transfer.js");
         if (!toStdout) await checkExportTarget(args.out); // before the passphrase is asked for
+        const dir = await projectDir(args.project);
         const key = await ctx.userKey();
         const result = await exportSession({
           settings: ctx.settings,
           key,
-          projectDir: args.project ?? process.cwd(),
+          projectDir: dir,
           sessionId: args.session,
           recipients,
           out: toStdout ? process.stdout : args.out,

@@ -152,7 +152,11 @@ export async function findSession(claudeDir: string, projectDir: string, session
         hint: `give more characters: ${some.join(", ")}${ids.size > some.length ? ", …" : ""}`,
       });
     }
-    return matches[0]!;
+    if (matches.length === 1) return matches[0]!;
+    // Filed under two projects (pulled into both): the one of --project / the current directory,
+    // else the copy written to last.
+    const here = await folderForProject(projectDir);
+    return matches.find((ref) => ref.folder === here) ?? matches.sort((a, b) => b.modified - a.modified)[0]!;
   }
   const folder = await folderForProject(projectDir);
   const newest = (await sessionsInFolder(claudeDir, folder))[0];
