@@ -167,7 +167,8 @@ export async function prepareRestore(options: RestoreOptions): Promise<PreparedR
         const attempt = await forkAs(earlier);
         if (attempt.existing === "local-prefix" || attempt.existing === "incoming-prefix") {
           chosen = attempt;
-          followingFork = true;
+          // Its other files go on with it; a fork that is ahead already keeps what it has.
+          followingFork = attempt.existing === "local-prefix";
           break;
         }
       }
