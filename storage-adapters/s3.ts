@@ -47,6 +47,8 @@ export interface S3StoreOptions {
   queueSize?: number;
   /** ListObjectsV2 page size (S3 caps it at 1000); small values let tests exercise paging. */
   listPageSize?: number;
+  /** How long a socket may carry no bytes either way before the request fails (tests shorten it). */
+  socketTimeoutMs?: number;
 }
 
 /** One in-flight `put`, so failures seen by client middleware can reach it (see `installUploadHooks`). */
@@ -110,8 +112,15 @@ export class S3Store implements BlobStore {
       // content. The bundle carries its own sha256 in the record, so nothing is lost.
       requestChecksumCalculation: "WHEN_REQUIRED",
       responseChecksumValidation: "WHEN_REQUIRED",
-      // Fail fast on a dead endpoint; a stalled socket (no bytes for 2 min) is an error, a slow one is not.
-      requestHandler: { connectionTimeout: 10_000, socketTimeout: 120_000 },
+      // Fail fast on a dead endpoint; a stalled socket (no bytes either way for 30 s) is an error, a
+      // slow one is not. With the SDK's 3 attempts and 2 min, a server that accepted and never
+      // answered held `doctor` 6 minutes and a backup (and its lock) 19; now at most ~1 min a request.
+      requestHandler: { connectionTimeout: 10_000, socketTimeout: options.socketTimeoutMs ?? 30_000 },
+      maxAttempts: 2,
+      // The store URL is the whole address: it goes into handoff records and backup slots that
+      // other machines read, so an AWS_ENDPOINT_URL(_S3) or endpoint_url of this machine's AWS
+      // config must not quietly send it elsewhere (errors say so when one is set: endpointNote).
+      ignoreConfiguredEndpointUrls: true,
       logger: new QuietLogger(),
     });
     this.installUploadHooks();
@@ -128,6 +137,18 @@ export class S3Store implements BlobStore {
       throw new CcbError(`invalid object key: ${key}`);
     }
     return this.prefix ? `${this.prefix}/${key}` : key;
+  }
+
+  /**
+   * For errors of a store URL without endpoint= on a machine whose AWS settings name one
+   * (ignored: see ignoreConfiguredEndpointUrls): the likely cause, in the hint.
+   */
+  private endpointNote(): string {
+    if (this.endpoint) return "";
+    const configured = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"].find((name) => process.env[name]);
+    return configured
+      ? `; ${configured} is set, but ccbundle takes the endpoint only from the store URL (other machines read it): add ?endpoint=${process.env[configured]}`
+      : "";
   }
 
   private unreachableHint(net: string | undefined): string {
@@ -434,7 +455,7 @@ export class S3Store implements BlobStore {
     if (code === undefined || code === "MethodNotAllowed" || code === "NotImplemented") return err;
     if (err.constructor !== CcbError) return err;
     const note =
-      "unfinished upload parts stay in the bucket until the server's cleanup removes them (an AbortIncompleteMultipartUpload lifecycle rule on AWS)";
+      "unfinished upload parts stay in the bucket until the server's cleanup removes them (an AbortIncompleteMultipartUpload lifecycle rule on AWS; on MinIO its stale-upload sweep, MINIO_API_STALE_UPLOADS_EXPIRY)";
     return new CcbError(err.message, err.exitCode, {
       hint: err.hint ? `${err.hint}; ${note}` : note,
       cause: err.cause,
@@ -475,13 +496,24 @@ export class S3Store implements BlobStore {
       /socket hang up/i.test(message)
     ) {
       return new CcbError(`cannot reach ${this.endpointLabel} (${net ?? code}) for ${op} of ${key}`, 1, {
-        hint: this.unreachableHint(net),
+        hint: `${this.unreachableHint(net)}${this.endpointNote()}`,
         cause: err,
       });
     }
+    if (status === 413) {
+      // nginx's default client_max_body_size is 1 MB; an upload part is up to partSize.
+      return new CcbError(
+        `${this.endpointLabel} refused the ${op} request as too large (HTTP 413): a reverse proxy in front of the S3 server limits request size`,
+        1,
+        {
+          hint: `allow requests of ${Math.ceil(this.partSize / MIB) + 1} MB or more (nginx: client_max_body_size 0; Caddy: request_body max_size), or point endpoint= at the server itself`,
+          cause: err,
+        },
+      );
+    }
     if (code === "NoSuchBucket") {
       return new CcbError(`bucket ${this.bucket} does not exist at ${this.endpointLabel}`, 1, {
-        hint: `create it (aws s3 mb s3://${this.bucket}, or mc mb ALIAS/${this.bucket}) or fix the bucket in the store URL`,
+        hint: `create it (aws s3 mb s3://${this.bucket}, or mc mb ALIAS/${this.bucket}) or fix the bucket in the store URL${this.endpointNote()}`,
         cause: err,
       });
     }
@@ -508,7 +540,7 @@ export class S3Store implements BlobStore {
         hint:
           code === "ExpiredToken" || code === "TokenRefreshRequired"
             ? "refresh the session (aws sso login, or new STS credentials)"
-            : "check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the profile the AWS chain picks (AWS_PROFILE, profile= in the store URL)",
+            : `check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the profile the AWS chain picks (AWS_PROFILE, profile= in the store URL)${this.endpointNote()}`,
         cause: err,
       });
     }

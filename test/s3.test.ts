@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import http from "node:http";
-import type { AddressInfo } from "node:net";
+import net, { type AddressInfo } from "node:net";
 import { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
@@ -492,6 +492,45 @@ describe("error mapping (loopback server with canned S3 errors; s3rver checks no
     // HEAD has no body: the region comes from the x-amz-bucket-region header alone.
     const store = open(`s3://ccbundle?endpoint=${redirect.endpoint}`);
     await expect(store.stat("ccbundle/v1/records/r")).rejects.toThrow("bucket ccbundle is in region eu-west-1");
+  });
+
+  test("a reverse proxy's size limit (HTTP 413 with an HTML page) is named, not taken for a console port", async () => {
+    const fake = await fakeS3(413, "<html><body><h1>413 Request Entity Too Large</h1><hr>nginx</body></html>", {
+      "content-type": "text/html",
+    });
+    servers.push(fake);
+    const store = open(`s3://ccbundle/alice?endpoint=${fake.endpoint}`);
+    const err = (await store
+      .put("ccbundle/v1/blobs/b", randomBytes(2 * 1024 * 1024))
+      .catch((e: unknown) => e)) as CcbError;
+    expect(err.message).toBe(
+      `${fake.endpoint} refused the upload request as too large (HTTP 413): a reverse proxy in front of the S3 server limits request size`,
+    );
+    expect(err.hint).toContain("client_max_body_size 0");
+  });
+
+  test("a server that accepts and never answers fails after two attempts, not minutes", async () => {
+    const sockets: net.Socket[] = [];
+    const silent = net.createServer((socket) => {
+      sockets.push(socket);
+      socket.on("error", () => {});
+    });
+    await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+    servers.push({
+      close: () => {
+        for (const socket of sockets) socket.destroy();
+        return new Promise((resolve) => silent.close(resolve));
+      },
+    });
+    const endpoint = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
+    const store = open(`s3://ccbundle/alice?endpoint=${endpoint}`, { socketTimeoutMs: 300 });
+    const started = performance.now();
+    const err = (await store.getBytes("ccbundle/v1/records/r").catch((e: unknown) => e)) as CcbError;
+    expect(err.message).toMatch(
+      new RegExp(`^cannot reach ${endpoint.replace(/\./g, "\\.")} \\((TimeoutError|ECONNRESET|RequestTimeout)\\)`),
+    );
+    expect(sockets).toHaveLength(2);
+    expect(performance.now() - started).toBeLessThan(10_000);
   });
 
   test("an endpoint that is not an S3 API (a web page: MinIO's console port) says so", async () => {
