@@ -229,6 +229,34 @@ describe("an identity outside the default folder", () => {
   });
 });
 
+describe("an S3 store", () => {
+  it("the hook carries the AWS profile (never keys); keys only in this shell's environment get a warning", async () => {
+    const dan = new Machine("dan-hook");
+    try {
+      await dan.runOk(["init", "--no-passphrase"]);
+      const store = "s3://ccbundle/dan?endpoint=http://127.0.0.1:9";
+      await dan.runOk(["hook", "install", "--store", store], {
+        env: { AWS_PROFILE: "nas", AWS_CONFIG_FILE: "/home/dan/.aws/config" },
+      });
+      const command = ourCommand(dan);
+      expect(command).toContain("AWS_PROFILE=nas AWS_CONFIG_FILE=/home/dan/.aws/config ");
+      expect(command).toContain(`--store '${store}'`);
+      await dan.runOk(["hook", "uninstall"]);
+      const keys = JSON.parse(
+        (
+          await dan.runOk(["hook", "install", "--store", store, "--json"], {
+            env: { AWS_ACCESS_KEY_ID: "AKIAEXAMPLEKEY", AWS_SECRET_ACCESS_KEY: "not-a-real-secret" },
+          })
+        ).stdout,
+      );
+      expect(keys.warnings.join("\n")).toContain("are not written into the hook");
+      expect(readFileSync(settingsPath(dan), "utf8")).not.toMatch(/AKIAEXAMPLEKEY|not-a-real-secret/);
+    } finally {
+      dan.cleanup();
+    }
+  });
+});
+
 describe("a passphrase-protected identity", () => {
   it("install warns that the hook has no terminal; with the passphrase in its environment it backs up", async () => {
     const bob = new Machine("bob", { CCBUNDLE_STORE: path.join(alice.root, "nas-bob") });

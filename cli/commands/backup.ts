@@ -377,8 +377,15 @@ async function hookCommand(ctx: Context, withPublish: boolean): Promise<string> 
   const script = await realpath(process.argv[1]!);
   const store = ctx.args.store ?? ctx.settings.env.CCBUNDLE_STORE;
   const defaultHome = ccbundleHome({ HOME: homeDir(ctx.settings.env) });
-  // Settings from the environment the hook's may lack (Claude Code starts it with its own).
-  const carried = (["CCBUNDLE_BOOTSTRAP", "CCBUNDLE_RELAYS"] as const).flatMap((name) => {
+  // Settings from the environment the hook's may lack (Claude Code starts it with its own; from an
+  // IDE or a desktop launcher, without what a shell profile exports). For an S3 store, where to
+  // find its credentials too (names and paths only: keys themselves never go in settings.json).
+  const names = [
+    "CCBUNDLE_BOOTSTRAP",
+    "CCBUNDLE_RELAYS",
+    ...(store?.startsWith("s3:") ? AWS_CREDENTIAL_PLACES : []),
+  ] as const;
+  const carried = names.flatMap((name) => {
     const value = ctx.settings.env[name];
     return value ? [`${name}=${shellQuote(value)}`] : [];
   });
@@ -396,8 +403,18 @@ async function hookCommand(ctx: Context, withPublish: boolean): Promise<string> 
   ].join(" ");
 }
 
+/** Where the AWS chain looks for S3 credentials: a profile name and the files' paths. */
+const AWS_CREDENTIAL_PLACES = ["AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"] as const;
+
 async function hookWarnings(ctx: Context): Promise<string[]> {
   const warnings: string[] = [];
+  const store = ctx.args.store ?? ctx.settings.env.CCBUNDLE_STORE;
+  const { env } = ctx.settings;
+  if (store?.startsWith("s3:") && env.AWS_ACCESS_KEY_ID && !env.AWS_PROFILE && !/[?&]profile=/.test(store)) {
+    warnings.push(
+      "this shell's S3 keys (AWS_ACCESS_KEY_ID) are not written into the hook, which may run without them: put them in a profile in ~/.aws/credentials and add profile=NAME to the store URL",
+    );
+  }
   let encrypted = false;
   try {
     encrypted = isEncryptedIdentity(await readIdentityBytes(ctx.settings.home));
