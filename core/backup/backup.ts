@@ -300,31 +300,10 @@ async function backupWith(options: BackupOptions, started: number, gitShell: Git
   }
 
   const ours = Object.values(state.sessions).map((saved) => saved.entry);
-  const others = (base?.sessions ?? []).filter((entry) => entry.machine !== machine);
-  const sessions = [...others, ...ours].sort((a, b) => b.modified - a.modified);
-  const wroteSnapshot = !base || !sameEntries(base.sessions, sessions);
-  let snapshotId = base?.id;
-  if (wroteSnapshot) {
-    const now = new Date();
-    const id = newSnapshotId(now, base?.id);
-    if (base && snapshotTime(base.id) - now.getTime() > CLOCK_AHEAD_NOTED_MS) {
-      warnings.push(
-        `the newest snapshot ${base.id} is dated after this machine's clock (${now.toISOString()}): a clock was ahead when it was made; this one is named after it, so that it counts as the newest`,
-      );
-    }
-    const snapshot: Snapshot = {
-      format: "ccbundle-snapshot/1",
-      id,
-      created: now.toISOString(),
-      publisher: key.z32,
-      machine,
-      host,
-      ...(base ? { parent: base.id } : {}),
-      sessions,
-    };
-    await writeSnapshot(store, key, snapshot, recipients);
-    snapshotId = snapshot.id;
-  }
+  const written = await writeMergedSnapshot({ store, key, recipients, machine, host, ours, base, warnings });
+  const { sessions, wroteSnapshot } = written;
+  const snapshotId = written.id;
+  const parent = written.parent;
   // Blobs a snapshot names are tracked through it from now on; what is left are
   // uploads no snapshot will ever name (superseded in a run that was cut short).
   const named = new Set(sessions.map((session) => session.blob.key));
@@ -335,7 +314,7 @@ async function backupWith(options: BackupOptions, started: number, gitShell: Git
   return {
     snapshot: snapshotId,
     wroteSnapshot,
-    parent: wroteSnapshot ? base?.id : base?.parent,
+    parent: wroteSnapshot ? parent?.id : parent?.parent,
     store: store.url,
     machine,
     sessions: {
@@ -461,6 +440,81 @@ async function uploadSession(options: {
     bytes: prepared.bytes,
     blobBytes: counter.bytes,
   };
+}
+
+/**
+ * The new snapshot: this machine's entries, and every other machine's as the newest snapshot has
+ * them. Two machines backing up into one store at once each built on the same parent, and the
+ * later snapshot (the newest, the one `list` and `restore` read) lacked the other's new session;
+ * a prune meanwhile could delete its blob. So the newest is read again just before writing, and
+ * after writing, a snapshot another machine wrote meanwhile is merged into one more (at most a
+ * few rounds: each round needs another backup finishing in the same seconds).
+ */
+async function writeMergedSnapshot(options: {
+  store: BlobStore;
+  key: UserKey;
+  recipients: Recipient[];
+  machine: string;
+  host: string;
+  ours: SnapshotSession[];
+  base: Snapshot | undefined;
+  warnings: string[];
+}): Promise<{
+  id: string | undefined;
+  parent: Snapshot | undefined;
+  sessions: SnapshotSession[];
+  wroteSnapshot: boolean;
+}> {
+  const { store, key, machine, ours } = options;
+  const merged = (parent: Snapshot | undefined) =>
+    [...(parent?.sessions ?? []).filter((entry) => entry.machine !== machine), ...ours].sort(
+      (a, b) => b.modified - a.modified,
+    );
+  let parent = options.base;
+  let sessions = merged(parent);
+  if (parent && sameEntries(parent.sessions, sessions))
+    return { id: parent.id, parent, sessions, wroteSnapshot: false };
+  // Skip warnings were given for the first read; the later reads see the same snapshots.
+  const newest = () => newestSnapshot(store, key, []);
+  const latest = await newest();
+  if (latest && latest.id !== parent?.id) {
+    parent = latest;
+    sessions = merged(parent);
+    if (sameEntries(parent.sessions, sessions)) return { id: parent.id, parent, sessions, wroteSnapshot: false };
+  }
+  let written: Snapshot | undefined;
+  for (let round = 0; round < 3; round++) {
+    const now = new Date();
+    // After a snapshot written meanwhile too (ids sort by time; see newSnapshotId).
+    const after = [parent?.id, written?.id]
+      .filter((id): id is string => id !== undefined)
+      .sort()
+      .at(-1);
+    const id = newSnapshotId(now, after);
+    if (round === 0 && parent && snapshotTime(parent.id) - now.getTime() > CLOCK_AHEAD_NOTED_MS) {
+      options.warnings.push(
+        `the newest snapshot ${parent.id} is dated after this machine's clock (${now.toISOString()}): a clock was ahead when it was made; this one is named after it, so that it counts as the newest`,
+      );
+    }
+    written = {
+      format: "ccbundle-snapshot/1",
+      id,
+      created: now.toISOString(),
+      publisher: key.z32,
+      machine,
+      host: options.host,
+      ...(parent ? { parent: parent.id } : {}),
+      sessions,
+    };
+    await writeSnapshot(store, key, written, options.recipients);
+    const now2 = await newest();
+    if (!now2 || now2.id === written.id) break;
+    // Another machine's snapshot sorts after ours: it may lack what we just wrote. Merge again.
+    parent = now2;
+    sessions = merged(parent);
+    if (sameEntries(parent.sessions, sessions)) return { id: parent.id, parent, sessions, wroteSnapshot: true };
+  }
+  return { id: written?.id, parent, sessions, wroteSnapshot: true };
 }
 
 /**
