@@ -70,3 +70,8 @@ export class Output {
     return code;
   }
 }
+
+/** "1 session", "3 sessions": a count with its noun. */
+export function count(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? "" : "s"}`;
+}

@@ -11,7 +11,7 @@ import { formatBytes, parseDuration } from "../../core/duration.js";
 import { CcbError, describeFailure, ExitCode, UsageError } from "../../core/errors.js";
 import type { PublishRecordReport } from "../../core/publish.js";
 import { Context, type GlobalArgs } from "../context.js";
-import { Output } from "../output.js";
+import { count, Output } from "../output.js";
 import { PhaseBars } from "../progress.js";
 
 /** `backup` and `hook install|uninstall`: scripted backups (cron, systemd, launchd, Claude Code's SessionEnd). */
@@ -234,8 +234,8 @@ function reportBackup(out: Output, result: BackupResult, published: PublishOutco
   if (result.snapshot) {
     out.line(
       result.wroteSnapshot
-        ? `Snapshot ${result.snapshot} lists ${counts.inSnapshot} sessions in ${result.store}`
-        : `Nothing new: snapshot ${result.snapshot} (${counts.inSnapshot} sessions) is current`,
+        ? `Snapshot ${result.snapshot} lists ${count(counts.inSnapshot, "session")} in ${result.store}`
+        : `Nothing new: snapshot ${result.snapshot} (${count(counts.inSnapshot, "session")}) is current`,
     );
   }
   if (published?.status === "published") {

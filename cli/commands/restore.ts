@@ -5,7 +5,7 @@ import { parseMaps } from "../../core/claude/target.js";
 import { formatBytes, parseDuration } from "../../core/duration.js";
 import { ExitCode, UsageError } from "../../core/errors.js";
 import { Context, type GlobalArgs } from "../context.js";
-import { Output } from "../output.js";
+import { count, Output } from "../output.js";
 import { PhaseBars } from "../progress.js";
 import { maybeResume, printGathered, printRecovered, printRestored, RESUME_HELP, sessionJson } from "./handoff.js";
 
@@ -45,7 +45,7 @@ export function restoreCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
             ctx.out.line(
               s.damaged
                 ? `  ${s.id}  damaged: ${s.damaged}`
-                : `  ${s.id}  ${shortDate(Date.parse(s.created))}  ${s.host}  ${s.sessions} sessions  ${formatBytes(s.bytes)}`,
+                : `  ${s.id}  ${shortDate(Date.parse(s.created))}  ${s.host}  ${count(s.sessions, "session")}  ${formatBytes(s.bytes)}`,
             );
           }
           if (!result.snapshot) return;
@@ -169,8 +169,8 @@ export function restoreCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
           const same = result.restored.filter((session) => session.outcome === "identical").length;
           ctx.out.line(
             same === 0
-              ? `Restored ${result.restored.length} sessions.`
-              : `Restored ${result.restored.length - same} sessions; ${same} ${same === 1 ? "was" : "were"} already here as backed up.`,
+              ? `Restored ${count(result.restored.length, "session")}.`
+              : `Restored ${count(result.restored.length - same, "session")}; ${same} ${same === 1 ? "was" : "were"} already here as backed up.`,
           );
         }
       },
