@@ -13,7 +13,11 @@ export interface StoreCheck {
 
 /** Probe objects live here, apart from blobs, records and snapshots, so a lifecycle rule never matters. */
 export const DOCTOR_PREFIX = storeLayout.doctorPrefix;
-const PROBE_BYTES = 4096;
+/**
+ * 2 MiB: more than nginx's default request limit (1 MB), the reverse proxy a homelab puts in front
+ * of MinIO, whose 413 otherwise met the first real upload; small enough for a slow uplink.
+ */
+const PROBE_BYTES = 2 * 1024 * 1024;
 
 /**
  * Check that `store` can do what push, pull and backup need, in the order they
@@ -59,7 +63,7 @@ export async function checkStore(store: BlobStore): Promise<StoreCheck[]> {
       !(await run("writable", async () => {
         await store.put(key, probe, { size: probe.length });
         written = true;
-        return `wrote a ${PROBE_BYTES}-byte probe`;
+        return `wrote a ${PROBE_BYTES / (1024 * 1024)} MiB probe`;
       }))
     ) {
       skip(["readable", "listable", "deletable"], "nothing could be written");

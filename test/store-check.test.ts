@@ -96,6 +96,41 @@ describe("checkStore", () => {
     }
   });
 
+  test("a reverse proxy that limits uploads to 1 MB (nginx's default) fails writable, named as such", async () => {
+    // In front of s3rver: bodies over 1 MB get nginx's 413 page, the rest pass through.
+    const proxy = http.createServer((req, res) => {
+      if (Number(req.headers["content-length"] ?? 0) > 1024 * 1024) {
+        req.resume();
+        res.writeHead(413, { "content-type": "text/html", connection: "close" });
+        res.end("<html><body><h1>413 Request Entity Too Large</h1></body></html>");
+        return;
+      }
+      const upstream = http.request(
+        `${s3rver.endpoint}${req.url}`,
+        { method: req.method, headers: req.headers },
+        (answer) => {
+          res.writeHead(answer.statusCode ?? 502, answer.headers);
+          answer.pipe(res);
+        },
+      );
+      req.pipe(upstream);
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", resolve));
+    const { port } = proxy.address() as AddressInfo;
+    const store = S3Store.fromUrl(`s3://ccbundle/doctor-413?endpoint=http://127.0.0.1:${port}`);
+    try {
+      const checks = byName(await checkStore(store));
+      expect(checks.reachable?.ok).toBe(true);
+      expect(checks.writable?.ok).toBe(false);
+      expect(checks.writable?.detail).toContain("(HTTP 413)");
+      expect(checks.writable?.hint).toContain("client_max_body_size 0");
+    } finally {
+      await store.close();
+      proxy.closeAllConnections();
+      await new Promise((resolve) => proxy.close(resolve));
+    }
+  });
+
   test("a dead endpoint fails reachable with the endpoint and a hint", async () => {
     const server = http.createServer();
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
