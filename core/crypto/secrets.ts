@@ -156,8 +156,9 @@ function clean(text: string, source: SecretSource): string {
 /** Prompt on the controlling terminal with echo off. */
 function promptHidden(message: string, stdin: tty.ReadStream): Promise<string> {
   return new Promise((resolve, reject) => {
-    process.stderr.write(message);
+    // Echo off before the prompt shows: what is typed the instant it appears must not be echoed.
     stdin.setRawMode?.(true);
+    process.stderr.write(message);
     stdin.resume();
     let value = "";
     const onData = (data: Buffer) => {
