@@ -29,7 +29,10 @@ export async function openStore(url: string): Promise<BlobStore> {
     return new LocalStore(folder);
   }
   if (path.isAbsolute(url)) return new LocalStore(path.resolve(url));
+  const s3Typo = /^s3:\/?(?!\/)/i.test(url);
   throw new UsageError(`unsupported store URL: ${url}`, {
-    hint: "use an absolute path, file:///abs/path, or s3://bucket/prefix?endpoint=…",
+    hint: s3Typo
+      ? `did you mean ${url.replace(/^s3:\/?/i, "s3://")}?`
+      : "use an absolute path, file:///abs/path, or s3://bucket/prefix?endpoint=…",
   });
 }

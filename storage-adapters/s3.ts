@@ -477,16 +477,14 @@ export class S3Store implements BlobStore {
       return new CcbError(`${op} of ${key} on ${where} was cancelled`, 1, { cause: err });
     }
     if (code === "CredentialsProviderError" || /could not load credentials/i.test(message)) {
-      return new CcbError(
-        `no AWS credentials found for ${where}${this.profile ? ` (profile ${this.profile})` : ""}`,
-        1,
-        {
-          hint: this.profile
-            ? `check that profile ${this.profile} exists in ~/.aws/credentials or ~/.aws/config and has keys (or run aws sso login --profile ${this.profile})`
-            : "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, set AWS_PROFILE, or add profile=NAME to the store URL (ccbundle never stores S3 credentials)",
-          cause: err,
-        },
-      );
+      // The profile the chain looked for: the URL's, else AWS_PROFILE (a typo there is the usual cause).
+      const profile = this.profile ?? process.env.AWS_PROFILE;
+      return new CcbError(`no AWS credentials found for ${where}${profile ? ` (profile ${profile})` : ""}`, 1, {
+        hint: profile
+          ? `check that profile ${profile} exists in ~/.aws/credentials or ~/.aws/config and has keys (or run aws sso login --profile ${profile})`
+          : "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, set AWS_PROFILE, or add profile=NAME to the store URL (ccbundle never stores S3 credentials)",
+        cause: err,
+      });
     }
     const net = errnoCode(err) ?? errnoCode((err as { cause?: unknown })?.cause);
     if (
@@ -559,10 +557,20 @@ export class S3Store implements BlobStore {
       });
     }
     if (status !== undefined && status >= 500) {
-      return new CcbError(`${this.endpointLabel} failed the ${op} of ${key} (${code ?? "error"}, HTTP ${status})`, 1, {
-        hint: "a server-side problem; retry later",
-        cause: err,
-      });
+      // The server's own words when it gave some (MinIO's XMinioStorageFull says to free space).
+      const first = message.split("\n")[0]!.slice(0, 160);
+      const said = first && first !== code && !/^unknown/i.test(first) ? `: ${first}` : "";
+      return new CcbError(
+        `${this.endpointLabel} failed the ${op} of ${key} (${code ?? "error"}, HTTP ${status})${said}`,
+        1,
+        {
+          hint:
+            status === 507 || /storage ?full|quota/i.test(`${code} ${message}`)
+              ? "the server is out of space: free some (ccbundle prune, or the server's own tools) and run the command again"
+              : "a server-side problem; retry later",
+          cause: err,
+        },
+      );
     }
     // An HTML page or other non-S3 body where S3's XML was expected: a web server, a reverse
     // proxy's error page, or MinIO's console port instead of its API port.
@@ -737,7 +745,9 @@ function parseEndpoint(value: string): string {
   }
   if (endpoint.username || endpoint.password || endpoint.search) {
     throw new UsageError("the endpoint of an S3 store must not carry credentials or a query", {
-      hint: "credentials come from ~/.aws/credentials or the AWS_* environment variables",
+      hint: endpoint.search
+        ? "join the store URL's parameters with & (s3://bucket/prefix?endpoint=http://nas.lan:9000&region=…)"
+        : "credentials come from ~/.aws/credentials or the AWS_* environment variables",
     });
   }
   return endpoint.href.replace(/\/+$/, "");

@@ -135,6 +135,15 @@ describe("store URL", () => {
     throw new Error(`accepted ${url}`);
   };
 
+  test("typos get the hint that fixes them: a second ? instead of &, s3:/ for s3://", async () => {
+    expect(refused("s3://ccbundle/a?endpoint=http://nas.lan:9000?region=eu-west-1").hint).toContain(
+      "join the store URL's parameters with &",
+    );
+    const typo = await openStore("s3:/ccbundle/alice").catch((e: unknown) => e);
+    expect(typo).toBeInstanceOf(UsageError);
+    expect((typo as UsageError).hint).toBe("did you mean s3://ccbundle/alice?");
+  });
+
   test("bucket, prefix, endpoint and region; url shows no profile", () => {
     const loc = parseS3Url("s3://ccbundle/alice/x?endpoint=http://nas.lan:9000/&region=eu-west-3&profile=home");
     expect(loc).toEqual({
@@ -507,6 +516,20 @@ describe("error mapping (loopback server with canned S3 errors; s3rver checks no
       `${fake.endpoint} refused the upload request as too large (HTTP 413): a reverse proxy in front of the S3 server limits request size`,
     );
     expect(err.hint).toContain("client_max_body_size 0");
+  });
+
+  test("a full MinIO (507) passes on its own words and says to free space", async () => {
+    const fake = await fakeS3(
+      507,
+      "<Error><Code>XMinioStorageFull</Code><Message>Storage backend has reached its minimum free drive threshold. Please delete a few objects to proceed.</Message></Error>",
+    );
+    servers.push(fake);
+    const store = open(`s3://ccbundle/alice?endpoint=${fake.endpoint}`);
+    const err = (await store.put("ccbundle/v1/records/r", Buffer.from("x")).catch((e: unknown) => e)) as CcbError;
+    expect(err.message).toBe(
+      `${fake.endpoint} failed the upload of ccbundle/v1/records/r (XMinioStorageFull, HTTP 507): Storage backend has reached its minimum free drive threshold. Please delete a few objects to proceed.`,
+    );
+    expect(err.hint).toContain("out of space");
   });
 
   test("a server that accepts and never answers fails after two attempts, not minutes", async () => {

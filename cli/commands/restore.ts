@@ -48,7 +48,12 @@ export function restoreCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
                 : `  ${s.id}  ${shortDate(Date.parse(s.created))}  ${s.host}  ${count(s.sessions, "session")}  ${formatBytes(s.bytes)}`,
             );
           }
-          if (!result.snapshot) return;
+          if (!result.snapshot) {
+            ctx.out.line(
+              "No backups here yet: `ccbundle backup` writes the first (a mistyped bucket, prefix or folder looks the same).",
+            );
+            return;
+          }
           ctx.out.line("");
           ctx.out.line(`Sessions in snapshot ${result.snapshot} (${result.sessions.length}):`);
           for (const entry of result.sessions) ctx.out.line(`  ${sessionLine(entry)}`);
