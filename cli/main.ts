@@ -202,6 +202,8 @@ async function main(): Promise<number> {
     rejectSecretsOnArgv(argv);
     rejectNegativeDurations(argv);
     let cli = yargs(argv)
+      // File names stay as typed (`import 1.10` is not 1.1); options that want a number say so.
+      .parserConfiguration({ "parse-numbers": false, "parse-positional-numbers": false })
       .scriptName("ccbundle")
       .usage("$0 <command> [options]\n\nMove Claude Code sessions, files and all, between machines and people.")
       .version(TOOL_VERSION)

@@ -138,7 +138,7 @@ describe("a transcript that never says where it ran (no line with a cwd)", () =>
         snapshot: { messageId: "m1", trackedFileBackups: {}, timestamp: "2026-11-01T09:00:00.000Z" },
         isSnapshotUpdate: false,
       },
-      { type: "summary", summary: "Nothing yet", leafUuid: "m1" },
+      { type: "summary", summary: "Read https://example.com/docs and A / B", leafUuid: "m1" },
     ];
     writeFileSync(path.join(dir, `${id}.jsonl`), `${lines.map((line) => JSON.stringify(line)).join("\n")}\n`);
     await frank.runOk(["backup"]);
@@ -160,6 +160,11 @@ describe("a transcript that never says where it ran (no line with a cwd)", () =>
     const session = JSON.parse(one.stdout).sessions[0];
     expect(session).toMatchObject({ targetReason: "current-dir", project: here });
     expect(session.warnings.join("\n")).toContain("does not say which directory it ran in");
-    expect(existsSync(path.join(hank.claudeDir, "projects", projectFolderName(here), `${id}.jsonl`))).toBe(true);
+    const restored = readFileSync(
+      path.join(hank.claudeDir, "projects", projectFolderName(here), `${id}.jsonl`),
+      "utf8",
+    );
+    // "/" stands for the unknown directory: no lone slash is taken for it and rewritten.
+    expect(restored).toContain("Read https://example.com/docs and A / B");
   });
 });

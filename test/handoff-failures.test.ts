@@ -430,6 +430,10 @@ describe("an existing session file is never overwritten without keeping it", () 
       expect(fork).toContain(`alice went on, turn ${turn}`);
       expect(fork).not.toContain(session.id);
       expect(readFileSync(transcript(), "utf8")).toBe(mine);
+      // The same pull again (a retry, a script): the fork has it all already, nothing new is made.
+      const again = JSON.parse((await bob.runOk(["pull", "--project", bobProject, "--no-resume", "--json"])).stdout);
+      expect(again.sessions[0]).toMatchObject({ outcome: "identical", sessionId: forkId });
+      expect(transcripts()).toEqual(before);
     }
     // Said in words: which fork went on.
     appendFileSync(session.transcript, `${JSON.stringify({ type: "user", sessionId: session.id, cwd: project })}\n`);

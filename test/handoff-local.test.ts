@@ -283,7 +283,7 @@ describe("pulling from the home folder when the session's project is not here", 
       `ccbundle: the session ran in ${notes}, which is not here, and you are in your home folder`,
     );
     expect(refused.stderr).toContain(
-      "hint: cd into the project (clone it first) and pull again, or choose with --project <dir>",
+      "hint: cd into the project (clone it first) and run the command again, or choose with --project <dir>",
     );
     expect(listFiles(bob.claudeDir)).toEqual(before);
 

@@ -507,13 +507,19 @@ async function writeMergedSnapshot(options: {
       sessions,
     };
     await writeSnapshot(store, key, written, options.recipients);
+    const builtOn = parent;
     const now2 = await newest();
-    if (!now2 || now2.id === written.id) break;
+    if (!now2 || now2.id === written.id) return { id: written.id, parent: builtOn, sessions, wroteSnapshot: true };
     // Another machine's snapshot sorts after ours: it may lack what we just wrote. Merge again.
     parent = now2;
     sessions = merged(parent);
-    if (sameEntries(parent.sessions, sessions)) return { id: parent.id, parent, sessions, wroteSnapshot: true };
+    // It has our entries already (it merged ours): ours is written, and the newest holds it.
+    if (sameEntries(parent.sessions, sessions))
+      return { id: written.id, parent: builtOn, sessions, wroteSnapshot: true };
   }
+  options.warnings.push(
+    "other machines kept writing snapshots while this one wrote its own: the newest may lack this machine's latest sessions until its next backup",
+  );
   return { id: written?.id, parent, sessions, wroteSnapshot: true };
 }
 

@@ -243,7 +243,8 @@ function otherCopiesNote(
 
 /** What `--machine` takes for the machine that backed up `entry`: its host name, unless another machine shares it. */
 function machineName(entry: SnapshotSession, all: SnapshotSession[]): string {
-  const shared = all.some((other) => other.host === entry.host && other.machine !== entry.machine);
+  const host = entry.host.toLowerCase();
+  const shared = all.some((other) => other.host.toLowerCase() === host && other.machine !== entry.machine);
   return shared ? entry.machine.slice(0, 8) : entry.host;
 }
 

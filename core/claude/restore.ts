@@ -165,7 +165,12 @@ export async function prepareRestore(options: RestoreOptions): Promise<PreparedR
         prepared.get(transcriptPath)!,
       )) {
         const attempt = await forkAs(earlier);
-        if (attempt.existing === "local-prefix" || attempt.existing === "incoming-prefix") {
+        // identical: this version was pulled before, onto that fork (a retried pull).
+        if (
+          attempt.existing === "local-prefix" ||
+          attempt.existing === "incoming-prefix" ||
+          attempt.existing === "identical"
+        ) {
           chosen = attempt;
           // Its other files go on with it; a fork that is ahead already keeps what it has.
           followingFork = attempt.existing === "local-prefix";

@@ -112,12 +112,14 @@ export async function chooseTarget(
     return withRepo(session, { cwd: await real(inHome), reason: "home-relative" }, ask);
   const here = await real(options.cwd);
   if (!unknown && options.homes && here === (await real(options.homes.target))) {
-    const ranInHome = stripSeparators(session.cwd) === stripSeparators(options.homes.source);
+    const same = (a: string, b: string) =>
+      isWindowsPath(a) ? a.replace(/\\/g, "/").toLowerCase() === b.replace(/\\/g, "/").toLowerCase() : a === b;
+    const ranInHome = same(stripSeparators(session.cwd), stripSeparators(options.homes.source));
     if (!ranInHome) {
       // Filed under ~, its project's paths and the home's would both map onto this home: the way
       // back could not tell them apart (a pull back to the desktop put ~/.config under the project).
       throw new UsageError(`the session ran in ${session.cwd}, which is not here, and you are in your home folder`, {
-        hint: `cd into the project (clone it first) and pull again, or choose with --project <dir>${inHome ? ` (e.g. ${inHome})` : ""}`,
+        hint: `cd into the project (clone it first) and run the command again, or choose with --project <dir>${inHome ? ` (e.g. ${inHome})` : ""}`,
       });
     }
   }
@@ -130,12 +132,26 @@ export async function chooseTarget(
   };
 }
 
-/** `cwd` moved from the source home to this one, when it is inside the source home. */
+/**
+ * `cwd` moved from the source home to this one, when it is inside the source home. A Windows
+ * source (C:\Users\me\src\app, home C:\Users\me) compares without case, on either separator.
+ */
 function homeRelative(cwd: string, homes: { source: string; target: string } | undefined): string | undefined {
-  if (!homes?.source || !homes.target || isWindowsPath(cwd) !== isWindowsPath(homes.source)) return undefined;
-  const base = stripSeparators(homes.source);
-  if (!base || base === "/" || !cwd.startsWith(`${base}/`)) return undefined;
-  return path.join(homes.target, ...cwd.slice(base.length + 1).split("/"));
+  if (!homes?.source || !homes.target) return undefined;
+  const windows = isWindowsPath(homes.source);
+  if (isWindowsPath(cwd) !== windows) return undefined;
+  const slashes = (text: string) => (windows ? text.replace(/\\/g, "/") : text);
+  const base = stripSeparators(slashes(homes.source));
+  const inside = slashes(cwd);
+  if (!base || base === "/") return undefined;
+  const under = windows ? inside.toLowerCase().startsWith(`${base.toLowerCase()}/`) : inside.startsWith(`${base}/`);
+  const parts = under
+    ? inside
+        .slice(base.length + 1)
+        .split("/")
+        .filter(Boolean)
+    : [];
+  return parts.length > 0 ? path.join(homes.target, ...parts) : undefined;
 }
 
 function stripSeparators(dir: string): string {
@@ -190,7 +206,8 @@ export function mappingsFor(input: MappingInput): PathMapping[] {
   if (target.repoRoot && session.git) {
     out.push({ from: sourceRepoRoot(session.cwd, session.git.subdir), to: target.repoRoot });
     if (session.git.mainWorktree) out.push({ from: session.git.mainWorktree, to: target.repoRoot });
-  } else {
+  } else if (!cwdUnknown(session)) {
+    // (An unknown directory is sent as "/": mapping it would rewrite every lone slash, URLs too.)
     out.push({ from: session.cwd, to: target.cwd });
   }
   if (source.home && input.targetHome && source.home !== "/" && !/^[A-Za-z]:\\?$/.test(source.home)) {

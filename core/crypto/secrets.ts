@@ -63,8 +63,8 @@ export async function readSecret(
 
 /**
  * Where a prompt reads from: stdin when it is the terminal, else the terminal itself
- * (`/dev/tty`): `ccbundle key import - < me.key` and `… | ssh -t vm ccbundle import -` have
- * their data on stdin and the user at the keyboard. No terminal (cron): undefined.
+ * (`/dev/tty`): `ccbundle key import - < me.key` and `ccbundle import - < bundle.ccb` have
+ * their data on stdin and the user at the keyboard. No terminal (cron, plain ssh): undefined.
  */
 function terminalInput(): tty.ReadStream | undefined {
   if (process.stdin.isTTY) return process.stdin;
