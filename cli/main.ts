@@ -97,8 +97,15 @@ function rejectEmptyValues(args: string[], parsed: Record<string, unknown>): voi
     if (value === "" || (Array.isArray(value) && (value.length === 0 || value.includes("")))) {
       throw new UsageError(`--${name} needs a value`, { hint: "is the variable you passed empty?" });
     }
+    // yargs makes a list of a one-value flag given twice, and `--store a --store b` used "a,b".
+    if (Array.isArray(value) && !REPEATABLE.has(name)) {
+      throw new UsageError(`--${name} was given more than once`, { hint: "give it once" });
+    }
   }
 }
+
+/** The flags that take several values (`array: true`); any other may be given once. */
+const REPEATABLE = new Set(["to", "map", "relay", "from"]);
 
 /** The command named on the command line (for a hint that points at its own --help). */
 function commandNamed(args: string[]): string | undefined {

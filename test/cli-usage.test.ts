@@ -49,6 +49,11 @@ describe("yargs' complaints, in our words", () => {
   it("a misspelt option gets a guess and the command's help", () =>
     usage(["push", "--tll", "2h"], "unknown option --tll; did you mean --ttl?", "see `ccbundle push --help`"));
   it("an option no command has", () => usage(["whoami", "--frobnicate"], /^ccbundle: unknown option --frobnicate$/m));
+  it("a one-value flag given twice", () =>
+    usage(
+      ["whoami", "--passphrase-file", "a", "--passphrase-file", "b"],
+      "--passphrase-file was given more than once",
+    ));
   it("a negated option, as typed, once", async () => {
     await usage(["pull", "--no-such-flag"], /^ccbundle: unknown option --no-such-flag$/m);
     await usage(["pull", "--no-resum"], "unknown option --no-resum; did you mean --no-resume?");

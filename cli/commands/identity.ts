@@ -168,7 +168,7 @@ export function identityCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
         )
         .command(
           "import <file>",
-          "Install an identity exported on another machine",
+          "Install an identity exported on another machine (- for stdin)",
           (z) =>
             z
               .positional("file", { demandOption: true })
