@@ -168,3 +168,42 @@ describe("a transcript that never says where it ran (no line with a cwd)", () =>
     expect(restored).toContain("Read https://example.com/docs and A / B");
   });
 });
+
+describe("prune --forget-machine: a replaced laptop's sessions leave", () => {
+  it("takes that machine's entries out of a new newest snapshot; its blobs go once nothing kept names them", async () => {
+    // A store of its own: desktop and laptop back up; then the laptop is retired.
+    const { machine: desk, nas: store } = await backupMachine("forget-desk");
+    cleanups.push(desk);
+    writeSession({ claudeDir: desk.claudeDir, projectDir: desk.project("app"), home: desk.home });
+    await desk.runOk(["backup"]);
+    const lap = await withSameIdentity(desk, "forget-lap", { CCBUNDLE_STORE: store });
+    cleanups.push(lap);
+    const lapSession = writeSession({ claudeDir: lap.claudeDir, projectDir: lap.project("app"), home: lap.home });
+    await lap.runOk(["backup"]);
+    const before = JSON.parse((await desk.runOk(["list", "--json"])).stdout);
+    const lapId = before.sessions.find((s: { id: string }) => s.id === lapSession.id).machine as string;
+    const lapBlob = before.sessions.find((s: { id: string }) => s.id === lapSession.id).blob.key as string;
+    expect(existsSync(path.join(store, lapBlob))).toBe(true);
+
+    // This machine cannot forget itself (its next backup would put its sessions back).
+    const self = await lap.run(["prune", "--forget-machine", lapId]);
+    expect(self.code).toBe(2);
+    expect(self.stderr).toContain("is this machine");
+
+    const dry = JSON.parse((await desk.runOk(["prune", "--forget-machine", lapId, "--dry-run", "--json"])).stdout);
+    expect(dry.forgot).toMatchObject({ machine: lapId, sessions: 1 });
+    expect(JSON.parse((await desk.runOk(["list", "--json"])).stdout).sessions).toHaveLength(2);
+
+    const done = JSON.parse(
+      (await desk.runOk(["prune", "--forget-machine", lapId.slice(0, 6), "--keep-last", "1", "--grace", "0", "--json"]))
+        .stdout,
+    );
+    expect(done.forgot).toMatchObject({ machine: lapId, sessions: 1 });
+    expect(done.snapshots.kept.map((k: { id: string }) => k.id)).toEqual([done.forgot.snapshot]);
+    const after = JSON.parse((await desk.runOk(["list", "--json"])).stdout);
+    expect(after.snapshot).toBe(done.forgot.snapshot);
+    expect(after.sessions.map((s: { id: string }) => s.id)).not.toContain(lapSession.id);
+    expect(after.sessions).toHaveLength(1);
+    expect(existsSync(path.join(store, lapBlob))).toBe(false);
+  });
+});

@@ -199,6 +199,10 @@ export function restoreCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
             default: false,
             describe: "Also delete every blob nothing of yours names (only in a store no one else uses)",
           })
+          .option("forget-machine", {
+            type: "string",
+            describe: "A machine you retired (host name or machine id): its sessions leave the newest snapshot",
+          })
           .option("dry-run", { type: "boolean", default: false, describe: "Say what would go; delete nothing" })
           .option("verbose", {
             alias: "v",
@@ -220,7 +224,7 @@ export function restoreCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
         const withinSeconds =
           args.keepWithin === undefined ? undefined : parseDuration(args.keepWithin, "--keep-within");
         const hasPolicy = args.keepLast !== undefined || args.keepDaily !== undefined || withinSeconds !== undefined;
-        if (!hasPolicy && !args.expired && !args.unreferenced) {
+        if (!hasPolicy && !args.expired && !args.unreferenced && args.forgetMachine === undefined) {
           throw new UsageError("say which snapshots to keep", {
             hint: "e.g. ccbundle prune --keep-last 24 --keep-daily 30 --keep-within 7d",
           });
@@ -238,7 +242,7 @@ export function restoreCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
             settings: ctx.settings,
             key,
             store: location.store,
-            // Without keep flags (only --expired / --unreferenced) every snapshot stays.
+            // Without keep flags (only --expired / --unreferenced / --forget-machine) every snapshot stays.
             policy: hasPolicy
               ? { last: args.keepLast, daily: args.keepDaily, withinSeconds }
               : { last: Number.MAX_SAFE_INTEGER },
@@ -246,6 +250,7 @@ export function restoreCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
             dryRun: args.dryRun,
             expired: args.expired,
             unreferenced: args.unreferenced,
+            forgetMachine: args.forgetMachine,
             transports,
           });
         } finally {
@@ -254,6 +259,14 @@ export function restoreCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
         }
         out.result({ ok: true, ...result });
         const verb = result.dryRun ? "Would remove" : "Removed";
+        if (result.forgot) {
+          const { host, machine, sessions } = result.forgot;
+          out.line(
+            result.dryRun
+              ? `Would forget ${count(sessions, "session")} of ${host} (${machine.slice(0, 8)})`
+              : `Forgot ${count(sessions, "session")} of ${host} (${machine.slice(0, 8)}): snapshot ${result.forgot.snapshot} lists the rest`,
+          );
+        }
         out.line(
           `${verb} ${result.snapshots.removed.length} snapshot(s), kept ${result.snapshots.kept.length}, in ${result.store}`,
         );

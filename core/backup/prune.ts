@@ -1,8 +1,9 @@
 import { readFile } from "node:fs/promises";
+import os from "node:os";
 import type { BlobStore, ObjectInfo } from "../../storage-adapters/blob-store.js";
 import type { Settings } from "../config.js";
-import type { UserKey } from "../crypto/keys.js";
-import { NotFoundError } from "../errors.js";
+import { parseRecipient, type UserKey } from "../crypto/keys.js";
+import { NotFoundError, UsageError } from "../errors.js";
 import { forgetHandoffs, readLedger } from "../handoff-ledger.js";
 import { withLock } from "../lock.js";
 import { describeError } from "../pointer/abort.js";
@@ -12,10 +13,18 @@ import { resolveNewest } from "../pointer/resolver.js";
 import type { PointerTransport } from "../pointer/transport.js";
 import { lastRecordFile } from "../publish.js";
 import { storeLayout } from "../store-layout.js";
+import { machineMatcher } from "./filter.js";
 import { applyPolicy, type KeepPolicy, type KeepReason } from "./policy.js";
 import { mapPool } from "./pool.js";
-import { readSnapshot, type Snapshot, snapshotIdsToRead, snapshotTime } from "./snapshot.js";
-import { BackupStateFile } from "./state.js";
+import {
+  newSnapshotId,
+  readSnapshot,
+  type Snapshot,
+  snapshotIdsToRead,
+  snapshotTime,
+  writeSnapshot,
+} from "./snapshot.js";
+import { BackupStateFile, machineId } from "./state.js";
 
 /**
  * `ccbundle prune`: forget snapshots outside the keep policy, then delete the
@@ -50,6 +59,11 @@ export interface PruneOptions {
   unreferenced: boolean;
   /** DHT and relays, to read the owner's newest record (besides the store's mirror and this machine's copy). */
   transports: PointerTransport[];
+  /**
+   * A retired machine (host name or machine id prefix, see machineMatcher): a new newest snapshot
+   * without its sessions, so their blobs go once no kept snapshot names them.
+   */
+  forgetMachine?: string | undefined;
   now?: number;
 }
 
@@ -67,6 +81,8 @@ export interface PruneResult {
     /** In the store, named by nothing of ours, left alone (without --unreferenced). */
     unknown: number;
   };
+  /** What --forget-machine took out of the newest snapshot (the new snapshot's id unless a dry run). */
+  forgot?: { machine: string; host: string; sessions: number; snapshot: string | undefined };
   warnings: string[];
 }
 
@@ -92,6 +108,7 @@ async function pruneLocked(options: PruneOptions): Promise<PruneResult> {
       warnings.push(`kept snapshot ${id}: ${describeError(result.reason)}`);
     }
   });
+  const forgot = options.forgetMachine === undefined ? undefined : await forgetMachine(options, ids, snapshots, now);
   const policy = applyPolicy(
     [...snapshots].map(([id, snapshot]) => ({ id, time: snapshotTime(id), madeAt: Date.parse(snapshot.created) })),
     options.policy,
@@ -180,8 +197,55 @@ async function pruneLocked(options: PruneOptions): Promise<PruneResult> {
       liveHandoffs,
       unknown: options.unreferenced && damaged.length === 0 ? 0 : unknown.length,
     },
+    ...(forgot ? { forgot } : {}),
     warnings,
   };
+}
+
+/**
+ * --forget-machine: the newest snapshot again, without that machine's sessions, as the new newest
+ * (added to `snapshots` and `ids`, so the keep policy sees it). A laptop that was replaced keeps
+ * its sessions in every snapshot the other machines write, since each carries the others' entries;
+ * this is how they leave. A machine that is still in use puts its own back at its next backup.
+ */
+async function forgetMachine(
+  options: PruneOptions,
+  ids: string[],
+  snapshots: Map<string, Snapshot>,
+  now: number,
+): Promise<PruneResult["forgot"]> {
+  const { settings, key, store } = options;
+  const newestId = ids.find((id) => snapshots.has(id));
+  const newest = newestId === undefined ? undefined : snapshots.get(newestId);
+  if (!newest) {
+    throw new NotFoundError(`no snapshot in ${store.url} to forget a machine from`, {
+      hint: "`ccbundle list` shows the snapshots",
+    });
+  }
+  const matches = machineMatcher(newest.sessions, options.forgetMachine!);
+  const gone = newest.sessions.filter(matches);
+  const { machine, host } = gone[0]!;
+  if (machine === (await machineId(settings.home))) {
+    throw new UsageError(`${options.forgetMachine} is this machine`, {
+      hint: "run it on another machine of yours: this one's next backup would put its sessions back",
+    });
+  }
+  if (options.dryRun) return { machine, host, sessions: gone.length, snapshot: undefined };
+  const time = new Date(now);
+  const snapshot: Snapshot = {
+    format: "ccbundle-snapshot/1",
+    id: newSnapshotId(time, newest.id),
+    created: time.toISOString(),
+    publisher: key.z32,
+    machine: await machineId(settings.home),
+    host: os.hostname(),
+    parent: newest.id,
+    sessions: newest.sessions.filter((entry) => !matches(entry)),
+  };
+  await writeSnapshot(store, key, snapshot, [key.ageRecipient(), ...settings.backupRecipients.map(parseRecipient)]);
+  snapshots.set(snapshot.id, snapshot);
+  ids.unshift(snapshot.id);
+  return { machine, host, sessions: gone.length, snapshot: snapshot.id };
 }
 
 /**
