@@ -30,6 +30,7 @@ export class Context {
   ) {
     this.settings = loadSettings(env, { store: args.store, relays: args.relay, noDht: args.dht === false });
     this.out = new Output(!!args.json, !!args.quiet);
+    for (const warning of this.settings.warnings) this.out.warn(warning);
   }
 
   passphraseSource(): SecretSource {

@@ -25,6 +25,8 @@ export interface Settings {
   backupRecipients: string[];
   /** Compression for new bundles; `workers` = zstd threads (undefined: one per core, up to 4). */
   compression: { codec: "zstd" | "gzip"; level: number; workers?: number | undefined };
+  /** What is wrong with config.json but does not stop the command (an unknown key: a typo). */
+  warnings: string[];
   env: NodeJS.ProcessEnv;
 }
 
@@ -44,6 +46,30 @@ export interface ConfigFile {
   relays?: string[] | string;
   backupRecipients?: string[];
   compression?: { codec?: "zstd" | "gzip"; level?: number; threads?: number };
+}
+
+/** config.json's keys, and compression's: anything else is a typo or a newer version's setting. */
+const CONFIG_KEYS = ["store", "bootstrap", "relays", "backupRecipients", "compression"];
+const COMPRESSION_KEYS = ["codec", "level", "threads"];
+
+/**
+ * Unknown keys, each with the known one it most likely meant. `"Store"` for `"store"` sent every
+ * backup to the default local store without a word; an error would break a config written by a
+ * newer ccbundle, so a warning.
+ */
+function unknownKeys(file: ConfigFile, where: string): string[] {
+  const check = (object: object, known: string[], prefix: string) =>
+    Object.keys(object)
+      .filter((key) => !known.includes(key))
+      .map((key) => {
+        const meant = known.find((name) => name.toLowerCase() === key.toLowerCase().replace(/[-_]/g, ""));
+        return `${where}: unknown setting "${prefix}${key}"${meant ? ` (did you mean "${prefix}${meant}"?)` : ""}; it is ignored`;
+      });
+  const compression = file.compression;
+  return [
+    ...check(file, CONFIG_KEYS, ""),
+    ...(compression && typeof compression === "object" ? check(compression, COMPRESSION_KEYS, "compression.") : []),
+  ];
 }
 
 export function ccbundleHome(env: NodeJS.ProcessEnv = process.env): string {
@@ -127,6 +153,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env, overrides: Se
     relays,
     backupRecipients: file.backupRecipients ?? [],
     compression: { codec, level, workers: threads },
+    warnings: unknownKeys(file, configPath(home)),
     env,
   };
 }

@@ -127,3 +127,21 @@ describe("output mode and help", () => {
     });
   });
 });
+
+describe("config.json", () => {
+  it("an unknown setting (a typo) is named with the one it likely meant, and the command goes on", async () => {
+    const { writeFileSync, rmSync } = await import("node:fs");
+    const path = await import("node:path");
+    const file = path.join(m.ccbHome, "config.json");
+    writeFileSync(file, JSON.stringify({ Store: "/srv/nas", compression: { levle: 5 }, futureThing: 1 }));
+    try {
+      const r = await m.run(["whoami"]);
+      expect(r.code).toBe(0);
+      expect(r.stderr).toContain(`warning: ${file}: unknown setting "Store" (did you mean "store"?); it is ignored`);
+      expect(r.stderr).toContain(`unknown setting "compression.levle"; it is ignored`);
+      expect(r.stderr).toContain(`unknown setting "futureThing"; it is ignored`);
+    } finally {
+      rmSync(file);
+    }
+  });
+});
