@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from "node:crypto";
 import { linkSync, readFileSync, readlinkSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
-import { link, mkdir, open, readFile, rm } from "node:fs/promises";
+import { mkdir, readFile, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { CcbError, errnoCode } from "./errors.js";
@@ -131,7 +131,7 @@ export async function acquireLock(home: string, name: string, options: LockOptio
   const staleAfter = options.staleAfterMs ?? 6 * 3600_000;
   const mine = lockContent();
   for (;;) {
-    if (await tryCreate(file, mine)) {
+    if (tryCreate(file, mine)) {
       await sweepLeftovers(file);
       // Ctrl-C: the next command would take it over as its owner's process is gone, but it need
       // not find it at all. Still ours (same content) means no one has taken it over.
@@ -196,28 +196,11 @@ function lockContent(): string {
   return JSON.stringify({ ...currentOwner(), token: randomBytes(8).toString("hex") });
 }
 
-/** Create `file` atomically with `content`; false when it exists. */
-async function tryCreate(file: string, content: string): Promise<boolean> {
-  const tmp = `${file}.${randomBytes(6).toString("hex")}.tmp`;
-  const handle = await open(tmp, "wx", 0o600);
-  try {
-    try {
-      await handle.writeFile(content);
-    } finally {
-      await handle.close();
-    }
-    await link(tmp, file);
-    return true;
-  } catch (err) {
-    if (errnoCode(err) === "EEXIST") return false;
-    throw err;
-  } finally {
-    await rm(tmp, { force: true });
-  }
-}
-
-/** tryCreate, synchronously (an interrupt handler): the same temp file and link, so it too appears whole. */
-function tryCreateNow(file: string, content: string): boolean {
+/**
+ * Create `file` atomically with `content`; false when it exists. Synchronous (a few bytes, written
+ * under a temp name and linked into place), so an interrupt handler can take a ticket too.
+ */
+function tryCreate(file: string, content: string): boolean {
   const tmp = `${file}.${randomBytes(6).toString("hex")}.tmp`;
   try {
     writeFileSync(tmp, content, { flag: "wx", mode: 0o600 });
@@ -238,7 +221,7 @@ function tryCreateNow(file: string, content: string): boolean {
  */
 async function removeIfStill(file: string, content: string, depth = 0): Promise<boolean> {
   const ticket = ticketFor(file, content);
-  if (await tryCreate(ticket, lockContent())) {
+  if (tryCreate(ticket, lockContent())) {
     try {
       if ((await readText(file)) === content) await rm(file, { force: true });
     } finally {
@@ -270,7 +253,7 @@ function ticketFor(file: string, content: string): string {
  */
 function removeIfStillNow(file: string, content: string): void {
   const ticket = ticketFor(file, content);
-  if (!tryCreateNow(ticket, lockContent())) return;
+  if (!tryCreate(ticket, lockContent())) return;
   try {
     if (readFileSync(file, "utf8") === content) unlinkSync(file);
   } finally {
