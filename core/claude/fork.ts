@@ -43,9 +43,22 @@ export async function planFork(
   transcripts: string[],
   planFiles: string[],
 ): Promise<Fork> {
+  return forkWithSlugs(oldId, newId, await forkSlugs(transcripts, planFiles));
+}
+
+/** The plan slugs a session's transcripts and plan files use: what a fork of it renames (see forkWithSlugs). */
+export async function forkSlugs(transcripts: string[], planFiles: string[]): Promise<Set<string>> {
   const found = new Set<string>();
   for (const file of transcripts) for (const slug of (await scanTranscript(file)).slugs) found.add(slug);
   for (const name of planFiles) found.add(name.replace(/\.md$/, "").replace(/-agent-[\w-]+$/, ""));
+  return found;
+}
+
+/**
+ * planFork with the session's slugs found already: a restore that tries several fork ids (an
+ * earlier fork to go on with, else a new one) scans the transcripts for them once.
+ */
+export function forkWithSlugs(oldId: string, newId: string, found: ReadonlySet<string>): Fork {
   const slugs = new Map([...found].sort().map((slug) => [slug, `${slug}-fork-${newId.slice(0, 8)}`]));
   const patterns = [...slugs].map(
     ([from, to]) =>

@@ -1,15 +1,16 @@
 import { randomBytes } from "node:crypto";
-import { closeSync, openSync, readSync, statSync } from "node:fs";
+import { statSync } from "node:fs";
 import { readdir, stat } from "node:fs/promises";
 import path from "node:path";
 import type { ManifestSession } from "../bundle/manifest.js";
 import { errnoCode } from "../errors.js";
 import { backupFile, type Comparison, compareFiles, remapFile } from "./files.js";
-import { type Fork, forkId, forkRelativePath, planFork } from "./fork.js";
+import { type Fork, forkId, forkRelativePath, forkSlugs, forkWithSlugs } from "./fork.js";
 import type { FsyncQueue } from "./fsync-queue.js";
 import type { InstallStep, StepReport } from "./install-journal.js";
 import { claudeLayout, projectFolderName } from "./paths.js";
 import { createRemapper, type PathMapping, rewriteFormFor } from "./remap.js";
+import { readHead } from "./transcript.js";
 
 /**
  * Moving a verified, staged session into the Claude Code config dir.
@@ -133,13 +134,13 @@ export async function prepareRestore(options: RestoreOptions): Promise<PreparedR
     const plans = session.files.filter((file) => file.path.startsWith("claude/plans/"));
     // The fork's prompt-history lines carry its new id too (the journal appends them as they are).
     const historyFile = session.files.filter((file) => file.path === "claude/history.jsonl");
+    // Found once, whichever fork ids are tried below.
+    const slugs = await forkSlugs(
+      jsonl.map((file) => prepared.get(file.path)!),
+      plans.map((file) => file.path.slice("claude/plans/".length)),
+    );
     const forkAs = async (newId: string) => {
-      const planned = await planFork(
-        session.id,
-        newId,
-        jsonl.map((file) => prepared.get(file.path)!),
-        plans.map((file) => file.path.slice("claude/plans/".length)),
-      );
+      const planned = forkWithSlugs(session.id, newId, slugs);
       const files = new Map<string, string>();
       for (const file of [...jsonl, ...historyFile]) {
         const target = `${staged(file.path)}.fork-${newId.slice(0, 8)}`;
@@ -319,20 +320,9 @@ async function earlierForks(folderDir: string, oldId: string, incomingTranscript
 
 /** A file's first line (without its newline), if it ends within FIRST_LINE_BYTES. */
 function firstLine(file: string): string | undefined {
-  let fd: number;
-  try {
-    fd = openSync(file, "r");
-  } catch {
-    return undefined;
-  }
-  try {
-    const buffer = Buffer.allocUnsafe(FIRST_LINE_BYTES);
-    const read = readSync(fd, buffer, 0, buffer.length, 0);
-    const end = buffer.subarray(0, read).indexOf(0x0a);
-    return end < 0 ? undefined : buffer.toString("utf8", 0, end);
-  } finally {
-    closeSync(fd);
-  }
+  const head = readHead(file, FIRST_LINE_BYTES);
+  const end = head?.indexOf(0x0a) ?? -1;
+  return end < 0 ? undefined : head!.toString("utf8", 0, end);
 }
 
 async function compareIfExists(local: string, incoming: string): Promise<Comparison | undefined> {

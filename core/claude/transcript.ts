@@ -166,6 +166,21 @@ export async function scanTranscript(file: string, onLines?: (whole: Buffer) => 
   }
 }
 
+/** The first `bytes` of `file` (fewer if it is shorter), or undefined when it cannot be read. */
+export function readHead(file: string, bytes: number): Buffer | undefined {
+  try {
+    const fd = openSync(file, "r");
+    try {
+      const buffer = Buffer.allocUnsafe(bytes);
+      return buffer.subarray(0, readSync(fd, buffer, 0, bytes, 0));
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return undefined;
+  }
+}
+
 /** How much of a transcript leadingCwd looks at. */
 const LEADING_BYTES = 64 * 1024;
 
@@ -175,18 +190,8 @@ const LEADING_BYTES = 64 * 1024;
  * push can start git early; it checks the guess against the scan.
  */
 export function leadingCwd(transcript: string): string | undefined {
-  let head: Buffer;
-  try {
-    const fd = openSync(transcript, "r");
-    try {
-      const buffer = Buffer.allocUnsafe(LEADING_BYTES);
-      head = buffer.subarray(0, readSync(fd, buffer, 0, LEADING_BYTES, 0));
-    } finally {
-      closeSync(fd);
-    }
-  } catch {
-    return undefined;
-  }
+  const head = readHead(transcript, LEADING_BYTES);
+  if (!head) return undefined;
   for (let start = 0; ; ) {
     const end = head.indexOf(NEWLINE, start);
     if (end < 0) return undefined;
