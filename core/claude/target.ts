@@ -112,9 +112,7 @@ export async function chooseTarget(
     return withRepo(session, { cwd: await real(inHome), reason: "home-relative" }, ask);
   const here = await real(options.cwd);
   if (!unknown && options.homes && here === (await real(options.homes.target))) {
-    const same = (a: string, b: string) =>
-      isWindowsPath(a) ? a.replace(/\\/g, "/").toLowerCase() === b.replace(/\\/g, "/").toLowerCase() : a === b;
-    const ranInHome = same(stripSeparators(session.cwd), stripSeparators(options.homes.source));
+    const ranInHome = comparable(stripSeparators(session.cwd)) === comparable(stripSeparators(options.homes.source));
     if (!ranInHome) {
       // Filed under ~, its project's paths and the home's would both map onto this home: the way
       // back could not tell them apart (a pull back to the desktop put ~/.config under the project).
@@ -124,7 +122,7 @@ export async function chooseTarget(
     }
   }
   return {
-    cwd: await real(options.cwd),
+    cwd: here,
     reason: "current-dir",
     warning: unknown
       ? `the session does not say which directory it ran in; restoring into the current directory ${options.cwd} (use --project <dir> to choose)`
@@ -144,7 +142,7 @@ function homeRelative(cwd: string, homes: { source: string; target: string } | u
   const base = stripSeparators(slashes(homes.source));
   const inside = slashes(cwd);
   if (!base || base === "/") return undefined;
-  const under = windows ? inside.toLowerCase().startsWith(`${base.toLowerCase()}/`) : inside.startsWith(`${base}/`);
+  const under = comparable(cwd).startsWith(`${stripSeparators(comparable(homes.source))}/`);
   const parts = under
     ? inside
         .slice(base.length + 1)
@@ -152,6 +150,11 @@ function homeRelative(cwd: string, homes: { source: string; target: string } | u
         .filter(Boolean)
     : [];
   return parts.length > 0 ? path.join(homes.target, ...parts) : undefined;
+}
+
+/** A path as two of them compare: a Windows one with forward slashes and in lower case (its case does not count). */
+function comparable(dir: string): string {
+  return isWindowsPath(dir) ? dir.replace(/\\/g, "/").toLowerCase() : dir;
 }
 
 function stripSeparators(dir: string): string {
