@@ -11,7 +11,7 @@ import { claudeLayout } from "../claude/paths.js";
 import { allSessions, findSession, folderForProject, type SessionRef, sessionsInFolder } from "../claude/session.js";
 import type { Settings } from "../config.js";
 import type { Recipient } from "../crypto/age/index.js";
-import { parseRecipient, type UserKey } from "../crypto/keys.js";
+import type { UserKey } from "../crypto/keys.js";
 import { CcbError, describeFailure, ExitCode, errnoCode, NotFoundError } from "../errors.js";
 import { withLock } from "../lock.js";
 import { randomId, storeLayout } from "../store-layout.js";
@@ -20,8 +20,9 @@ import { GitShell } from "./git-shell.js";
 import { limiter, mapPool } from "./pool.js";
 import type { ProgressListener } from "./progress.js";
 import {
+  backupRecipients,
   newestSnapshot,
-  newSnapshotId,
+  newSnapshot,
   type Snapshot,
   type SnapshotSession,
   snapshotTime,
@@ -141,7 +142,7 @@ async function backupWith(options: BackupOptions, started: number, gitShell: Git
   const { claudeDir } = settings;
   const machine = await machineId(settings.home);
   const host = os.hostname();
-  const recipients: Recipient[] = [key.ageRecipient(), ...settings.backupRecipients.map(parseRecipient)];
+  const recipients = backupRecipients(key, settings.backupRecipients);
   const recipientsId = createHash("sha256")
     .update(recipients.map((recipient) => String(recipient)).join("\n"))
     .digest("hex")
@@ -485,27 +486,13 @@ async function writeMergedSnapshot(options: {
   let written: Snapshot | undefined;
   for (let round = 0; round < 3; round++) {
     const now = new Date();
-    // After a snapshot written meanwhile too (ids sort by time; see newSnapshotId).
-    const after = [parent?.id, written?.id]
-      .filter((id): id is string => id !== undefined)
-      .sort()
-      .at(-1);
-    const id = newSnapshotId(now, after);
     if (round === 0 && parent && snapshotTime(parent.id) - now.getTime() > CLOCK_AHEAD_NOTED_MS) {
       options.warnings.push(
         `the newest snapshot ${parent.id} is dated after this machine's clock (${now.toISOString()}): a clock was ahead when it was made; this one is named after it, so that it counts as the newest`,
       );
     }
-    written = {
-      format: "ccbundle-snapshot/1",
-      id,
-      created: now.toISOString(),
-      publisher: key.z32,
-      machine,
-      host: options.host,
-      ...(parent ? { parent: parent.id } : {}),
-      sessions,
-    };
+    // After a snapshot this run wrote already, too (ids sort by time; see newSnapshotId).
+    written = newSnapshot({ key, machine, host: options.host, parent, sessions, now, after: written?.id });
     await writeSnapshot(store, key, written, options.recipients);
     const builtOn = parent;
     const now2 = await newest();

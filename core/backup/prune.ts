@@ -2,7 +2,7 @@ import { readFile } from "node:fs/promises";
 import os from "node:os";
 import type { BlobStore, ObjectInfo } from "../../storage-adapters/blob-store.js";
 import type { Settings } from "../config.js";
-import { parseRecipient, type UserKey } from "../crypto/keys.js";
+import type { UserKey } from "../crypto/keys.js";
 import { NotFoundError, UsageError } from "../errors.js";
 import { forgetHandoffs, readLedger } from "../handoff-ledger.js";
 import { withLock } from "../lock.js";
@@ -17,7 +17,8 @@ import { machineMatcher } from "./filter.js";
 import { applyPolicy, type KeepPolicy, type KeepReason } from "./policy.js";
 import { mapPool } from "./pool.js";
 import {
-  newSnapshotId,
+  backupRecipients,
+  newSnapshot,
   readSnapshot,
   type Snapshot,
   snapshotIdsToRead,
@@ -225,24 +226,22 @@ async function forgetMachine(
   const matches = machineMatcher(newest.sessions, options.forgetMachine!);
   const gone = newest.sessions.filter(matches);
   const { machine, host } = gone[0]!;
-  if (machine === (await machineId(settings.home))) {
+  const here = await machineId(settings.home);
+  if (machine === here) {
     throw new UsageError(`${options.forgetMachine} is this machine`, {
       hint: "run it on another machine of yours: this one's next backup would put its sessions back",
     });
   }
   if (options.dryRun) return { machine, host, sessions: gone.length, snapshot: undefined };
-  const time = new Date(now);
-  const snapshot: Snapshot = {
-    format: "ccbundle-snapshot/1",
-    id: newSnapshotId(time, newest.id),
-    created: time.toISOString(),
-    publisher: key.z32,
-    machine: await machineId(settings.home),
+  const snapshot = newSnapshot({
+    key,
+    machine: here,
     host: os.hostname(),
-    parent: newest.id,
+    parent: newest,
     sessions: newest.sessions.filter((entry) => !matches(entry)),
-  };
-  await writeSnapshot(store, key, snapshot, [key.ageRecipient(), ...settings.backupRecipients.map(parseRecipient)]);
+    now: new Date(now),
+  });
+  await writeSnapshot(store, key, snapshot, backupRecipients(key, settings.backupRecipients));
   snapshots.set(snapshot.id, snapshot);
   ids.unshift(snapshot.id);
   return { machine, host, sessions: gone.length, snapshot: snapshot.id };

@@ -4,7 +4,7 @@ import type { BlobStore } from "../../storage-adapters/blob-store.js";
 import { canonicalJson } from "../bundle/manifest.js";
 import { isSessionId } from "../claude/paths.js";
 import { decrypt, encrypt, type Identity, type Recipient } from "../crypto/age/index.js";
-import { decodeZ32PublicKey, type UserKey, verifyEd25519 } from "../crypto/keys.js";
+import { decodeZ32PublicKey, parseRecipient, type UserKey, verifyEd25519 } from "../crypto/keys.js";
 import { IntegrityError, NotFoundError, UsageError } from "../errors.js";
 import { storeLayout } from "../store-layout.js";
 
@@ -78,6 +78,42 @@ export function newSnapshotId(now = new Date(), parent?: string): string {
   const time = after >= now.getTime() ? new Date(after + 1) : now;
   const stamp = time.toISOString().replace(/[-:.]/g, "");
   return `${stamp}-${randomBase32(6)}`;
+}
+
+/**
+ * The snapshot this machine writes now: `sessions`, signed as `key`'s (by sealSnapshot), built on
+ * `parent` (the newest, which its id follows; see newSnapshotId).
+ */
+export function newSnapshot(options: {
+  key: UserKey;
+  machine: string;
+  host: string;
+  parent: Snapshot | undefined;
+  sessions: SnapshotSession[];
+  now: Date;
+  /** An id the new one must follow too (one this run wrote already). */
+  after?: string | undefined;
+}): Snapshot {
+  const { parent, now } = options;
+  const after = [parent?.id, options.after]
+    .filter((id): id is string => id !== undefined)
+    .sort()
+    .at(-1);
+  return {
+    format: SNAPSHOT_FORMAT,
+    id: newSnapshotId(now, after),
+    created: now.toISOString(),
+    publisher: options.key.z32,
+    machine: options.machine,
+    host: options.host,
+    ...(parent ? { parent: parent.id } : {}),
+    sessions: options.sessions,
+  };
+}
+
+/** Who snapshots and backup bundles are encrypted to: the owner, and each `backupRecipients` of config.json. */
+export function backupRecipients(key: UserKey, configured: string[]): Recipient[] {
+  return [key.ageRecipient(), ...configured.map(parseRecipient)];
 }
 
 export function isSnapshotId(id: string): boolean {
