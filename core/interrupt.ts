@@ -1,4 +1,5 @@
 import { rmSync } from "node:fs";
+import { CcbError } from "./errors.js";
 
 /**
  * Ctrl-C (or SIGTERM from systemd, SIGHUP from a closed terminal) in the
@@ -81,6 +82,11 @@ function onSignal(signal: NodeJS.Signals): void {
 /** The signal that is ending this process, if one is: work about to start should not. */
 export function interruptedBy(): NodeJS.Signals | undefined {
   return interrupted;
+}
+
+/** How an upload that a signal stopped (or kept from starting) fails, in any store. */
+export function interruptedUpload(signal: NodeJS.Signals): CcbError {
+  return new CcbError(`upload interrupted (${signal})`);
 }
 
 /**

@@ -6,7 +6,7 @@ import { pipeline } from "node:stream/promises";
 import { pathToFileURL } from "node:url";
 import { promisify } from "node:util";
 import { CcbError, errnoCode, NotFoundError } from "../core/errors.js";
-import { interruptedBy, removeOnInterrupt } from "../core/interrupt.js";
+import { interruptedBy, interruptedUpload, removeOnInterrupt } from "../core/interrupt.js";
 import { removeOldFiles } from "../core/old-files.js";
 import { randomId, storeLayout } from "../core/store-layout.js";
 import {
@@ -223,7 +223,7 @@ export class LocalStore implements BlobStore {
         await this.#writable;
         // A Ctrl-C while the folder was checked: make nothing its cleanup would not see.
         const signal = interruptedBy();
-        if (signal) throw new CcbError(`upload interrupted (${signal})`);
+        if (signal) throw interruptedUpload(signal);
         // Mode 0666 less the umask, as cp and tar make files: blobs and records are encrypted and
         // signed, and a store may be a folder teammates read as other users (a NAS). A sync open:
         // put registers the file's interrupt cleanup in the microtask after it, before any signal

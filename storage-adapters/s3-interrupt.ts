@@ -9,8 +9,7 @@
  * take longer, and then the lifecycle rule is what clears them.
  */
 
-import { CcbError } from "../core/errors.js";
-import { interruptedBy, onInterrupt } from "../core/interrupt.js";
+import { interruptedBy, interruptedUpload, onInterrupt } from "../core/interrupt.js";
 
 interface Interruptible {
   /** Stop the upload; its abort follows. */
@@ -23,16 +22,12 @@ interface Interruptible {
 export function interruptible(upload: Interruptible): void {
   const already = interruptedBy();
   if (already) {
-    upload.fail(interruptedError(already));
+    upload.fail(interruptedUpload(already));
     return;
   }
   const forget = onInterrupt(() => {
-    upload.fail(interruptedError(interruptedBy() ?? "SIGINT"));
+    upload.fail(interruptedUpload(interruptedBy() ?? "SIGINT"));
     return upload.settled;
   });
   void upload.settled.finally(forget);
-}
-
-function interruptedError(signal: NodeJS.Signals): CcbError {
-  return new CcbError(`upload interrupted (${signal})`);
 }
