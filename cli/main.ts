@@ -200,8 +200,8 @@ function skipHelpCache(cli: Argv<GlobalArgs>): void {
 }
 
 async function main(): Promise<number> {
-  // `ccbundle help push` is `ccbundle push --help`.
   joinDashValues(argv, ["--out"]);
+  // `ccbundle help push` is `ccbundle push --help`.
   const helpAt = argv.findIndex((arg) => !arg.startsWith("-"));
   if (helpAt >= 0 && argv[helpAt] === "help" && helpAt < argv.length - 1) argv.splice(helpAt, 1, "--help");
   const out = new Output(flagOn(argv, "json"), flagOn(argv, "quiet", "q"));

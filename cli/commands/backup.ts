@@ -375,7 +375,7 @@ async function openHookLog(home: string) {
  */
 async function hookCommand(ctx: Context, withPublish: boolean): Promise<string> {
   const script = await realpath(process.argv[1]!);
-  const store = ctx.args.store ?? ctx.settings.env.CCBUNDLE_STORE;
+  const store = hookStore(ctx);
   const defaultHome = ccbundleHome({ HOME: homeDir(ctx.settings.env) });
   // Settings from the environment the hook's may lack (Claude Code starts it with its own; from an
   // IDE or a desktop launcher, without what a shell profile exports). For an S3 store, where to
@@ -403,12 +403,17 @@ async function hookCommand(ctx: Context, withPublish: boolean): Promise<string> 
   ].join(" ");
 }
 
+/** The store the hook is told (--store, else CCBUNDLE_STORE; config.json's the hook reads itself). */
+function hookStore(ctx: Context): string | undefined {
+  return ctx.args.store ?? ctx.settings.env.CCBUNDLE_STORE;
+}
+
 /** Where the AWS chain looks for S3 credentials: a profile name and the files' paths. */
 const AWS_CREDENTIAL_PLACES = ["AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"] as const;
 
 async function hookWarnings(ctx: Context): Promise<string[]> {
   const warnings: string[] = [];
-  const store = ctx.args.store ?? ctx.settings.env.CCBUNDLE_STORE;
+  const store = hookStore(ctx);
   const { env } = ctx.settings;
   if (store?.startsWith("s3:") && env.AWS_ACCESS_KEY_ID && !env.AWS_PROFILE && !/[?&]profile=/.test(store)) {
     warnings.push(
