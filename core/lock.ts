@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from "node:crypto";
-import { linkSync, readFileSync, readlinkSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
-import { mkdir, readFile, rm } from "node:fs/promises";
+import { linkSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
+import { mkdir } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { CcbError, errnoCode } from "./errors.js";
@@ -135,13 +135,13 @@ export async function acquireLock(home: string, name: string, options: LockOptio
       await sweepLeftovers(file);
       // Ctrl-C: the next command would take it over as its owner's process is gone, but it need
       // not find it at all. Still ours (same content) means no one has taken it over.
-      const forget = onInterrupt(() => removeIfStillNow(file, mine), { last: true });
+      const forget = onInterrupt(() => removeUnderTicket(file, mine), { last: true });
       return () => {
         forget();
         return release(file, mine);
       };
     }
-    const seen = await readText(file);
+    const seen = readText(file);
     if (seen === undefined) continue;
     const holder = parseOwner(seen);
     if (holder === undefined || isStale(holder, staleAfter)) {
@@ -220,16 +220,9 @@ function tryCreate(file: string, content: string): boolean {
  * ticket whose owner is gone is itself removed the same way, one level down.
  */
 async function removeIfStill(file: string, content: string, depth = 0): Promise<boolean> {
+  if (removeUnderTicket(file, content)) return true;
   const ticket = ticketFor(file, content);
-  if (tryCreate(ticket, lockContent())) {
-    try {
-      if ((await readText(file)) === content) await rm(file, { force: true });
-    } finally {
-      await rm(ticket, { force: true });
-    }
-    return true;
-  }
-  const taker = await readText(ticket);
+  const taker = readText(ticket);
   if (taker === undefined) return false;
   const owner = parseOwner(taker);
   if (owner !== undefined && !ownerIsGone(owner) && Date.now() - owner.started <= TICKET_STALE_MS) return false;
@@ -248,22 +241,25 @@ function ticketFor(file: string, content: string): string {
 }
 
 /**
- * removeIfStill, synchronously and without waiting (an interrupt handler): under the ticket, or not
- * at all when someone else holds it (a later command takes the lock over as its owner is gone).
+ * Take `content`'s ticket and, holding it, remove `file` if it still holds `content`; false when
+ * someone else holds the ticket. Synchronous, without waiting: what removeIfStill does first, and
+ * all an interrupt handler does (a later command takes the lock over as its owner is gone).
  */
-function removeIfStillNow(file: string, content: string): void {
+function removeUnderTicket(file: string, content: string): boolean {
   const ticket = ticketFor(file, content);
-  if (!tryCreate(ticket, lockContent())) return;
+  if (!tryCreate(ticket, lockContent())) return false;
   try {
-    if (readFileSync(file, "utf8") === content) unlinkSync(file);
+    if (readText(file) === content) rmSync(file, { force: true });
   } finally {
     rmSync(ticket, { force: true });
   }
+  return true;
 }
 
-async function readText(file: string): Promise<string | undefined> {
+/** A lock or ticket file's content (a few bytes), or undefined when it is gone. */
+function readText(file: string): string | undefined {
   try {
-    return await readFile(file, "utf8");
+    return readFileSync(file, "utf8");
   } catch (err) {
     if (errnoCode(err) === "ENOENT") return undefined;
     throw err;
