@@ -229,7 +229,7 @@ function reportBackup(out: Output, result: BackupResult, published: PublishOutco
   // Resumed: uploaded by a run that was interrupted before its snapshot; not "unchanged".
   const resumed = counts.resumed > 0 ? `, ${counts.resumed} uploaded by the interrupted run before` : "";
   out.line(
-    `Backed up ${counts.uploaded} session${counts.uploaded === 1 ? "" : "s"} (${formatBytes(result.bytes.read)} → ${formatBytes(result.bytes.uploaded)} encrypted)${resumed}, ${counts.unchanged} unchanged, in ${seconds} s`,
+    `Backed up ${count(counts.uploaded, "session")} (${formatBytes(result.bytes.read)} → ${formatBytes(result.bytes.uploaded)} encrypted)${resumed}, ${counts.unchanged} unchanged, in ${seconds} s`,
   );
   if (result.snapshot) {
     out.line(

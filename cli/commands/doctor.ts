@@ -5,6 +5,7 @@ import { effectiveCodec } from "../../core/bundle/codec.js";
 import { identityPaths, readPublicKey } from "../../core/crypto/identity-file.js";
 import type { CcbError } from "../../core/errors.js";
 import { Context, type GlobalArgs } from "../context.js";
+import { count } from "../output.js";
 
 /** `doctor`: check the identity, the Claude Code config dir, the store and the pointer transports. */
 
@@ -122,7 +123,7 @@ export function doctorCommand(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
           ? {}
           : {
               error: {
-                message: `${failed.length} check${failed.length === 1 ? "" : "s"} failed: ${failed.map((check) => check.name).join(", ")}`,
+                message: `${count(failed.length, "check")} failed: ${failed.map((check) => check.name).join(", ")}`,
                 hint: failed[0]?.hint,
                 exitCode: 1,
               },

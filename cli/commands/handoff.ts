@@ -11,7 +11,7 @@ import { UsageError } from "../../core/errors.js";
 import type { ReceivedSession, ReceiveResult } from "../../core/receive.js";
 import { Context, type GlobalArgs } from "../context.js";
 import { fileArgument } from "../file-argument.js";
-import { Output } from "../output.js";
+import { count, Output } from "../output.js";
 
 /** `push`, `pull`, `export`, `import`: moving one session. */
 
@@ -108,7 +108,7 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
             `  ${result.files} files, ${formatBytes(result.bytes)} → ${formatBytes(result.blobBytes)} encrypted in ${result.store}`,
           );
           ctx.out.line(
-            `  record ${result.recordBytes}/1000 bytes (this slot ${result.slotBytes}, ${result.slots} slot${result.slots === 1 ? "" : "s"}), ${result.publishedTo}`,
+            `  record ${result.recordBytes}/1000 bytes (this slot ${result.slotBytes}, ${count(result.slots, "slot")}), ${result.publishedTo}`,
           );
           ctx.out.line(`  expires in ${formatDuration(ttlSeconds)}${args.burn ? ", burn after reading" : ""}`);
           for (const failure of result.publishFailures) ctx.out.warn(`not published: ${failure}`);
@@ -412,8 +412,7 @@ export function printRestored(ctx: Context, session: ReceivedSession, gathered?:
     replaced: `replaced the diverged local copy (backup in ${session.backupDir})`,
   };
   ctx.out.line(`  ${what[session.outcome]} → ${session.targetCwd}`);
-  const files = (n: number) => `${n} file${n === 1 ? "" : "s"}`;
-  ctx.out.line(`  ${files(session.filesWritten)} written, ${session.filesKept} kept`);
+  ctx.out.line(`  ${count(session.filesWritten, "file")} written, ${session.filesKept} kept`);
   for (const conflict of session.conflicts)
     ctx.out.warn(`kept local ${conflict} (differs from the incoming one; --force replaces it)`);
   for (const file of session.saved)

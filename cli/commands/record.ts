@@ -2,6 +2,7 @@ import type { Argv } from "yargs";
 import { readPublicKey } from "../../core/crypto/identity-file.js";
 import { isoTime } from "../../core/duration.js";
 import { Context, type GlobalArgs } from "../context.js";
+import { count } from "../output.js";
 
 /** `status`, `republish`, `revoke`: the published record. */
 
@@ -95,7 +96,7 @@ export function recordCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
             ctx.out.line(`Revoked ${report.revoked.map((r) => r.label).join("; ")}: ${revokeOutcome(report)}.`);
           if (report.olderDeleted > 0)
             ctx.out.line(
-              `Deleted the bundles of ${report.olderDeleted} older handoff${report.olderDeleted === 1 ? "" : "s"} from this machine that the record no longer lists (a cached copy of an older record still led to them).`,
+              `Deleted the bundles of ${count(report.olderDeleted, "older handoff")} from this machine that the record no longer lists (a cached copy of an older record still led to them).`,
             );
         });
       },
