@@ -61,6 +61,11 @@ export class DhtTransport implements PointerTransport {
    * left waiting for its time budget (seconds) kept a push that had failed from exiting.
    */
   private readonly lookups = new Set<() => void>();
+  /**
+   * Fails a start still waiting for its socket to bind: a DHT destroyed by close() before then never
+   * calls back, and the lookup awaiting the start held a failed push open until its time ran out.
+   */
+  private failStart: ((err: Error) => void) | undefined;
   private lastError: Error | undefined;
   /** The last `get` walk towards each target (hex), whose write tokens a publish may reuse. */
   private readonly walks = new Map<string, Walk>();
@@ -244,6 +249,7 @@ export class DhtTransport implements PointerTransport {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.failStart?.(new Error("the DHT transport is closed"));
     for (const finish of [...this.lookups]) finish();
     const dht = this.instance;
     this.instance = undefined;
@@ -286,11 +292,14 @@ export class DhtTransport implements PointerTransport {
       // Bind before the first query goes out (bootstrap runs on the next tick).
       await new Promise<void>((resolve, reject) => {
         const onError = (err: Error) => reject(err);
+        this.failStart = reject;
         dht.once("error", onError);
         dht.listen(0, this.bindHost, () => {
           dht.off("error", onError);
           resolve();
         });
+      }).finally(() => {
+        this.failStart = undefined;
       });
       // We do not wait for `ready` (the end of the routing-table fill): a lookup
       // starts from the bootstrap nodes by itself, and `ready` waits out the
