@@ -221,8 +221,8 @@ const putBack = () => {
   trash.setAside(corpus.claudeDir);
   renameSync(aside, corpus.claudeDir);
 };
-const shellRestore = () =>
-  shell(`age -d -i ${me.identityFile} ${shellBlob} | zstd -d -q | tar -xf - -C ${JSON.stringify(restoreDir)}`);
+const shellRestoreCommand = `age -d -i ${me.identityFile} ${shellBlob} | zstd -d -q | tar -xf - -C ${JSON.stringify(restoreDir)}`;
+const shellRestore = () => shell(shellRestoreCommand);
 try {
   const restore = await alternate(RUNS, {
     a: () => shellRestore(),
@@ -242,6 +242,26 @@ try {
       target: "≥ 1.0 (same as restore --all)",
     },
     restore.a.wall / restore.b.wall >= 1 && restored >= corpus.bytes * 0.99,
+  );
+  // The shell's files are not on disk when `tar -x` exits; ccbundle's are (each is fsynced before the
+  // install journal names it). This row gives the shell the same durability: its restore, then `sync -f`.
+  const durable = await alternate(RUNS, {
+    a: () => shell(`${shellRestoreCommand} && sync -f ${JSON.stringify(restoreDir)}`),
+    b: () => ccb(["import", engineBlob, "--no-resume"], env, { cwd: home }),
+    between: () => {
+      fresh(restoreDir);
+      clearForRestore();
+    },
+  });
+  row(
+    {
+      what: "`ccbundle import` (as above) vs the same shell restore followed by `sync -f` (its files on disk too)",
+      ccbundle: `${fmt(mbps(corpus.bytes, durable.b.wall), 0)} MB/s (${seconds(durable.b)})`,
+      reference: `${fmt(mbps(corpus.bytes, durable.a.wall), 0)} MB/s (${seconds(durable.a)})`,
+      ratio: `${fmt(durable.a.wall / durable.b.wall)}×`,
+      target: "what durability costs the shell",
+    },
+    undefined,
   );
   if (hasBackup) {
     const backupStore = path.join(work, "backup-store");
