@@ -53,7 +53,9 @@ export async function checkStore(store: BlobStore): Promise<StoreCheck[]> {
       !(await run("reachable", async () => {
         // Listing an empty prefix touches the bucket or folder and nothing else.
         for await (const _ of store.list(DOCTOR_PREFIX)) break;
-        return `${store.url} answers`;
+        // Which keys the store saw: with several AWS profiles around, "answers" alone says too little.
+        const source = await store.credentialSource?.();
+        return `${store.url} answers${source ? `, with the credentials from ${source}` : ""}`;
       }))
     ) {
       skip(["writable", "readable", "listable", "deletable"], "the store is not reachable");

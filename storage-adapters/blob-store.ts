@@ -45,6 +45,11 @@ export interface BlobStore {
    * commands that read what an earlier run wrote ask this once they found nothing.
    */
   explainEmpty?(): Promise<CcbError | undefined>;
+  /**
+   * Where this store's credentials come from, for `doctor` (S3: "AWS_ACCESS_KEY_ID in the
+   * environment", "profile nas", ...); undefined when none were found. Names only, never a key.
+   */
+  credentialSource?(): Promise<string | undefined>;
   /** A URL anyone can GET until it expires; only stores that can presign have it. */
   presignGet?(key: string, expiresInSeconds: number): Promise<string>;
   /** Release sockets or handles. */

@@ -89,6 +89,8 @@ export class S3Store implements BlobStore {
   private readonly queueSize: number;
   private readonly listPageSize: number;
   private readonly inFlight = new Map<string, Set<PutInFlight>>();
+  /** Set once the AWS chain's answer has been looked at (credentialSource): errors about the credentials name it. */
+  #credentialSource: string | undefined;
 
   constructor(location: S3Location, options: S3StoreOptions = {}) {
     this.bucket = location.bucket;
@@ -124,6 +126,41 @@ export class S3Store implements BlobStore {
       logger: new QuietLogger(),
     });
     this.installUploadHooks();
+    this.installCredentialNote();
+  }
+
+  /**
+   * Where the AWS chain found the credentials this store signs with, by the SDK's own record of
+   * it (`$source`, the features it reports in its user agent). The chain runs once per client:
+   * this resolves the same credentials a request would.
+   */
+  async credentialSource(): Promise<string | undefined> {
+    try {
+      const credentials = await this.client.config.credentials();
+      this.#credentialSource = describeCredentialSource(
+        (credentials as { $source?: Record<string, unknown> }).$source,
+        this.profile ?? process.env.AWS_PROFILE ?? "default",
+      );
+    } catch {
+      return undefined;
+    }
+    return this.#credentialSource;
+  }
+
+  /** When the server rejects the credentials, find out where they came from before the error is worded. */
+  private installCredentialNote(): void {
+    this.client.middlewareStack.add(
+      (next) => async (args) => {
+        try {
+          return await next(args);
+        } catch (err) {
+          const code = errorCode(err);
+          if (code !== undefined && CREDENTIAL_CODES.has(code)) await this.credentialSource();
+          throw err;
+        }
+      },
+      { step: "initialize", name: "ccbundleCredentialNote" },
+    );
   }
 
   /** Parse an `s3://` store URL (see DESIGN.md "Store URLs"). */
@@ -538,7 +575,9 @@ export class S3Store implements BlobStore {
         hint:
           code === "ExpiredToken" || code === "TokenRefreshRequired"
             ? "refresh the session (aws sso login, or new STS credentials)"
-            : `check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the profile the AWS chain picks (AWS_PROFILE, profile= in the store URL)${this.endpointNote()}`,
+            : this.#credentialSource
+              ? `they came from ${this.#credentialSource}: check them there, or pick others (AWS_PROFILE, profile= in the store URL)${this.endpointNote()}`
+              : `check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the profile the AWS chain picks (AWS_PROFILE, profile= in the store URL)${this.endpointNote()}`,
         cause: err,
       });
     }
@@ -602,6 +641,37 @@ const NETWORK_CODES = new Set([
   "EPROTO",
   "ERR_SOCKET_CONNECTION_TIMEOUT",
 ]);
+
+/**
+ * Words for the SDK's record of which provider of the chain answered (`$source` on its
+ * credentials: the feature names it reports in its user agent). Checked from the most specific:
+ * a profile that assumes a role through SSO records both.
+ */
+export function describeCredentialSource(
+  source: Record<string, unknown> | undefined,
+  profile: string,
+): string | undefined {
+  const has = (...features: string[]) => features.some((feature) => source?.[feature] !== undefined);
+  if (!source) return undefined;
+  if (has("CREDENTIALS_ENV_VARS_STS_WEB_ID_TOKEN", "CREDENTIALS_PROFILE_STS_WEB_ID_TOKEN")) {
+    return "a web identity token (AWS_WEB_IDENTITY_TOKEN_FILE or the profile's web_identity_token_file)";
+  }
+  if (has("CREDENTIALS_SSO", "CREDENTIALS_SSO_LEGACY", "CREDENTIALS_PROFILE_SSO", "CREDENTIALS_PROFILE_SSO_LEGACY")) {
+    return `the SSO session of profile ${profile}`;
+  }
+  if (has("CREDENTIALS_PROCESS", "CREDENTIALS_PROFILE_PROCESS")) return `the credential_process of profile ${profile}`;
+  if (has("CREDENTIALS_PROFILE_SOURCE_PROFILE"))
+    return `profile ${profile} (a role assumed through its source_profile)`;
+  if (
+    has("CREDENTIALS_PROFILE", "CREDENTIALS_PROFILE_NAMED_PROVIDER", "CREDENTIALS_LOGIN", "CREDENTIALS_PROFILE_LOGIN")
+  ) {
+    return `profile ${profile} (~/.aws/credentials or ~/.aws/config)`;
+  }
+  if (has("CREDENTIALS_ENV_VARS")) return "AWS_ACCESS_KEY_ID in the environment";
+  if (has("CREDENTIALS_HTTP")) return "the container's credentials endpoint (ECS, EKS)";
+  if (has("CREDENTIALS_IMDS")) return "the instance's role (EC2 instance metadata)";
+  return undefined;
+}
 
 const CREDENTIAL_CODES = new Set([
   "InvalidAccessKeyId",

@@ -102,7 +102,9 @@ describe("a store URL with profile=NAME (credentials from ~/.aws/credentials)", 
       const doctor = await carol.run(["doctor", "--store", store], {
         env: { AWS_ACCESS_KEY_ID: "WRONG", AWS_SECRET_ACCESS_KEY: "WRONG" },
       });
-      expect(doctor.stdout).toMatch(/store reachable/);
+      // ...and doctor says which keys the store saw: the profile's, not the environment's.
+      expect(doctor.stdout).toMatch(/store reachable.*with the credentials from profile nas \(~\/\.aws\/credentials/);
+      expect(doctor.stdout).not.toContain("WRONG");
       expect(doctor.stderr).not.toContain("Multiple credential sources");
       expect(doctor.stdout).not.toMatch(/FAIL store/);
     } finally {

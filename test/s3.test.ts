@@ -1,7 +1,10 @@
 import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import net, { type AddressInfo } from "node:net";
+import os from "node:os";
+import path from "node:path";
 import { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
@@ -10,7 +13,7 @@ import { CcbError, IntegrityError, NotFoundError, UsageError } from "../core/err
 import { randomId } from "../core/store-layout.js";
 import { describeUrlForDisplay, fetchUrlStream } from "../storage-adapters/http.js";
 import { openStore } from "../storage-adapters/index.js";
-import { MAX_PRESIGN_SECONDS, parseS3Url, S3Store } from "../storage-adapters/s3.js";
+import { describeCredentialSource, MAX_PRESIGN_SECONDS, parseS3Url, S3Store } from "../storage-adapters/s3.js";
 import { type S3rverHandle, startS3rver, useS3rverCredentials } from "./helpers/s3rver.js";
 
 const MIB = 1024 * 1024;
@@ -478,7 +481,55 @@ describe("error mapping (loopback server with canned S3 errors; s3rver checks no
     expect((err as CcbError).message).toBe(
       `${fake.endpoint} rejected the credentials used for ${store.url} (InvalidAccessKeyId)`,
     );
+    // The hint names where those keys came from (useS3rverCredentials puts them in the environment).
+    expect((err as CcbError).hint).toMatch(/^they came from AWS_ACCESS_KEY_ID in the environment: check them there/);
     expectNoSecrets(err);
+  });
+
+  test("credentialSource names the provider of the AWS chain that answered, never a key", async () => {
+    const store = open(s3rver.url("ccbundle", "who"));
+    expect(await store.credentialSource()).toBe("AWS_ACCESS_KEY_ID in the environment");
+    const saved = { ...process.env };
+    const dir = mkdtempSync(path.join(os.tmpdir(), "ccb-aws-"));
+    try {
+      delete process.env.AWS_ACCESS_KEY_ID;
+      delete process.env.AWS_SECRET_ACCESS_KEY;
+      process.env.AWS_SHARED_CREDENTIALS_FILE = path.join(dir, "credentials");
+      writeFileSync(
+        process.env.AWS_SHARED_CREDENTIALS_FILE,
+        "[nas]\naws_access_key_id = S3RVER\naws_secret_access_key = S3RVER\n",
+      );
+      const viaProfile = open(`${s3rver.url("ccbundle", "who")}&profile=nas`);
+      await viaProfile.put("ccbundle/v1/records/who", Buffer.from("x"));
+      expect(await viaProfile.credentialSource()).toBe("profile nas (~/.aws/credentials or ~/.aws/config)");
+      // No provider found any: nothing to name (the store's own error says "no AWS credentials found").
+      const none = open(`${s3rver.url("ccbundle", "who")}&profile=missing`);
+      expect(await none.credentialSource()).toBeUndefined();
+    } finally {
+      for (const name of Object.keys(process.env)) if (!(name in saved)) delete process.env[name];
+      Object.assign(process.env, saved);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("describeCredentialSource words the SDK's record of the provider, most specific first", () => {
+    expect(describeCredentialSource(undefined, "default")).toBeUndefined();
+    expect(describeCredentialSource({}, "default")).toBeUndefined();
+    expect(describeCredentialSource({ CREDENTIALS_ENV_VARS: "g" }, "default")).toBe(
+      "AWS_ACCESS_KEY_ID in the environment",
+    );
+    expect(describeCredentialSource({ CREDENTIALS_PROFILE: "n" }, "nas")).toBe(
+      "profile nas (~/.aws/credentials or ~/.aws/config)",
+    );
+    expect(describeCredentialSource({ CREDENTIALS_PROFILE_SSO: "r", CREDENTIALS_SSO: "s" }, "work")).toBe(
+      "the SSO session of profile work",
+    );
+    expect(
+      describeCredentialSource({ CREDENTIALS_PROFILE_SOURCE_PROFILE: "o", CREDENTIALS_PROFILE: "n" }, "admin"),
+    ).toBe("profile admin (a role assumed through its source_profile)");
+    expect(describeCredentialSource({ CREDENTIALS_HTTP: "z" }, "default")).toBe(
+      "the container's credentials endpoint (ECS, EKS)",
+    );
   });
 
   test("wrong region: AuthorizationHeaderMalformed (400) and PermanentRedirect (301) name the bucket's region", async () => {
