@@ -151,7 +151,7 @@ function closest(name: string, known: string[]): string | undefined {
  * need at least 1") in our words: lower case, flags spelled as typed, a guess for a misspelt flag,
  * and the command's own --help as the hint.
  */
-function usageFailure(message: string, args: string[], knownOptions: string[]): UsageError {
+function usageFailure(message: string, args: string[], knownOptions: string[], booleans: Set<string>): UsageError {
   const command = commandNamed(args);
   const hint = `see \`ccbundle ${command ? `${command} ` : ""}--help\``;
   const flag = (name: string) => (name.length === 1 ? `-${name}` : `--${name}`);
@@ -170,7 +170,9 @@ function usageFailure(message: string, args: string[], knownOptions: string[]): 
     )
       ? `unknown option ${names.map(typed).join(", ")}`
       : `unexpected argument ${names.join(", ")}`;
-    const negated = names.length === 1 && typed(names[0]!).startsWith("--no-");
+    // `--no-projet`: the flag meant takes a value, so `--no-` is not part of the guess.
+    const negated =
+      names.length === 1 && typed(names[0]!).startsWith("--no-") && guess !== undefined && booleans.has(guess);
     return new UsageError(guess ? `${what}; did you mean ${negated ? `--no-${guess}` : flag(guess)}?` : what, {
       hint,
     });
@@ -244,7 +246,9 @@ async function main(): Promise<number> {
         const known = Object.keys(
           (parser as unknown as { getDescriptions(): Record<string, unknown> }).getDescriptions(),
         );
-        throw usageFailure(message ?? "invalid command line", argv, known);
+        // The yargs instance (`parser` is its usage helper) knows which options are flags.
+        const booleans = new Set((cli as unknown as { getOptions(): { boolean: string[] } }).getOptions().boolean);
+        throw usageFailure(message ?? "invalid command line", argv, known, booleans);
       }) as unknown as Argv<GlobalArgs>;
     skipHelpCache(cli);
     cli = identityCommands(cli);

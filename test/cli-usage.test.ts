@@ -57,6 +57,8 @@ describe("yargs' complaints, in our words", () => {
   it("a negated option, as typed, once", async () => {
     await usage(["pull", "--no-such-flag"], /^ccbundle: unknown option --no-such-flag$/m);
     await usage(["pull", "--no-resum"], "unknown option --no-resum; did you mean --no-resume?");
+    // --project takes a directory: there is no --no-project to suggest.
+    await usage(["pull", "--no-projet"], "unknown option --no-projet; did you mean --project?");
   });
   it("a word too many", () => usage(["push", "extra"], "unexpected argument extra", "see `ccbundle push --help`"));
   it("a missing argument", () => usage(["key", "export"], "missing argument", "see `ccbundle key export --help`"));
