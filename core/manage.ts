@@ -12,6 +12,7 @@ import {
   openSlots,
   type PointerPayload,
   RECORD_NAME,
+  readSlots,
   recipientSlotId,
   recordEntries,
   resealPayload,
@@ -38,6 +39,8 @@ export interface StatusReport {
   dnsBytes: number;
   budget: number;
   slotCount: number;
+  /** Slots a newer ccbundle wrote, which this one cannot read (they are kept when it pushes). */
+  newerSlots: number;
   from: string[];
   failures: { transport: string; reason: string }[];
   slots: StatusSlot[];
@@ -52,7 +55,7 @@ export async function recordStatus(options: {
   const resolved = await resolveNewest(options.transports, decodeZ32PublicKey(options.publisher), {
     home: options.settings.home,
   });
-  const slots = await openSlots(resolved.payload, options.publisher, options.identities);
+  const { opened: slots, newer: newerSlots } = await readSlots(resolved.payload, options.publisher, options.identities);
   forgetSlots(slots);
   const names = await recipientNames(options.settings.home, options.publisher);
   // A teammate reading someone else's record: the slot meant for them says so.
@@ -67,6 +70,7 @@ export async function recordStatus(options: {
     dnsBytes: resolved.payload.dns.length,
     budget: MAX_DNS_BYTES,
     slotCount: txtRecords(resolved.payload, RECORD_NAME).length,
+    newerSlots: newerSlots.length,
     from: resolved.from,
     failures: resolved.failures,
     slots: await Promise.all(

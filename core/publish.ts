@@ -8,8 +8,9 @@ import { MAX_DNS_BYTES, signPacket, type VerifiedPacket, verifyPayload } from ".
 import {
   forgetSlots,
   type OpenedSlot,
-  openSlots,
   type PointerPayload,
+  type RecordSlots,
+  readSlots,
   recordEntries,
   recordFits,
   supersedes,
@@ -56,7 +57,7 @@ export interface PublishRecordReport {
 export async function publishRecord(options: PublishRecordOptions): Promise<PublishRecordReport> {
   const { key } = options;
   const now = Math.floor(Date.now() / 1000);
-  const current = await currentSlots(options.settings.home, key, options.current);
+  const { opened: current, newer: carried } = await currentSlots(options.settings.home, key, options.current);
   try {
     const gone = await pickedUp(current);
     const dead = (slot: OpenedSlot) => slot.payload.kind === "tombstone" || gone.has(slot);
@@ -64,7 +65,9 @@ export async function publishRecord(options: PublishRecordOptions): Promise<Publ
       .filter((slot) => !options.slots.some((fresh) => supersedes(fresh.payload, slot.payload)))
       .filter((slot) => slot.payload.expires === undefined || slot.payload.expires >= now)
       .sort((a, b) => byKeepPriority(a, b, dead));
-    const fresh = options.slots.map((slot) => slot.sealed);
+    // Slots a newer ccbundle of ours wrote stay as they are: this build cannot tell whether they are
+    // live, and dropping them would erase what an upgraded machine published.
+    const fresh = [...options.slots.map((slot) => slot.sealed), ...carried];
     let keep = kept.length;
     let fit = recordFits([...fresh, ...kept.map((slot) => slot.sealed)]);
     while (!fit.fits && keep > 0) {
@@ -75,7 +78,12 @@ export async function publishRecord(options: PublishRecordOptions): Promise<Publ
       throw new CcbError(
         `the record would be ${fit.size} bytes, over the ${MAX_DNS_BYTES}-byte limit of a DHT record`,
         1,
-        { hint: "use a shorter store URL, or fewer --to recipients" },
+        {
+          hint:
+            carried.length > 0
+              ? "the record holds slots written by a newer ccbundle, which this one keeps as they are: upgrade ccbundle (npm install -g ccbundle)"
+              : "use a shorter store URL, or fewer --to recipients",
+        },
       );
     }
     // What a user lost: tombstones and picked-up handoffs go without a word.
@@ -205,14 +213,14 @@ export function newer(a: VerifiedPacket | undefined, b: VerifiedPacket | undefin
   return b.timestamp > a.timestamp ? b : a;
 }
 
-async function currentSlots(home: string, key: UserKey, resolved: VerifiedPacket | undefined): Promise<OpenedSlot[]> {
+async function currentSlots(home: string, key: UserKey, resolved: VerifiedPacket | undefined): Promise<RecordSlots> {
   const current = newer(await lastPublished(home, key), resolved);
-  if (!current) return [];
+  if (!current) return { opened: [], newer: [] };
   try {
-    return await openSlots(current, key.z32, [key.ageIdentity()]);
+    return await readSlots(current, key.z32, [key.ageIdentity()]);
   } catch {
     // A slot we cannot make sense of (damaged, another tool's) is not carried over.
-    return [];
+    return { opened: [], newer: [] };
   }
 }
 

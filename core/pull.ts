@@ -18,6 +18,7 @@ import {
   type OpenedSlot,
   openSlots,
   type PointerPayload,
+  readSlots,
   resealPayload,
   sealPayload,
 } from "./pointer/record.js";
@@ -87,10 +88,19 @@ export async function resolveSlot(options: {
     home: options.settings.home,
     ...(options.onRecord ? { onRecord: options.onRecord } : {}),
   });
-  const opened = await openSlots(resolved.payload, options.publisher, options.identities);
+  const { opened, newer } = await readSlots(resolved.payload, options.publisher, options.identities);
   const slot = pickSlot(opened, options);
   if (!slot) {
     forgetSlots(opened);
+    if (newer.length > 0) {
+      // What this build cannot read may be the handoff: say so before "nothing for you".
+      throw new IntegrityError(
+        `the record of ${options.publisher} holds nothing for your key that this ccbundle can read`,
+        {
+          hint: `${newer.length === 1 ? "a slot of it was" : `${newer.length} of its slots were`} written by a newer ccbundle: upgrade ccbundle (npm install -g ccbundle) and pull again`,
+        },
+      );
+    }
     if (options.byPin) {
       throw new IntegrityError(
         hasPinSlot(resolved.payload)

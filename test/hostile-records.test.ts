@@ -129,7 +129,7 @@ const cases: { name: string; bytes: () => Promise<Buffer>; says?: RegExp }[] = [
     says: /malformed/,
   },
   {
-    // Not a slot of ours (nor of a newer ccbundle we would have to refuse): skipped.
+    // Not a slot this build reads (a newer ccbundle could have written it): nothing else for Bob.
     name: "TXT data of another format",
     bytes: async () => record([{ name: RECORD_NAME, data: junkSlot(SEAL_VERSION + 1) }]),
     says: /nothing for your key/,
@@ -162,9 +162,10 @@ const cases: { name: string; bytes: () => Promise<Buffer>; says?: RegExp }[] = [
   },
   { name: "a JSON payload that is not an object", bytes: async () => record([await slot(Buffer.from("[1,2]"))]) },
   {
+    // Sealed for Bob in a payload format a later ccbundle could write: he is told to upgrade.
     name: "an unknown payload version",
     bytes: async () => record([await slot(Buffer.from([2, 1, 1, 0]))]),
-    says: /payload format 2 is not supported/,
+    says: /nothing for your key that this ccbundle can read\nhint: a slot of it was written by a newer ccbundle: upgrade ccbundle/,
   },
   { name: "an unknown slot kind", bytes: async () => record([await slot(payload({ kind: "exploit" }))]) },
   { name: "a negative created time", bytes: async () => record([await slot(payload({ created: -5 }))]) },

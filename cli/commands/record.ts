@@ -31,7 +31,11 @@ export function recordCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
           ctx.out.line(`  found via ${report.from.join(", ")}`);
           for (const failure of report.failures)
             ctx.out.line(`  not found via ${failure.transport}: ${failure.reason}`);
-          if (report.slots.length === 0) ctx.out.line("  no slot is readable with your key");
+          if (report.newerSlots > 0)
+            ctx.out.line(
+              `  ${count(report.newerSlots, "slot")} written by a newer ccbundle, which this one cannot read (upgrade ccbundle to see ${report.newerSlots === 1 ? "it" : "them"})`,
+            );
+          if (report.slots.length === 0 && report.newerSlots === 0) ctx.out.line("  no slot is readable with your key");
           for (const slot of report.slots) {
             const when = isoTime(slot.created);
             const expires = slot.expires ? `, expires ${isoTime(slot.expires)}` : "";

@@ -14,7 +14,7 @@ import {
 } from "../crypto/slot-seal.js";
 import { IntegrityError } from "../errors.js";
 import { dnsSize, MAX_DNS_BYTES, type TxtEntry, txtRecords, type VerifiedPacket } from "./packet.js";
-import { decodePayload, encodePayload, SLOT_ID_BYTES } from "./payload-codec.js";
+import { decodePayload, encodePayload, PAYLOAD_FORMAT, SLOT_ID_BYTES } from "./payload-codec.js";
 
 /**
  * What a ccbundle PKARR record says, and how it is sealed. Each TXT record
@@ -187,15 +187,49 @@ export async function openSlots(
   publisherZ32: string,
   identities: Identity[],
 ): Promise<OpenedSlot[]> {
+  return (await readSlots(verified, publisherZ32, identities)).opened;
+}
+
+export interface RecordSlots {
+  opened: OpenedSlot[];
+  /**
+   * Slots in a format newer than this build reads (a newer seal, or a newer payload inside a seal
+   * this reader opened): a newer ccbundle wrote them. The owner's push carries them over as they
+   * are, so a machine not yet upgraded does not erase what an upgraded one published.
+   */
+  newer: Uint8Array[];
+}
+
+/** A format byte a later ccbundle could write: a small version number (not text, such as JSON's `{`). */
+function isNewerFormat(byte: number | undefined, current: number): boolean {
+  return byte !== undefined && byte > current && byte < 0x20;
+}
+
+/** openSlots, and the slots it passed over because a newer ccbundle wrote them. */
+export async function readSlots(
+  verified: VerifiedPacket,
+  publisherZ32: string,
+  identities: Identity[],
+): Promise<RecordSlots> {
   const publisherKey = decodeZ32PublicKey(publisherZ32);
   const ownerRecipient = recipientFromPublicKey(publisherKey);
   const opened: OpenedSlot[] = [];
+  const newer: Uint8Array[] = [];
   for (const sealed of txtRecords(verified, RECORD_NAME)) {
-    if (sealed[0] !== SEAL_VERSION) continue;
+    if (sealed[0] !== SEAL_VERSION) {
+      if (isNewerFormat(sealed[0], SEAL_VERSION)) newer.push(sealed);
+      continue;
+    }
     parseSeal(sealed); // malformed: IntegrityError, whoever it was for
     for (const identity of identities) {
       const seal = await openSlot(sealed, [identity], publisherKey);
       if (!seal) continue;
+      if (isNewerFormat(seal.plaintext[0], PAYLOAD_FORMAT)) {
+        seal.plaintext.fill(0);
+        seal.fileKey.fill(0);
+        newer.push(sealed);
+        break;
+      }
       const payload = decodePayload(seal.plaintext, publisherZ32, blobSecretFor(seal.fileKey).toString("base64url"));
       seal.plaintext.fill(0);
       checkSlotNamesReader(payload.slot, seal.via, identity, publisherKey, ownerRecipient);
@@ -203,7 +237,7 @@ export async function openSlots(
       break;
     }
   }
-  return opened;
+  return { opened, newer };
 }
 
 /** Whether any slot of the record takes a PIN (public: the seal shows its stanza types). */
