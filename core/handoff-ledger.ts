@@ -23,7 +23,7 @@ export interface HandoffEntry {
 }
 
 interface Ledger {
-  version: 1;
+  version: number;
   handoffs: HandoffEntry[];
   /** Recipient names by slot id; kept after their handoffs are gone, for status. */
   names: Record<string, string>;
@@ -38,7 +38,13 @@ async function read(home: string, z32: string): Promise<Ledger> {
     const parsed = JSON.parse(await readFile(ledgerFile(home, z32), "utf8")) as Partial<Ledger>;
     const names: Record<string, string> = {};
     for (const [id, name] of Object.entries(parsed.names ?? {})) if (typeof name === "string") names[id] = name;
-    return { version: 1, handoffs: Array.isArray(parsed.handoffs) ? parsed.handoffs.filter(isEntry) : [], names };
+    // What a later ccbundle added (its version, other fields) is written back as it was read.
+    return {
+      ...parsed,
+      version: typeof parsed.version === "number" ? parsed.version : 1,
+      handoffs: Array.isArray(parsed.handoffs) ? parsed.handoffs.filter(isEntry) : [],
+      names,
+    };
   } catch {
     return { version: 1, handoffs: [], names: {} };
   }

@@ -179,6 +179,12 @@ function validate(value: unknown, id: string): Snapshot {
   const s = value as Snapshot;
   if (typeof s !== "object" || s === null || Array.isArray(s)) throw bad(id, "not an object");
   if (s.format !== SNAPSHOT_FORMAT) {
+    const version = /^ccbundle-snapshot\/(\d{1,4})$/.exec(String(s.format))?.[1];
+    if (version !== undefined && Number(version) > 1) {
+      throw new NewerFormatError(`snapshot ${id} was written by a newer ccbundle (${s.format})`, {
+        hint: "upgrade ccbundle on this machine (npm install -g ccbundle)",
+      });
+    }
     throw new IntegrityError(`snapshot ${id} has an unknown format`, { hint: "upgrade ccbundle" });
   }
   if (s.id !== id) throw bad(id, "its id does not match its name");
@@ -287,7 +293,14 @@ function randomBase32(length: number): string {
   return [...randomBytes(length)].map((byte) => alphabet[byte & 31]).join("");
 }
 
-/** The newest snapshot that opens and verifies; damaged ones are skipped with a warning. */
+/**
+ * A snapshot a later ccbundle wrote. Backup stops on it instead of passing over it as damaged:
+ * a snapshot built on an older one would sort as the newest and leave out what the newer
+ * version recorded, and cron would never say so.
+ */
+export class NewerFormatError extends IntegrityError {}
+
+/** The newest snapshot that opens and verifies; damaged ones are skipped with a warning, newer ones stop it. */
 export async function newestSnapshot(
   store: BlobStore,
   key: UserKey,
@@ -297,7 +310,7 @@ export async function newestSnapshot(
     try {
       return await readSnapshot(store, key, id);
     } catch (err) {
-      if (!(err instanceof IntegrityError)) throw err;
+      if (!(err instanceof IntegrityError) || err instanceof NewerFormatError) throw err;
       warnings.push(`skipped snapshot ${id}: ${err.message}`);
     }
   }

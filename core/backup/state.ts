@@ -183,8 +183,22 @@ async function readJson(file: string): Promise<BackupState | undefined> {
     if (errnoCode(err) === "ENOENT") return undefined;
     throw err;
   }
+  let state: BackupState;
   try {
-    const state = JSON.parse(text) as BackupState;
+    state = JSON.parse(text) as BackupState;
+  } catch (err) {
+    throw new CcbError(`backup state ${file} is damaged`, 1, {
+      hint: "delete it: the next backup reads every session once more and reuses nothing",
+      cause: err,
+    });
+  }
+  // Deleting it would not be the advice for a file a later ccbundle wrote on this machine.
+  if (typeof state?.version === "number" && state.version > 1) {
+    throw new CcbError(`backup state ${file} was written by a newer ccbundle`, 1, {
+      hint: "upgrade ccbundle on this machine (npm install -g ccbundle)",
+    });
+  }
+  try {
     if (state.version !== 1 || typeof state.sessions !== "object" || !Array.isArray(state.uploaded)) {
       throw new Error("unexpected shape");
     }

@@ -1,0 +1,95 @@
+import { appendFileSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { listSnapshotIds, newestSnapshot, newSnapshot, writeSnapshot } from "../core/backup/snapshot.js";
+import { LocalStore } from "../storage-adapters/local.js";
+import { backupMachine } from "./helpers/backup.js";
+import { type FixtureSession, writeSession } from "./helpers/fixture.js";
+import { machineKey } from "./helpers/hostile.js";
+import type { Machine } from "./helpers/machine.js";
+
+/**
+ * A store shared with a machine that runs a newer ccbundle: its newest
+ * snapshot is in a format this build cannot read. Passing over it as damaged
+ * (as before) let this machine write a snapshot that sorts as the newest and
+ * lacks what the newer one recorded, with nothing said under cron. Backup
+ * stops instead, and says to upgrade.
+ */
+
+let alice: Machine;
+let nas: string;
+let project: string;
+let session: FixtureSession;
+
+beforeAll(async () => {
+  ({ machine: alice, nas } = await backupMachine("newer-format"));
+  project = alice.project("app");
+  session = writeSession({ claudeDir: alice.claudeDir, projectDir: project, home: alice.home });
+});
+afterAll(() => alice?.cleanup());
+
+describe("the newest snapshot was written by a newer ccbundle", () => {
+  it("backup exits 5 and writes nothing; reading that snapshot says to upgrade", async () => {
+    await alice.runOk(["backup", "--json"]);
+    const key = machineKey(alice.ccbHome);
+    const store = new LocalStore(nas);
+    const base = await newestSnapshot(store, key, []);
+    const future = newSnapshot({
+      key,
+      machine: "ffffffffffffffff",
+      host: "upgraded",
+      parent: base,
+      sessions: base!.sessions,
+      now: new Date(),
+    });
+    (future as { format: string }).format = "ccbundle-snapshot/2";
+    await writeSnapshot(store, key, future, [key.ageRecipient()]);
+    const before = await listSnapshotIds(store, key.z32);
+
+    appendFileSync(session.transcript, `${JSON.stringify({ type: "user", cwd: project, message: "more" })}\n`);
+    const backup = await alice.run(["backup"]);
+    expect(backup.code, backup.stderr).toBe(5);
+    expect(backup.stderr).toMatch(
+      new RegExp(`^ccbundle: snapshot ${future.id} was written by a newer ccbundle \\(ccbundle-snapshot/2\\)`),
+    );
+    expect(backup.stderr).toMatch(/hint: upgrade ccbundle on this machine/);
+    expect(await listSnapshotIds(store, key.z32)).toEqual(before);
+
+    const list = await alice.run(["list", "--snapshot", future.id]);
+    expect(list.code).toBe(5);
+    expect(list.stderr).toMatch(/written by a newer ccbundle/);
+  });
+
+  it("a backup state file of a newer version: upgrade, not 'delete it'", async () => {
+    const dir = path.join(alice.ccbHome, "state", "backup");
+    const file = path.join(dir, readdirSync(dir).find((name) => name.endsWith(".json"))!);
+    const state = JSON.parse(readFileSync(file, "utf8"));
+    writeFileSync(file, JSON.stringify({ ...state, version: 2 }));
+    const backup = await alice.run(["backup"]);
+    expect(backup.code).toBe(1);
+    expect(backup.stderr).toMatch(/^ccbundle: backup state .* was written by a newer ccbundle\nhint: upgrade ccbundle/);
+    writeFileSync(file, "{ torn");
+    const damaged = await alice.run(["backup"]);
+    expect(damaged.stderr).toMatch(/is damaged\nhint: delete it/);
+  });
+});
+
+describe("the handoff ledger of a newer version", () => {
+  it("is written back with what this build does not know", async () => {
+    const { addHandoff } = await import("../core/handoff-ledger.js");
+    const key = machineKey(alice.ccbHome);
+    const file = path.join(alice.ccbHome, "state", `handoffs-${key.z32}.json`);
+    writeFileSync(file, JSON.stringify({ version: 2, handoffs: [], names: {}, groups: { team: ["x"] } }));
+    await addHandoff(alice.ccbHome, key.z32, {
+      slot: "self",
+      store: nas,
+      key: "ccbundle/v1/blobs/x",
+      created: 1,
+      expires: 2,
+    });
+    const written = JSON.parse(readFileSync(file, "utf8"));
+    expect(written.version).toBe(2);
+    expect(written.groups).toEqual({ team: ["x"] });
+    expect(written.handoffs).toHaveLength(1);
+  });
+});
