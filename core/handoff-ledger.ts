@@ -22,7 +22,11 @@ export interface HandoffEntry {
   recipients?: string[];
 }
 
+/** Entries this build cannot read (a newer ccbundle's): kept apart, written back unchanged. */
+const OTHER_ENTRIES = Symbol("other entries");
+
 interface Ledger {
+  [OTHER_ENTRIES]?: unknown[];
   version: number;
   handoffs: HandoffEntry[];
   /** Recipient names by slot id; kept after their handoffs are gone, for status. */
@@ -38,12 +42,15 @@ async function read(home: string, z32: string): Promise<Ledger> {
     const parsed = JSON.parse(await readFile(ledgerFile(home, z32), "utf8")) as Partial<Ledger>;
     const names: Record<string, string> = {};
     for (const [id, name] of Object.entries(parsed.names ?? {})) if (typeof name === "string") names[id] = name;
-    // What a later ccbundle added (its version, other fields) is written back as it was read.
+    // What a later ccbundle added (its version, other fields, entries of a shape this build does
+    // not know) is written back as it was read.
+    const entries: unknown[] = Array.isArray(parsed.handoffs) ? parsed.handoffs : [];
     return {
       ...parsed,
       version: typeof parsed.version === "number" ? parsed.version : 1,
-      handoffs: Array.isArray(parsed.handoffs) ? parsed.handoffs.filter(isEntry) : [],
+      handoffs: entries.filter(isEntry),
       names,
+      [OTHER_ENTRIES]: entries.filter((entry) => !isEntry(entry)),
     };
   } catch {
     return { version: 1, handoffs: [], names: {} };
@@ -51,7 +58,9 @@ async function read(home: string, z32: string): Promise<Ledger> {
 }
 
 async function write(home: string, z32: string, ledger: Ledger): Promise<void> {
-  await writeFileAtomic(ledgerFile(home, z32), `${JSON.stringify(ledger, null, 2)}\n`, 0o600);
+  const { [OTHER_ENTRIES]: others = [], ...rest } = ledger;
+  const file = { ...rest, handoffs: [...ledger.handoffs, ...others] };
+  await writeFileAtomic(ledgerFile(home, z32), `${JSON.stringify(file, null, 2)}\n`, 0o600);
 }
 
 export async function readLedger(home: string, z32: string): Promise<HandoffEntry[]> {

@@ -9,7 +9,6 @@ import {
   describeSlot,
   forgetSlots,
   type OpenedSlot,
-  openSlots,
   type PointerPayload,
   RECORD_NAME,
   readSlots,
@@ -138,7 +137,10 @@ export async function revoke(options: { settings: Settings; key: UserKey; transp
     await lastPublished(settings.home, key),
     await resolveCurrent(options.transports, key, settings.home),
   );
-  const slots: OpenedSlot[] = current ? await openSlots(current, key.z32, [key.ageIdentity()]) : [];
+  const read = current ? await readSlots(current, key.z32, [key.ageIdentity()]) : undefined;
+  const slots: OpenedSlot[] = read?.opened ?? [];
+  // Slots a newer ccbundle wrote cannot be tombstoned here; they leave the record (see below).
+  const newerSlots = read?.newer.length ?? 0;
   try {
     const live = slots.filter((slot) => slot.payload.kind === "handoff");
     const revoked: Array<{ slot: string; label: string; session: string | undefined; blobDeleted: boolean }> = [];
@@ -169,7 +171,12 @@ export async function revoke(options: { settings: Settings; key: UserKey; transp
     }
     const liveBlobs = live.flatMap((slot) => (slot.payload.blob ? [slot.payload.blob.key] : []));
     const olderDeleted = await deleteOlderHandoffs(settings, key, new Set(liveBlobs), names, warnings);
-    if (tombstones.length === 0) return { revoked, olderDeleted, summary: "", failures: [], warnings };
+    if (tombstones.length === 0 && newerSlots === 0) {
+      return { revoked, olderDeleted, newerRemoved: 0, summary: "", failures: [], warnings };
+    }
+    // A revoke must not leave a handoff it cannot judge readable and call itself done: slots a
+    // newer ccbundle wrote are dropped from the record (their readers lose the way to them), but
+    // their bundles stay in the store, since this build cannot tell which they are.
     const report = await publishRecord({
       settings,
       key,
@@ -177,9 +184,22 @@ export async function revoke(options: { settings: Settings; key: UserKey; transp
       current,
       transports: options.transports,
       dryRun: false,
+      keepNewer: false,
     });
+    if (report.newerRemoved > 0) {
+      warnings.push(
+        `removed ${report.newerRemoved === 1 ? "a slot" : `${report.newerRemoved} slots`} a newer ccbundle wrote from your record without deleting ${report.newerRemoved === 1 ? "its bundle" : "their bundles"} (this version cannot read ${report.newerRemoved === 1 ? "it" : "them"}): upgrade ccbundle and run revoke again to delete them`,
+      );
+    }
     await forgetHandoffs(settings.home, key.z32, liveBlobs);
-    return { revoked, olderDeleted, summary: report.summary, failures: report.failures, warnings };
+    return {
+      revoked,
+      olderDeleted,
+      newerRemoved: report.newerRemoved,
+      summary: report.summary,
+      failures: report.failures,
+      warnings,
+    };
   } finally {
     forgetSlots(slots);
   }

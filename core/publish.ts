@@ -43,6 +43,11 @@ export interface PublishRecordOptions {
   transports: PointerTransport[];
   /** Only check what fits; publish nothing. */
   dryRun: boolean;
+  /**
+   * Carry over the slots a newer ccbundle wrote (default). Revoke says false: it cannot tombstone
+   * them, and leaving a handoff it cannot judge in the record would call the revoke done.
+   */
+  keepNewer?: boolean;
 }
 
 export interface PublishRecordReport {
@@ -52,22 +57,36 @@ export interface PublishRecordReport {
   slots: number;
   /** Live slots left out for lack of room. */
   dropped: PointerPayload[];
+  /** Slots a newer ccbundle wrote, left out for lack of room. */
+  droppedNewer: number;
+  /** Slots a newer ccbundle wrote, left out because the caller asked (keepNewer: false). */
+  newerRemoved: number;
 }
 
 export async function publishRecord(options: PublishRecordOptions): Promise<PublishRecordReport> {
   const { key } = options;
   const now = Math.floor(Date.now() / 1000);
-  const { opened: current, newer: carried } = await currentSlots(options.settings.home, key, options.current);
+  const read = await currentSlots(options.settings.home, key, options.current);
+  const current = read.opened;
   try {
     const gone = await pickedUp(current);
     const dead = (slot: OpenedSlot) => slot.payload.kind === "tombstone" || gone.has(slot);
-    const kept = current
-      .filter((slot) => !options.slots.some((fresh) => supersedes(fresh.payload, slot.payload)))
-      .filter((slot) => slot.payload.expires === undefined || slot.payload.expires >= now)
-      .sort((a, b) => byKeepPriority(a, b, dead));
-    // Slots a newer ccbundle of ours wrote stay as they are: this build cannot tell whether they are
-    // live, and dropping them would erase what an upgraded machine published.
-    const fresh = [...options.slots.map((slot) => slot.sealed), ...carried];
+    const kept: Keepable[] = [
+      ...current
+        .filter((slot) => !options.slots.some((fresh) => supersedes(fresh.payload, slot.payload)))
+        .filter((slot) => slot.payload.expires === undefined || slot.payload.expires >= now)
+        .map((slot) => ({
+          sealed: slot.sealed,
+          payload: slot.payload,
+          rank: keepRank(slot, dead),
+          created: slot.payload.created,
+        })),
+      // Slots a newer ccbundle of ours wrote go back as they are: this build cannot tell whether they
+      // are live, and dropping them would erase what an upgraded machine published. Short of room,
+      // they go after the live slots this build can read (revoke drops them: see keepNewer).
+      ...(options.keepNewer === false ? [] : read.newer).map((sealed) => ({ sealed, rank: NEWER_RANK, created: 0 })),
+    ].sort((a, b) => a.rank - b.rank || b.created - a.created);
+    const fresh = options.slots.map((slot) => slot.sealed);
     let keep = kept.length;
     let fit = recordFits([...fresh, ...kept.map((slot) => slot.sealed)]);
     while (!fit.fits && keep > 0) {
@@ -78,21 +97,16 @@ export async function publishRecord(options: PublishRecordOptions): Promise<Publ
       throw new CcbError(
         `the record would be ${fit.size} bytes, over the ${MAX_DNS_BYTES}-byte limit of a DHT record`,
         1,
-        {
-          hint:
-            carried.length > 0
-              ? "the record holds slots written by a newer ccbundle, which this one keeps as they are: upgrade ccbundle (npm install -g ccbundle)"
-              : "use a shorter store URL, or fewer --to recipients",
-        },
+        { hint: "use a shorter store URL, or fewer --to recipients" },
       );
     }
     // What a user lost: tombstones and picked-up handoffs go without a word.
-    const dropped = kept
-      .slice(keep)
-      .filter((slot) => !dead(slot))
-      .map((slot) => slot.payload);
+    const left = kept.slice(keep).filter((slot) => slot.rank !== DEAD_RANK);
+    const dropped = left.flatMap((slot) => (slot.payload ? [slot.payload] : []));
+    const droppedNewer = left.length - dropped.length;
     const slots = [...fresh, ...kept.slice(0, keep).map((slot) => slot.sealed)];
-    if (options.dryRun) return { dnsBytes: fit.size, summary: "", failures: [], slots: slots.length, dropped };
+    const report = { dropped, droppedNewer, newerRemoved: options.keepNewer === false ? read.newer.length : 0 };
+    if (options.dryRun) return { dnsBytes: fit.size, summary: "", failures: [], slots: slots.length, ...report };
 
     const seq = await nextSeq(options.settings.home, key.z32);
     const seed = key.exportSeed();
@@ -108,9 +122,9 @@ export async function publishRecord(options: PublishRecordOptions): Promise<Publ
     const saving = stageLastPublished(options.settings.home, key.z32, packet);
     // Handled below, after the publish (a failure here must not surface before it, unhandled).
     saving.catch(() => undefined);
-    let report: Awaited<ReturnType<typeof publishAll>>;
+    let published: Awaited<ReturnType<typeof publishAll>>;
     try {
-      report = await publishAll(options.transports, packet);
+      published = await publishAll(options.transports, packet);
     } catch (err) {
       await saving.then((staged) => staged.abort()).catch(() => undefined);
       throw err;
@@ -118,10 +132,10 @@ export async function publishRecord(options: PublishRecordOptions): Promise<Publ
     await (await saving).commit();
     return {
       dnsBytes: packet.dns.length,
-      summary: report.summary,
-      failures: publishFailures(report),
+      summary: published.summary,
+      failures: publishFailures(published),
       slots: slots.length,
-      dropped,
+      ...report,
     };
   } finally {
     forgetSlots(current);
@@ -129,18 +143,27 @@ export async function publishRecord(options: PublishRecordOptions): Promise<Publ
 }
 
 /**
- * Keep first: the owner's own handoff, then other handoffs newest first, then the backup snapshot
- * slot (a live handoff is someone's only way to a session; the snapshot slot only saves a new laptop
- * a --store, and the next `backup --publish` puts it back), then tombstones and handoffs a receiver
+ * Keep first: the owner's own handoff, then other handoffs newest first, then slots a newer
+ * ccbundle wrote (maybe live handoffs: this build cannot tell), then the backup snapshot slot (a
+ * live handoff is someone's only way to a session; the snapshot slot only saves a new laptop a
+ * --store, and the next `backup --publish` puts it back), then tombstones and handoffs a receiver
  * picked up (`dead`) newest first.
  */
-function byKeepPriority(a: OpenedSlot, b: OpenedSlot, dead: (slot: OpenedSlot) => boolean): number {
-  const rank = (slot: OpenedSlot) => {
-    if (dead(slot)) return 3;
-    if (slot.payload.kind === "snapshot") return 2;
-    return slot.payload.slot === "self" ? 0 : 1;
-  };
-  return rank(a) - rank(b) || b.payload.created - a.payload.created;
+function keepRank(slot: OpenedSlot, dead: (slot: OpenedSlot) => boolean): number {
+  if (dead(slot)) return DEAD_RANK;
+  if (slot.payload.kind === "snapshot") return 2;
+  return slot.payload.slot === "self" ? 0 : 1;
+}
+const NEWER_RANK = 1.5;
+const DEAD_RANK = 3;
+
+/** A slot of the current record that may go into the next one. */
+interface Keepable {
+  sealed: Uint8Array;
+  /** Undefined for a slot a newer ccbundle wrote. */
+  payload?: PointerPayload;
+  rank: number;
+  created: number;
 }
 
 /**
@@ -214,13 +237,15 @@ export function newer(a: VerifiedPacket | undefined, b: VerifiedPacket | undefin
 }
 
 async function currentSlots(home: string, key: UserKey, resolved: VerifiedPacket | undefined): Promise<RecordSlots> {
+  const none = { opened: [], newer: [], newerForReader: 0 };
   const current = newer(await lastPublished(home, key), resolved);
-  if (!current) return { opened: [], newer: [] };
+  // Only the owner's own record is carried over (its newer slots are re-signed as they are).
+  if (!current || !Buffer.from(current.publicKey).equals(Buffer.from(key.publicKey))) return none;
   try {
     return await readSlots(current, key.z32, [key.ageIdentity()]);
   } catch {
     // A slot we cannot make sense of (damaged, another tool's) is not carried over.
-    return { opened: [], newer: [] };
+    return none;
   }
 }
 

@@ -88,17 +88,16 @@ export async function resolveSlot(options: {
     home: options.settings.home,
     ...(options.onRecord ? { onRecord: options.onRecord } : {}),
   });
-  const { opened, newer } = await readSlots(resolved.payload, options.publisher, options.identities);
+  const { opened, newer, newerForReader } = await readSlots(resolved.payload, options.publisher, options.identities);
   const slot = pickSlot(opened, options);
   if (!slot) {
     forgetSlots(opened);
-    if (newer.length > 0) {
-      // What this build cannot read may be the handoff: say so before "nothing for you".
+    // A seal this reader opened around a payload of a newer format: that slot is theirs, and an
+    // upgrade reads it. (A wrong PIN opens nothing, so its own message below still comes first.)
+    if (newerForReader > 0) {
       throw new IntegrityError(
-        `the record of ${options.publisher} holds nothing for your key that this ccbundle can read`,
-        {
-          hint: `${newer.length === 1 ? "a slot of it was" : `${newer.length} of its slots were`} written by a newer ccbundle: upgrade ccbundle (npm install -g ccbundle) and pull again`,
-        },
+        `the record of ${options.publisher} holds a handoff for you that this ccbundle cannot read`,
+        { hint: "it was written by a newer ccbundle: upgrade ccbundle (npm install -g ccbundle) and pull again" },
       );
     }
     if (options.byPin) {
@@ -114,8 +113,13 @@ export async function resolveSlot(options: {
         hint: "push again without --to on your other machine; a handoff to others is theirs to pull (`ccbundle status` lists them)",
       });
     }
+    // Slots sealed in a newer format may be anyone's: they get a mention, not the blame.
+    const newerNote =
+      newer.length > 0
+        ? `; ${newer.length === 1 ? "one slot is" : `${newer.length} slots are`} in a newer ccbundle's format and may be for you (upgrade ccbundle to know)`
+        : "";
     throw new IntegrityError(`the record of ${options.publisher} holds nothing for your key`, {
-      hint: "ask the sender to push with --to <your key> (see `ccbundle whoami`), or pull with --pin; a handoff that was revoked, picked up or expired may have left the record",
+      hint: `ask the sender to push with --to <your key> (see \`ccbundle whoami\`), or pull with --pin; a handoff that was revoked, picked up or expired may have left the record${newerNote}`,
     });
   }
   return { slot, opened, record: resolved.payload, from: resolved.from };

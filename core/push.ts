@@ -274,6 +274,11 @@ async function pushWithKeys(options: PushOptions, fileKey: Buffer, blobSecret: B
     }),
   ]);
   const names = await recipientNames(settings.home, key.z32);
+  if (report.droppedNewer > 0) {
+    warnings.push(
+      `no room left in the 1000-byte record for ${report.droppedNewer === 1 ? "a slot" : `${report.droppedNewer} slots`} a newer ccbundle wrote (on another machine of yours): left out; upgrade ccbundle there and push again if it was a handoff`,
+    );
+  }
   for (const dropped of report.dropped) {
     warnings.push(
       dropped.kind === "snapshot"

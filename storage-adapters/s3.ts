@@ -139,7 +139,7 @@ export class S3Store implements BlobStore {
       const credentials = await this.client.config.credentials();
       this.#credentialSource = describeCredentialSource(
         (credentials as { $source?: Record<string, unknown> }).$source,
-        this.profile ?? process.env.AWS_PROFILE ?? "default",
+        this.profile || process.env.AWS_PROFILE || "default",
       );
     } catch {
       return undefined;

@@ -79,7 +79,8 @@ describe("the handoff ledger of a newer version", () => {
     const { addHandoff } = await import("../core/handoff-ledger.js");
     const key = machineKey(alice.ccbHome);
     const file = path.join(alice.ccbHome, "state", `handoffs-${key.z32}.json`);
-    writeFileSync(file, JSON.stringify({ version: 2, handoffs: [], names: {}, groups: { team: ["x"] } }));
+    const unknownEntry = { slot: "self", store: nas, key: "ccbundle/v1/blobs/y", created: 1, until: "forever" };
+    writeFileSync(file, JSON.stringify({ version: 2, handoffs: [unknownEntry], names: {}, groups: { team: ["x"] } }));
     await addHandoff(alice.ccbHome, key.z32, {
       slot: "self",
       store: nas,
@@ -90,6 +91,7 @@ describe("the handoff ledger of a newer version", () => {
     const written = JSON.parse(readFileSync(file, "utf8"));
     expect(written.version).toBe(2);
     expect(written.groups).toEqual({ team: ["x"] });
-    expect(written.handoffs).toHaveLength(1);
+    expect(written.handoffs).toHaveLength(2);
+    expect(written.handoffs).toContainEqual(unknownEntry);
   });
 });

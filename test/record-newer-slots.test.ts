@@ -64,7 +64,7 @@ describe("slots a newer ccbundle wrote", () => {
 
     const status = await alice.runOk(["status"]);
     expect(status.stdout).toMatch(/3 slot\(s\)/);
-    expect(status.stdout).toMatch(/2 slots written by a newer ccbundle, which this one cannot read/);
+    expect(status.stdout).toMatch(/2 slots in a newer ccbundle's format, which this one cannot read/);
     const statusJson = JSON.parse((await alice.runOk(["status", "--json"])).stdout);
     expect(statusJson.newerSlots).toBe(2);
 
@@ -91,12 +91,56 @@ describe("slots a newer ccbundle wrote", () => {
       ),
     );
     writeFileSync(recordFile(), signPacket(seed, recordEntries([forBob]), Date.now() * 1000 + 2000).bytes);
-    seed.fill(0);
     const refused = await bob.run(["pull", key.z32, "--project", bobProject, "--no-resume"]);
     expect(refused.code).toBe(5);
     expect(refused.stderr).toMatch(
-      /^ccbundle: the record of \w+ holds nothing for your key that this ccbundle can read/,
+      /^ccbundle: the record of \w+ holds a handoff for you that this ccbundle cannot read/,
     );
-    expect(refused.stderr).toMatch(/hint: a slot of it was written by a newer ccbundle: upgrade ccbundle/);
+    expect(refused.stderr).toMatch(/hint: it was written by a newer ccbundle: upgrade ccbundle/);
+
+    // Only a newer seal, which may be anyone's: "nothing for your key", with a mention of it.
+    writeFileSync(recordFile(), signPacket(seed, recordEntries([newerSeal]), Date.now() * 1000 + 3000).bytes);
+    seed.fill(0);
+    const nothing = await bob.run(["pull", key.z32, "--project", bobProject, "--no-resume"]);
+    expect(nothing.code).toBe(5);
+    expect(nothing.stderr).toMatch(/^ccbundle: the record of \w+ holds nothing for your key\n/);
+    expect(nothing.stderr).toMatch(/one slot is in a newer ccbundle's format and may be for you/);
+  });
+
+  it("a wrong PIN is still a wrong PIN beside slots a newer ccbundle wrote", async () => {
+    const key = machineKey(alice.ccbHome);
+    await alice.runOk(["push", "--pin"], { cwd: project, env: { CCBUNDLE_PIN: "right-pin-4711" } });
+    const seed = key.exportSeed();
+    const current = slotsOf(readFileSync(recordFile()));
+    const newerSeal = Buffer.concat([Buffer.from([SEAL_VERSION + 1]), Buffer.alloc(120, 9)]);
+    writeFileSync(
+      recordFile(),
+      signPacket(seed, recordEntries([...current, newerSeal]), Date.now() * 1000 + 5000).bytes,
+    );
+    seed.fill(0);
+    const wrong = await bob.run(["pull", key.z32, "--pin", "--project", bob.project("pin"), "--no-resume"], {
+      env: { CCBUNDLE_PIN: "wrong-pin-0000" },
+    });
+    expect(wrong.code).toBe(5);
+    expect(wrong.stderr).toMatch(/^ccbundle: the PIN does not open the handoff in this record/);
+  });
+
+  it("revoke does not call itself done while a handoff it cannot read stays in the record", async () => {
+    const key = machineKey(alice.ccbHome);
+    const seed = key.exportSeed();
+    const newerPayload = Buffer.from(
+      await sealSlot(Buffer.from([PAYLOAD_FORMAT + 1, 1, 1, 0]), [key.ageRecipient()], key.publicKey),
+    );
+    writeFileSync(recordFile(), signPacket(seed, recordEntries([newerPayload]), Date.now() * 1000 + 9000).bytes);
+    seed.fill(0);
+    const revoked = await alice.runOk(["revoke", "--json"]);
+    const doc = JSON.parse(revoked.stdout);
+    expect(doc.newerRemoved).toBe(1);
+    expect(doc.warnings.join("\n")).toMatch(/removed a slot a newer ccbundle wrote from your record/);
+    const after = slotsOf(readFileSync(recordFile())).map((slot) => Buffer.from(slot));
+    expect(after.some((slot) => slot.equals(newerPayload))).toBe(false);
+    // Said without --json too: not "Nothing to revoke".
+    const again = await alice.runOk(["revoke"]);
+    expect(again.stdout).toMatch(/Nothing to revoke/);
   });
 });

@@ -33,7 +33,7 @@ export function recordCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
             ctx.out.line(`  not found via ${failure.transport}: ${failure.reason}`);
           if (report.newerSlots > 0)
             ctx.out.line(
-              `  ${count(report.newerSlots, "slot")} written by a newer ccbundle, which this one cannot read (upgrade ccbundle to see ${report.newerSlots === 1 ? "it" : "them"})`,
+              `  ${count(report.newerSlots, "slot")} in a newer ccbundle's format, which this one cannot read`,
             );
           if (report.slots.length === 0 && report.newerSlots === 0) ctx.out.line("  no slot is readable with your key");
           for (const slot of report.slots) {
@@ -94,7 +94,7 @@ export function recordCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
           const report = await revoke({ settings: ctx.settings, key, transports });
           ctx.out.result({ ok: true, ...report });
           for (const warning of report.warnings) ctx.out.warn(warning);
-          if (report.revoked.length === 0 && report.olderDeleted === 0)
+          if (report.revoked.length === 0 && report.olderDeleted === 0 && report.newerRemoved === 0)
             ctx.out.line("Nothing to revoke: no live handoff in your record.");
           else if (report.revoked.length > 0)
             ctx.out.line(`Revoked ${report.revoked.map((r) => r.label).join("; ")}: ${revokeOutcome(report)}.`);

@@ -3,7 +3,7 @@ import type { BlobStore } from "../../storage-adapters/blob-store.js";
 import { openStore } from "../../storage-adapters/index.js";
 import type { Settings } from "../config.js";
 import type { UserKey } from "../crypto/keys.js";
-import { NotFoundError } from "../errors.js";
+import { IntegrityError, NotFoundError } from "../errors.js";
 import { closeTransports, transportsFor } from "../pointer/resolver.js";
 import { type RecordStores, resolveRecordStores } from "./slot.js";
 import { listSnapshotIds } from "./snapshot.js";
@@ -49,6 +49,14 @@ export async function locateBackups(settings: Settings, key: UserKey): Promise<B
     if (!store) continue;
     if ((await listSnapshotIds(store, key.z32).catch(() => [])).length > 0) return { store, via: "record" };
     await store.close?.();
+  }
+  if (named.newerSlots > 0) {
+    throw new IntegrityError(
+      "your record's pointer to your backups may be in a newer ccbundle's format, which this one cannot read",
+      {
+        hint: "upgrade ccbundle (npm install -g ccbundle), or pass --store <url> naming the store `ccbundle backup` wrote to",
+      },
+    );
   }
   throw noBackups("your record points at no backup snapshot");
 }

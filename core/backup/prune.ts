@@ -8,7 +8,7 @@ import { forgetHandoffs, readLedger } from "../handoff-ledger.js";
 import { withLock } from "../lock.js";
 import { describeError } from "../pointer/abort.js";
 import { type VerifiedPacket, verifyPayload } from "../pointer/packet.js";
-import { forgetSlots, openSlots, type PointerPayload } from "../pointer/record.js";
+import { forgetSlots, type PointerPayload, readSlots } from "../pointer/record.js";
 import { resolveNewest } from "../pointer/resolver.js";
 import type { PointerTransport } from "../pointer/transport.js";
 import { lastRecordFile } from "../publish.js";
@@ -124,8 +124,9 @@ async function pruneLocked(options: PruneOptions): Promise<PruneResult> {
 
   // Handoffs share blobs/: what the record's slots and this machine's handoff ledger
   // (which remembers them after the record has forgotten an expired slot) say about them.
+  const owner = await ownerSlots(options, warnings);
   const handoffs = [
-    ...(await ownerSlots(options, warnings)).flatMap((slot) =>
+    ...owner.payloads.flatMap((slot) =>
       slot.kind === "handoff" && slot.blob ? [{ key: slot.blob.key, expires: slot.expires }] : [],
     ),
     ...(await readLedger(settings.home, key.z32)),
@@ -147,8 +148,13 @@ async function pruneLocked(options: PruneOptions): Promise<PruneResult> {
   const unknown = [...inStore.keys()].filter((blobKey) => !known.has(blobKey));
   // --unreferenced: everything in blobs/ is a candidate; the checks below still keep
   // what kept snapshots, this machine's state and live handoffs name, and young blobs.
+  const unreadable = damaged.length > 0 || owner.newer > 0;
   if (options.unreferenced && damaged.length > 0) {
     warnings.push("--unreferenced skipped: a snapshot that cannot be read may name any blob");
+  } else if (options.unreferenced && owner.newer > 0) {
+    warnings.push(
+      "--unreferenced skipped: your record holds slots a newer ccbundle wrote, which may name any blob (upgrade ccbundle)",
+    );
   } else if (options.unreferenced) {
     for (const blobKey of inStore.keys()) candidates.add(blobKey);
   }
@@ -196,7 +202,7 @@ async function pruneLocked(options: PruneOptions): Promise<PruneResult> {
       removedBytes: doomed.reduce((sum, info) => sum + info.size, 0),
       young,
       liveHandoffs,
-      unknown: options.unreferenced && damaged.length === 0 ? 0 : unknown.length,
+      unknown: options.unreferenced && !unreadable ? 0 : unknown.length,
     },
     ...(forgot ? { forgot } : {}),
     warnings,
@@ -252,7 +258,11 @@ async function forgetMachine(
  * this store wrote its record there), this machine's last published record, and
  * the newest one on the DHT and relays. A handoff live in any of them is kept.
  */
-async function ownerSlots(options: PruneOptions, warnings: string[]): Promise<PointerPayload[]> {
+/** The payloads of the owner's record slots, and how many slots a newer ccbundle wrote (unreadable here). */
+async function ownerSlots(
+  options: PruneOptions,
+  warnings: string[],
+): Promise<{ payloads: PointerPayload[]; newer: number }> {
   const { key, store, settings } = options;
   const identities = [key.ageIdentity()];
   const packets: Uint8Array[] = [];
@@ -267,10 +277,12 @@ async function ownerSlots(options: PruneOptions, warnings: string[]): Promise<Po
     // never published from here
   }
   const payloads: PointerPayload[] = [];
+  let newer = 0;
   const read = async (verified: VerifiedPacket) => {
-    const slots = await openSlots(verified, key.z32, identities);
-    forgetSlots(slots);
-    payloads.push(...slots.map((slot) => slot.payload));
+    const slots = await readSlots(verified, key.z32, identities);
+    forgetSlots(slots.opened);
+    payloads.push(...slots.opened.map((slot) => slot.payload));
+    newer += slots.newer.length;
   };
   for (const bytes of packets) {
     try {
@@ -288,5 +300,5 @@ async function ownerSlots(options: PruneOptions, warnings: string[]): Promise<Po
       }
     }
   }
-  return payloads;
+  return { payloads, newer };
 }

@@ -1,6 +1,6 @@
 import type { Settings } from "../config.js";
 import type { UserKey } from "../crypto/keys.js";
-import { forgetSlots, openSlots, type PointerPayload, sealPayload } from "../pointer/record.js";
+import { forgetSlots, type PointerPayload, readSlots, sealPayload } from "../pointer/record.js";
 import { resolveNewest } from "../pointer/resolver.js";
 import type { PointerTransport } from "../pointer/transport.js";
 import { type PublishRecordReport, publishRecord, resolveCurrent } from "../publish.js";
@@ -50,7 +50,8 @@ export async function publishSnapshotSlot(options: {
   const plan = await publishRecord({ settings, key, slots, current, transports: [], dryRun: true });
   // The pointer to backups yields to live handoffs: a pull elsewhere is waiting for those now.
   const evicted = plan.dropped.filter((slot) => slot.kind === "handoff");
-  if (evicted.length > 0) {
+  // A slot a newer ccbundle wrote may be a live handoff too.
+  if (evicted.length > 0 || plan.droppedNewer > 0) {
     return {
       status: "deferred",
       reason:
@@ -68,6 +69,8 @@ export interface RecordStores {
   snapshot: { store: string; id: string } | undefined;
   /** Stores the record's handoff slots name: backups often live in the same store. */
   handoffStores: string[];
+  /** Slots a newer ccbundle wrote (the snapshot slot may be among them). */
+  newerSlots: number;
   /** Transports that served the record. */
   from: string[];
 }
@@ -80,7 +83,7 @@ export async function resolveRecordStores(options: {
 }): Promise<RecordStores> {
   const { key } = options;
   const resolved = await resolveNewest(options.transports, key.publicKey, { home: options.settings.home });
-  const opened = await openSlots(resolved.payload, key.z32, [key.ageIdentity()]);
+  const { opened, newer } = await readSlots(resolved.payload, key.z32, [key.ageIdentity()]);
   forgetSlots(opened);
   const payloads = opened.map((slot) => slot.payload);
   const newest = payloads
@@ -92,6 +95,7 @@ export async function resolveRecordStores(options: {
   return {
     snapshot: newest ? { store: newest.store!, id: newest.snapshot! } : undefined,
     handoffStores: [...new Set(handoffStores)],
+    newerSlots: newer.length,
     from: resolved.from,
   };
 }

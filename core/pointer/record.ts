@@ -198,6 +198,8 @@ export interface RecordSlots {
    * are, so a machine not yet upgraded does not erase what an upgraded one published.
    */
   newer: Uint8Array[];
+  /** Of `newer`, those whose seal this reader opened: certainly for them (a newer seal may be anyone's). */
+  newerForReader: number;
 }
 
 /** A format byte a later ccbundle could write: a small version number (not text, such as JSON's `{`). */
@@ -215,6 +217,7 @@ export async function readSlots(
   const ownerRecipient = recipientFromPublicKey(publisherKey);
   const opened: OpenedSlot[] = [];
   const newer: Uint8Array[] = [];
+  let newerForReader = 0;
   for (const sealed of txtRecords(verified, RECORD_NAME)) {
     if (sealed[0] !== SEAL_VERSION) {
       if (isNewerFormat(sealed[0], SEAL_VERSION)) newer.push(sealed);
@@ -228,6 +231,7 @@ export async function readSlots(
         seal.plaintext.fill(0);
         seal.fileKey.fill(0);
         newer.push(sealed);
+        newerForReader++;
         break;
       }
       const payload = decodePayload(seal.plaintext, publisherZ32, blobSecretFor(seal.fileKey).toString("base64url"));
@@ -237,7 +241,7 @@ export async function readSlots(
       break;
     }
   }
-  return { opened, newer };
+  return { opened, newer, newerForReader };
 }
 
 /** Whether any slot of the record takes a PIN (public: the seal shows its stanza types). */
