@@ -1,7 +1,11 @@
-import { appendFileSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { listSnapshotIds, newestSnapshot, newSnapshot, writeSnapshot } from "../core/backup/snapshot.js";
+import { SEAL_VERSION } from "../core/crypto/slot-seal.js";
+import { signPacket } from "../core/pointer/packet.js";
+import { recordEntries } from "../core/pointer/record.js";
+import { storeLayout } from "../core/store-layout.js";
 import { LocalStore } from "../storage-adapters/local.js";
 import { backupMachine } from "./helpers/backup.js";
 import { type FixtureSession, writeSession } from "./helpers/fixture.js";
@@ -26,7 +30,11 @@ beforeAll(async () => {
   project = alice.project("app");
   session = writeSession({ claudeDir: alice.claudeDir, projectDir: project, home: alice.home });
 });
-afterAll(() => alice?.cleanup());
+const machines: Machine[] = [];
+afterAll(() => {
+  alice?.cleanup();
+  for (const machine of machines) machine.cleanup();
+});
 
 describe("the newest snapshot was written by a newer ccbundle", () => {
   it("backup exits 5 and writes nothing; reading that snapshot says to upgrade", async () => {
@@ -71,6 +79,33 @@ describe("the newest snapshot was written by a newer ccbundle", () => {
     writeFileSync(file, "{ torn");
     const damaged = await alice.run(["backup"]);
     expect(damaged.stderr).toMatch(/is damaged\nhint: delete it/);
+    writeFileSync(file, JSON.stringify(state));
+  });
+});
+
+describe("prune --unreferenced beside record slots a newer ccbundle wrote", () => {
+  it("skips its sweep: such a slot may name any blob", async () => {
+    // A machine of its own: alice's store holds a newer snapshot (above), which skips the sweep anyway.
+    const { machine: carol, nas } = await backupMachine("newer-slots-prune");
+    machines.push(carol);
+    writeSession({ claudeDir: carol.claudeDir, projectDir: carol.project("app"), home: carol.home });
+    await carol.runOk(["backup"]);
+    const key = machineKey(carol.ccbHome);
+    const newerSeal = Buffer.concat([Buffer.from([SEAL_VERSION + 1]), Buffer.alloc(120, 3)]);
+    const seed = key.exportSeed();
+    const record = signPacket(seed, recordEntries([newerSeal]), Date.now() * 1000);
+    seed.fill(0);
+    const file = path.join(nas, storeLayout.record(key.z32));
+    mkdirSync(path.dirname(file), { recursive: true });
+    writeFileSync(file, record.bytes);
+    // A blob nothing of ours names, old enough for any grace.
+    const stray = path.join(nas, storeLayout.blobsPrefix, "strayblob0000000000000000000");
+    writeFileSync(stray, "x");
+    const pruned = JSON.parse((await carol.runOk(["prune", "--unreferenced", "--grace", "0s", "--json"])).stdout);
+    expect(pruned.warnings.join("\n")).toMatch(
+      /--unreferenced skipped: your record holds slots a newer ccbundle wrote/,
+    );
+    expect(existsSync(stray)).toBe(true);
   });
 });
 
