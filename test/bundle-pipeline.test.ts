@@ -17,7 +17,7 @@ import { pipeline } from "node:stream/promises";
 import tar from "tar-stream";
 import { afterAll, describe, expect, it } from "vitest";
 import { bundleStream } from "../core/bundle/blob.js";
-import { createCompressor, createDecompressor, zstdEncoder } from "../core/bundle/codec.js";
+import { createCompressor, createDecompressor, PLAIN_CHUNK, zstdEncoder } from "../core/bundle/codec.js";
 import { packBundle } from "../core/bundle/pack.js";
 import { fileHeader } from "../core/bundle/tar-header.js";
 import { scanTranscript } from "../core/claude/transcript.js";
@@ -154,6 +154,29 @@ describe("zstd through the binding", () => {
     expect(out.equals(Buffer.concat([input, input]))).toBe(true);
     const gz = await through(input, createCompressor({ codec: "gzip", level: 6 }));
     expect((await through(gz, createDecompressor())).equals(input)).toBe(true);
+  });
+
+  it("decodes a frame that ends exactly where an output buffer fills (data of k × 256 KiB)", async () => {
+    // The decoder emits PLAIN_CHUNK-byte buffers; a frame ending on one's last byte was once taken
+    // for a truncated one, and every bundle whose tar had such a size failed to restore.
+    for (const size of [PLAIN_CHUNK, 3 * PLAIN_CHUNK, 7 * PLAIN_CHUNK, PLAIN_CHUNK - 1, PLAIN_CHUNK + 1]) {
+      const data = sample(size).subarray(0, size);
+      const file = path.join(root, `exact-${size}.bin`);
+      writeFileSync(file, data);
+      const byCli = execFileSync("zstd", ["-3", "-q", "-c", file], { maxBuffer: 64 << 20 });
+      const ours = await through(data, createCompressor({ codec: "zstd", level: 3, workers: 0 }));
+      const cases: [Buffer, Buffer][] = [
+        [byCli, data],
+        [ours, data],
+        [Buffer.concat([ours, byCli]), Buffer.concat([data, data])],
+      ];
+      for (const [compressed, expected] of cases) {
+        for (const chunk of [compressed.length, 4096, 7]) {
+          const out = await through(compressed, createDecompressor(), chunk);
+          expect(out.equals(expected), `${size} bytes in ${chunk}-byte pieces`).toBe(true);
+        }
+      }
+    }
   });
 
   it("refuses truncated data and output past the limit with an IntegrityError", async () => {

@@ -114,6 +114,19 @@ describe("threaded tar reader", () => {
     expect((await threaded(Buffer.alloc(0), 1)).entries).toEqual([]);
   });
 
+  it("reads a tar of exactly 1 and 3 × 256 KiB (a zstd frame ending as an output buffer fills)", async () => {
+    for (const buffers of [1, 3]) {
+      // header + content + end-of-archive = buffers × 256 KiB, the content a multiple of 512.
+      const content = Buffer.alloc(buffers * 256 * 1024 - 512 - 1024, "x");
+      const exact = tarOf([["claude/projects/-p/s.jsonl", content]]);
+      expect(exact.length).toBe(buffers * 256 * 1024);
+      const z = await zstd(exact);
+      const expected = await inProcess(z);
+      expect(expected.entries[0]!.bytes).toBe(createHash("sha256").update(content).digest("hex"));
+      for (const piece of [4096, z.length]) expect(await threaded(z, piece)).toEqual(expected);
+    }
+  });
+
   it("fails on damaged and truncated data with the in-process reader's messages", async () => {
     const z = await zstd(tar);
     const variants = [
