@@ -2,6 +2,7 @@ import { createRequire } from "node:module";
 import type cliProgress from "cli-progress";
 import type { ProgressEvent } from "../core/backup/progress.js";
 import { formatBytes } from "../core/duration.js";
+import { onInterrupt } from "../core/interrupt.js";
 import type { Output } from "./output.js";
 
 /**
@@ -17,6 +18,8 @@ export class PhaseBars {
   private bar: cliProgress.SingleBar | undefined;
   private phase: string | undefined;
   private started = 0;
+  /** A bar hides the cursor and turns line wrap off: Ctrl-C must give both back (stop does). */
+  private forgetInterrupt: (() => void) | undefined;
 
   constructor(private readonly out: Output) {}
 
@@ -45,6 +48,7 @@ export class PhaseBars {
         },
         bars.Presets.shades_classic,
       );
+      this.forgetInterrupt ??= onInterrupt(() => this.stop());
       this.bar.start(Math.max(event.total, 1), 0, { rate: formatBytes(0) });
     }
     const seconds = Math.max((Date.now() - this.started) / 1000, 0.001);
@@ -57,5 +61,7 @@ export class PhaseBars {
     this.bar?.stop();
     this.bar = undefined;
     this.phase = undefined;
+    this.forgetInterrupt?.();
+    this.forgetInterrupt = undefined;
   }
 }
