@@ -59,6 +59,25 @@ export function isCcbError(err: unknown): err is CcbError {
   return err instanceof CcbError;
 }
 
+/** The disk (or quota) is full: a restore of many sessions stops at the first, the rest would fail too. */
+export class NoSpaceError extends CcbError {
+  constructor(message: string, options: CcbErrorOptions = {}) {
+    super(message, ExitCode.failure, options);
+    this.name = "NoSpaceError";
+  }
+}
+
+/** Whether `err`, or an error it wraps, says the disk or the quota is full. */
+export function isNoSpace(err: unknown): boolean {
+  for (let at = err, depth = 0; at !== undefined && at !== null && depth < 8; depth++) {
+    if (at instanceof NoSpaceError) return true;
+    const code = errnoCode(at);
+    if (code === "ENOSPC" || code === "EDQUOT") return true;
+    at = (at as { cause?: unknown }).cause;
+  }
+  return false;
+}
+
 /** The errno code of a Node system error, if it is one. */
 export function errnoCode(err: unknown): string | undefined {
   if (typeof err === "object" && err !== null && "code" in err) {

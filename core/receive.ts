@@ -32,7 +32,7 @@ import { chooseTarget, mappingsFor, type TargetChoice } from "./claude/target.js
 import { TranscriptIndex } from "./claude/transcript-index.js";
 import { homeDir, type Settings } from "./config.js";
 import { AgeError, type Identity } from "./crypto/age/index.js";
-import { CcbError, errnoCode, IntegrityError } from "./errors.js";
+import { CcbError, errnoCode, IntegrityError, NoSpaceError } from "./errors.js";
 import { onInterrupt } from "./interrupt.js";
 import { acquireLock } from "./lock.js";
 import { remembered } from "./remembered.js";
@@ -190,6 +190,8 @@ export class ReceiveRun {
         rewriterFor: (file) => rewriterFor?.(file) ?? Promise.resolve(undefined),
         handOver: (fd) => durable.add(fd),
         layout: "flat",
+        // One-bundle runs rewrite on the way into staging (#stagingRewriters); restore --all after.
+        secondCopies: (file) => options.rewrite && !this.#oneBundle && rewriteFormFor(file) !== undefined,
       });
       if (options.expect && (read.sha256 !== options.expect.sha256 || read.size !== options.expect.size)) {
         throw new IntegrityError("the stored bundle does not match the hash it was published with", {
@@ -446,13 +448,9 @@ function describeFsError(err: unknown, claudeDir: string, interrupted = false): 
     : "nothing was changed";
   if (code === "ENOSPC" || code === "EDQUOT") {
     const where = (err as { path?: unknown }).path;
-    return new CcbError(
+    return new NoSpaceError(
       `no space left on the disk while restoring (writing ${typeof where === "string" ? where : claudeDir})`,
-      1,
-      {
-        hint: `free some space; ${then}`,
-        cause: err,
-      },
+      { hint: `free some space; ${then}`, cause: err },
     );
   }
   if (code === "EACCES" || code === "EPERM" || code === "EROFS") {

@@ -7,10 +7,11 @@ import { projectFolderName } from "../core/claude/paths.js";
 import type { UserKey } from "../core/crypto/keys.js";
 import { storeLayout } from "../core/store-layout.js";
 import { S3Store } from "../storage-adapters/s3.js";
+import { withSameIdentity } from "./helpers/backup.js";
 import { claudeFiles, expectStoreTrustworthy } from "./helpers/consistency.js";
 import { type FixtureSession, writeSession } from "./helpers/fixture.js";
 import { machineKey } from "./helpers/hostile.js";
-import { type Machine, sameUserOnTwoMachines } from "./helpers/machine.js";
+import { Machine, sameUserOnTwoMachines } from "./helpers/machine.js";
 import { startRelay } from "./helpers/relay-server.js";
 import { type S3rverHandle, startS3rver, useS3rverCredentials } from "./helpers/s3rver.js";
 import { startTcpProxy, type TcpProxy } from "./helpers/tcp-proxy.js";
@@ -230,6 +231,13 @@ describe("the disk fills up while restoring (tmpfs)", () => {
     mounts.push(dir);
   }
 
+  /** Before the machine it lives in is removed (else: EBUSY). */
+  function unmountTmpfs(dir: string): void {
+    if (!mounts.includes(dir)) return;
+    execFileSync("umount", ["-l", dir]);
+    mounts.splice(mounts.indexOf(dir), 1);
+  }
+
   function fill(dir: string, leaveBytes: number): void {
     const free = Number(execFileSync("df", ["-B1", "--output=avail", dir]).toString().split("\n")[1]);
     writeFileSync(path.join(dir, "filler"), Buffer.alloc(Math.max(0, free - leaveBytes)));
@@ -278,6 +286,73 @@ describe("the disk fills up while restoring (tmpfs)", () => {
     const roomy = path.join(bob.root, "claude-roomy");
     const ok = await pull([], { CLAUDE_CONFIG_DIR: roomy });
     expect(ok.code, ok.stderr).toBe(0);
+  });
+
+  it("a pull needs room for its transcript once (it is rewritten on its way in), not twice", async () => {
+    const project = alice.project("big-transcript");
+    const big = writeSession({ claudeDir: alice.claudeDir, projectDir: project, home: alice.home });
+    // ~6 MiB of lines naming Alice's paths (rewritten for Bob), compressing little.
+    const lines: string[] = [];
+    for (let i = 0; i < 1500; i++) {
+      lines.push(
+        JSON.stringify({ type: "user", cwd: project, message: { content: randomBytes(3000).toString("base64") } }),
+      );
+    }
+    writeFileSync(big.transcript, `${lines.join("\n")}\n`, { flag: "a" });
+    const store = path.join(alice.root, "nas-big");
+    mkdirSync(store);
+    await alice.runOk(["push", "--store", store], { cwd: project });
+    // A machine of its own: Bob's remembers records it saw, and the next tests pull an older one.
+    const laptop = await withSameIdentity(alice, "faults-once");
+    try {
+      const dir = path.join(laptop.root, "claude-once");
+      // Room for the transcript once, not for two copies of it.
+      mountTmpfs(dir, "size=10m");
+      const pulled = await laptop.run(
+        ["pull", "--store", store, "--project", laptop.project("big-transcript"), "--no-resume"],
+        { env: { CLAUDE_CONFIG_DIR: dir } },
+      );
+      expect(pulled.code, pulled.stderr).toBe(0);
+      expect(stagingLeftovers(dir)).toEqual([]);
+    } finally {
+      unmountTmpfs(path.join(laptop.root, "claude-once"));
+      laptop.cleanup();
+    }
+  });
+
+  it("restore --all stops at the first session the full disk refuses, and says how many it did not try", async () => {
+    const carol = new Machine("faults-full", {});
+    try {
+      const store = path.join(carol.root, "nas");
+      mkdirSync(store);
+      carol.env.CCBUNDLE_STORE = store;
+      await carol.runOk(["init", "--no-passphrase"]);
+      const project = carol.project("app");
+      for (let i = 0; i < 6; i++) {
+        const s = writeSession({ claudeDir: carol.claudeDir, projectDir: project, home: carol.home });
+        bigToolResult(s, carol.claudeDir, MIB);
+      }
+      await carol.runOk(["backup"]);
+      const dir = path.join(carol.root, "claude-full");
+      // Room for a few: each session is ~1 MiB, staged while the one before installs, and restore
+      // --all writes a rewritten copy of its tool result (this config dir is not the one backed up).
+      mountTmpfs(dir, "size=5m");
+      const r = await carol.run(["restore", "--all", "--no-resume", "--json"], { env: { CLAUDE_CONFIG_DIR: dir } });
+      const doc = JSON.parse(r.stdout);
+      expect(doc.sessions.length, JSON.stringify(doc.failures)).toBeGreaterThan(0);
+      expect(doc.failures).toHaveLength(1);
+      expect(doc.failures[0].message).toMatch(/disk space|no space left/);
+      expect(doc.notAttempted).toBe(6 - doc.sessions.length - 1);
+      expect(doc.notAttempted).toBeGreaterThan(0);
+      expect(r.code).toBe(3);
+      expect(stagingLeftovers(dir)).toEqual([]);
+      const human = await carol.run(["restore", "--all", "--no-resume"], { env: { CLAUDE_CONFIG_DIR: dir } });
+      expect(human.stderr).toMatch(/the disk is full: stopped with \d+ sessions? not tried/);
+      expect(human.stderr.split("\n").filter((line) => line.startsWith("ccbundle: ")).length).toBe(2);
+    } finally {
+      unmountTmpfs(path.join(carol.root, "claude-full"));
+      carol.cleanup();
+    }
   });
 
   it("no room to back up the local copy --force replaces: exit 1, nothing changed; rerun with room replaces it", async () => {

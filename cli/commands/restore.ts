@@ -119,7 +119,7 @@ export function restoreCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
         }
         const partial = result.failures.length > 0 && result.restored.length > 0;
         const failed = result.failures.length > 0 && result.restored.length === 0;
-        const total = result.restored.length + result.failures.length;
+        const total = result.restored.length + result.failures.length + result.notAttempted;
         const first = result.failures[0];
         ctx.out.result({
           ok: result.failures.length === 0,
@@ -145,6 +145,7 @@ export function restoreCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
             backedUp: session.backedUp,
           })),
           failures: result.failures,
+          notAttempted: result.notAttempted,
         });
         ctx.out.line(`Restoring from snapshot ${result.snapshot} in ${result.store}`);
         printRecovered(ctx, result);
@@ -163,10 +164,15 @@ export function restoreCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
             if (failure.hint) process.stderr.write(`hint: ${failure.hint}\n`);
           }
         }
+        if (result.notAttempted > 0 && !ctx.out.json) {
+          process.stderr.write(
+            `ccbundle: the disk is full: stopped with ${count(result.notAttempted, "session")} not tried\nhint: free some space and run \`ccbundle restore --all\` again (what was restored is found identical and skipped)\n`,
+          );
+        }
         if (partial) {
           process.exitCode = ExitCode.partial;
           ctx.out.line(
-            `Restored ${result.restored.length} of ${result.restored.length + result.failures.length} sessions; ${result.failures.length} failed (see above).`,
+            `Restored ${result.restored.length} of ${result.restored.length + result.failures.length + result.notAttempted} sessions; ${result.failures.length} failed (see above)${result.notAttempted > 0 ? `, ${result.notAttempted} not tried` : ""}.`,
           );
         } else if (failed) process.exitCode = result.failures[0]!.exitCode;
         else if (!args.all && result.restored[0]) await maybeResume(ctx, result.restored[0], args.resume);

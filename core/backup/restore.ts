@@ -4,7 +4,7 @@ import type { PathMapping } from "../claude/remap.js";
 import type { RecoveredStaging } from "../claude/staging.js";
 import type { Settings } from "../config.js";
 import type { UserKey } from "../crypto/keys.js";
-import { describeFailure, type ExitCode, NotFoundError, UsageError } from "../errors.js";
+import { describeFailure, type ExitCode, isNoSpace, NotFoundError, UsageError } from "../errors.js";
 import { type ReceivedSession, type ReceiveOptions, ReceiveRun, type StagedBundle } from "../receive.js";
 import { filterEntries, lastActivity, machineMatcher } from "./filter.js";
 import type { ProgressListener } from "./progress.js";
@@ -64,6 +64,8 @@ export interface RestoreResult {
   failures: RestoreFailure[];
   /** Installs of killed earlier runs that this one finished first (ReceiveResult.recovered). */
   recovered: RecoveredStaging[];
+  /** Sessions not tried because the disk was full (restore --all stops at the first such failure). */
+  notAttempted: number;
 }
 
 export async function restoreBackup(options: RestoreOptions): Promise<RestoreResult> {
@@ -92,6 +94,7 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRes
   const restored: RestoredSession[] = [];
   const failures: RestoreFailure[] = [];
   const recovered: RecoveredStaging[] = [];
+  let notAttempted = 0;
   // One identity for the run: making its key objects is ~1 ms, and restore --all opens hundreds of blobs.
   const identity = key.ageIdentity();
   const receive = (entry: SnapshotSession, blob: Readable): ReceiveOptions => ({
@@ -112,7 +115,9 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRes
     rewrite: options.rewrite,
     force: options.force,
   });
-  const run = new ReceiveRun(settings, { oneBundle: false });
+  // One session is one bundle, as for pull: its transcripts are rewritten on their way into staging
+  // (written once: a 440 MB transcript needed twice its size free the other way).
+  const run = new ReceiveRun(settings, { oneBundle: !select.all });
   const stageEntry = async (entry: SnapshotSession): Promise<{ staged: StagedBundle; receiving: ReceiveOptions }> => {
     let seen = 0;
     const blob = counted(await openBackupBlob(store, entry), (bytes) => {
@@ -151,13 +156,19 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRes
           project: entry.project,
           ...describeFailure(err),
         });
+        // A full disk fails every session after it too, each after a download: stop here.
+        if (isNoSpace(err)) {
+          notAttempted = entries.length - index - 1;
+          await next;
+          break;
+        }
       }
       options.onProgress?.({ phase: "download", unit: "bytes", done: downloaded, total });
     }
   } finally {
     await run.close();
   }
-  return { store: store.url, snapshot: snapshotId, restored, failures, recovered };
+  return { store: store.url, snapshot: snapshotId, restored, failures, recovered, notAttempted };
 }
 
 /** A promise's result or error as a value, so one staged ahead never rejects unobserved. */

@@ -74,6 +74,8 @@ export interface BundleReadOptions {
   layout?: StagingLayout;
   /** Rewrites a file's bytes on their way to staging (see unpackTar). */
   rewriterFor?: (file: BundleFile) => Promise<Rewriter | undefined>;
+  /** Files that get a rewritten second copy after staging (see UnpackOptions.secondCopies). */
+  secondCopies?: (bundlePath: string) => boolean;
 }
 
 /**
@@ -100,6 +102,7 @@ export async function readBundle(
     ...(options.handOver ? { handOver: options.handOver } : {}),
     ...(options.layout ? { layout: options.layout } : {}),
     ...(options.rewriterFor ? { rewriterFor: options.rewriterFor } : {}),
+    ...(options.secondCopies !== undefined ? { secondCopies: options.secondCopies } : {}),
     // The ratio check compares the tar bytes out with the blob bytes in (age adds ~0.03%).
     compressedBytes: () => counter.bytes,
   };

@@ -5,7 +5,7 @@ import path from "node:path";
 import type { Readable } from "node:stream";
 import { LineAlignedWriter, writeFully } from "../claude/files.js";
 import { formatBytes } from "../duration.js";
-import { CcbError, errnoCode, IntegrityError } from "../errors.js";
+import { CcbError, errnoCode, IntegrityError, NoSpaceError } from "../errors.js";
 import { type BundleFile, MANIFEST_NAME, MAX_MANIFEST_BYTES, type Manifest, parseManifest } from "./manifest.js";
 import { readTar, type TarBatch } from "./tar-reader.js";
 
@@ -42,6 +42,12 @@ export interface UnpackOptions {
   rewriterFor?: (file: BundleFile) => Promise<Rewriter | undefined>;
   /** "tree" (default) mirrors the bundle paths below the staging folder; "flat" see stagedPath. */
   layout?: StagingLayout;
+  /**
+   * The files the caller will write a rewritten second copy of after staging (path remapping
+   * after the fact: restore --all), for the free-space check. Pull and import rewrite on the way
+   * in (rewriterFor) or not at all, and count each file once. Default: every JSONL file.
+   */
+  secondCopies?: (bundlePath: string) => boolean;
   /** Override the limits (tests). */
   limits?: Partial<UnpackLimits>;
 }
@@ -163,7 +169,7 @@ export async function unpackTar(
             }
             budget = consumed + declared + 64 * 1024;
             if ((await options.onManifest?.(manifest)) === "signer-accepted") ratioGuard = false;
-            await checkFreeSpace(stagingDir, manifest);
+            await checkFreeSpace(stagingDir, manifest, options.secondCopies ?? ((file) => file.endsWith(".jsonl")));
           } else await writer.finish(event.sha256);
           continue;
         }
@@ -290,9 +296,14 @@ function makeDirs(root: string, dir: string): void {
 /**
  * Refuse early, before a byte is written, when the staging disk cannot hold
  * the bundle: its files rounded up to whole blocks, plus a rewritten copy of
- * every JSONL file (path remapping writes a second copy before the rename).
+ * each file `secondCopies` names (path remapping after staging writes a second
+ * copy before the rename).
  */
-async function checkFreeSpace(stagingDir: string, manifest: Manifest): Promise<void> {
+async function checkFreeSpace(
+  stagingDir: string,
+  manifest: Manifest,
+  secondCopies: (bundlePath: string) => boolean,
+): Promise<void> {
   let stats: { bavail: number; bsize: number };
   try {
     stats = await statfs(stagingDir);
@@ -305,14 +316,13 @@ async function checkFreeSpace(stagingDir: string, manifest: Manifest): Promise<v
   for (const session of manifest.sessions) {
     for (const file of session.files) {
       need += rounded(file.size);
-      if (file.path.endsWith(".jsonl")) need += rounded(file.size);
+      if (secondCopies(file.path)) need += rounded(file.size);
     }
   }
   const free = stats.bavail * stats.bsize;
   if (need > free) {
-    throw new CcbError(
+    throw new NoSpaceError(
       `not enough disk space to restore: the bundle needs ${formatBytes(need)}, ${formatBytes(free)} free on ${path.dirname(stagingDir)}`,
-      1,
       { hint: "free some space and run the command again; nothing was changed" },
     );
   }
