@@ -227,11 +227,9 @@ export async function collectSession(
     files.push(await hashedFile(claudeDir, file, kept));
   for (const plan of planFiles(claudeDir, slugs)) files.push(await hashedFile(claudeDir, plan, kept));
   const todosDir = path.join(claudeDir, "todos");
-  for (const name of sortedNames(todosDir)) {
-    if (name.startsWith(`${ref.id}-agent-`) && name.endsWith(".json")) {
-      const file = path.join(todosDir, name);
-      if (isRegularFile(file)) files.push(await hashedFile(claudeDir, file, kept));
-    }
+  for (const name of grouped(todoOwners, sortedNames(todosDir), todoOwner).get(ref.id) ?? []) {
+    const file = path.join(todosDir, name);
+    if (isRegularFile(file)) files.push(await hashedFile(claudeDir, file, kept));
   }
   const history = sessionHistoryLines(claudeDir, ref.id);
   if (history.length > 0) {
@@ -264,17 +262,55 @@ export async function collectSession(
 function planFiles(claudeDir: string, slugs: Set<string>): string[] {
   if (slugs.size === 0) return [];
   const dir = path.join(claudeDir, "plans");
-  const names = sortedNames(dir);
-  const out: string[] = [];
-  for (const name of names) {
-    if (!name.endsWith(".md")) continue;
-    const stem = name.slice(0, -".md".length);
-    const agent = stem.lastIndexOf("-agent-");
-    const owned = slugs.has(stem) || (agent > 0 && slugs.has(stem.slice(0, agent)));
-    if (owned && isRegularFile(path.join(dir, name))) out.push(path.join(dir, name));
-  }
-  return out;
+  const bySlug = grouped(planOwners, sortedNames(dir), planOwner);
+  const owned = new Set<string>();
+  for (const slug of slugs) for (const name of bySlug.get(slug) ?? []) owned.add(name);
+  return [...owned]
+    .sort()
+    .map((name) => path.join(dir, name))
+    .filter(isRegularFile);
 }
+
+/** `<slug>.md` belongs to that slug; `<slug>-agent-<id>.md` to the slug too (a subagent's plan). */
+function planOwner(name: string): string[] {
+  if (!name.endsWith(".md")) return [];
+  const stem = name.slice(0, -".md".length);
+  const agent = stem.lastIndexOf("-agent-");
+  return agent > 0 ? [stem, stem.slice(0, agent)] : [stem];
+}
+
+/** `<session id>-agent-<id>.json` belongs to that session. */
+function todoOwner(name: string): string[] {
+  const agent = name.indexOf("-agent-");
+  return agent > 0 && name.endsWith(".json") ? [name.slice(0, agent)] : [];
+}
+
+/**
+ * A folder listing's names by owner, built once per listing: sortedNames hands out the same array
+ * while the folder is unchanged, and going through all of plans/ or todos/ for each session made
+ * a backup of 4,500 sessions quadratic (~1 s per thread).
+ */
+function grouped(
+  cache: WeakMap<string[], Map<string, string[]>>,
+  names: string[],
+  owners: (name: string) => string[],
+): Map<string, string[]> {
+  let byOwner = cache.get(names);
+  if (!byOwner) {
+    byOwner = new Map();
+    for (const name of names) {
+      for (const owner of owners(name)) {
+        const list = byOwner.get(owner);
+        if (list) list.push(name);
+        else byOwner.set(owner, [name]);
+      }
+    }
+    cache.set(names, byOwner);
+  }
+  return byOwner;
+}
+const planOwners = new WeakMap<string[], Map<string, string[]>>();
+const todoOwners = new WeakMap<string[], Map<string, string[]>>();
 
 /**
  * The lines of `history.jsonl` (the prompt history) that belong to this
