@@ -114,14 +114,19 @@ describe("backup", () => {
     expect(snapshotNames(nas)).toHaveLength(1);
   });
 
-  it("an unchanged session is judged by size and mtime alone: its files are not opened", async () => {
+  it("a touched session is read again but keeps its blob; an unchanged one is judged by size and mtime alone", async () => {
     // A whole-second mtime, so it can be set again exactly.
     const target = sessions[9]!.transcript;
     const stamp = new Date(Math.floor(Date.now() / 1000) * 1000 - 60_000);
     utimesSync(target, stamp, stamp);
+    const blobsBefore = blobNames(nas).length;
     const touched = JSON.parse((await alice.runOk(["backup", "--json"])).stdout);
-    expect(touched.uploaded.map((u: { id: string }) => u.id)).toEqual([sessions[9]!.id]);
-    // Same size, same mtime, different bytes: only a read could tell.
+    // Read (its stat changed), found word for word what the last backup holds: nothing to upload.
+    expect(touched.uploaded).toEqual([]);
+    expect(touched.sessions).toMatchObject({ uploaded: 0, unchanged: 12 });
+    expect(touched.wroteSnapshot).toBe(false);
+    expect(blobNames(nas)).toHaveLength(blobsBefore);
+    // Same size, same mtime (the touched one, now remembered), different bytes: only a read could tell.
     const before = readFileSync(target);
     writeFileSync(target, Buffer.alloc(before.length, 0x78));
     utimesSync(target, stamp, stamp);

@@ -4,7 +4,7 @@ import os from "node:os";
 import type { BlobStore } from "../../storage-adapters/blob-store.js";
 import { HashCounter } from "../bundle/blob.js";
 import { signBundle } from "../bundle/build.js";
-import type { GitContext } from "../bundle/manifest.js";
+import { canonicalJson, type GitContext, type Manifest, type ManifestSession } from "../bundle/manifest.js";
 import { inProcess, type SessionBundler, sessionBundler } from "../bundle/worker-pool.js";
 import { gitContext } from "../claude/git.js";
 import { claudeLayout } from "../claude/paths.js";
@@ -251,6 +251,7 @@ async function backupWith(options: BackupOptions, started: number, gitShell: Git
           report();
         },
         storeRefused: () => storeFailure,
+        inLastSnapshot: (blobKey) => baseBlobs.has(blobKey),
       });
     } catch (err) {
       if (err instanceof StoreRefused) storeFailure ??= err;
@@ -267,10 +268,12 @@ async function backupWith(options: BackupOptions, started: number, gitShell: Git
   const failures: BackupFailure[] = [];
   // Entries that are current after this run: unchanged, resumed or just uploaded.
   const current = new Set(decisions.filter((d) => d.status !== "changed").map((d) => d.stateKey));
+  let same = 0;
   uploadResults.forEach((result, index) => {
     const decision = changed[index]!;
     if (result.status === "fulfilled") {
-      uploaded.push(result.value);
+      if (result.value === "same") same++;
+      else uploaded.push(result.value);
       current.add(decision.stateKey);
       return;
     }
@@ -321,7 +324,7 @@ async function backupWith(options: BackupOptions, started: number, gitShell: Git
     sessions: {
       scanned: refs.length,
       uploaded: uploaded.length,
-      unchanged: counts("unchanged"),
+      unchanged: counts("unchanged") + same,
       resumed: counts("resumed"),
       failed: failures.length,
       inSnapshot: sessions.length,
@@ -361,7 +364,9 @@ async function uploadSession(options: {
   onPlainBytes: (bytes: number) => void;
   /** The first upload the store refused in this run, if any. */
   storeRefused: () => StoreRefused | undefined;
-}): Promise<UploadedSession> {
+  /** Whether the last snapshot names this blob (then the store has it). */
+  inLastSnapshot: (blobKey: string) => boolean;
+}): Promise<UploadedSession | "same"> {
   const { settings, store, decision } = options;
   // The fingerprint was taken before this read: if Claude Code writes meanwhile, the
   // next run sees a newer stat and backs the session up again (whole lines only now).
@@ -373,6 +378,19 @@ async function uploadSession(options: {
     git: options.git,
   });
   const session = prepared.manifest.sessions[0]!;
+  // Stat said changed, the bytes may not be (a `touch`, a copy that kept the content, an editor
+  // saving the same file): the blob of the last backup is still this session, word for word.
+  const content = contentDigest(prepared.manifest.source, session);
+  const previous = options.stateFile.state.sessions[decision.stateKey];
+  if (
+    previous?.content === content &&
+    previous.recipients === options.recipientsId &&
+    (options.inLastSnapshot(previous.entry.blob.key) ||
+      (await store.stat(previous.entry.blob.key))?.size === previous.entry.blob.size)
+  ) {
+    await options.stateFile.record(decision.stateKey, { ...previous, fingerprint: decision.print });
+    return "same";
+  }
   const blobKey = storeLayout.blob(randomId());
   const counter = new HashCounter();
   await options.uploads(async () => {
@@ -432,7 +450,7 @@ async function uploadSession(options: {
     blob: { key: blobKey, size: counter.bytes, sha256: counter.digest() },
     backedUp: new Date().toISOString(),
   };
-  const saved: StateEntry = { fingerprint: print, slugs, recipients: options.recipientsId, entry };
+  const saved: StateEntry = { fingerprint: print, slugs, recipients: options.recipientsId, entry, content };
   await options.stateFile.record(decision.stateKey, saved);
   return {
     id: session.id,
@@ -574,4 +592,13 @@ function sameEntries(a: SnapshotSession[], b: SnapshotSession[]): boolean {
   const key = (entry: SnapshotSession) => `${entry.machine}/${entry.folder}/${entry.id}/${entry.blob.key}`;
   const left = new Set(a.map(key));
   return b.every((entry) => left.has(key(entry)));
+}
+
+/**
+ * What a session's blob holds, as far as a later restore can tell: the manifest's session (every
+ * file's path, size and sha256; cwd, title, git facts) and where it came from. Equal digests,
+ * equal blobs but for the manifest's time and signature.
+ */
+function contentDigest(source: Manifest["source"], session: ManifestSession): string {
+  return createHash("sha256").update(canonicalJson({ source, session })).digest("hex");
 }

@@ -27,6 +27,11 @@ export interface StateEntry {
   /** Which recipients the blob is encrypted to: adding a backup recipient re-uploads everything. */
   recipients: string;
   entry: SnapshotSession;
+  /**
+   * sha256 of what the blob holds (backup.ts contentDigest): a session whose files were touched
+   * but not changed keeps its blob. Missing in states written before it.
+   */
+  content?: string;
 }
 
 export interface BackupState {
