@@ -4,6 +4,7 @@ import { copyFile, type FileHandle, link, mkdir, rename, rm, stat } from "node:f
 import path from "node:path";
 import { promisify } from "node:util";
 import { errnoCode } from "../errors.js";
+import { removeOnInterrupt } from "../interrupt.js";
 import type { Remapper } from "./remap.js";
 import { rewriteUtf8Lines } from "./remap-bytes.js";
 
@@ -243,7 +244,7 @@ export async function writeFileAtomic(
       await rename(tmp, file);
     });
   } finally {
-    await rm(tmp, { force: true });
+    await staged.abort();
   }
 }
 
@@ -260,6 +261,8 @@ export async function stageFileAtomic(
 ): Promise<{ tmp: string; commit(): Promise<void>; abort(): Promise<void> }> {
   if (!options.parentExists) mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
   const tmp = `${file}.${randomBytes(6).toString("hex")}.tmp`;
+  // Until commit or abort, a Ctrl-C removes it (the caller may wait on the network in between).
+  const forget = removeOnInterrupt(tmp);
   try {
     const fd = openSync(tmp, "wx", mode);
     try {
@@ -269,15 +272,20 @@ export async function stageFileAtomic(
       closeSync(fd);
     }
   } catch (err) {
+    forget();
     await rm(tmp, { force: true });
     throw err;
   }
-  const abort = () => rm(tmp, { force: true });
+  const abort = () => {
+    forget();
+    return rm(tmp, { force: true });
+  };
   return {
     tmp,
     commit: async () => {
       try {
         renameSync(tmp, file);
+        forget();
       } catch (err) {
         await abort();
         throw err;

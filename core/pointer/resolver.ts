@@ -4,6 +4,7 @@ import path from "node:path";
 import type { BlobStore } from "../../storage-adapters/blob-store.js";
 import type { Settings } from "../config.js";
 import { CcbError, errnoCode, IntegrityError, NotFoundError } from "../errors.js";
+import { removeOnInterrupt } from "../interrupt.js";
 import { abortable, describeError, TimeoutReason } from "./abort.js";
 import { DhtTransport, type DhtTransportOptions } from "./dht.js";
 import { type VerifiedPacket, verifyPayload } from "./packet.js";
@@ -66,12 +67,16 @@ async function writeState(home: string, state: SeenState): Promise<void> {
   const file = seenStatePath(home);
   await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
   const tmp = `${file}.${randomBytes(6).toString("hex")}.tmp`;
+  // Ctrl-C between the write and the rename left the temp file behind.
+  const forget = removeOnInterrupt(tmp);
   try {
     await writeFile(tmp, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600, flag: "wx" });
     await rename(tmp, file);
   } catch (err) {
     await rm(tmp, { force: true });
     throw err;
+  } finally {
+    forget();
   }
 }
 
