@@ -23,9 +23,17 @@ export class PhaseBars {
 
   constructor(private readonly out: Output) {}
 
-  /** The listener to hand to a use case; undefined when no bars are drawn. */
-  listener(): ((event: ProgressEvent) => void) | undefined {
-    return this.out.interactive ? (event) => this.update(event) : undefined;
+  /**
+   * The listener to hand to a use case; undefined when no bars are drawn. With `minTotal`, a
+   * phase smaller than that draws nothing (a push of a small session is over before a bar says
+   * anything).
+   */
+  listener(options: { minTotal?: number } = {}): ((event: ProgressEvent) => void) | undefined {
+    if (!this.out.interactive) return undefined;
+    const min = options.minTotal ?? 0;
+    return (event) => {
+      if (event.total >= min) this.update(event);
+    };
   }
 
   private update(event: ProgressEvent): void {

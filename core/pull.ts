@@ -1,6 +1,7 @@
 import type { Readable } from "node:stream";
 import { type BlobStore, EmptyStoreError, StoreMissingError } from "../storage-adapters/blob-store.js";
 import { openStore } from "../storage-adapters/index.js";
+import { countBytes, type ProgressListener } from "./backup/progress.js";
 import { warmReader } from "./bundle/threaded-reader.js";
 import type { PathMapping } from "./claude/remap.js";
 import type { Settings } from "./config.js";
@@ -54,6 +55,8 @@ export interface PullOptions {
   maps: PathMapping[];
   rewrite: boolean;
   force: boolean;
+  /** The download, in bytes of the blob. */
+  onProgress?: ProgressListener | undefined;
 }
 
 export interface PullResult extends ReceiveResult {
@@ -305,9 +308,12 @@ function receiveOptionsFor(
   blob: NonNullable<PointerPayload["blob"]>,
   stream: Readable,
 ): ReceiveOptions {
+  const report = options.onProgress;
   return {
     settings: options.settings,
-    blob: stream,
+    blob: report
+      ? countBytes(stream, (done) => report({ phase: "download", unit: "bytes", done, total: blob.size }))
+      : stream,
     identities: [new X25519Identity(Buffer.from(blob.age, "base64url"))],
     acceptSigners: [options.publisher],
     ownKey: options.key?.z32,

@@ -1,5 +1,6 @@
 import { pipeline } from "node:stream";
 import type { BlobStore } from "../storage-adapters/blob-store.js";
+import type { ProgressListener } from "./backup/progress.js";
 import { bundleStream, HashCounter } from "./bundle/blob.js";
 import { prepareBundle } from "./bundle/build.js";
 import { findSession } from "./claude/session.js";
@@ -55,7 +56,8 @@ export interface PushOptions {
   pin?: Uint8Array | undefined;
   ttlSeconds: number;
   burn: boolean;
-  onProgress?: (phase: string, done: number, total?: number) => void;
+  /** Packing and uploading, in bytes of the session's files (the blob's size is known only at its end). */
+  onProgress?: ProgressListener | undefined;
 }
 
 export type PushMode = "self" | "shared" | "pin";
@@ -208,14 +210,13 @@ async function pushWithKeys(options: PushOptions, fileKey: Buffer, blobSecret: B
     files: prepared.files,
     recipients: blobRecipients,
     compression: settings.compression,
+    onPlainBytes: (done) => options.onProgress?.({ phase: "upload", unit: "bytes", done, total: prepared.bytes }),
   });
   // pipeline, not pipe: a file Claude Code rewrote while it was packed must fail the upload (one
   // line, the temp file removed). pipe() passed no error on, and one raised before the store began
   // to read crashed the process; now it destroys `counter`, and the store's read of it fails.
   const stream = pipeline(blob, counter, () => undefined);
-  await options.store.put(objectKey, stream, {
-    onProgress: (done) => options.onProgress?.("upload", done),
-  });
+  await options.store.put(objectKey, stream);
   const sha256 = counter.digest();
   const stored = await options.store.stat(objectKey);
   if (!stored || stored.size !== counter.bytes) {

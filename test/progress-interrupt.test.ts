@@ -1,9 +1,12 @@
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
+import { writeSession } from "./helpers/fixture.js";
+import { type Machine, sameUserOnTwoMachines } from "./helpers/machine.js";
 
 /**
  * A progress bar hides the cursor and turns line wrap off while it draws.
@@ -44,5 +47,47 @@ setTimeout(() => {}, 10_000);
     expect(hidden).toBe(2);
     expect(shown).toBe(hidden);
     expect(output.lastIndexOf("\x1b[?7h")).toBeGreaterThan(output.lastIndexOf("\x1b[?7l"));
+  });
+});
+
+describe("push and pull on a terminal", () => {
+  const CLI = dist("main.js");
+  /** The command run on a pseudo-terminal, everything it wrote. */
+  const onTerminal = (machine: Machine, args: string[], cwd: string) =>
+    execFileSync(
+      "script",
+      ["-qec", [process.execPath, CLI, ...args].map((part) => `'${part}'`).join(" "), "/dev/null"],
+      {
+        env: machine.env,
+        cwd,
+        encoding: "utf8",
+        timeout: 60_000,
+      },
+    );
+
+  it("draw a bar for a big session (bytes, rate, ETA) and none for a small one", async () => {
+    const { alice, bob } = await sameUserOnTwoMachines("bars", { nas: true });
+    try {
+      const project = alice.project("app");
+      const small = writeSession({ claudeDir: alice.claudeDir, projectDir: project, home: alice.home });
+      const quiet = onTerminal(alice, ["push", "--session", small.id], project);
+      expect(quiet).toMatch(/Pushed session/);
+      expect(quiet).not.toMatch(/upload\s+\[/);
+
+      const big = writeSession({ claudeDir: alice.claudeDir, projectDir: project, home: alice.home });
+      const file = `${alice.claudeDir}/projects/${big.folder}/${big.id}/tool-results/big.txt`;
+      mkdirSync(file.slice(0, file.lastIndexOf("/")), { recursive: true });
+      // Random: the blob stays as big as the files (over the 16 MiB a bar needs).
+      writeFileSync(file, randomBytes(20 << 20).toString("base64"));
+      const pushed = onTerminal(alice, ["push", "--session", big.id], project);
+      expect(pushed).toMatch(/upload\s+\[.*\] \d+% \| [\d.]+ [KMG]?B \/ [\d.]+ MB \| [\d.]+ [KMG]?B\/s \| ETA/);
+      expect(pushed).toMatch(/Pushed session/);
+      const pulled = onTerminal(bob, ["pull", "--project", bob.project("app"), "--no-resume"], bob.home);
+      expect(pulled).toMatch(/download\s+\[.*\] \d+% \| [\d.]+ [KMG]?B \/ [\d.]+ MB/);
+      expect(pulled).toMatch(/Pulled session|restored/);
+    } finally {
+      alice.cleanup();
+      bob.cleanup();
+    }
   });
 });

@@ -12,6 +12,10 @@ import type { ReceivedSession, ReceiveResult } from "../../core/receive.js";
 import { Context, type GlobalArgs } from "../context.js";
 import { fileArgument } from "../file-argument.js";
 import { count, Output } from "../output.js";
+import { PhaseBars } from "../progress.js";
+
+/** Push and pull draw a bar only for a session this big: a small one is done before a bar shows. */
+const BAR_FROM_BYTES = 16 * 1024 * 1024;
 
 /** `push`, `pull`, `export`, `import`: moving one session. */
 
@@ -79,6 +83,7 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
         const key = await ctx.userKey();
         const store = await ctx.store();
         const { pushSession } = await import("../../core/push.js");
+        const bars = new PhaseBars(ctx.out);
         // Closed whatever happens: an open DHT socket kept a failed push running forever.
         let transports: Awaited<ReturnType<Context["transports"]>> = [];
         try {
@@ -94,7 +99,8 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
             pin,
             ttlSeconds,
             burn: args.burn,
-          });
+            onProgress: bars.listener({ minTotal: BAR_FROM_BYTES }),
+          }).finally(() => bars.stop());
           await Promise.all(transports.map((t) => t.close?.()));
           transports = [];
           ctx.out.result({ ok: true, ...result, key: key.z32 });
@@ -199,6 +205,7 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
         // The DHT starts while the pull code loads (it resolves first thing).
         for (const transport of transports) transport.warm?.();
         const { pullSession } = await import("../../core/pull.js");
+        const bars = new PhaseBars(ctx.out);
         let result: Awaited<ReturnType<typeof pullSession>>;
         try {
           result = await pullSession({
@@ -213,8 +220,10 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
             maps,
             rewrite: args.rewrite,
             force: args.force,
+            onProgress: bars.listener({ minTotal: BAR_FROM_BYTES }),
           });
         } finally {
+          bars.stop();
           pin?.fill(0);
           await Promise.all(transports.map((t) => t.close?.()));
           await store?.close?.();

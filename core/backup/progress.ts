@@ -1,3 +1,5 @@
+import { type Readable, Transform } from "node:stream";
+
 /**
  * Progress of a long phase, for the CLI to draw (bars on a terminal, nothing
  * in cron). `done` and `total` are in `unit`; `total` may grow while a phase
@@ -11,3 +13,20 @@ export interface ProgressEvent {
 }
 
 export type ProgressListener = (event: ProgressEvent) => void;
+
+/**
+ * `source`, counting its bytes as they flow through. (Not a store's own onProgress: a data
+ * listener on the store's stream would start it flowing before the reader is attached.)
+ */
+export function countBytes(source: Readable, report: (bytes: number) => void): Readable {
+  let bytes = 0;
+  const counter = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      bytes += chunk.length;
+      report(bytes);
+      done(null, chunk);
+    },
+  });
+  source.on("error", (err) => counter.destroy(err));
+  return source.pipe(counter);
+}

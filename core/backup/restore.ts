@@ -1,4 +1,4 @@
-import { type Readable, Transform } from "node:stream";
+import type { Readable } from "node:stream";
 import type { BlobStore } from "../../storage-adapters/blob-store.js";
 import type { PathMapping } from "../claude/remap.js";
 import type { RecoveredStaging } from "../claude/staging.js";
@@ -7,7 +7,7 @@ import type { UserKey } from "../crypto/keys.js";
 import { describeFailure, type ExitCode, isNoSpace, NotFoundError, UsageError } from "../errors.js";
 import { type ReceivedSession, type ReceiveOptions, ReceiveRun, type StagedBundle } from "../receive.js";
 import { filterEntries, lastActivity, machineMatcher } from "./filter.js";
-import type { ProgressListener } from "./progress.js";
+import { countBytes, type ProgressListener } from "./progress.js";
 import { pickSnapshotId, readSnapshot, type SnapshotSession } from "./snapshot.js";
 
 /**
@@ -120,7 +120,7 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRes
   const run = new ReceiveRun(settings, { oneBundle: !select.all });
   const stageEntry = async (entry: SnapshotSession): Promise<{ staged: StagedBundle; receiving: ReceiveOptions }> => {
     let seen = 0;
-    const blob = counted(await openBackupBlob(store, entry), (bytes) => {
+    const blob = countBytes(await openBackupBlob(store, entry), (bytes) => {
       downloaded += bytes - seen;
       seen = bytes;
       options.onProgress?.({ phase: "download", unit: "bytes", done: downloaded, total });
@@ -188,23 +188,6 @@ async function openBackupBlob(store: BlobStore, entry: SnapshotSession): Promise
       hint: "restore it from an older snapshot (--snapshot; `ccbundle list` shows them)",
     });
   }
-}
-
-/**
- * Count bytes as they flow. (Not the store's own onProgress: a data listener on
- * the store's stream would start it flowing before the reader is attached.)
- */
-function counted(source: Readable, report: (bytes: number) => void): Readable {
-  let bytes = 0;
-  const counter = new Transform({
-    transform(chunk: Buffer, _encoding, done) {
-      bytes += chunk.length;
-      report(bytes);
-      done(null, chunk);
-    },
-  });
-  source.on("error", (err) => counter.destroy(err));
-  return source.pipe(counter);
 }
 
 /**
