@@ -1,5 +1,6 @@
 import type { Argv } from "yargs";
 import { lastActivity } from "../../core/backup/filter.js";
+import type { RestoredSession } from "../../core/backup/restore.js";
 import type { SnapshotSession } from "../../core/backup/snapshot.js";
 import { parseMaps } from "../../core/claude/target.js";
 import { formatBytes, parseDuration } from "../../core/duration.js";
@@ -78,7 +79,12 @@ export function restoreCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
           .option("map", { type: "string", array: true, describe: "Move a path prefix <old>=<new> (repeatable)" })
           .option("resume", { type: "boolean", describe: RESUME_HELP })
           .option("rewrite", { type: "boolean", default: true, describe: "Rewrite paths (--no-rewrite keeps bytes)" })
-          .option("force", { type: "boolean", default: false, describe: "Replace diverged local copies (backed up)" }),
+          .option("force", { type: "boolean", default: false, describe: "Replace diverged local copies (backed up)" })
+          .option("verbose", {
+            type: "boolean",
+            default: false,
+            describe: `With --all: a line for every session (above ${LIST_EACH_UP_TO}, only those that need a word)`,
+          }),
       async (args) => {
         if (args.all && args.session) {
           throw new UsageError("give a session or --all, not both", {
@@ -151,11 +157,27 @@ export function restoreCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
         printRecovered(ctx, result);
         // Many sessions often share a warning (300 "uncommitted changes" lines said nothing 300 times).
         const gathered = result.restored.length > 1 ? new Map<string, string[]>() : undefined;
+        // A restore of thousands printed three lines each: past a few dozen, the sessions that went
+        // back as they were backed up are counted by project, and the others get their lines.
+        const each = !args.all || args.verbose || result.restored.length <= LIST_EACH_UP_TO;
+        const byProject = new Map<string, number>();
         for (const session of result.restored) {
+          if (!each && isRoutine(session)) {
+            byProject.set(session.targetCwd, (byProject.get(session.targetCwd) ?? 0) + 1);
+            for (const warning of session.warnings)
+              gathered?.set(warning, [...(gathered.get(warning) ?? []), session.originalId]);
+            continue;
+          }
           ctx.out.line(
             `Session ${session.originalId}${session.title ? ` "${session.title}"` : ""} from ${session.host}`,
           );
           printRestored(ctx, session, gathered);
+        }
+        if (byProject.size > 0) {
+          const routine = [...byProject.values()].reduce((a, b) => a + b, 0);
+          ctx.out.line(`${count(routine, "session")} went back as backed up (--verbose lists each):`);
+          for (const [project, n] of [...byProject].sort(([a], [b]) => a.localeCompare(b)))
+            ctx.out.line(`  ${project}: ${count(n, "session")}`);
         }
         if (gathered) printGathered(ctx, gathered);
         for (const failure of result.failures) {
@@ -313,4 +335,22 @@ function shortDate(time: number): string {
   const date = new Date(time);
   const pad = (n: number) => String(n).padStart(2, "0");
   return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())} ${pad(date.getHours())}:${pad(date.getMinutes())}`;
+}
+
+/** restore --all prints every session up to this many; past it, only those that need a word. */
+const LIST_EACH_UP_TO = 30;
+
+/**
+ * Restored as it was backed up, with nothing to say: new, or already here and identical with
+ * nothing brought in; no conflict, no fork, no local file saved or backed up.
+ */
+function isRoutine(session: RestoredSession): boolean {
+  const plain = session.outcome === "new" || (session.outcome === "identical" && session.filesWritten === 0);
+  return (
+    plain &&
+    session.conflicts.length === 0 &&
+    session.saved.length === 0 &&
+    session.sessionId === session.originalId &&
+    !session.backupDir
+  );
 }
