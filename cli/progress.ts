@@ -20,6 +20,8 @@ export class PhaseBars {
   private started = 0;
   /** A bar hides the cursor and turns line wrap off: Ctrl-C must give both back (stop does). */
   private forgetInterrupt: (() => void) | undefined;
+  /** Set by a signal: events that still arrive while cleanups run must not draw a new bar. */
+  private interrupted = false;
 
   constructor(private readonly out: Output) {}
 
@@ -37,6 +39,7 @@ export class PhaseBars {
   }
 
   private update(event: ProgressEvent): void {
+    if (this.interrupted) return;
     if (event.phase !== this.phase) {
       this.stop();
       this.phase = event.phase;
@@ -56,7 +59,10 @@ export class PhaseBars {
         },
         bars.Presets.shades_classic,
       );
-      this.forgetInterrupt ??= onInterrupt(() => this.stop());
+      this.forgetInterrupt ??= onInterrupt(() => {
+        this.interrupted = true;
+        this.stop();
+      });
       this.bar.start(Math.max(event.total, 1), 0, { rate: formatBytes(0) });
     }
     const seconds = Math.max((Date.now() - this.started) / 1000, 0.001);

@@ -59,7 +59,7 @@ export function isCcbError(err: unknown): err is CcbError {
   return err instanceof CcbError;
 }
 
-/** The disk (or quota) is full: a restore of many sessions stops at the first, the rest would fail too. */
+/** A write found the disk (or quota) full: a restore of many sessions stops there, the rest would fail too. */
 export class NoSpaceError extends CcbError {
   constructor(message: string, options: CcbErrorOptions = {}) {
     super(message, ExitCode.failure, options);

@@ -172,6 +172,8 @@ export class ReceiveRun {
       let signer = "";
       const rewritten = new Set<string>();
       let rewriterFor: ((file: BundleFile) => Promise<Rewriter | undefined>) | undefined;
+      // restore --all rewrites after staging, a second copy of each text file, unless nothing moves.
+      let rewritesAfter = false;
       const read = await readBundle(options.blob, {
         identities: options.identities,
         stagingDir: dir,
@@ -183,6 +185,13 @@ export class ReceiveRun {
             });
           }
           if (this.#oneBundle) rewriterFor = this.#stagingRewriters(manifest, options, rewritten);
+          else {
+            rewritesAfter =
+              options.rewrite &&
+              (options.maps.length > 0 ||
+                manifest.source.claudeDir !== this.#settings.claudeDir ||
+                manifest.source.home !== homeDir(options.settings.env));
+          }
           // Signed by the user's own key: the sizes it signed bound the bundle from here on, however
           // well it compresses (their own repetitive session must restore).
           return options.ownKey !== undefined && signer === options.ownKey ? "signer-accepted" : undefined;
@@ -191,7 +200,7 @@ export class ReceiveRun {
         handOver: (fd) => durable.add(fd),
         layout: "flat",
         // One-bundle runs rewrite on the way into staging (#stagingRewriters); restore --all after.
-        secondCopies: (file) => options.rewrite && !this.#oneBundle && rewriteFormFor(file) !== undefined,
+        secondCopies: (file) => rewritesAfter && rewriteFormFor(file) !== undefined,
       });
       if (options.expect && (read.sha256 !== options.expect.sha256 || read.size !== options.expect.size)) {
         throw new IntegrityError("the stored bundle does not match the hash it was published with", {

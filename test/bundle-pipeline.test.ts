@@ -163,7 +163,7 @@ describe("zstd through the binding", () => {
       const data = sample(size).subarray(0, size);
       const file = path.join(root, `exact-${size}.bin`);
       writeFileSync(file, data);
-      const byCli = execFileSync("zstd", ["-3", "-q", "-c", file], { maxBuffer: 64 << 20 });
+      const byCli = execFileSync("zstd", ["-3", "-q", "-c", "--check", file], { maxBuffer: 64 << 20 });
       const ours = await through(data, createCompressor({ codec: "zstd", level: 3, workers: 0 }));
       const cases: [Buffer, Buffer][] = [
         [byCli, data],
@@ -176,6 +176,14 @@ describe("zstd through the binding", () => {
           expect(out.equals(expected), `${size} bytes in ${chunk}-byte pieces`).toBe(true);
         }
       }
+      // Still refused when cut there: before the checksum, in the last block, in a next frame's header.
+      for (const cut of [byCli.subarray(0, byCli.length - 2), byCli.subarray(0, byCli.length - 9)]) {
+        for (const chunk of [cut.length, 4096, 7]) {
+          await expect(through(cut, createDecompressor(), chunk), `${size} cut`).rejects.toMatchObject({ exitCode: 5 });
+        }
+      }
+      const halfHeader = Buffer.concat([byCli, byCli.subarray(0, 3)]);
+      await expect(through(halfHeader, createDecompressor(), 4096)).rejects.toMatchObject({ exitCode: 5 });
     }
   });
 

@@ -320,38 +320,68 @@ describe("the disk fills up while restoring (tmpfs)", () => {
     }
   });
 
-  it("restore --all stops at the first session the full disk refuses, and says how many it did not try", async () => {
+  it("restore --all stops when a write finds the disk full, and says how many it did not try", async () => {
     const carol = new Machine("faults-full", {});
+    const dir = path.join(carol.root, "claude-full");
     try {
       const store = path.join(carol.root, "nas");
       mkdirSync(store);
       carol.env.CCBUNDLE_STORE = store;
       await carol.runOk(["init", "--no-passphrase"]);
       const project = carol.project("app");
-      for (let i = 0; i < 6; i++) {
-        const s = writeSession({ claudeDir: carol.claudeDir, projectDir: project, home: carol.home });
-        bigToolResult(s, carol.claudeDir, MIB);
-      }
+      for (let i = 0; i < 6; i++) writeSession({ claudeDir: carol.claudeDir, projectDir: project, home: carol.home });
       await carol.runOk(["backup"]);
-      const dir = path.join(carol.root, "claude-full");
-      // Room for a few: each session is ~1 MiB, staged while the one before installs, and restore
-      // --all writes a rewritten copy of its tool result (this config dir is not the one backed up).
-      mountTmpfs(dir, "size=5m");
+      // Bytes to spare, files not: the up-front check passes and a create fails (ENOSPC) a session or two in.
+      mountTmpfs(dir, "size=64m,nr_inodes=40");
       const r = await carol.run(["restore", "--all", "--no-resume", "--json"], { env: { CLAUDE_CONFIG_DIR: dir } });
       const doc = JSON.parse(r.stdout);
-      expect(doc.sessions.length, JSON.stringify(doc.failures)).toBeGreaterThan(0);
-      expect(doc.failures).toHaveLength(1);
-      expect(doc.failures[0].message).toMatch(/disk space|no space left/);
+      expect(doc.failures, r.stdout).toHaveLength(1);
+      expect(doc.failures[0].message).toMatch(/no space left/);
       expect(doc.notAttempted).toBe(6 - doc.sessions.length - 1);
       expect(doc.notAttempted).toBeGreaterThan(0);
-      expect(r.code).toBe(3);
+      expect(r.code).toBe(doc.sessions.length > 0 ? 3 : 1);
       expect(stagingLeftovers(dir)).toEqual([]);
       const human = await carol.run(["restore", "--all", "--no-resume"], { env: { CLAUDE_CONFIG_DIR: dir } });
-      expect(human.stderr).toMatch(/the disk is full: stopped with \d+ sessions? not tried/);
+      expect(human.stderr).toMatch(
+        /the disk is full: stopped with \d+ sessions? not tried\nhint: free some space and run the same command again/,
+      );
       expect(human.stderr.split("\n").filter((line) => line.startsWith("ccbundle: ")).length).toBe(2);
     } finally {
-      unmountTmpfs(path.join(carol.root, "claude-full"));
+      unmountTmpfs(dir);
       carol.cleanup();
+    }
+  });
+
+  it("restore --all refuses a session too big for the disk and goes on with those that fit", async () => {
+    const dana = new Machine("faults-big-one", {});
+    const dir = path.join(dana.root, "claude-small");
+    try {
+      const store = path.join(dana.root, "nas");
+      mkdirSync(store);
+      dana.env.CCBUNDLE_STORE = store;
+      await dana.runOk(["init", "--no-passphrase"]);
+      const project = dana.project("app");
+      // The oldest (restored first) is too big for the disk; four small ones after it fit.
+      const big = writeSession({
+        claudeDir: dana.claudeDir,
+        projectDir: project,
+        home: dana.home,
+        start: new Date("2026-01-01T00:00:00Z"),
+      });
+      bigToolResult(big, dana.claudeDir, 8 * MIB);
+      for (let i = 0; i < 4; i++) writeSession({ claudeDir: dana.claudeDir, projectDir: project, home: dana.home });
+      await dana.runOk(["backup"]);
+      mountTmpfs(dir, "size=5m");
+      const r = await dana.run(["restore", "--all", "--no-resume", "--json"], { env: { CLAUDE_CONFIG_DIR: dir } });
+      const doc = JSON.parse(r.stdout);
+      expect(doc.failures.map((f: { session: string }) => f.session)).toEqual([big.id]);
+      expect(doc.failures[0].message).toMatch(/not enough disk space to restore/);
+      expect(doc.sessions).toHaveLength(4);
+      expect(doc.notAttempted).toBe(0);
+      expect(r.code).toBe(3);
+    } finally {
+      unmountTmpfs(dir);
+      dana.cleanup();
     }
   });
 

@@ -29,6 +29,11 @@ const { Output } = await import(${JSON.stringify(dist("output.js"))});
 const listen = new PhaseBars(new Output(false, false)).listener();
 listen({ phase: "scan", unit: "sessions", done: 1, total: 2 });
 listen({ phase: "upload", unit: "bytes", done: 10, total: 100 });
+// A cleanup that takes a while (an S3 upload being aborted), and events that still arrive meanwhile.
+const { onInterrupt } = await import(${JSON.stringify(fileURLToPath(new URL("../dist/core/interrupt.js", import.meta.url)))});
+onInterrupt(() => new Promise((resolve) => setTimeout(resolve, 500)));
+let done = 10;
+setInterval(() => listen({ phase: "upload", unit: "bytes", done: Math.min(100, ++done), total: 100 }), 50);
 setTimeout(() => process.kill(process.pid, "SIGINT"), 300);
 setTimeout(() => {}, 10_000);
 `,

@@ -188,7 +188,7 @@ export function restoreCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
         }
         if (result.notAttempted > 0 && !ctx.out.json) {
           process.stderr.write(
-            `ccbundle: the disk is full: stopped with ${count(result.notAttempted, "session")} not tried\nhint: free some space and run \`ccbundle restore --all\` again (what was restored is found identical and skipped)\n`,
+            `ccbundle: the disk is full: stopped with ${count(result.notAttempted, "session")} not tried\nhint: free some space and run the same command again (what was restored is found identical and skipped)\n`,
           );
         }
         if (partial) {

@@ -386,7 +386,7 @@ async function uploadSession(options: {
     previous?.content === content &&
     previous.recipients === options.recipientsId &&
     (options.inLastSnapshot(previous.entry.blob.key) ||
-      (await store.stat(previous.entry.blob.key))?.size === previous.entry.blob.size)
+      (await store.stat(previous.entry.blob.key).catch(() => undefined))?.size === previous.entry.blob.size)
   ) {
     await options.stateFile.record(decision.stateKey, { ...previous, fingerprint: decision.print });
     return "same";

@@ -28,5 +28,9 @@ export function countBytes(source: Readable, report: (bytes: number) => void): R
     },
   });
   source.on("error", (err) => counter.destroy(err));
+  // pipe() only unpipes when the reader gives up: close the store's stream (its connection) too.
+  counter.once("close", () => {
+    if (!source.destroyed && !source.readableEnded) source.destroy();
+  });
   return source.pipe(counter);
 }

@@ -5,7 +5,7 @@ import path from "node:path";
 import type { Readable } from "node:stream";
 import { LineAlignedWriter, writeFully } from "../claude/files.js";
 import { formatBytes } from "../duration.js";
-import { CcbError, errnoCode, IntegrityError, NoSpaceError } from "../errors.js";
+import { CcbError, errnoCode, IntegrityError } from "../errors.js";
 import { type BundleFile, MANIFEST_NAME, MAX_MANIFEST_BYTES, type Manifest, parseManifest } from "./manifest.js";
 import { readTar, type TarBatch } from "./tar-reader.js";
 
@@ -321,8 +321,10 @@ async function checkFreeSpace(
   }
   const free = stats.bavail * stats.bsize;
   if (need > free) {
-    throw new NoSpaceError(
+    // Not a NoSpaceError: this bundle does not fit, a smaller one after it may (restore --all goes on).
+    throw new CcbError(
       `not enough disk space to restore: the bundle needs ${formatBytes(need)}, ${formatBytes(free)} free on ${path.dirname(stagingDir)}`,
+      1,
       { hint: "free some space and run the command again; nothing was changed" },
     );
   }
