@@ -7,11 +7,11 @@ import { projectFolderName } from "../core/claude/paths.js";
 import type { UserKey } from "../core/crypto/keys.js";
 import { storeLayout } from "../core/store-layout.js";
 import { S3Store } from "../storage-adapters/s3.js";
-import { withSameIdentity } from "./helpers/backup.js";
+import { backupMachine, withSameIdentity } from "./helpers/backup.js";
 import { claudeFiles, expectStoreTrustworthy } from "./helpers/consistency.js";
 import { type FixtureSession, writeSession } from "./helpers/fixture.js";
 import { machineKey } from "./helpers/hostile.js";
-import { Machine, sameUserOnTwoMachines } from "./helpers/machine.js";
+import { type Machine, sameUserOnTwoMachines } from "./helpers/machine.js";
 import { startRelay } from "./helpers/relay-server.js";
 import { type S3rverHandle, startS3rver, useS3rverCredentials } from "./helpers/s3rver.js";
 import { startTcpProxy, type TcpProxy } from "./helpers/tcp-proxy.js";
@@ -321,13 +321,9 @@ describe("the disk fills up while restoring (tmpfs)", () => {
   });
 
   it("restore --all stops when a write finds the disk full, and says how many it did not try", async () => {
-    const carol = new Machine("faults-full", {});
+    const { machine: carol } = await backupMachine("faults-full");
     const dir = path.join(carol.root, "claude-full");
     try {
-      const store = path.join(carol.root, "nas");
-      mkdirSync(store);
-      carol.env.CCBUNDLE_STORE = store;
-      await carol.runOk(["init", "--no-passphrase"]);
       const project = carol.project("app");
       for (let i = 0; i < 6; i++) writeSession({ claudeDir: carol.claudeDir, projectDir: project, home: carol.home });
       await carol.runOk(["backup"]);
@@ -353,13 +349,9 @@ describe("the disk fills up while restoring (tmpfs)", () => {
   });
 
   it("restore --all refuses a session too big for the disk and goes on with those that fit", async () => {
-    const dana = new Machine("faults-big-one", {});
+    const { machine: dana } = await backupMachine("faults-big-one");
     const dir = path.join(dana.root, "claude-small");
     try {
-      const store = path.join(dana.root, "nas");
-      mkdirSync(store);
-      dana.env.CCBUNDLE_STORE = store;
-      await dana.runOk(["init", "--no-passphrase"]);
       const project = dana.project("app");
       // The oldest (restored first) is too big for the disk; four small ones after it fit.
       const big = writeSession({
