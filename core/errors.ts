@@ -59,18 +59,12 @@ export function isCcbError(err: unknown): err is CcbError {
   return err instanceof CcbError;
 }
 
-/** A write found the disk (or quota) full: a restore of many sessions stops there, the rest would fail too. */
-export class NoSpaceError extends CcbError {
-  constructor(message: string, options: CcbErrorOptions = {}) {
-    super(message, ExitCode.failure, options);
-    this.name = "NoSpaceError";
-  }
-}
-
-/** Whether `err`, or an error it wraps, says the disk or the quota is full. */
+/**
+ * Whether `err`, or an error it wraps (its `cause`), is a write that found the disk or the quota
+ * full: a restore of many sessions stops there, the rest would fail too.
+ */
 export function isNoSpace(err: unknown): boolean {
   for (let at = err, depth = 0; at !== undefined && at !== null && depth < 8; depth++) {
-    if (at instanceof NoSpaceError) return true;
     const code = errnoCode(at);
     if (code === "ENOSPC" || code === "EDQUOT") return true;
     at = (at as { cause?: unknown }).cause;

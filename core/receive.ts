@@ -32,7 +32,7 @@ import { chooseTarget, mappingsFor, type TargetChoice } from "./claude/target.js
 import { TranscriptIndex } from "./claude/transcript-index.js";
 import { homeDir, type Settings } from "./config.js";
 import { AgeError, type Identity } from "./crypto/age/index.js";
-import { CcbError, errnoCode, IntegrityError, NoSpaceError } from "./errors.js";
+import { CcbError, errnoCode, IntegrityError } from "./errors.js";
 import { onInterrupt } from "./interrupt.js";
 import { acquireLock } from "./lock.js";
 import { remembered } from "./remembered.js";
@@ -457,8 +457,10 @@ function describeFsError(err: unknown, claudeDir: string, interrupted = false): 
     : "nothing was changed";
   if (code === "ENOSPC" || code === "EDQUOT") {
     const where = (err as { path?: unknown }).path;
-    return new NoSpaceError(
+    // Its cause keeps the errno code: restore --all stops on it (isNoSpace).
+    return new CcbError(
       `no space left on the disk while restoring (writing ${typeof where === "string" ? where : claudeDir})`,
+      1,
       { hint: `free some space; ${then}`, cause: err },
     );
   }

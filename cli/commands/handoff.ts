@@ -426,14 +426,17 @@ export function printRestored(ctx: Context, session: ReceivedSession, gathered?:
     ctx.out.warn(`kept local ${conflict} (differs from the incoming one; --force replaces it)`);
   for (const file of session.saved)
     ctx.out.warn(`a local file changed while it was being replaced; its last state is saved in ${file}`);
-  for (const warning of session.warnings) {
-    if (gathered) gathered.set(warning, [...(gathered.get(warning) ?? []), session.originalId]);
-    else ctx.out.warn(warning);
-  }
+  if (gathered) gatherWarnings(gathered, session);
+  else for (const warning of session.warnings) ctx.out.warn(warning);
   if (onFork) ctx.out.line(`  local session: ${session.originalId}   incoming fork: ${session.sessionId}`);
   // --force also replaces other files that differed (plans, tasks, subagents): say where they went.
   if (session.backupDir && session.outcome !== "replaced")
     ctx.out.line(`  the local files it replaced are backed up in ${session.backupDir}`);
+}
+
+/** Keep a session's warnings for printGathered, under the sessions each concerns. */
+export function gatherWarnings(gathered: Map<string, string[]>, session: ReceivedSession): void {
+  for (const warning of session.warnings) gathered.set(warning, [...(gathered.get(warning) ?? []), session.originalId]);
 }
 
 /** Each warning gathered by printRestored once, with the session it concerns or how many. */

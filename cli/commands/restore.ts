@@ -8,7 +8,15 @@ import { ExitCode, UsageError } from "../../core/errors.js";
 import { Context, type GlobalArgs } from "../context.js";
 import { count, Output } from "../output.js";
 import { PhaseBars } from "../progress.js";
-import { maybeResume, printGathered, printRecovered, printRestored, RESUME_HELP, sessionJson } from "./handoff.js";
+import {
+  gatherWarnings,
+  maybeResume,
+  printGathered,
+  printRecovered,
+  printRestored,
+  RESUME_HELP,
+  sessionJson,
+} from "./handoff.js";
 
 /** `list`, `restore`, `prune`: reading and looking after backup snapshots. */
 
@@ -164,8 +172,7 @@ export function restoreCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
         for (const session of result.restored) {
           if (!each && isRoutine(session)) {
             byProject.set(session.targetCwd, (byProject.get(session.targetCwd) ?? 0) + 1);
-            for (const warning of session.warnings)
-              gathered?.set(warning, [...(gathered.get(warning) ?? []), session.originalId]);
+            if (gathered) gatherWarnings(gathered, session);
             continue;
           }
           ctx.out.line(
@@ -194,7 +201,7 @@ export function restoreCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
         if (partial) {
           process.exitCode = ExitCode.partial;
           ctx.out.line(
-            `Restored ${result.restored.length} of ${result.restored.length + result.failures.length + result.notAttempted} sessions; ${result.failures.length} failed (see above)${result.notAttempted > 0 ? `, ${result.notAttempted} not tried` : ""}.`,
+            `Restored ${result.restored.length} of ${total} sessions; ${result.failures.length} failed (see above)${result.notAttempted > 0 ? `, ${result.notAttempted} not tried` : ""}.`,
           );
         } else if (failed) process.exitCode = result.failures[0]!.exitCode;
         else if (!args.all && result.restored[0]) await maybeResume(ctx, result.restored[0], args.resume);

@@ -321,7 +321,7 @@ async function checkFreeSpace(
   }
   const free = stats.bavail * stats.bsize;
   if (need > free) {
-    // Not a NoSpaceError: this bundle does not fit, a smaller one after it may (restore --all goes on).
+    // No ENOSPC behind it (isNoSpace): this bundle does not fit, a smaller one after it may (restore --all goes on).
     throw new CcbError(
       `not enough disk space to restore: the bundle needs ${formatBytes(need)}, ${formatBytes(free)} free on ${path.dirname(stagingDir)}`,
       1,
