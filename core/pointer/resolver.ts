@@ -1,10 +1,9 @@
-import { randomBytes } from "node:crypto";
-import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import path from "node:path";
 import type { BlobStore } from "../../storage-adapters/blob-store.js";
+import { writeFileAtomic } from "../claude/files.js";
 import type { Settings } from "../config.js";
 import { CcbError, errnoCode, IntegrityError, NotFoundError } from "../errors.js";
-import { removeOnInterrupt } from "../interrupt.js";
 import { abortable, describeError, TimeoutReason } from "./abort.js";
 import { DhtTransport, type DhtTransportOptions } from "./dht.js";
 import { type VerifiedPacket, verifyPayload } from "./packet.js";
@@ -62,22 +61,9 @@ function numbers(value: unknown): Record<string, number> {
   return out;
 }
 
-/** Write atomically: a 0600 temp file in the same folder, then rename over. */
+/** Write atomically (writeFileAtomic: a 0600 temp file, removed on Ctrl-C, then renamed over). */
 async function writeState(home: string, state: SeenState): Promise<void> {
-  const file = seenStatePath(home);
-  await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
-  const tmp = `${file}.${randomBytes(6).toString("hex")}.tmp`;
-  // Ctrl-C between the write and the rename left the temp file behind.
-  const forget = removeOnInterrupt(tmp);
-  try {
-    await writeFile(tmp, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600, flag: "wx" });
-    await rename(tmp, file);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
-  } finally {
-    forget();
-  }
+  await writeFileAtomic(seenStatePath(home), `${JSON.stringify(state, null, 2)}\n`, 0o600);
 }
 
 /**
