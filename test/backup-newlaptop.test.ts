@@ -89,8 +89,11 @@ describe("backup --publish, then restore --all on a new laptop", () => {
       (await laptop.runOk(["restore", "--all", "--map", `${old.home}=${laptop.home}`, "--json"])).stdout,
     );
     expect(again.sessions.map((s: { outcome: string }) => s.outcome)).toEqual(Array(5).fill("identical"));
+    expect(again.sessions.every((s: { alreadyRestored?: boolean }) => s.alreadyRestored)).toBe(true);
     const told = await laptop.runOk(["restore", "--all", "--map", `${old.home}=${laptop.home}`]);
-    expect(told.stdout).toContain("Restored 0 sessions; 5 were already here as backed up.");
+    expect(told.stdout).toContain(
+      "Nothing to restore: all 5 sessions are already here as backed up (5 as an earlier restore left them: not downloaded again).",
+    );
     const carol = await withSameIdentity(old, "carol", { CCBUNDLE_STORE: nas });
     try {
       const doc = JSON.parse(

@@ -38,7 +38,7 @@ describe("restore --all of many sessions", () => {
     const verbose = await alice.runOk(["restore", "--all", "--no-resume", "--verbose"], { env: fresh });
     expect(verbose.stdout.split("\n").filter((line) => line.startsWith("Session "))).toHaveLength(SESSIONS);
     expect(verbose.stdout.trim().split("\n").at(-1)).toBe(
-      `Restored 0 sessions; ${SESSIONS} were already here as backed up.`,
+      `Nothing to restore: all ${SESSIONS} sessions are already here as backed up (${SESSIONS} as an earlier restore left them: not downloaded again).`,
     );
   });
 });

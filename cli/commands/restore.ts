@@ -157,6 +157,7 @@ export function restoreCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
             ...sessionJson(session),
             host: session.host,
             backedUp: session.backedUp,
+            ...(session.alreadyRestored ? { alreadyRestored: true } : {}),
           })),
           failures: result.failures,
           notAttempted: result.notAttempted,
@@ -195,7 +196,7 @@ export function restoreCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
         }
         if (result.notAttempted > 0 && !ctx.out.json) {
           process.stderr.write(
-            `ccbundle: the disk is full: stopped with ${count(result.notAttempted, "session")} not tried\nhint: free some space and run the same command again (what was restored is found identical and skipped)\n`,
+            `ccbundle: the disk is full: stopped with ${count(result.notAttempted, "session")} not tried\nhint: free some space and run the same command again (what was restored is skipped, not downloaded again)\n`,
           );
         }
         if (partial) {
@@ -207,10 +208,17 @@ export function restoreCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
         else if (!args.all && result.restored[0]) await maybeResume(ctx, result.restored[0], args.resume);
         else {
           const same = result.restored.filter((session) => session.outcome === "identical").length;
+          const before = result.restored.filter((session) => session.alreadyRestored).length;
+          const notFetched =
+            before > 0
+              ? ` (${before} as an earlier restore left ${before === 1 ? "it" : "them"}: not downloaded again)`
+              : "";
           ctx.out.line(
             same === 0
               ? `Restored ${count(result.restored.length, "session")}.`
-              : `Restored ${count(result.restored.length - same, "session")}; ${same} ${same === 1 ? "was" : "were"} already here as backed up.`,
+              : same === result.restored.length
+                ? `Nothing to restore: ${same === 1 ? "the session is" : `all ${same} sessions are`} already here as backed up${notFetched}.`
+                : `Restored ${count(result.restored.length - same, "session")}; ${same} ${same === 1 ? "was" : "were"} already here as backed up${notFetched}.`,
           );
         }
       },

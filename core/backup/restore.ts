@@ -8,6 +8,7 @@ import { describeFailure, type ExitCode, isNoSpace, NotFoundError, UsageError } 
 import { type ReceivedSession, type ReceiveOptions, ReceiveRun, type StagedBundle } from "../receive.js";
 import { filterEntries, lastActivity, machineMatcher } from "./filter.js";
 import { countBytes, type ProgressListener } from "./progress.js";
+import { type MemoSession, RestoreMemo } from "./restore-memo.js";
 import { pickSnapshotId, readSnapshot, type SnapshotSession } from "./snapshot.js";
 
 /**
@@ -47,6 +48,8 @@ export interface RestoreOptions {
 export interface RestoredSession extends ReceivedSession {
   host: string;
   backedUp: string;
+  /** restore --all: restored from this very backup by an earlier run and unchanged since, so not downloaded. */
+  alreadyRestored?: boolean;
 }
 
 export interface RestoreFailure {
@@ -78,7 +81,7 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRes
   }
   const snapshot = await readSnapshot(store, key, snapshotId);
   const picked = select.all ? undefined : pickOne(snapshot.sessions, select.prefix, select.machine);
-  const entries = select.all
+  let entries = select.all
     ? (await filterEntries(snapshot.sessions, { project: select.project, machine: select.machine }, options.maps)).sort(
         (a, b) => a.modified - b.modified,
       )
@@ -89,9 +92,29 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRes
     });
   }
 
+  const restored: RestoredSession[] = [];
+  // A run again after a full disk, a Ctrl-C or a failure: what an earlier one restored from these
+  // very blobs, and nobody touched since, is not downloaded again (see restore-memo.ts).
+  const memo = select.all ? RestoreMemo.open(settings.home, settings.claudeDir) : undefined;
+  const memoKey = (entry: SnapshotSession) =>
+    RestoreMemo.key(entry.blob.sha256, {
+      claudeDir: settings.claudeDir,
+      maps: options.maps,
+      rewrite: options.rewrite,
+      force: options.force,
+    });
+  if (memo) {
+    const fetch: SnapshotSession[] = [];
+    for (const entry of entries) {
+      const before = memo.unchanged(memoKey(entry));
+      if (before) restored.push(alreadyRestored(before, entry));
+      else fetch.push(entry);
+    }
+    entries = fetch;
+  }
+
   const total = entries.reduce((sum, entry) => sum + entry.blob.size, 0);
   let downloaded = 0;
-  const restored: RestoredSession[] = [];
   const failures: RestoreFailure[] = [];
   const recovered: RecoveredStaging[] = [];
   let notAttempted = 0;
@@ -136,9 +159,10 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRes
   try {
     // Installs go one at a time, in order: restores share history.jsonl and may land in the same
     // project folder. The next blob is downloaded, decrypted and unpacked meanwhile.
-    let next = outcome(stageEntry(entries[0]!));
+    // (None when an earlier run restored every one of them.)
+    let next = entries.length > 0 ? outcome(stageEntry(entries[0]!)) : undefined;
     for (const [index, entry] of entries.entries()) {
-      const staged = await next;
+      const staged = (await next)!;
       if (index + 1 < entries.length) next = outcome(stageEntry(entries[index + 1]!));
       try {
         if ("error" in staged) throw staged.error;
@@ -149,6 +173,8 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRes
           const warnings = note ? [...session.warnings, note] : session.warnings;
           restored.push({ ...session, warnings, host: entry.host, backedUp: entry.backedUp });
         }
+        // Backup blobs hold one session each; a blob of several is not remembered.
+        if (memo && result.sessions.length === 1) memo.record(memoKey(entry), result.sessions[0]!);
       } catch (err) {
         if (!select.all) throw err;
         failures.push({
@@ -167,8 +193,27 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRes
     }
   } finally {
     await run.close();
+    memo?.compact();
   }
   return { store: store.url, snapshot: snapshotId, restored, failures, recovered, notAttempted };
+}
+
+/** A session an earlier run restored from the same blob, unchanged since: what a restore would report. */
+function alreadyRestored(session: MemoSession, entry: SnapshotSession): RestoredSession {
+  return {
+    ...session,
+    filesWritten: 0,
+    filesKept: entry.files,
+    conflicts: [],
+    saved: [],
+    backupDir: undefined,
+    files: [],
+    gitWarnings: [],
+    warnings: session.target.warning ? [session.target.warning] : [],
+    host: entry.host,
+    backedUp: entry.backedUp,
+    alreadyRestored: true,
+  };
 }
 
 /** A promise's result or error as a value, so one staged ahead never rejects unobserved. */

@@ -84,6 +84,8 @@ export interface RestoreResult {
   /** Local files that Claude Code wrote to during the rename: their last state, saved in the backup folder. */
   saved: string[];
   backupDir: string | undefined;
+  /** Where each of the session's files is here now (its prompt-history lines aside). */
+  files: string[];
 }
 
 /**
@@ -282,6 +284,7 @@ export async function prepareRestore(options: RestoreOptions): Promise<PreparedR
       conflicts: [...new Set(conflicts)],
       saved,
       backupDir: backupUsed ? backupDir : undefined,
+      files: session.files.filter((file) => file.path !== "claude/history.jsonl").map((file) => destination(file.path)),
     };
   };
   return { sessionId, steps, finish };

@@ -1,0 +1,195 @@
+import { appendFileSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { backupMachine } from "./helpers/backup.js";
+import { type FixtureSession, writeSession } from "./helpers/fixture.js";
+import type { Machine } from "./helpers/machine.js";
+
+/**
+ * `restore --all` run again (after a full disk, a Ctrl-C, a failed session)
+ * does not download what an earlier run restored and nobody touched since.
+ * The proof that nothing is fetched: the store's blobs are moved away, and the
+ * run still succeeds. Anything changed since goes through the normal restore.
+ */
+
+let alice: Machine;
+let nas: string;
+let sessions: FixtureSession[];
+const fresh = () => ({ CLAUDE_CONFIG_DIR: path.join(alice.root, "claude-fresh") });
+const claudeFresh = () => fresh().CLAUDE_CONFIG_DIR;
+const blobs = () => path.join(nas, "ccbundle", "v1", "blobs");
+const blobsAside = () => path.join(alice.root, "blobs-aside");
+
+interface RestoredJson {
+  originalId: string;
+  sessionId: string;
+  outcome: string;
+  filesWritten: number;
+  alreadyRestored?: boolean;
+  project: string;
+}
+
+async function restoreAll(extra: string[] = []): Promise<{ ok: boolean; sessions: RestoredJson[] }> {
+  const result = await alice.runOk(["restore", "--all", "--no-resume", "--json", ...extra], { env: fresh() });
+  return JSON.parse(result.stdout);
+}
+
+/** Run `body` with the store's blobs gone: anything it restores was not downloaded. */
+async function withoutBlobs<T>(body: () => Promise<T>): Promise<T> {
+  renameSync(blobs(), blobsAside());
+  try {
+    return await body();
+  } finally {
+    renameSync(blobsAside(), blobs());
+  }
+}
+
+/** One of the session's files here other than its transcript (a subagent's, say). */
+function sideFile(session: FixtureSession): string {
+  const side = session.files.find((file) => !file.endsWith(`${session.id}.jsonl`) && !file.endsWith("history.jsonl"));
+  expect(side).toBeDefined();
+  return path.join(claudeFresh(), ...side!.split("/"));
+}
+
+beforeAll(async () => {
+  ({ machine: alice, nas } = await backupMachine("restore-memo"));
+  const project = alice.project("code/app");
+  sessions = [0, 1, 2].map(() => writeSession({ claudeDir: alice.claudeDir, projectDir: project, home: alice.home }));
+  await alice.runOk(["backup"]);
+});
+afterAll(() => alice?.cleanup());
+
+describe("restore --all run again", () => {
+  it("skips every session an earlier run restored, without downloading it", async () => {
+    const first = await restoreAll();
+    expect(first.sessions.map((s) => s.outcome)).toEqual(["new", "new", "new"]);
+    expect(first.sessions.some((s) => s.alreadyRestored)).toBe(false);
+
+    const again = await withoutBlobs(() => restoreAll());
+    expect(again.ok).toBe(true);
+    expect(again.sessions).toHaveLength(3);
+    for (const session of again.sessions)
+      expect(session).toMatchObject({ outcome: "identical", alreadyRestored: true });
+    expect(again.sessions.map((s) => s.originalId).sort()).toEqual(sessions.map((s) => s.id).sort());
+
+    const told = await withoutBlobs(() => alice.runOk(["restore", "--all", "--no-resume"], { env: fresh() }));
+    expect(told.stdout.trim().split("\n").at(-1)).toBe(
+      "Nothing to restore: all 3 sessions are already here as backed up (3 as an earlier restore left them: not downloaded again).",
+    );
+  });
+
+  it("fetches a session whose transcript went on since (resumed here), and keeps the local copy", async () => {
+    const resumed = sessions[0]!;
+    const transcript = path.join(claudeFresh(), "projects", resumed.folder, `${resumed.id}.jsonl`);
+    appendFileSync(transcript, `${JSON.stringify({ type: "user", message: { role: "user", content: "more" } })}\n`);
+    const before = readFileSync(transcript);
+
+    // Without the blobs that session fails (it must be fetched); the others are still skipped.
+    const blocked = await withoutBlobs(() =>
+      alice.run(["restore", "--all", "--no-resume", "--json"], { env: fresh() }),
+    );
+    const doc = JSON.parse(blocked.stdout);
+    expect(doc.failures.map((f: { session: string }) => f.session)).toEqual([resumed.id]);
+    expect(doc.sessions.filter((s: RestoredJson) => s.alreadyRestored)).toHaveLength(2);
+
+    const fetched = await restoreAll();
+    const it0 = fetched.sessions.find((s) => s.originalId === resumed.id)!;
+    expect(it0.alreadyRestored).toBeUndefined();
+    expect(it0.outcome).toBe("kept-local");
+    expect(readFileSync(transcript)).toEqual(before);
+    // Kept as it is ahead: the next run keeps it again, without a download.
+    const kept = await withoutBlobs(() => restoreAll());
+    expect(kept.sessions.find((s) => s.originalId === resumed.id)).toMatchObject({
+      outcome: "kept-local",
+      alreadyRestored: true,
+    });
+  });
+
+  it("brings back a side file deleted since, and remembers the session again", async () => {
+    const session = sessions[1]!;
+    const local = sideFile(session);
+    const content = readFileSync(local);
+    rmSync(local);
+
+    const repaired = await restoreAll();
+    const entry = repaired.sessions.find((s) => s.originalId === session.id)!;
+    expect(entry.alreadyRestored).toBeUndefined();
+    expect(entry.filesWritten).toBe(1);
+    expect(readFileSync(local)).toEqual(content);
+
+    const again = await withoutBlobs(() => restoreAll());
+    expect(again.sessions.find((s) => s.originalId === session.id)).toMatchObject({ alreadyRestored: true });
+  });
+
+  it("a different --map, or a torn memo line, is not taken for a restore done", async () => {
+    const moved = await withoutBlobs(() =>
+      alice.run(["restore", "--all", "--no-resume", "--json", "--map", `${alice.home}/code=${alice.home}/src`], {
+        env: fresh(),
+      }),
+    );
+    // Placed elsewhere: each must be fetched, and the blobs are not there.
+    expect(JSON.parse(moved.stdout).sessions.filter((s: RestoredJson) => s.alreadyRestored)).toEqual([]);
+
+    const memoDir = path.join(alice.ccbHome, "state", "restored");
+    const [memo] = readdirSync(memoDir);
+    appendFileSync(path.join(memoDir, memo!), '{"key":"torn by a cra');
+    // The line recorded after the torn one starts on a line of its own.
+    rmSync(sideFile(sessions[2]!));
+    expect((await restoreAll()).sessions.filter((s) => s.alreadyRestored)).toHaveLength(2);
+    const again = await withoutBlobs(() => restoreAll());
+    expect(again.sessions.filter((s) => s.alreadyRestored)).toHaveLength(3);
+    // An unreadable memo is as good as none: everything is fetched and restored as before.
+    writeFileSync(path.join(memoDir, memo!), "not json\n");
+    const rebuilt = await restoreAll();
+    expect(rebuilt.sessions.filter((s) => s.alreadyRestored)).toEqual([]);
+    expect(rebuilt.sessions.map((s) => s.outcome).sort()).toEqual(["identical", "identical", "kept-local"]);
+    // --force could replace what a run without it kept: it goes through the normal restore.
+    const forced = await withoutBlobs(() =>
+      alice.run(["restore", "--all", "--no-resume", "--json", "--force"], { env: fresh() }),
+    );
+    expect(JSON.parse(forced.stdout).sessions).toEqual([]);
+  });
+});
+
+describe("RestoreMemo", () => {
+  it("compacts the lines later ones replaced once they are many, keeping the newest of each", async () => {
+    const { RestoreMemo } = await import("../core/backup/restore-memo.js");
+    const home = path.join(alice.root, "memo-unit");
+    const claudeDir = path.join(alice.root, "memo-claude");
+    const file = path.join(claudeDir, "t.jsonl");
+    mkdirSync(claudeDir, { recursive: true });
+    writeFileSync(file, "x\n");
+    const placement = { claudeDir, maps: [], rewrite: true, force: false };
+    const target = { cwd: "/p", reason: "original-path" as const };
+    const session = (id: string, outcome: "new" | "kept-local") => ({
+      sessionId: id,
+      originalId: id,
+      title: undefined,
+      targetCwd: "/p",
+      transcript: file,
+      target,
+      outcome,
+      conflicts: [],
+      files: [file],
+    });
+    const memo = RestoreMemo.open(home, claudeDir);
+    for (let i = 0; i < 1100; i++)
+      memo.record(RestoreMemo.key(`blob-${i % 3}`, placement), session(`s${i % 3}`, i % 2 ? "kept-local" : "new"));
+    memo.compact();
+    const [name] = readdirSync(path.join(home, "state", "restored"));
+    const lines = readFileSync(path.join(home, "state", "restored", name!), "utf8")
+      .trim()
+      .split("\n");
+    expect(lines).toHaveLength(3);
+    const reread = RestoreMemo.open(home, claudeDir);
+    // i = 1097, 1098, 1099: blob-2 kept-local, blob-0 new, blob-1 kept-local.
+    expect(reread.unchanged(RestoreMemo.key("blob-0", placement))).toMatchObject({
+      sessionId: "s0",
+      outcome: "identical",
+    });
+    expect(reread.unchanged(RestoreMemo.key("blob-1", placement))).toMatchObject({ outcome: "kept-local" });
+    expect(reread.unchanged(RestoreMemo.key("blob-1", { ...placement, force: true }))).toBeUndefined();
+    appendFileSync(file, "y\n");
+    expect(reread.unchanged(RestoreMemo.key("blob-0", placement))).toBeUndefined();
+  });
+});
