@@ -1,4 +1,15 @@
-import { appendFileSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import {
+  appendFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { backupMachine } from "./helpers/backup.js";
@@ -192,4 +203,52 @@ describe("RestoreMemo", () => {
     appendFileSync(file, "y\n");
     expect(reread.unchanged(RestoreMemo.key("blob-0", placement))).toBeUndefined();
   });
+});
+
+describe("restore --all interrupted", () => {
+  let bob: Machine;
+  const small: FixtureSession[] = [];
+  let big: FixtureSession;
+
+  beforeAll(async () => {
+    ({ machine: bob } = await backupMachine("restore-int"));
+    const project = bob.project("code/app");
+    for (let i = 0; i < 2; i++)
+      small.push(writeSession({ claudeDir: bob.claudeDir, projectDir: project, home: bob.home }));
+    big = writeSession({ claudeDir: bob.claudeDir, projectDir: project, home: bob.home });
+    // Does not compress, so its restore takes a while; and restores last (sessions go oldest first).
+    writeFileSync(path.join(path.dirname(big.transcript), big.id, "big.txt"), randomBytes(48 << 20).toString("base64"));
+    const now = Date.now() / 1000;
+    small.forEach((session, i) => utimesSync(session.transcript, now - 100 + i, now - 100 + i));
+    await bob.runOk(["backup"]);
+  }, 60_000);
+  afterAll(() => bob?.cleanup());
+
+  it("says how far it got and how to go on; the run again fetches only the rest", async () => {
+    const claudeDir = path.join(bob.root, "claude-new");
+    const env = { CLAUDE_CONFIG_DIR: claudeDir };
+    const memoDir = path.join(bob.ccbHome, "state", "restored");
+    const remembered = () =>
+      existsSync(memoDir) && readdirSync(memoDir).some((name) => readFileSync(path.join(memoDir, name)).length > 0);
+    const { child, done } = bob.start(["restore", "--all", "--no-resume"], { env });
+    let sent = false;
+    const poll = setInterval(() => {
+      if (!sent && remembered()) {
+        sent = true;
+        child.kill("SIGINT");
+      }
+    }, 2);
+    const result = await done.finally(() => clearInterval(poll));
+    expect(sent, "the restore ended before its first session was in").toBe(true);
+    expect(child.signalCode).toBe("SIGINT");
+    expect(result.stderr).toMatch(
+      /ccbundle: interrupted\nccbundle: restored [12] of 3 sessions before the interrupt\n/,
+    );
+    expect(result.stderr).toContain("hint: run the same command again to restore the rest");
+
+    const again = JSON.parse((await bob.runOk(["restore", "--all", "--no-resume", "--json"], { env })).stdout);
+    const byId = new Map(again.sessions.map((s: RestoredJson) => [s.originalId, s]));
+    expect(byId.get(small[0]!.id)).toMatchObject({ alreadyRestored: true });
+    expect(byId.get(big.id)).toMatchObject({ outcome: "new" });
+  }, 60_000);
 });

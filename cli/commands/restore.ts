@@ -5,6 +5,7 @@ import type { SnapshotSession } from "../../core/backup/snapshot.js";
 import { parseMaps } from "../../core/claude/target.js";
 import { formatBytes, parseDuration } from "../../core/duration.js";
 import { ExitCode, UsageError } from "../../core/errors.js";
+import { onInterrupt } from "../../core/interrupt.js";
 import { Context, type GlobalArgs } from "../context.js";
 import { count, Output } from "../output.js";
 import { PhaseBars } from "../progress.js";
@@ -112,6 +113,19 @@ export function restoreCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
         const { restoreBackup } = await import("../../core/backup/restore.js");
         const location = await locateBackups(ctx.settings, key);
         let result: Awaited<ReturnType<typeof restoreBackup>>;
+        // Ctrl-C half-way through thousands of sessions: say how far it got and how to go on.
+        let tally: { restored: number; of: number } | undefined;
+        const forgetTally = args.all
+          ? onInterrupt(
+              () => {
+                if (!tally) return;
+                process.stderr.write(
+                  `ccbundle: restored ${tally.restored} of ${count(tally.of, "session")} before the interrupt\nhint: run the same command again to restore the rest (what is restored is not downloaded again)\n`,
+                );
+              },
+              { last: true },
+            )
+          : undefined;
         try {
           result = await restoreBackup({
             settings: ctx.settings,
@@ -126,8 +140,12 @@ export function restoreCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
             rewrite: args.rewrite,
             force: args.force,
             onProgress: bars.listener(),
+            onRestored: (restored, of) => {
+              tally = { restored, of };
+            },
           });
         } finally {
+          forgetTally?.();
           bars.stop();
           await location.store.close?.();
         }

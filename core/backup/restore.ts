@@ -43,6 +43,8 @@ export interface RestoreOptions {
   rewrite: boolean;
   force: boolean;
   onProgress?: ProgressListener;
+  /** After each session is settled (restored, skipped or failed): how many of how many are restored. */
+  onRestored?: (restored: number, of: number) => void;
 }
 
 export interface RestoredSession extends ReceivedSession {
@@ -103,6 +105,7 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRes
       rewrite: options.rewrite,
       force: options.force,
     });
+  const of = entries.length;
   if (memo) {
     const fetch: SnapshotSession[] = [];
     for (const entry of entries) {
@@ -112,6 +115,7 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRes
     }
     entries = fetch;
   }
+  options.onRestored?.(restored.length, of);
 
   const total = entries.reduce((sum, entry) => sum + entry.blob.size, 0);
   let downloaded = 0;
@@ -190,6 +194,7 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRes
         }
       }
       options.onProgress?.({ phase: "download", unit: "bytes", done: downloaded, total });
+      options.onRestored?.(restored.length, of);
     }
   } finally {
     await run.close();
