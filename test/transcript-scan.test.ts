@@ -88,7 +88,6 @@ function lineByLine(bytes: Buffer) {
   const out = {
     size: whole.length,
     sha256: createHash("sha256").update(whole).digest("hex"),
-    lines: 0,
     cwd: undefined as string | undefined,
     slugs: new Set<string>(),
     firstTimestamp: undefined as string | undefined,
@@ -104,7 +103,6 @@ function lineByLine(bytes: Buffer) {
     const end = whole.indexOf(0x0a, start);
     const line = whole.subarray(start, end);
     start = end + 1;
-    out.lines++;
     const slug = findValue(line, SLUG);
     if (slug) out.slugs.add(slug);
     out.firstTimestamp ??= findValue(line, TIMESTAMP);
@@ -218,6 +216,27 @@ function randomTranscript(seed: number): Buffer {
       case 11:
         text = `{"slug":"${pad(801)}","slug":"after-long"}`;
         break;
+      case 12: {
+        // A title key ending right at, or one byte past, the 128 bytes looked at in a long line.
+        const lead = `{"p":"${pad(128 - 16 - 8 + (r() < 0.5 ? 0 : 1))}",`;
+        text = `${lead}"type":"summary","summary":"edge ${i}","pad":"${pad(1100)}"}`;
+        break;
+      }
+      case 13: {
+        // Lines of exactly 1024 and 1025 bytes with the title key near their end.
+        const body = `"type":"custom-title","customTitle":"at ${i}"}`;
+        text = `{"p":"${pad(1024 + (r() < 0.5 ? 0 : 1) - body.length - 8)}",${body}`;
+        break;
+      }
+      case 14:
+        // A slug whose value's quote is only on the next line; a line that starts with a key; two
+        // valid slugs on one line (only the first counts).
+        text = pick([
+          `{"slug":"no-quote-here ${i}`,
+          `"slug":"first-${i % 3}","type":"summary"`,
+          `{"slug":"one-${i}","slug":"two-${i}"}`,
+        ]);
+        break;
       default:
         text = JSON.stringify({
           parentUuid: null,
@@ -250,7 +269,6 @@ describe("scanTranscript against the line-by-line scan", () => {
       const got = {
         size: scan.size,
         sha256: scan.sha256,
-        lines: scan.lines,
         cwd: scan.cwd,
         slugs: scan.slugs,
         firstTimestamp: scan.firstTimestamp,
@@ -275,6 +293,5 @@ describe("scanTranscript against the line-by-line scan", () => {
     writeFileSync(file, `${lines.join("\n")}\n`);
     const scan = await scanTranscript(file);
     expect(scan.cwd).toBe("/late");
-    expect(scan.lines).toBe(83);
   });
 });

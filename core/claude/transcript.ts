@@ -28,7 +28,6 @@ export interface TranscriptScan {
   claudeVersion: string | undefined;
   firstTimestamp: string | undefined;
   lastTimestamp: string | undefined;
-  lines: number;
   /** The file as stat saw it while it was read; undefined if it was written to meanwhile. */
   hashedAt: FileIdentity | undefined;
 }
@@ -114,7 +113,6 @@ export async function scanTranscript(file: string, onLines?: (whole: Buffer) => 
       claudeVersion: undefined,
       firstTimestamp: undefined,
       lastTimestamp: undefined,
-      lines: 0,
       hashedAt: undefined,
     };
     const hash = createHash("sha256");
@@ -203,7 +201,7 @@ export function leadingCwd(transcript: string): string | undefined {
   }
 }
 
-/** Forward over every line: count, plan slugs, the first timestamp, cwd, first prompt and title lines. */
+/** Forward over every line: plan slugs, the first timestamp, cwd, first prompt and title lines. */
 function scanLines(
   whole: Buffer,
   scan: TranscriptScan,
@@ -214,7 +212,6 @@ function scanLines(
     const end = whole.indexOf(NEWLINE, start);
     const line = whole.subarray(start, end);
     start = end + 1;
-    scan.lines++;
     const slug = findValue(line, SLUG);
     if (slug) scan.slugs.add(slug);
     if (scan.firstTimestamp === undefined) scan.firstTimestamp = findValue(line, TIMESTAMP);
