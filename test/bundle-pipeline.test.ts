@@ -261,7 +261,6 @@ describe("the transcript scan", () => {
     const want = reference(text);
     expect(scan.size).toBe(want.size);
     expect(scan.sha256).toBe(want.sha256);
-    expect(scan.lines).toBe(want.lines);
     expect(scan.cwd).toBe(want.cwd);
     expect(scan.slugs).toEqual(want.slugs);
     expect(scan.firstTimestamp).toBe(want.firstTimestamp);
