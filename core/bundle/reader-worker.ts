@@ -59,7 +59,8 @@ port.on("message", (message: ToReaderWorker) => {
       decoder?.end();
       stage = "tar";
       tar.end();
-      // Ready for the next blob (the main thread keeps this thread for it).
+      // Ready for the next blob (the main thread keeps this thread for it), with the same context.
+      decoder?.release();
       decoder = undefined;
       tar = new TarReader();
       send({ type: "ended" });
