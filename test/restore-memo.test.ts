@@ -7,6 +7,7 @@ import {
   readFileSync,
   renameSync,
   rmSync,
+  statSync,
   utimesSync,
   writeFileSync,
 } from "node:fs";
@@ -114,6 +115,10 @@ describe("restore --all run again", () => {
       outcome: "kept-local",
       alreadyRestored: true,
     });
+    const told = await withoutBlobs(() => alice.runOk(["restore", "--all", "--no-resume"], { env: fresh() }));
+    expect(told.stdout.trim().split("\n").at(-1)).toBe(
+      "Nothing to restore: 2 were already here as backed up (2 as an earlier restore left them: not downloaded again); 1 kept as it is (the local copy is ahead).",
+    );
   });
 
   it("brings back a side file deleted since, and remembers the session again", async () => {
@@ -162,46 +167,121 @@ describe("restore --all run again", () => {
   });
 });
 
+describe("restore --all run again, where the earlier run is not the whole story", () => {
+  let carol: Machine;
+  let project: string;
+  let forkedAway: FixtureSession;
+  const carolFresh = () => ({ CLAUDE_CONFIG_DIR: path.join(carol.root, "claude-new") });
+  const run = async (extra: string[] = []) =>
+    JSON.parse(
+      (await carol.run(["restore", "--all", "--no-resume", "--json", ...extra], { env: carolFresh() })).stdout,
+    ) as { sessions: (RestoredJson & { warnings: string[] })[]; failures: { session: string }[] };
+
+  beforeAll(async () => {
+    ({ machine: carol } = await backupMachine("restore-memo-2"));
+    project = carol.project("code/app");
+    forkedAway = writeSession({ claudeDir: carol.claudeDir, projectDir: project, home: carol.home });
+    writeSession({ claudeDir: carol.claudeDir, projectDir: project, home: carol.home });
+    await carol.runOk(["backup"]);
+  }, 60_000);
+  afterAll(() => carol?.cleanup());
+
+  it("a target directory created since the earlier run is looked at again", async () => {
+    const moved = path.join(carol.home, "src");
+    const map = ["--map", `${path.join(carol.home, "code")}=${moved}`];
+    const first = await run(map);
+    expect(first.sessions.map((s) => s.warnings.join(" "))).toEqual([
+      expect.stringContaining("does not exist here yet"),
+      expect.stringContaining("does not exist here yet"),
+    ]);
+    expect((await run(map)).sessions.every((s) => s.alreadyRestored)).toBe(true);
+    mkdirSync(path.join(moved, "app"), { recursive: true });
+    const again = await run(map);
+    expect(again.sessions.some((s) => s.alreadyRestored)).toBe(false);
+    expect(again.sessions.flatMap((s) => s.warnings).join(" ")).not.toContain("does not exist here yet");
+  });
+
+  it("a fork is not taken for done once the local original it was made beside is gone", async () => {
+    const first = await run();
+    const original = path.join(carolFresh().CLAUDE_CONFIG_DIR, "projects", forkedAway.folder, `${forkedAway.id}.jsonl`);
+    expect(first.sessions.find((s) => s.originalId === forkedAway.id)).toBeDefined();
+    // The local copy goes its own way: the backup's copy comes in as a fork beside it.
+    writeFileSync(original, `${readFileSync(original, "utf8").split("\n")[0]}\n{"type":"user","edited":true}\n`);
+    const forked = await run();
+    const fork = forked.sessions.find((s) => s.originalId === forkedAway.id)!;
+    expect(fork.outcome).toBe("forked");
+    expect((await run()).sessions.find((s) => s.originalId === forkedAway.id)).toMatchObject({ alreadyRestored: true });
+    rmSync(original);
+    const back = await run();
+    expect(back.sessions.find((s) => s.originalId === forkedAway.id && s.sessionId === forkedAway.id)).toMatchObject({
+      outcome: "new",
+    });
+  });
+});
+
 describe("RestoreMemo", () => {
-  it("compacts the lines later ones replaced once they are many, keeping the newest of each", async () => {
+  it("keeps one line per transcript, compacts the replaced ones once they are many, and checks each file's stat", async () => {
     const { RestoreMemo } = await import("../core/backup/restore-memo.js");
     const home = path.join(alice.root, "memo-unit");
     const claudeDir = path.join(alice.root, "memo-claude");
-    const file = path.join(claudeDir, "t.jsonl");
+    const history = path.join(claudeDir, "history.jsonl");
     mkdirSync(claudeDir, { recursive: true });
-    writeFileSync(file, "x\n");
-    const placement = { claudeDir, maps: [], rewrite: true, force: false };
-    const target = { cwd: "/p", reason: "original-path" as const };
-    const session = (id: string, outcome: "new" | "kept-local") => ({
-      sessionId: id,
-      originalId: id,
+    writeFileSync(history, "h\n");
+    const transcripts = [0, 1, 2].map((i) => path.join(claudeDir, `t${i}.jsonl`));
+    for (const file of transcripts) writeFileSync(file, "x\n");
+    const placement = { claudeDir, home: "/home/x", maps: [], rewrite: true, force: false };
+    const session = (i: number, outcome: "new" | "kept-local") => ({
+      sessionId: `s${i}`,
+      originalId: `s${i}`,
       title: undefined,
       targetCwd: "/p",
-      transcript: file,
-      target,
+      transcript: transcripts[i]!,
+      target: { cwd: "/p", reason: "original-path" as const },
       outcome,
       conflicts: [],
-      files: [file],
     });
-    const memo = RestoreMemo.open(home, claudeDir);
-    for (let i = 0; i < 1100; i++)
-      memo.record(RestoreMemo.key(`blob-${i % 3}`, placement), session(`s${i % 3}`, i % 2 ? "kept-local" : "new"));
+    const memo = RestoreMemo.open(home, claudeDir, history);
+    // Each transcript restored from many backups in turn: only its newest blob counts.
+    for (let n = 0; n < 1100; n++) {
+      const i = n % 3;
+      memo.record(RestoreMemo.key(`blob-${n}`, placement), session(i, n % 2 ? "kept-local" : "new"), [transcripts[i]!]);
+    }
     memo.compact();
     const [name] = readdirSync(path.join(home, "state", "restored"));
-    const lines = readFileSync(path.join(home, "state", "restored", name!), "utf8")
-      .trim()
-      .split("\n");
-    expect(lines).toHaveLength(3);
-    const reread = RestoreMemo.open(home, claudeDir);
-    // i = 1097, 1098, 1099: blob-2 kept-local, blob-0 new, blob-1 kept-local.
-    expect(reread.unchanged(RestoreMemo.key("blob-0", placement))).toMatchObject({
+    const text = readFileSync(path.join(home, "state", "restored", name!), "utf8");
+    expect(text.trim().split("\n")).toHaveLength(3);
+    // The files' paths are kept relative to the config dir.
+    expect(
+      text
+        .trim()
+        .split("\n")
+        .map((line) => JSON.parse(line).files[0][0])
+        .sort(),
+    ).toEqual(["t0.jsonl", "t1.jsonl", "t2.jsonl"]);
+    const reread = RestoreMemo.open(home, claudeDir, history);
+    // n = 1097, 1098, 1099: t2 kept-local, t0 new, t1 kept-local.
+    expect(reread.unchanged(RestoreMemo.key("blob-1098", placement))).toMatchObject({
       sessionId: "s0",
       outcome: "identical",
     });
-    expect(reread.unchanged(RestoreMemo.key("blob-1", placement))).toMatchObject({ outcome: "kept-local" });
-    expect(reread.unchanged(RestoreMemo.key("blob-1", { ...placement, force: true }))).toBeUndefined();
-    appendFileSync(file, "y\n");
-    expect(reread.unchanged(RestoreMemo.key("blob-0", placement))).toBeUndefined();
+    expect(reread.unchanged(RestoreMemo.key("blob-1099", placement))).toMatchObject({ outcome: "kept-local" });
+    expect(reread.unchanged(RestoreMemo.key("blob-1095", placement))).toBeUndefined();
+    for (const other of [{ force: true }, { home: "/home/y" }, { rewrite: false }, { claudeDir: home }]) {
+      expect(reread.unchanged(RestoreMemo.key("blob-1099", { ...placement, ...other }))).toBeUndefined();
+    }
+    // An edit of the same size whose mtime is put back: its ctime says so.
+    const t1 = transcripts[1]!;
+    const { atime, mtime } = statSync(t1);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    writeFileSync(t1, "z\n");
+    utimesSync(t1, atime, mtime);
+    expect(reread.unchanged(RestoreMemo.key("blob-1099", placement))).toBeUndefined();
+    // history.jsonl: appended to is fine; replaced, not.
+    appendFileSync(history, "more\n");
+    expect(reread.unchanged(RestoreMemo.key("blob-1098", placement))).toBeDefined();
+    renameSync(history, `${history}.old`);
+    writeFileSync(history, "h\nmore\nand more\n");
+    expect(reread.unchanged(RestoreMemo.key("blob-1098", placement))).toBeUndefined();
   });
 });
 

@@ -118,7 +118,7 @@ export function restoreCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
         const forgetTally = args.all
           ? onInterrupt(
               () => {
-                if (!tally) return;
+                if (!tally || ctx.out.json) return;
                 process.stderr.write(
                   `ccbundle: restored ${tally.restored} of ${count(tally.of, "session")} before the interrupt\nhint: run the same command again to restore the rest (what is restored is not downloaded again)\n`,
                 );
@@ -225,19 +225,7 @@ export function restoreCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
         } else if (failed) process.exitCode = result.failures[0]!.exitCode;
         else if (!args.all && result.restored[0]) await maybeResume(ctx, result.restored[0], args.resume);
         else {
-          const same = result.restored.filter((session) => session.outcome === "identical").length;
-          const before = result.restored.filter((session) => session.alreadyRestored).length;
-          const notFetched =
-            before > 0
-              ? ` (${before} as an earlier restore left ${before === 1 ? "it" : "them"}: not downloaded again)`
-              : "";
-          ctx.out.line(
-            same === 0
-              ? `Restored ${count(result.restored.length, "session")}.`
-              : same === result.restored.length
-                ? `Nothing to restore: ${same === 1 ? "the session is" : `all ${same} sessions are`} already here as backed up${notFetched}.`
-                : `Restored ${count(result.restored.length - same, "session")}; ${same} ${same === 1 ? "was" : "were"} already here as backed up${notFetched}.`,
-          );
+          ctx.out.line(summaryLine(result.restored));
         }
       },
     )
@@ -386,4 +374,30 @@ function isRoutine(session: RestoredSession): boolean {
     session.sessionId === session.originalId &&
     !session.backupDir
   );
+}
+
+/**
+ * The last line of a restore --all that went through: what was written, what was already here
+ * (and how much of that was not even downloaded, see core/backup/restore-memo.ts), what was kept.
+ */
+function summaryLine(restored: RestoredSession[]): string {
+  const same = restored.filter((session) => session.outcome === "identical").length;
+  const kept = restored.filter((session) => session.outcome === "kept-local").length;
+  const wrote = restored.length - same - kept;
+  const before = restored.filter((session) => session.alreadyRestored && session.outcome === "identical").length;
+  const notFetched =
+    before > 0 ? ` (${before} as an earlier restore left ${before === 1 ? "it" : "them"}: not downloaded again)` : "";
+  const parts: string[] = [];
+  if (same > 0) {
+    const who =
+      wrote === 0 && kept === 0
+        ? same === 1
+          ? "the session is"
+          : `all ${same} sessions are`
+        : `${same} ${same === 1 ? "was" : "were"}`;
+    parts.push(`${who} already here as backed up${notFetched}`);
+  }
+  if (kept > 0) parts.push(`${kept} kept as ${kept === 1 ? "it is" : "they are"} (the local copy is ahead)`);
+  if (wrote === 0 && restored.length > 0) return `Nothing to restore: ${parts.join("; ")}.`;
+  return `${[`Restored ${count(wrote, "session")}`, ...parts].join("; ")}.`;
 }

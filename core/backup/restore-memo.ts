@@ -4,7 +4,6 @@ import path from "node:path";
 import type { PathMapping } from "../claude/remap.js";
 import type { RestoreOutcome } from "../claude/restore.js";
 import type { TargetChoice } from "../claude/target.js";
-import { type FileIdentity, fileIdentity, sameFile } from "../file-identity.js";
 
 /**
  * What `restore --all` put where, so running it again does not download what
@@ -15,16 +14,23 @@ import { type FileIdentity, fileIdentity, sameFile } from "../file-identity.js";
  *
  * One line per session restored, appended once its install is done: the
  * blob and the placement it was restored with (the key), and each of its
- * files as stat saw it right after. A later run skips a snapshot entry whose
- * key is here and whose files are all still as recorded: restoring it again
- * would write nothing (every file identical, or the local copy ahead and kept). Anything else (a file
- * touched, resumed, deleted, another --map) goes through the normal restore.
+ * files as stat saw it right after (inode, size, mtime and ctime: a tool that
+ * puts an edited file's mtime back cannot put its ctime back). A later run
+ * skips a snapshot entry whose key is here, whose files are all still as
+ * recorded and whose target directory is still the one chosen then (it may
+ * have been created or cloned since): restoring it again would write nothing
+ * (every file identical, or the local copy ahead and kept). history.jsonl,
+ * which every restore appends the session's prompt lines to, must be the
+ * same file, at least as long. Anything else (a file touched, resumed,
+ * deleted, another --map) goes through the normal restore.
  *
  * A cache, not a record: it is not fsynced, a torn last line is ignored, and a
- * lost file only costs the next run its downloads. The prompt-history lines a
- * session adds to history.jsonl are not checked (that file changes all the time).
+ * lost file only costs the next run its downloads. A failure to read or write
+ * it never fails a restore.
  */
 
+/** Part of every key: a build that places or rewrites sessions differently does not trust an older one's lines. */
+const MEMO_VERSION = 1;
 /** Rewrite the file when it holds this many more lines than live entries (restores repeated over months). */
 const COMPACT_SLACK = 1000;
 
@@ -42,17 +48,23 @@ export interface MemoSession {
   target: TargetChoice;
 }
 
+/** A file as stat saw it: [path relative to the config dir, ino, size, mtimeMs, ctimeMs]. */
+type Seen = [string, number, number, number, number];
+
 interface MemoLine {
   key: string;
   /** Absent on a line that forgets the key (a later restore of the same blob found the session changed). */
   session?: MemoSession;
-  /** [path, ino, size, mtimeMs] of each file the session has here. */
-  files: [string, number, number, number][];
+  files: Seen[];
+  /** history.jsonl's inode and size right after. */
+  history?: [number, number] | undefined;
 }
 
 /** The facts a restore --all of one snapshot entry depends on, besides the blob itself. */
 export interface Placement {
   claudeDir: string;
+  /** This machine's home: the old home → this home rewrite depends on it. */
+  home: string;
   maps: PathMapping[];
   rewrite: boolean;
   /** --force replaces a diverged local copy that a run without it forked around. */
@@ -61,64 +73,85 @@ export interface Placement {
 
 export class RestoreMemo {
   readonly #file: string;
+  readonly #claudeDir: string;
+  readonly #history: string;
   readonly #entries = new Map<string, MemoLine>();
+  /** The key each session's transcript was last restored under: a newer backup's line replaces the older one. */
+  readonly #keyOf = new Map<string, string>();
   #lines = 0;
   /** The file ends in a line torn by a crash: the next line starts on a line of its own. */
   #torn = false;
 
-  private constructor(file: string) {
+  private constructor(file: string, claudeDir: string, history: string) {
     this.#file = file;
+    this.#claudeDir = claudeDir;
+    this.#history = history;
   }
 
-  /** The memo of restores into `claudeDir`, under CCBUNDLE_HOME/state/restored/. */
-  static open(home: string, claudeDir: string): RestoreMemo {
-    const name = createHash("sha256").update(path.resolve(claudeDir)).digest("hex").slice(0, 20);
-    const memo = new RestoreMemo(path.join(home, "state", "restored", `${name}.jsonl`));
+  /** The memo of restores into `claudeDir` (whose prompt history is `history`), under CCBUNDLE_HOME/state/restored/. */
+  static open(home: string, claudeDir: string, history: string): RestoreMemo {
+    const resolved = path.resolve(claudeDir);
+    const name = createHash("sha256").update(resolved).digest("hex").slice(0, 20);
+    const memo = new RestoreMemo(path.join(home, "state", "restored", `${name}.jsonl`), resolved, history);
     memo.#read();
     return memo;
   }
 
   static key(blobSha256: string, placement: Placement): string {
-    const facts = [blobSha256, path.resolve(placement.claudeDir), placement.rewrite, placement.force, placement.maps];
+    const { claudeDir, home, rewrite, force, maps } = placement;
+    const facts = [MEMO_VERSION, blobSha256, path.resolve(claudeDir), home, rewrite, force, maps];
     return createHash("sha256").update(JSON.stringify(facts)).digest("hex");
   }
 
   /** The session restored under `key`, if every one of its files is still exactly as that restore left it. */
   unchanged(key: string): MemoSession | undefined {
     const entry = this.#entries.get(key);
-    if (!entry) return undefined;
-    for (const [file, ino, size, mtimeMs] of entry.files) {
-      const now = identityOf(file);
-      if (!now || !sameFile(now, { ino, size, mtimeMs })) return undefined;
+    if (!entry?.session) return undefined;
+    for (const [rel, ...then] of entry.files) {
+      const now = this.#seen(rel);
+      if (!now || now.some((value, i) => value !== then[i])) return undefined;
+    }
+    if (entry.history) {
+      const now = this.#seen(this.#relative(this.#history));
+      if (!now || now[0] !== entry.history[0] || now[1] < entry.history[1]) return undefined;
     }
     return entry.session;
   }
 
   /**
-   * Remember a session just restored under `key`, with its files as they are now: restoring the
-   * same blob onto them again would write nothing. Not when a file was kept because it differs
-   * (a conflict): a later run with --force would replace it, and every run says so.
+   * Remember a session just restored under `key`, with `files` (its own, and for a fork the
+   * local original beside it) as they are now: restoring the same blob onto them again would
+   * write nothing. Not when a file was kept because it differs (a conflict): a later run with
+   * --force would replace it, and every run says so.
    */
   record(
     key: string,
-    session: Omit<MemoSession, "outcome"> & { outcome: RestoreOutcome; conflicts: string[]; files: string[] },
+    session: Omit<MemoSession, "outcome"> & { outcome: RestoreOutcome; conflicts: string[] },
+    files: string[],
   ): void {
     if (session.conflicts.length > 0) {
       this.#forget(key);
       return;
     }
-    const files: MemoLine["files"] = [];
-    for (const file of session.files) {
-      const identity = identityOf(file);
+    const seen: Seen[] = [];
+    for (const file of files) {
+      const rel = this.#relative(file);
+      const identity = this.#seen(rel);
       if (!identity) {
         this.#forget(key);
         return;
       }
-      files.push([file, identity.ino, identity.size, identity.mtimeMs]);
+      seen.push([rel, ...identity]);
     }
+    const history = this.#seen(this.#relative(this.#history));
     const { sessionId, originalId, title, targetCwd, transcript, target } = session;
     const outcome = session.outcome === "kept-local" ? "kept-local" : "identical";
-    this.#append({ key, session: { outcome, sessionId, originalId, title, targetCwd, transcript, target }, files });
+    this.#write({
+      key,
+      session: { outcome, sessionId, originalId, title, targetCwd, transcript, target },
+      files: seen,
+      history: history ? [history[0], history[1]] : undefined,
+    });
   }
 
   /** Rewrite the file without the lines later ones replaced, once they are many. */
@@ -138,18 +171,12 @@ export class RestoreMemo {
   }
 
   #forget(key: string): void {
-    if (!this.#entries.has(key)) return;
-    this.#entries.delete(key);
-    // A line with no files is never a hit and replaces the earlier one when read back.
-    this.#write({ key, files: [] });
-  }
-
-  #append(entry: MemoLine): void {
-    this.#entries.set(entry.key, entry);
-    this.#write(entry);
+    // A line with no session is never a hit and replaces the earlier one when read back.
+    if (this.#entries.has(key)) this.#write({ key, files: [] });
   }
 
   #write(entry: MemoLine): void {
+    this.#take(entry);
     try {
       mkdirSync(path.dirname(this.#file), { recursive: true, mode: 0o700 });
       appendFileSync(this.#file, `${this.#torn ? "\n" : ""}${JSON.stringify(entry)}\n`, { mode: 0o600 });
@@ -158,6 +185,18 @@ export class RestoreMemo {
     } catch {
       // Not remembered: the next run downloads this session again, nothing worse.
     }
+  }
+
+  /** A line read or written: it replaces the key's earlier one, and the earlier key of the same transcript. */
+  #take(entry: MemoLine): void {
+    const previous = this.#entries.get(entry.key)?.session?.transcript;
+    if (previous !== undefined) this.#keyOf.delete(previous);
+    this.#entries.delete(entry.key);
+    if (!entry.session) return;
+    const older = this.#keyOf.get(entry.session.transcript);
+    if (older !== undefined) this.#entries.delete(older);
+    this.#keyOf.set(entry.session.transcript, entry.key);
+    this.#entries.set(entry.key, entry);
   }
 
   #read(): void {
@@ -173,19 +212,23 @@ export class RestoreMemo {
       if (line === "") continue;
       this.#lines++;
       const entry = parseLine(line);
-      if (!entry) continue;
-      if (entry.files.length === 0) this.#entries.delete(entry.key);
-      else this.#entries.set(entry.key, entry);
+      if (entry) this.#take(entry);
     }
   }
-}
 
-function identityOf(file: string): FileIdentity | undefined {
-  try {
-    const info = statSync(file);
-    return info.isFile() ? fileIdentity(info) : undefined;
-  } catch {
-    return undefined;
+  #relative(file: string): string {
+    const rel = path.relative(this.#claudeDir, file);
+    return rel.startsWith("..") || path.isAbsolute(rel) ? file : rel;
+  }
+
+  /** [ino, size, mtimeMs, ctimeMs] of a regular file (relative to the config dir, or absolute). */
+  #seen(file: string): [number, number, number, number] | undefined {
+    try {
+      const info = statSync(path.resolve(this.#claudeDir, file));
+      return info.isFile() ? [info.ino, info.size, info.mtimeMs, info.ctimeMs] : undefined;
+    } catch {
+      return undefined;
+    }
   }
 }
 
@@ -193,14 +236,13 @@ function parseLine(line: string): MemoLine | undefined {
   try {
     const value = JSON.parse(line) as Partial<MemoLine>;
     if (typeof value.key !== "string" || !Array.isArray(value.files)) return undefined;
-    if (value.files.length > 0 && (typeof value.session !== "object" || value.session === null)) return undefined;
+    if (value.session !== undefined && (typeof value.session !== "object" || value.session === null)) return undefined;
     const wellFormed = value.files.every(
       (file) =>
         Array.isArray(file) &&
+        file.length === 5 &&
         typeof file[0] === "string" &&
-        typeof file[1] === "number" &&
-        typeof file[2] === "number" &&
-        typeof file[3] === "number",
+        file.slice(1).every((n) => typeof n === "number"),
     );
     return wellFormed ? (value as MemoLine) : undefined;
   } catch {

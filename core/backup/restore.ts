@@ -1,11 +1,15 @@
+import path from "node:path";
 import type { Readable } from "node:stream";
 import type { BlobStore } from "../../storage-adapters/blob-store.js";
+import { claudeLayout } from "../claude/paths.js";
 import type { PathMapping } from "../claude/remap.js";
 import type { RecoveredStaging } from "../claude/staging.js";
-import type { Settings } from "../config.js";
+import { type TargetChoice, wholeRestoreTarget } from "../claude/target.js";
+import { homeDir, type Settings } from "../config.js";
 import type { UserKey } from "../crypto/keys.js";
 import { describeFailure, type ExitCode, isNoSpace, NotFoundError, UsageError } from "../errors.js";
 import { type ReceivedSession, type ReceiveOptions, ReceiveRun, type StagedBundle } from "../receive.js";
+import { remembered } from "../remembered.js";
 import { filterEntries, lastActivity, machineMatcher } from "./filter.js";
 import { countBytes, type ProgressListener } from "./progress.js";
 import { type MemoSession, RestoreMemo } from "./restore-memo.js";
@@ -97,21 +101,32 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRes
   const restored: RestoredSession[] = [];
   // A run again after a full disk, a Ctrl-C or a failure: what an earlier one restored from these
   // very blobs, and nobody touched since, is not downloaded again (see restore-memo.ts).
-  const memo = select.all ? RestoreMemo.open(settings.home, settings.claudeDir) : undefined;
+  const memo = select.all
+    ? RestoreMemo.open(settings.home, settings.claudeDir, claudeLayout(settings.claudeDir).history)
+    : undefined;
   const memoKey = (entry: SnapshotSession) =>
     RestoreMemo.key(entry.blob.sha256, {
       claudeDir: settings.claudeDir,
+      home: homeDir(settings.env),
       maps: options.maps,
       rewrite: options.rewrite,
       force: options.force,
     });
   const of = entries.length;
   if (memo) {
+    const targets = new Map<string, Pick<TargetChoice, "cwd" | "warning">>();
     const fetch: SnapshotSession[] = [];
     for (const entry of entries) {
       const before = memo.unchanged(memoKey(entry));
-      if (before) restored.push(alreadyRestored(before, entry));
-      else fetch.push(entry);
+      const target =
+        before &&
+        remembered(targets, entry.project, () =>
+          wholeRestoreTarget({ cwd: entry.project, folder: entry.folder }, options.maps),
+        );
+      // Still where this run would put it (a directory created or cloned since moves it).
+      if (before && target?.cwd === before.target.cwd && target.warning === before.target.warning) {
+        restored.push(alreadyRestored(before, entry));
+      } else fetch.push(entry);
     }
     entries = fetch;
   }
@@ -178,7 +193,7 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRes
           restored.push({ ...session, warnings, host: entry.host, backedUp: entry.backedUp });
         }
         // Backup blobs hold one session each; a blob of several is not remembered.
-        if (memo && result.sessions.length === 1) memo.record(memoKey(entry), result.sessions[0]!);
+        if (memo && result.sessions.length === 1) remember(memo, memoKey(entry), result.sessions[0]!);
       } catch (err) {
         if (!select.all) throw err;
         failures.push({
@@ -201,6 +216,18 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRes
     memo?.compact();
   }
   return { store: store.url, snapshot: snapshotId, restored, failures, recovered, notAttempted };
+}
+
+/** Note a session just restored in the memo; the memo never fails a restore. */
+function remember(memo: RestoreMemo, key: string, session: ReceivedSession): void {
+  // A fork: the local original beside it is what made it a fork, and must stay as it is too.
+  const original = path.join(path.dirname(session.transcript), `${session.originalId}.jsonl`);
+  const files = session.sessionId === session.originalId ? session.files : [...session.files, original];
+  try {
+    memo.record(key, session, files);
+  } catch {
+    // Not remembered: the next run downloads it again.
+  }
 }
 
 /** A session an earlier run restored from the same blob, unchanged since: what a restore would report. */

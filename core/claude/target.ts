@@ -1,3 +1,4 @@
+import { realpathSync, statSync } from "node:fs";
 import { realpath, stat } from "node:fs/promises";
 import path from "node:path";
 import type { ManifestSession } from "../bundle/manifest.js";
@@ -81,11 +82,7 @@ export async function chooseTarget(
     const cwd = mapped ?? session.cwd;
     const reason = mapped !== undefined ? "mapped" : "original-path";
     if (await isDir(cwd)) return withRepo(session, { cwd: await real(cwd), reason }, ask);
-    return {
-      cwd: path.resolve(cwd),
-      reason,
-      warning: `${cwd} does not exist here yet; create or clone it there to resume the session`,
-    };
+    return { cwd: path.resolve(cwd), reason, warning: notHereYet(cwd) };
   }
   if (mapped !== undefined && (await isDir(mapped))) {
     return withRepo(session, { cwd: await real(mapped), reason: "mapped" }, ask);
@@ -269,6 +266,28 @@ export function parseMaps(values: string[] | undefined): PathMapping[] {
     }
     return { from, to };
   });
+}
+
+const notHereYet = (cwd: string) => `${cwd} does not exist here yet; create or clone it there to resume the session`;
+
+/**
+ * Where restore --all would put a session that ran in `cwd` (chooseTarget with keepOriginalPaths),
+ * decided without git and synchronously: restore --all's memo (core/backup/restore-memo.ts) checks
+ * that a session an earlier run restored is still where this run would put it (its directory may
+ * have been created, or cloned, since).
+ */
+export function wholeRestoreTarget(
+  session: Pick<ManifestSession, "cwd" | "folder">,
+  maps: PathMapping[],
+): Pick<TargetChoice, "cwd" | "warning"> {
+  if (cwdUnknown(session)) return { cwd: session.cwd };
+  const cwd = applyMaps(session.cwd, maps) ?? session.cwd;
+  try {
+    if (statSync(cwd).isDirectory()) return { cwd: realpathSync(cwd) };
+  } catch {
+    // Not there (or not readable): as chooseTarget, filed under the path as it is.
+  }
+  return { cwd: path.resolve(cwd), warning: notHereYet(cwd) };
 }
 
 async function isDir(p: string): Promise<boolean> {
