@@ -49,24 +49,10 @@ function bytesIn(dir: string, keep: (name: string) => boolean = () => true): num
   return total;
 }
 
-/** Start `args`, send SIGINT once `ready()` says the work is under way; how the command ended. */
-async function interrupt(machine: Machine, args: string[], ready: () => boolean, cwd?: string) {
-  const { child, done } = machine.start(args, cwd ? { cwd } : {});
-  let sent = false;
-  const poll = setInterval(() => {
-    if (!sent && ready()) {
-      sent = true;
-      child.kill("SIGINT");
-    }
-  }, 2);
-  const result = await done.finally(() => clearInterval(poll));
-  return { ...result, sent, signal: child.signalCode };
-}
-
 describe("Ctrl-C", () => {
   it("during a push's upload: ends by SIGINT, and the store holds no temp file and no blob", async () => {
     const partials = () => bytesIn(path.join(nas, ".tmp"), (name) => name.endsWith(".partial"));
-    const r = await interrupt(alice, ["push"], () => partials() > 0, aliceProject);
+    const r = await alice.interruptWhen(["push"], () => partials() > 0, { cwd: aliceProject });
     expect(r.sent, "the push ended before its upload was seen").toBe(true);
     expect(r.signal).toBe("SIGINT");
     expect(r.stderr).toContain("ccbundle: interrupted");
@@ -88,7 +74,7 @@ describe("Ctrl-C", () => {
       readdirSync(bob.claudeDir)
         .filter((name) => name.startsWith(".ccbundle-staging-"))
         .some((name) => bytesIn(path.join(bob.claudeDir, name), (file) => file.startsWith("f-")) > 1 << 20);
-    const r = await interrupt(bob, ["pull", "--project", other, "--no-resume"], staged);
+    const r = await bob.interruptWhen(["pull", "--project", other, "--no-resume"], staged);
     expect(r.sent, "the pull ended before its staging was seen").toBe(true);
     expect(r.signal).toBe("SIGINT");
     expect(r.stderr).toContain("ccbundle: interrupted");

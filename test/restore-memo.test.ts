@@ -299,7 +299,7 @@ describe("restore --all interrupted", () => {
     // Does not compress, so its restore takes a while; and restores last (sessions go oldest first).
     writeFileSync(path.join(path.dirname(big.transcript), big.id, "big.txt"), randomBytes(48 << 20).toString("base64"));
     const now = Date.now() / 1000;
-    small.forEach((session, i) => utimesSync(session.transcript, now - 100 + i, now - 100 + i));
+    for (const [i, session] of small.entries()) utimesSync(session.transcript, now - 100 + i, now - 100 + i);
     await bob.runOk(["backup"]);
   }, 60_000);
   afterAll(() => bob?.cleanup());
@@ -310,17 +310,9 @@ describe("restore --all interrupted", () => {
     const memoDir = path.join(bob.ccbHome, "state", "restored");
     const remembered = () =>
       existsSync(memoDir) && readdirSync(memoDir).some((name) => readFileSync(path.join(memoDir, name)).length > 0);
-    const { child, done } = bob.start(["restore", "--all", "--no-resume"], { env });
-    let sent = false;
-    const poll = setInterval(() => {
-      if (!sent && remembered()) {
-        sent = true;
-        child.kill("SIGINT");
-      }
-    }, 2);
-    const result = await done.finally(() => clearInterval(poll));
-    expect(sent, "the restore ended before its first session was in").toBe(true);
-    expect(child.signalCode).toBe("SIGINT");
+    const result = await bob.interruptWhen(["restore", "--all", "--no-resume"], remembered, { env });
+    expect(result.sent, "the restore ended before its first session was in").toBe(true);
+    expect(result.signal).toBe("SIGINT");
     expect(result.stderr).toMatch(
       /ccbundle: interrupted\nccbundle: restored [12] of 3 sessions before the interrupt\n/,
     );

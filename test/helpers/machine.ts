@@ -91,6 +91,27 @@ export class Machine {
     return { child, done };
   }
 
+  /**
+   * Start `args` and send SIGINT (Ctrl-C) once `ready()` says the work is under way (polled every
+   * 2 ms); how the command ended, whether the signal went, and the signal that ended it.
+   */
+  async interruptWhen(
+    args: string[],
+    ready: () => boolean,
+    options: Parameters<Machine["start"]>[1] = {},
+  ): Promise<RunResult & { sent: boolean; signal: NodeJS.Signals | null }> {
+    const { child, done } = this.start(args, options);
+    let sent = false;
+    const poll = setInterval(() => {
+      if (!sent && ready()) {
+        sent = true;
+        child.kill("SIGINT");
+      }
+    }, 2);
+    const result = await done.finally(() => clearInterval(poll));
+    return { ...result, sent, signal: child.signalCode };
+  }
+
   async runOk(args: string[], options: Parameters<Machine["run"]>[1] = {}): Promise<RunResult> {
     const result = await this.run(args, options);
     if (result.code !== 0) {
