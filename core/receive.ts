@@ -420,7 +420,8 @@ export class ReceiveRun {
       keepOriginalPaths: options.keepOriginalPaths,
       homes: { source: manifest.source.home, target: homeDir(options.settings.env) },
     };
-    const key = JSON.stringify([session.cwd, session.git ?? null, choice]);
+    // The folder too: sessions whose transcript never said its cwd share "/" and go to their own folders.
+    const key = JSON.stringify([session.cwd, session.folder, session.git ?? null, choice]);
     return remembered(this.#targets, key, () => {
       const target = chooseTarget(session, choice, this.#git);
       // A refusal (--project is not a directory) is asked again, not remembered.

@@ -1,4 +1,4 @@
-import { randomBytes } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import {
   appendFileSync,
   existsSync,
@@ -13,7 +13,8 @@ import {
 } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { backupMachine } from "./helpers/backup.js";
+import { projectFolderName } from "../core/claude/paths.js";
+import { backupMachine, withSameIdentity } from "./helpers/backup.js";
 import { type FixtureSession, writeSession } from "./helpers/fixture.js";
 import type { Machine } from "./helpers/machine.js";
 
@@ -219,8 +220,74 @@ describe("restore --all run again, where the earlier run is not the whole story"
   });
 });
 
+describe("restore --all run again, with copies from two machines and sessions with no cwd", () => {
+  let dora: Machine;
+  let eve: Machine;
+  afterAll(() => {
+    dora?.cleanup();
+    eve?.cleanup();
+  });
+
+  it("two machines' copies of one session on one transcript: runs after the second download neither", async () => {
+    let nas: string;
+    ({ machine: dora, nas } = await backupMachine("restore-memo-3"));
+    const project = dora.project("code/app");
+    const id = randomUUID();
+    const line = (n: number) =>
+      `${JSON.stringify({
+        type: "user",
+        uuid: `u${n}`,
+        parentUuid: n ? `u${n - 1}` : null,
+        cwd: project,
+        sessionId: id,
+        timestamp: `2026-11-20T10:00:0${n}.000Z`,
+        message: { role: "user", content: `prompt ${n}` },
+      })}\n`;
+    const transcript = (machine: Machine, lines: number) => {
+      const dir = path.join(machine.claudeDir, "projects", projectFolderName(project));
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(path.join(dir, `${id}.jsonl`), Array.from({ length: lines }, (_, i) => line(i)).join(""));
+    };
+    transcript(dora, 2);
+    await dora.runOk(["backup"]);
+    // The session went on on another machine with the same identity, which backs up to the same store.
+    eve = await withSameIdentity(dora, "restore-memo-3b", { CCBUNDLE_STORE: nas });
+    transcript(eve, 3);
+    await eve.runOk(["backup"]);
+    const env = { CLAUDE_CONFIG_DIR: path.join(dora.root, "claude-new") };
+    const restore = async () =>
+      JSON.parse((await dora.runOk(["restore", "--all", "--no-resume", "--json"], { env })).stdout)
+        .sessions as RestoredJson[];
+    expect((await restore()).map((s) => s.outcome).sort()).toEqual(["fast-forward", "new"]);
+    // The newer copy's install changed the transcript under the older copy's line: the next run
+    // fetches the older copy once more (kept: the local copy is ahead). From then on, nothing.
+    await restore();
+    for (let run = 0; run < 2; run++) {
+      const again = await restore();
+      expect(again.map((s) => s.alreadyRestored)).toEqual([true, true]);
+      expect(again.map((s) => s.outcome).sort()).toEqual(["identical", "kept-local"]);
+    }
+  });
+
+  it("sessions whose transcripts never said their cwd each go back to their own folder", async () => {
+    const folders = ["-home-x-one", "-home-x-two"];
+    for (const folder of folders) {
+      const dir = path.join(dora.claudeDir, "projects", folder);
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(
+        path.join(dir, `${randomUUID()}.jsonl`),
+        `${JSON.stringify({ type: "summary", summary: `s ${folder}`, leafUuid: "u" })}\n`,
+      );
+    }
+    await dora.runOk(["backup"]);
+    const fresh = path.join(dora.root, "claude-nocwd");
+    await dora.runOk(["restore", "--all", "--no-resume", "--json"], { env: { CLAUDE_CONFIG_DIR: fresh } });
+    for (const folder of folders) expect(readdirSync(path.join(fresh, "projects", folder))).toHaveLength(1);
+  });
+});
+
 describe("RestoreMemo", () => {
-  it("keeps one line per transcript, compacts the replaced ones once they are many, and checks each file's stat", async () => {
+  it("drops what newer backups superseded, compacts once many lines are dead, and checks each file's stat", async () => {
     const { RestoreMemo } = await import("../core/backup/restore-memo.js");
     const home = path.join(alice.root, "memo-unit");
     const claudeDir = path.join(alice.root, "memo-claude");
@@ -241,12 +308,13 @@ describe("RestoreMemo", () => {
       conflicts: [],
     });
     const memo = RestoreMemo.open(home, claudeDir, history);
-    // Each transcript restored from many backups in turn: only its newest blob counts.
+    // Each transcript restored from many backups in turn: once a run looks at the newest three
+    // blobs, the older ones of the same transcripts go.
     for (let n = 0; n < 1100; n++) {
       const i = n % 3;
       memo.record(RestoreMemo.key(`blob-${n}`, placement), session(i, n % 2 ? "kept-local" : "new"), [transcripts[i]!]);
     }
-    memo.compact();
+    memo.compact(new Set([1097, 1098, 1099].map((n) => RestoreMemo.key(`blob-${n}`, placement))));
     const [name] = readdirSync(path.join(home, "state", "restored"));
     const text = readFileSync(path.join(home, "state", "restored", name!), "utf8");
     expect(text.trim().split("\n")).toHaveLength(3);

@@ -29,9 +29,12 @@ import type { TargetChoice } from "../claude/target.js";
  * it never fails a restore.
  */
 
-/** Part of every key: a build that places or rewrites sessions differently does not trust an older one's lines. */
-const MEMO_VERSION = 1;
-/** Rewrite the file when it holds this many more lines than live entries (restores repeated over months). */
+/**
+ * Part of every key: a build that places or rewrites sessions differently does not trust an older
+ * one's lines. 2: sessions with no cwd of their own were all placed in the first one's folder.
+ */
+const MEMO_VERSION = 2;
+/** Rewrite the file once this many of its lines are replaced or superseded (restores repeated over months). */
 const COMPACT_SLACK = 1000;
 
 export interface MemoSession {
@@ -76,8 +79,6 @@ export class RestoreMemo {
   readonly #claudeDir: string;
   readonly #history: string;
   readonly #entries = new Map<string, MemoLine>();
-  /** The key each session's transcript was last restored under: a newer backup's line replaces the older one. */
-  readonly #keyOf = new Map<string, string>();
   #lines = 0;
   /** The file ends in a line torn by a crash: the next line starts on a line of its own. */
   #torn = false;
@@ -154,8 +155,22 @@ export class RestoreMemo {
     });
   }
 
-  /** Rewrite the file without the lines later ones replaced, once they are many. */
-  compact(): void {
+  /**
+   * Forget what newer backups superseded, and rewrite the file once many of its lines are dead.
+   * `current`: the keys of the snapshot entries this run looked at. A remembered blob that is not
+   * among them, for a transcript that one of them restored, is an older backup of that session:
+   * it is dropped. (Not by transcript alone: two machines' copies of one session can both be in a
+   * snapshot and land on the same transcript, and each must stay.)
+   */
+  compact(current: ReadonlySet<string>): void {
+    const transcripts = new Set<string>();
+    for (const key of current) {
+      const transcript = this.#entries.get(key)?.session?.transcript;
+      if (transcript !== undefined) transcripts.add(transcript);
+    }
+    for (const [key, entry] of this.#entries) {
+      if (!current.has(key) && entry.session && transcripts.has(entry.session.transcript)) this.#entries.delete(key);
+    }
     if (this.#lines - this.#entries.size < COMPACT_SLACK) return;
     const text = [...this.#entries.values()].map((entry) => `${JSON.stringify(entry)}\n`).join("");
     try {
@@ -187,16 +202,10 @@ export class RestoreMemo {
     }
   }
 
-  /** A line read or written: it replaces the key's earlier one, and the earlier key of the same transcript. */
+  /** A line read or written: it replaces the key's earlier one. */
   #take(entry: MemoLine): void {
-    const previous = this.#entries.get(entry.key)?.session?.transcript;
-    if (previous !== undefined) this.#keyOf.delete(previous);
-    this.#entries.delete(entry.key);
-    if (!entry.session) return;
-    const older = this.#keyOf.get(entry.session.transcript);
-    if (older !== undefined) this.#entries.delete(older);
-    this.#keyOf.set(entry.session.transcript, entry.key);
-    this.#entries.set(entry.key, entry);
+    if (entry.session) this.#entries.set(entry.key, entry);
+    else this.#entries.delete(entry.key);
   }
 
   #read(): void {

@@ -113,6 +113,7 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRes
       force: options.force,
     });
   const of = entries.length;
+  const looked = new Set(memo ? entries.map(memoKey) : []);
   if (memo) {
     const targets = new Map<string, Pick<TargetChoice, "cwd" | "warning">>();
     const fetch: SnapshotSession[] = [];
@@ -213,7 +214,7 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRes
     }
   } finally {
     await run.close();
-    memo?.compact();
+    memo?.compact(looked);
   }
   return { store: store.url, snapshot: snapshotId, restored, failures, recovered, notAttempted };
 }

@@ -282,12 +282,20 @@ export function wholeRestoreTarget(
 ): Pick<TargetChoice, "cwd" | "warning"> {
   if (cwdUnknown(session)) return { cwd: session.cwd };
   const cwd = applyMaps(session.cwd, maps) ?? session.cwd;
+  let isDirectory = false;
   try {
-    if (statSync(cwd).isDirectory()) return { cwd: realpathSync(cwd) };
+    isDirectory = statSync(cwd).isDirectory();
   } catch {
     // Not there (or not readable): as chooseTarget, filed under the path as it is.
   }
-  return { cwd: path.resolve(cwd), warning: notHereYet(cwd) };
+  if (!isDirectory) return { cwd: path.resolve(cwd), warning: notHereYet(cwd) };
+  // The native call, as fs/promises' realpath in chooseTarget: it spells the path as the disk
+  // does (case on macOS and Windows), where the JavaScript realpathSync keeps the caller's.
+  try {
+    return { cwd: realpathSync.native(cwd) };
+  } catch {
+    return { cwd };
+  }
 }
 
 async function isDir(p: string): Promise<boolean> {

@@ -102,8 +102,16 @@ export class Machine {
   ): Promise<RunResult & { sent: boolean; signal: NodeJS.Signals | null }> {
     const { child, done } = this.start(args, options);
     let sent = false;
+    const isReady = () => {
+      try {
+        return ready();
+      } catch {
+        // Looking raced the command (a folder removed under readdir): not yet.
+        return false;
+      }
+    };
     const poll = setInterval(() => {
-      if (!sent && ready()) {
+      if (!sent && isReady()) {
         sent = true;
         child.kill("SIGINT");
       }
