@@ -436,7 +436,10 @@ export class ReceiveRun {
    * per path component each.
    */
   #realPath(cwd: string): Promise<string> {
-    return remembered(this.#realPaths, cwd, () => realpath(cwd).catch(() => path.resolve(cwd)));
+    // A directory that is no path here (a Windows one, kept as restore --all filed it) stays as it is.
+    return remembered(this.#realPaths, cwd, () =>
+      realpath(cwd).catch(() => (path.isAbsolute(cwd) ? path.resolve(cwd) : cwd)),
+    );
   }
 
   /**

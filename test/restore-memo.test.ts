@@ -286,6 +286,33 @@ describe("restore --all run again, with copies from two machines and sessions wi
   });
 });
 
+describe("restore --all of a session that ran on Windows, without --map", () => {
+  let frank: Machine;
+  afterAll(() => frank?.cleanup());
+
+  it("keeps it in its own project folder wherever the command runs, and says how to place it", async () => {
+    ({ machine: frank } = await backupMachine("restore-windows"));
+    const session = writeSession({
+      claudeDir: frank.claudeDir,
+      projectDir: frank.project("unused"),
+      home: frank.home,
+      source: { cwd: "C:\\Users\\al\\code\\app", home: "C:\\Users\\al", claudeDir: "C:\\Users\\al\\.claude" },
+    });
+    await frank.runOk(["backup"]);
+    const env = { CLAUDE_CONFIG_DIR: path.join(frank.root, "claude-new") };
+    for (const cwd of [frank.home, frank.project("elsewhere")]) {
+      const doc = JSON.parse((await frank.runOk(["restore", "--all", "--no-resume", "--json"], { env, cwd })).stdout);
+      const restored = doc.sessions.find((s: RestoredJson) => s.originalId === session.id);
+      expect(restored.project).toBe("C:\\Users\\al\\code\\app");
+      expect(restored.warnings.join(" ")).toContain("--map 'C:\\Users\\al=<a directory here>'");
+    }
+    expect(readdirSync(path.join(env.CLAUDE_CONFIG_DIR, "projects"))).toEqual([session.folder]);
+    // The second run found it where the first put it.
+    const again = JSON.parse((await frank.runOk(["restore", "--all", "--no-resume", "--json"], { env })).stdout);
+    expect(again.sessions[0]).toMatchObject({ alreadyRestored: true });
+  });
+});
+
 describe("RestoreMemo", () => {
   it("drops what newer backups superseded, compacts once many lines are dead, and checks each file's stat", async () => {
     const { RestoreMemo } = await import("../core/backup/restore-memo.js");

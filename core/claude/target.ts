@@ -81,6 +81,7 @@ export async function chooseTarget(
     // into that path finds it. The current directory is never a fallback for a whole restore.
     const cwd = mapped ?? session.cwd;
     const reason = mapped !== undefined ? "mapped" : "original-path";
+    if (!path.isAbsolute(cwd)) return notAPathHere(session);
     if (await isDir(cwd)) return withRepo(session, { cwd: await real(cwd), reason }, ask);
     return { cwd: path.resolve(cwd), reason, warning: notHereYet(cwd) };
   }
@@ -271,6 +272,21 @@ export function parseMaps(values: string[] | undefined): PathMapping[] {
 const notHereYet = (cwd: string) => `${cwd} does not exist here yet; create or clone it there to resume the session`;
 
 /**
+ * restore --all of a session whose directory is no path on this machine (a Windows one on Linux or
+ * macOS) and that no --map moved: kept in its own project folder, as the source machine filed it.
+ * (Resolved as a path, it landed under the current directory, in a folder named after both.)
+ */
+function notAPathHere(session: Pick<ManifestSession, "cwd" | "folder">): TargetChoice {
+  const home = /^([A-Za-z]:\\Users\\[^\\]+)/.exec(session.cwd)?.[1];
+  return {
+    cwd: session.cwd,
+    reason: "original-path",
+    folder: session.folder,
+    warning: `${session.cwd} is not a path on this machine; kept in its own project folder: restore with --map '${home ?? session.cwd}=<a directory here>' to put it under one`,
+  };
+}
+
+/**
  * Where restore --all would put a session that ran in `cwd` (chooseTarget with keepOriginalPaths),
  * decided without git and synchronously: restore --all's memo (core/backup/restore-memo.ts) checks
  * that a session an earlier run restored is still where this run would put it (its directory may
@@ -282,6 +298,7 @@ export function wholeRestoreTarget(
 ): Pick<TargetChoice, "cwd" | "warning"> {
   if (cwdUnknown(session)) return { cwd: session.cwd };
   const cwd = applyMaps(session.cwd, maps) ?? session.cwd;
+  if (!path.isAbsolute(cwd)) return notAPathHere(session);
   let isDirectory = false;
   try {
     isDirectory = statSync(cwd).isDirectory();
