@@ -92,6 +92,7 @@ describe("restore --all run again", () => {
   });
 
   it("fetches a session whose transcript went on since (resumed here), and keeps the local copy", async () => {
+    const order = (await withoutBlobs(() => restoreAll())).sessions.map((s) => s.originalId);
     const resumed = sessions[0]!;
     const transcript = path.join(claudeFresh(), "projects", resumed.folder, `${resumed.id}.jsonl`);
     appendFileSync(transcript, `${JSON.stringify({ type: "user", message: { role: "user", content: "more" } })}\n`);
@@ -106,6 +107,8 @@ describe("restore --all run again", () => {
     expect(doc.sessions.filter((s: RestoredJson) => s.alreadyRestored)).toHaveLength(2);
 
     const fetched = await restoreAll();
+    // Fetched or skipped, the sessions come in the snapshot's order.
+    expect(fetched.sessions.map((s) => s.originalId)).toEqual(order);
     const it0 = fetched.sessions.find((s) => s.originalId === resumed.id)!;
     expect(it0.alreadyRestored).toBeUndefined();
     expect(it0.outcome).toBe("kept-local");

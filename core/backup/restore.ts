@@ -113,6 +113,7 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRes
       force: options.force,
     });
   const of = entries.length;
+  const order = entries.map((entry) => entry.id);
   const looked = new Set(memo ? entries.map(memoKey) : []);
   if (memo) {
     const targets = new Map<string, Pick<TargetChoice, "cwd" | "warning">>();
@@ -216,6 +217,9 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRes
     await run.close();
     memo?.compact(looked);
   }
+  // In the snapshot's order (oldest first), whether an earlier run restored them or this one did.
+  const place = new Map(order.map((id, index) => [id, index]));
+  restored.sort((a, b) => (place.get(a.originalId) ?? 0) - (place.get(b.originalId) ?? 0));
   return { store: store.url, snapshot: snapshotId, restored, failures, recovered, notAttempted };
 }
 
