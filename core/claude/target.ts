@@ -69,22 +69,13 @@ export async function chooseTarget(
     }
     return withRepo(session, { cwd: await real(project), reason: "project" }, ask);
   }
+  if (options.keepOriginalPaths) {
+    const target = wholeRestoreTarget(session, options.maps);
+    // A directory that is here: a checkout of the session's repository maps its root too.
+    return target.warning === undefined && target.folder === undefined ? withRepo(session, target, ask) : target;
+  }
   const unknown = cwdUnknown(session);
   const mapped = unknown ? undefined : applyMaps(session.cwd, options.maps);
-  if (options.keepOriginalPaths && unknown) {
-    // Nowhere to put it but where it was: its own folder.
-    return { cwd: session.cwd, reason: "original-path", folder: session.folder };
-  }
-  if (options.keepOriginalPaths) {
-    // restore --all: each session goes to its own (mapped) path, even one that does not exist
-    // here yet; Claude Code names the project folder from the path string, so a later clone
-    // into that path finds it. The current directory is never a fallback for a whole restore.
-    const cwd = mapped ?? session.cwd;
-    const reason = mapped !== undefined ? "mapped" : "original-path";
-    if (!path.isAbsolute(cwd)) return notAPathHere(session);
-    if (await isDir(cwd)) return withRepo(session, { cwd: await real(cwd), reason }, ask);
-    return { cwd: path.resolve(cwd), reason, warning: notHereYet(cwd) };
-  }
   if (mapped !== undefined && (await isDir(mapped))) {
     return withRepo(session, { cwd: await real(mapped), reason: "mapped" }, ask);
   }
@@ -287,31 +278,36 @@ function notAPathHere(session: Pick<ManifestSession, "cwd" | "folder">): TargetC
 }
 
 /**
- * Where restore --all would put a session that ran in `cwd` (chooseTarget with keepOriginalPaths),
- * decided without git and synchronously: restore --all's memo (core/backup/restore-memo.ts) checks
- * that a session an earlier run restored is still where this run would put it (its directory may
- * have been created, or cloned, since).
+ * Where restore --all puts a session (chooseTarget with keepOriginalPaths, less the checkout root
+ * withRepo adds): its own (mapped) path, even one that does not exist here yet; Claude Code names
+ * the project folder from the path string, so a later clone into that path finds it. The current
+ * directory is never a fallback for a whole restore. Synchronous and without git, so restore --all's
+ * memo (core/backup/restore-memo.ts) can check that a session an earlier run restored is still
+ * where this run would put it (its directory may have been created, or cloned, since).
  */
 export function wholeRestoreTarget(
   session: Pick<ManifestSession, "cwd" | "folder">,
   maps: PathMapping[],
-): Pick<TargetChoice, "cwd" | "warning"> {
-  if (cwdUnknown(session)) return { cwd: session.cwd };
-  const cwd = applyMaps(session.cwd, maps) ?? session.cwd;
+): TargetChoice {
+  // Nowhere to put it but where it was: its own folder.
+  if (cwdUnknown(session)) return { cwd: session.cwd, reason: "original-path", folder: session.folder };
+  const mapped = applyMaps(session.cwd, maps);
+  const cwd = mapped ?? session.cwd;
+  const reason = mapped !== undefined ? "mapped" : "original-path";
   if (!path.isAbsolute(cwd)) return notAPathHere(session);
   let isDirectory = false;
   try {
     isDirectory = statSync(cwd).isDirectory();
   } catch {
-    // Not there (or not readable): as chooseTarget, filed under the path as it is.
+    // Not there (or not readable): filed under the path as it is.
   }
-  if (!isDirectory) return { cwd: path.resolve(cwd), warning: notHereYet(cwd) };
-  // The native call, as fs/promises' realpath in chooseTarget: it spells the path as the disk
-  // does (case on macOS and Windows), where the JavaScript realpathSync keeps the caller's.
+  if (!isDirectory) return { cwd: path.resolve(cwd), reason, warning: notHereYet(cwd) };
+  // The native call, as fs/promises' realpath: it spells the path as the disk does (case on macOS
+  // and Windows), where the JavaScript realpathSync keeps the caller's.
   try {
-    return { cwd: realpathSync.native(cwd) };
+    return { cwd: realpathSync.native(cwd), reason };
   } catch {
-    return { cwd };
+    return { cwd, reason };
   }
 }
 
