@@ -104,22 +104,22 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRes
   const memo = select.all
     ? RestoreMemo.open(settings.home, settings.claudeDir, claudeLayout(settings.claudeDir).history)
     : undefined;
-  const memoKey = (entry: SnapshotSession) =>
-    RestoreMemo.key(entry.blob.sha256, {
-      claudeDir: settings.claudeDir,
-      home: homeDir(settings.env),
-      maps: options.maps,
-      rewrite: options.rewrite,
-      force: options.force,
-    });
+  const placement = {
+    claudeDir: settings.claudeDir,
+    home: homeDir(settings.env),
+    maps: options.maps,
+    rewrite: options.rewrite,
+    force: options.force,
+  };
+  // Each entry's memo key, worked out once: looked up now, recorded after its install.
+  const memoKeys = new Map(memo ? entries.map((entry) => [entry, RestoreMemo.key(entry.blob.sha256, placement)]) : []);
   const of = entries.length;
   const order = entries.map((entry) => entry.id);
-  const looked = new Set(memo ? entries.map(memoKey) : []);
   if (memo) {
-    const targets = new Map<string, Pick<TargetChoice, "cwd" | "warning">>();
+    const targets = new Map<string, TargetChoice>();
     const fetch: SnapshotSession[] = [];
     for (const entry of entries) {
-      const before = memo.unchanged(memoKey(entry));
+      const before = memo.unchanged(memoKeys.get(entry)!);
       const target =
         before &&
         remembered(targets, entry.project, () =>
@@ -195,7 +195,7 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRes
           restored.push({ ...session, warnings, host: entry.host, backedUp: entry.backedUp });
         }
         // Backup blobs hold one session each; a blob of several is not remembered.
-        if (memo && result.sessions.length === 1) remember(memo, memoKey(entry), result.sessions[0]!);
+        if (memo && result.sessions.length === 1) remember(memo, memoKeys.get(entry)!, result.sessions[0]!);
       } catch (err) {
         if (!select.all) throw err;
         failures.push({
@@ -215,7 +215,7 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRes
     }
   } finally {
     await run.close();
-    memo?.compact(looked);
+    memo?.compact(new Set(memoKeys.values()));
   }
   // In the snapshot's order (oldest first), whether an earlier run restored them or this one did.
   const place = new Map(order.map((id, index) => [id, index]));
