@@ -190,15 +190,20 @@ describe("prune --forget-machine: a replaced laptop's sessions leave", () => {
     expect(self.code).toBe(2);
     expect(self.stderr).toContain("is this machine");
 
-    const dry = JSON.parse((await desk.runOk(["prune", "--forget-machine", lapId, "--dry-run", "--json"])).stdout);
+    // The dry run with the same options predicts what the real one removes (it once said 0 blobs:
+    // it kept the old newest snapshot, which names the laptop's blobs).
+    const flags = ["--keep-last", "1", "--grace", "0", "--json"];
+    const dry = JSON.parse((await desk.runOk(["prune", "--forget-machine", lapId, "--dry-run", ...flags])).stdout);
     expect(dry.forgot).toMatchObject({ machine: lapId, sessions: 1 });
+    expect(dry.forgot.snapshot).toBeUndefined();
+    expect(dry.blobs.removed).toBeGreaterThanOrEqual(1);
     expect(JSON.parse((await desk.runOk(["list", "--json"])).stdout).sessions).toHaveLength(2);
 
-    const done = JSON.parse(
-      (await desk.runOk(["prune", "--forget-machine", lapId.slice(0, 6), "--keep-last", "1", "--grace", "0", "--json"]))
-        .stdout,
-    );
+    const done = JSON.parse((await desk.runOk(["prune", "--forget-machine", lapId.slice(0, 6), ...flags])).stdout);
     expect(done.forgot).toMatchObject({ machine: lapId, sessions: 1 });
+    expect(done.blobs.removed).toBe(dry.blobs.removed);
+    expect(done.blobs.removedBytes).toBe(dry.blobs.removedBytes);
+    expect(done.snapshots.removed).toEqual(dry.snapshots.removed);
     expect(done.snapshots.kept.map((k: { id: string }) => k.id)).toEqual([done.forgot.snapshot]);
     const after = JSON.parse((await desk.runOk(["list", "--json"])).stdout);
     expect(after.snapshot).toBe(done.forgot.snapshot);

@@ -238,7 +238,8 @@ async function forgetMachine(
       hint: "run it on another machine of yours: this one's next backup would put its sessions back",
     });
   }
-  if (options.dryRun) return { machine, host, sessions: gone.length, snapshot: undefined };
+  // A dry run builds the snapshot too (and does not write it): the keep policy below must see it
+  // as the newest, or the old newest, which names every bundle of that machine, looks kept.
   const snapshot = newSnapshot({
     key,
     machine: here,
@@ -247,10 +248,10 @@ async function forgetMachine(
     sessions: newest.sessions.filter((entry) => !matches(entry)),
     now: new Date(now),
   });
-  await writeSnapshot(store, key, snapshot, backupRecipients(key, settings.backupRecipients));
+  if (!options.dryRun) await writeSnapshot(store, key, snapshot, backupRecipients(key, settings.backupRecipients));
   snapshots.set(snapshot.id, snapshot);
   ids.unshift(snapshot.id);
-  return { machine, host, sessions: gone.length, snapshot: snapshot.id };
+  return { machine, host, sessions: gone.length, snapshot: options.dryRun ? undefined : snapshot.id };
 }
 
 /**
