@@ -89,7 +89,9 @@ export function errnoCode(err: unknown): string | undefined {
 export function fileSystemError(err: unknown): CcbError | undefined {
   const code = errnoCode(err);
   const where = (err as { path?: unknown } | null)?.path;
-  if (!code || typeof where !== "string") return undefined;
+  if (!code) return undefined;
+  // A write to an open descriptor fails without a path; a full disk is still a full disk.
+  if (typeof where !== "string" && !PATHLESS.has(code)) return undefined;
   const known: Record<string, [string, string]> = {
     EACCES: ["permission denied", "check who owns it and its permissions (ls -ld), or point ccbundle elsewhere"],
     EPERM: ["operation not permitted", "check who owns it and its permissions (ls -ld), or point ccbundle elsewhere"],
@@ -102,7 +104,22 @@ export function fileSystemError(err: unknown): CcbError | undefined {
   };
   const found = known[code];
   if (!found) return undefined;
-  return new CcbError(`${where}: ${found[0]} (${code})`, ExitCode.failure, { hint: found[1], cause: err });
+  const what = typeof where === "string" ? `${where}: ${found[0]}` : found[0];
+  return new CcbError(`${what} (${code})`, ExitCode.failure, { hint: found[1], cause: err });
+}
+
+/** Conditions of the whole file system or process, which say what to do even without a path. */
+const PATHLESS = new Set(["ENOSPC", "EDQUOT", "EROFS", "EMFILE"]);
+
+/**
+ * `err` with `file` as its path if it has none: writes to an open descriptor fail without
+ * one, and "no space left" reads better with the file it was writing.
+ */
+export function withPath(err: unknown, file: string): unknown {
+  if (errnoCode(err) && typeof (err as { path?: unknown }).path !== "string") {
+    (err as { path?: string }).path = file;
+  }
+  return err;
 }
 
 /** A failure as one line, its hint and exit code: for reports that list many (backup, restore). */

@@ -4,7 +4,7 @@ import { readdir, readFile, rm } from "node:fs/promises";
 import path from "node:path";
 import { type BlobStore, EmptyStoreError, StoreMissingError } from "../../storage-adapters/blob-store.js";
 import { writeFileAtomic } from "../claude/files.js";
-import { CcbError, errnoCode } from "../errors.js";
+import { CcbError, errnoCode, withPath } from "../errors.js";
 import type { SnapshotSession } from "./snapshot.js";
 
 /**
@@ -131,8 +131,12 @@ export class BackupStateFile {
     }
     const line = Buffer.from(`${JSON.stringify({ id, ...entry })}\n`);
     // One write call per line: O_APPEND keeps lines whole; loop only if the kernel took part of it.
-    for (let done = 0; done < line.length; ) {
-      done += writeSync(this.#journalFd, line, done, line.length - done);
+    try {
+      for (let done = 0; done < line.length; ) {
+        done += writeSync(this.#journalFd, line, done, line.length - done);
+      }
+    } catch (err) {
+      throw withPath(err, this.journal);
     }
     this.apply(id, entry);
   }

@@ -3,7 +3,7 @@ import { closeSync, fstatSync, fsync, mkdirSync, openSync, readSync, renameSync,
 import { copyFile, type FileHandle, link, mkdir, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { promisify } from "node:util";
-import { errnoCode } from "../errors.js";
+import { errnoCode, withPath } from "../errors.js";
 import { removeOnInterrupt } from "../interrupt.js";
 import type { Remapper } from "./remap.js";
 import { rewriteUtf8Lines } from "./remap-bytes.js";
@@ -274,7 +274,7 @@ export async function stageFileAtomic(
   } catch (err) {
     forget();
     await rm(tmp, { force: true });
-    throw err;
+    throw withPath(err, file);
   }
   const abort = () => {
     forget();
