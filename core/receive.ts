@@ -19,6 +19,7 @@ import {
 } from "./claude/install-journal.js";
 import { createRemapper, type PathMapping, type Remapper, rewriteFormFor, type TextForm } from "./claude/remap.js";
 import { newBackupDir, type PreparedRestore, prepareRestore, type RestoreResult } from "./claude/restore.js";
+import { shellQuote } from "./claude/resume.js";
 import { otherCopiesWarning } from "./claude/session.js";
 import {
   createStaging,
@@ -328,7 +329,7 @@ export class ReceiveRun {
         return { release, recovered: await recoverStaging(this.#settings.claudeDir) };
       } catch (err) {
         await release();
-        throw err;
+        throw describeRecoveryError(err, this.#settings.claudeDir);
       }
     })();
     const lock = this.#lock;
@@ -453,6 +454,19 @@ export class ReceiveRun {
 }
 
 /** Disk full and permission errors as one line that says what to do (they are not bugs). */
+/**
+ * Finishing a restore that an earlier run left half-way failed: say that it is that restore, not
+ * this one, that cannot go on (this run changed nothing), and how to let it finish.
+ */
+function describeRecoveryError(err: unknown, claudeDir: string): unknown {
+  const described = describeFsError(err, claudeDir, true);
+  if (!(described instanceof CcbError) || described.exitCode !== 1) return err;
+  return new CcbError(`an earlier restore stopped half-way and cannot be finished: ${described.message}`, 1, {
+    hint: `${described.hint?.replace(/; the restore stopped half-way.*$/, "")}; then run the command again: it finishes that restore first (nothing was changed by this one)`,
+    cause: err,
+  });
+}
+
 function describeFsError(err: unknown, claudeDir: string, interrupted = false): unknown {
   if (err instanceof CcbError) return err;
   const code = errnoCode(err);
@@ -469,10 +483,13 @@ function describeFsError(err: unknown, claudeDir: string, interrupted = false): 
     );
   }
   if (code === "EACCES" || code === "EPERM" || code === "EROFS") {
-    return new CcbError(`cannot write in ${claudeDir} (${code})`, 1, {
-      hint: `check the permissions of the Claude Code config dir (CLAUDE_CONFIG_DIR); ${then}`,
-      cause: err,
-    });
+    const where = (err as { path?: unknown }).path;
+    const inside = typeof where === "string" && where.startsWith(claudeDir) ? where : claudeDir;
+    const fix =
+      code === "EROFS"
+        ? "the file system is read-only"
+        : `check its owner and permissions (ls -ld ${shellQuote(inside)}; a \`sudo claude\` leaves folders only root can write: sudo chown -R "$USER" ${shellQuote(claudeDir)})`;
+    return new CcbError(`cannot write in ${inside} (${code})`, 1, { hint: `${fix}; ${then}`, cause: err });
   }
   return err;
 }

@@ -1,6 +1,8 @@
 import { randomBytes } from "node:crypto";
 import {
+  accessSync,
   closeSync,
+  constants,
   createWriteStream,
   type Dirent,
   fstatSync,
@@ -137,6 +139,8 @@ export class InstallCache {
   readonly dirs = new Set<string>();
   /** history.jsonl's lines as this run last read or wrote them, trusted while the file's identity and size hold. */
   readonly history = new Map<string, HistorySnapshot>();
+  /** Folders (and history files) this run found writable before a commit (checkWritable). */
+  readonly writable = new Set<string>();
 }
 
 /** How a commit runs its steps. */
@@ -172,6 +176,7 @@ export async function commitJournal(
 ): Promise<StepReport[]> {
   const cache = options.cache ?? new InstallCache();
   const context: StepContext = { ...options, cache };
+  if (options.replay === false) checkWritable(journal, cache.writable);
   // The staging folder exists (the staged files are in it): no mkdir.
   await writeFileAtomic(file, JSON.stringify(journal), 0o600, { parentExists: true });
   if (options.replay === false) await makeTargetDirs(journal, cache.dirs);
@@ -218,6 +223,38 @@ async function makeTargetDirs(journal: Journal, known: Set<string>): Promise<voi
       ),
     );
     for (const dir of byDepth.get(depth)!) known.add(dir);
+  }
+}
+
+/**
+ * Before a fresh journal is written: every folder its moves go into (or, for one not made yet,
+ * the nearest folder above it that exists) and history.jsonl must be writable. Else the journal
+ * would be committed and the first move fail, and every later receive would replay it and fail
+ * the same way: one root-owned project folder (a `sudo claude`) blocked every pull. Refused here,
+ * nothing was changed, and the error names the folder. (As root, access() says yes to all but a
+ * read-only file system, and root's moves succeed.)
+ */
+function checkWritable(journal: Journal, known: Set<string>): void {
+  const root = path.resolve(journal.claudeDir);
+  for (const step of journal.steps) {
+    const checks = step.kind === "history" ? [step.target, path.dirname(step.target)] : [path.dirname(step.target)];
+    for (let target of checks) {
+      if (known.has(target)) continue;
+      const wanted = target;
+      // A folder not made yet: the one above it that exists must take the new folder.
+      for (;;) {
+        try {
+          accessSync(target, constants.W_OK | (target === wanted && step.kind === "history" ? 0 : constants.X_OK));
+          break;
+        } catch (err) {
+          const code = errnoCode(err);
+          const above = path.dirname(target);
+          if (code !== "ENOENT" || above === target || !target.startsWith(root)) throw err;
+          target = above;
+        }
+      }
+      known.add(wanted);
+    }
   }
 }
 
