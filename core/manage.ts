@@ -19,7 +19,16 @@ import {
 } from "./pointer/record.js";
 import { nextSeq, publishAll, publishFailures, resolveNewest } from "./pointer/resolver.js";
 import type { PointerTransport } from "./pointer/transport.js";
-import { blobPickedUp, lastPublished, newer, publishRecord, resolveCurrent, saveLastPublished } from "./publish.js";
+import {
+  blobPickedUp,
+  forgetUnpublished,
+  lastPublished,
+  newer,
+  publishRecord,
+  resolveCurrent,
+  saveLastPublished,
+  unpublishedRecord,
+} from "./publish.js";
 import { deleteBlob, storeToDeleteFrom, tombstoneFor } from "./pull.js";
 
 /** `status`, `republish`, `revoke`: looking after the published record. */
@@ -102,8 +111,9 @@ function redact(payload: PointerPayload): PointerPayload {
  */
 export async function republish(options: { settings: Settings; key: UserKey; transports: PointerTransport[] }) {
   const { settings, key } = options;
+  // A push that could publish nowhere left its record for this command (its hint says so).
   const current = newer(
-    await lastPublished(settings.home, key),
+    newer(await lastPublished(settings.home, key), unpublishedRecord(settings.home, key)),
     await resolveCurrent(options.transports, key, settings.home),
   );
   if (!current) {
@@ -119,6 +129,7 @@ export async function republish(options: { settings: Settings; key: UserKey; tra
   }
   const report = await publishAll(options.transports, packet);
   await saveLastPublished(settings.home, key.z32, packet);
+  await forgetUnpublished(settings.home, key.z32);
   return {
     dnsBytes: packet.dns.length,
     slots: entries.length,

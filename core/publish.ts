@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { rm } from "node:fs/promises";
 import path from "node:path";
 import { stageFileAtomic, writeFileAtomic } from "./claude/files.js";
 import type { Settings } from "./config.js";
@@ -127,9 +128,16 @@ export async function publishRecord(options: PublishRecordOptions): Promise<Publ
       published = await publishAll(options.transports, packet);
     } catch (err) {
       await saving.then((staged) => staged.abort()).catch(() => undefined);
+      // Published nowhere, but what it names is done (a push's bundle is uploaded): kept for
+      // `ccbundle republish`, which the error's hint names, so that it sends this record and
+      // not the one before it.
+      await writeFileAtomic(unpublishedRecordFile(options.settings.home, key.z32), packet.bytes, 0o600).catch(
+        () => undefined,
+      );
       throw err;
     }
     await (await saving).commit();
+    await forgetUnpublished(options.settings.home, key.z32);
     return {
       dnsBytes: packet.dns.length,
       summary: published.summary,
@@ -213,6 +221,29 @@ export function blobPickedUp(payload: PointerPayload): Promise<boolean> {
 
 export function lastRecordFile(home: string, z32: string): string {
   return path.join(home, "state", `record-${z32}.bin`);
+}
+
+/** A record this machine signed but could not publish anywhere (see publishRecord). */
+function unpublishedRecordFile(home: string, z32: string): string {
+  return path.join(home, "state", `record-${z32}.unpublished.bin`);
+}
+
+/**
+ * The record a push (or revoke) signed and could not publish anywhere, if it is still valid:
+ * `republish` sends it when it is newer than the last published one. Published since, or
+ * superseded by a later record: undefined.
+ */
+export function unpublishedRecord(home: string, key: UserKey): VerifiedPacket | undefined {
+  try {
+    return verifyPayload(key.publicKey, readFileSync(unpublishedRecordFile(home, key.z32)));
+  } catch {
+    return undefined;
+  }
+}
+
+/** A record went out: no earlier unpublished one is to be sent any more. */
+export async function forgetUnpublished(home: string, z32: string): Promise<void> {
+  await rm(unpublishedRecordFile(home, z32), { force: true }).catch(() => undefined);
 }
 
 /**

@@ -1,0 +1,53 @@
+import { renameSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { writeSession } from "./helpers/fixture.js";
+import { type Machine, twoMachines } from "./helpers/machine.js";
+
+/**
+ * A push whose record could be published nowhere (here the store is its only transport, and its
+ * records/ folder cannot be written) uploaded its bundle and said to run `ccbundle republish`.
+ * republish then sent the record from before that push: the other machine pulled the previous
+ * session while the user believed the new one was handed over.
+ */
+
+let alice: Machine;
+let bob: Machine;
+let nas: string;
+
+beforeAll(async () => {
+  ({ alice, bob, nas } = await twoMachines("alice-unpublished", "bob-unpublished"));
+});
+afterAll(() => {
+  alice?.cleanup();
+  bob?.cleanup();
+});
+
+describe("republish after a push that could publish nowhere", () => {
+  it("sends that push's record, not the one before it", async () => {
+    const project = alice.project("app");
+    const bobProject = bob.project("app");
+    const first = writeSession({ claudeDir: alice.claudeDir, projectDir: project, home: alice.home });
+    await alice.runOk(["push", "--session", first.id]);
+
+    const second = writeSession({ claudeDir: alice.claudeDir, projectDir: project, home: alice.home });
+    const records = path.join(nas, "ccbundle", "v1", "records");
+    renameSync(records, `${records}.aside`);
+    writeFileSync(records, "not a folder");
+    const failed = await alice.run(["push", "--session", second.id]);
+    expect(failed.code).toBe(1);
+    expect(failed.stderr).toContain("could not publish the record anywhere");
+    expect(failed.stderr).toContain("ccbundle republish");
+
+    renameSync(records, `${records}.file`);
+    renameSync(`${records}.aside`, records);
+    await alice.runOk(["republish"]);
+    const pulled = JSON.parse((await bob.runOk(["pull", "--project", bobProject, "--no-resume", "--json"])).stdout);
+    expect(pulled.sessions.map((s: { sessionId: string }) => s.sessionId)).toEqual([second.id]);
+
+    // Published now: a later republish sends the newest record, which is still that one.
+    await alice.runOk(["republish"]);
+    const again = JSON.parse((await bob.runOk(["status", "--json"])).stdout);
+    expect(JSON.stringify(again)).toContain(second.id.slice(0, 8));
+  });
+});
