@@ -163,7 +163,7 @@ export function restoreCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
                     result.failures.length === 1
                       ? `session ${first.session} was not restored: ${first.message}`
                       : `${result.failures.length} of ${total} sessions were not restored`,
-                  hint: first.hint,
+                  hint: runHint(first.hint, partial),
                   exitCode: partial ? ExitCode.partial : first.exitCode,
                 },
               }
@@ -179,7 +179,9 @@ export function restoreCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
           })),
           failures: result.failures,
           notAttempted: result.notAttempted,
+          ...(result.warnings.length > 0 ? { warnings: result.warnings } : {}),
         });
+        for (const warning of result.warnings) ctx.out.warn(warning);
         ctx.out.line(`Restoring from snapshot ${result.snapshot} in ${result.store}`);
         printRecovered(ctx, result);
         // Many sessions often share a warning (300 "uncommitted changes" lines said nothing 300 times).
@@ -400,4 +402,15 @@ function summaryLine(restored: RestoredSession[]): string {
   if (kept > 0) parts.push(`${kept} kept as ${kept === 1 ? "it is" : "they are"} (the local copy is ahead)`);
   if (wrote === 0 && restored.length > 0) return `Nothing to restore: ${parts.join("; ")}.`;
   return `${[`Restored ${count(wrote, "session")}`, ...parts].join("; ")}.`;
+}
+
+/**
+ * The hint for a whole run from its first failure's: when other sessions were restored, that
+ * session's "nothing was changed" is not true of the run, which the same command finishes.
+ */
+export function runHint(hint: string | undefined, partial: boolean): string | undefined {
+  if (!partial) return hint;
+  const fix = hint?.replace(/;? ?nothing was changed\.?$/, "");
+  const again = "run the same command again to restore the rest (what was restored is not downloaded again)";
+  return fix ? `${fix}; then ${again}` : again;
 }

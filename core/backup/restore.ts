@@ -6,14 +6,22 @@ import type { PathMapping } from "../claude/remap.js";
 import type { RecoveredStaging } from "../claude/staging.js";
 import { type TargetChoice, wholeRestoreTarget } from "../claude/target.js";
 import { homeDir, type Settings } from "../config.js";
+import { AgeError } from "../crypto/age/errors.js";
 import type { UserKey } from "../crypto/keys.js";
-import { describeFailure, type ExitCode, isNoSpace, NotFoundError, UsageError } from "../errors.js";
+import { describeFailure, type ExitCode, IntegrityError, isNoSpace, NotFoundError, UsageError } from "../errors.js";
 import { type ReceivedSession, type ReceiveOptions, ReceiveRun, type StagedBundle } from "../receive.js";
 import { remembered } from "../remembered.js";
 import { filterEntries, lastActivity, machineMatcher } from "./filter.js";
 import { countBytes, type ProgressListener } from "./progress.js";
 import { type MemoSession, RestoreMemo } from "./restore-memo.js";
-import { pickSnapshotId, readSnapshot, type SnapshotSession } from "./snapshot.js";
+import {
+  NewerFormatError,
+  pickSnapshotId,
+  readSnapshot,
+  type Snapshot,
+  type SnapshotSession,
+  snapshotIdsToRead,
+} from "./snapshot.js";
 
 /**
  * `ccbundle restore`: sessions from a backup snapshot, with pull's conflict
@@ -75,17 +83,50 @@ export interface RestoreResult {
   recovered: RecoveredStaging[];
   /** Sessions not tried because the disk was full (restore --all stops at the first such failure). */
   notAttempted: number;
+  /** Newer snapshots passed over because they are damaged (see snapshotToRestore). */
+  warnings: string[];
+}
+
+/**
+ * The snapshot named by --snapshot, else the newest one that opens: a newer one that is damaged
+ * (a bad disk, a half-synced copy, someone who may write the store) is passed over with a
+ * warning, as backup does, since on a new laptop the previous snapshot is worth far more than an
+ * error. Not passed over: one a newer ccbundle wrote (upgrade instead), and one the key cannot
+ * open (another identity opens none of them).
+ */
+async function snapshotToRestore(
+  store: BlobStore,
+  key: UserKey,
+  wanted: string | undefined,
+  warnings: string[],
+): Promise<{ id: string; snapshot: Snapshot }> {
+  const none = new NotFoundError(`no backup snapshots in ${store.url}`, {
+    hint: "run `ccbundle backup` first, or pass --store naming the store it wrote to",
+  });
+  if (wanted !== undefined && wanted !== "latest") {
+    const id = await pickSnapshotId(store, key.z32, wanted);
+    if (!id) throw none;
+    return { id, snapshot: await readSnapshot(store, key, id) };
+  }
+  let newest: unknown;
+  for (const id of await snapshotIdsToRead(store, key.z32)) {
+    try {
+      return { id, snapshot: await readSnapshot(store, key, id) };
+    } catch (err) {
+      const wrongKey =
+        err instanceof IntegrityError && err.cause instanceof AgeError && err.cause.failure === "no-match";
+      if (!(err instanceof IntegrityError) || err instanceof NewerFormatError || wrongKey) throw err;
+      newest ??= err;
+      warnings.push(`passed over snapshot ${id}: ${err.message}`);
+    }
+  }
+  throw newest ?? none;
 }
 
 export async function restoreBackup(options: RestoreOptions): Promise<RestoreResult> {
   const { settings, key, store, select } = options;
-  const snapshotId = await pickSnapshotId(store, key.z32, options.snapshot);
-  if (!snapshotId) {
-    throw new NotFoundError(`no backup snapshots in ${store.url}`, {
-      hint: "run `ccbundle backup` first, or pass --store naming the store it wrote to",
-    });
-  }
-  const snapshot = await readSnapshot(store, key, snapshotId);
+  const warnings: string[] = [];
+  const { id: snapshotId, snapshot } = await snapshotToRestore(store, key, options.snapshot, warnings);
   const picked = select.all ? undefined : pickOne(snapshot.sessions, select.prefix, select.machine);
   let entries = select.all
     ? (await filterEntries(snapshot.sessions, { project: select.project, machine: select.machine }, options.maps)).sort(
@@ -220,7 +261,7 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRes
   // In the snapshot's order (oldest first), whether an earlier run restored them or this one did.
   const place = new Map(order.map((id, index) => [id, index]));
   restored.sort((a, b) => (place.get(a.originalId) ?? 0) - (place.get(b.originalId) ?? 0));
-  return { store: store.url, snapshot: snapshotId, restored, failures, recovered, notAttempted };
+  return { store: store.url, snapshot: snapshotId, restored, failures, recovered, notAttempted, warnings };
 }
 
 /** Note a session just restored in the memo; the memo never fails a restore. */

@@ -3,6 +3,7 @@ import { gunzipSync, gzipSync } from "node:zlib";
 import type { BlobStore } from "../../storage-adapters/blob-store.js";
 import { canonicalJson } from "../bundle/manifest.js";
 import { isSessionId } from "../claude/paths.js";
+import { AgeError } from "../crypto/age/errors.js";
 import { decrypt, encrypt, type Identity, type Recipient } from "../crypto/age/index.js";
 import { decodeZ32PublicKey, parseRecipient, type UserKey, verifyEd25519 } from "../crypto/keys.js";
 import { IntegrityError, NotFoundError, UsageError } from "../errors.js";
@@ -150,6 +151,14 @@ export async function openSnapshot(
   try {
     json = gunzipSync(await decrypt(bytes, identities)).toString("utf8");
   } catch (err) {
+    if (err instanceof AgeError && err.failure !== "no-match") {
+      // Encrypted to this key, but its bytes changed since (a bad disk, a sync tool, a truncated
+      // copy): not a matter of identities.
+      throw new IntegrityError(`snapshot ${expected.id} is damaged (${err.message})`, {
+        hint: "restore from an older one: `ccbundle list` shows the snapshots; pass --snapshot <id>",
+        cause: err,
+      });
+    }
     if (err instanceof IntegrityError) {
       throw new IntegrityError(`snapshot ${expected.id} cannot be opened with your key`, {
         hint: "it was made with another identity; use the identity that made the backups",
