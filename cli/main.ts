@@ -107,11 +107,20 @@ function rejectEmptyValues(args: string[], parsed: Record<string, unknown>): voi
 /** The flags that take several values (`array: true`); any other may be given once. */
 const REPEATABLE = new Set(["to", "map", "relay", "from"]);
 
+/**
+ * The top-level commands (test/cli-usage.test.ts checks them against --help): a word that is not
+ * one of them is an unknown command, whose hint is the top-level --help, not its own.
+ */
+const COMMANDS = new Set([
+  ...["init", "whoami", "key", "push", "pull", "export", "import", "status", "republish", "revoke"],
+  ...["backup", "hook", "list", "restore", "prune", "doctor", "completion"],
+]);
+
 /** The command named on the command line (for a hint that points at its own --help). */
 function commandNamed(args: string[]): string | undefined {
   const words = args.filter((arg) => !arg.startsWith("-"));
   const first = words[0];
-  if (first === undefined) return undefined;
+  if (first === undefined || !COMMANDS.has(first)) return undefined;
   // Two-word commands.
   const second = words[1];
   if (
@@ -121,6 +130,12 @@ function commandNamed(args: string[]): string | undefined {
     return `${first} ${second}`;
   }
   return /^[a-z]+$/.test(first) ? first : undefined;
+}
+
+/** The first word is not a command (`ccbundle frobnicate`). */
+function unknownCommand(args: string[]): boolean {
+  const first = args.find((arg) => !arg.startsWith("-"));
+  return first !== undefined && !COMMANDS.has(first);
 }
 
 /** The closest of `known` to `name` (at most two edits away), for "did you mean". */
@@ -155,6 +170,9 @@ function usageFailure(message: string, args: string[], knownOptions: string[], b
   const command = commandNamed(args);
   const hint = `see \`ccbundle ${command ? `${command} ` : ""}--help\``;
   const flag = (name: string) => (name.length === 1 ? `-${name}` : `--${name}`);
+  if (unknownCommand(args) && !message.startsWith("Did you mean")) {
+    return new UsageError(`unknown command ${args.find((arg) => !arg.startsWith("-"))}`, { hint });
+  }
   const unknown = /^Unknown arguments?: (.*)$/.exec(message);
   if (unknown) {
     // yargs lists a dashed name twice (such-flag, suchFlag): once is enough.
@@ -177,8 +195,10 @@ function usageFailure(message: string, args: string[], knownOptions: string[], b
       hint,
     });
   }
+  const typedCommand = args.find((arg) => !arg.startsWith("-"));
   if (message.startsWith("Did you mean"))
-    return new UsageError(`unknown command; did you mean${message.slice(12)}`, { hint });
+    return new UsageError(`unknown command ${typedCommand ?? ""}; did you mean${message.slice(12)}`, { hint });
+  if (unknownCommand(args)) return new UsageError(`unknown command ${typedCommand}`, { hint });
   if (/^Not enough non-option arguments/.test(message)) return new UsageError("missing argument", { hint });
   const missing = /^Missing required arguments?: (.*)$/.exec(message);
   if (missing) return new UsageError(`missing ${missing[1]!.split(", ").map(flag).join(", ")}`, { hint });
@@ -205,7 +225,11 @@ async function main(): Promise<number> {
   joinDashValues(argv, ["--out"]);
   // `ccbundle help push` is `ccbundle push --help`.
   const helpAt = argv.findIndex((arg) => !arg.startsWith("-"));
-  if (helpAt >= 0 && argv[helpAt] === "help" && helpAt < argv.length - 1) argv.splice(helpAt, 1, "--help");
+  if (helpAt >= 0 && argv[helpAt] === "help" && helpAt < argv.length - 1) {
+    // `help nope` printed the top-level help and exited 0: say it is not a command.
+    if (!COMMANDS.has(argv[helpAt + 1]!)) argv.splice(helpAt, 1);
+    else argv.splice(helpAt, 1, "--help");
+  }
   const out = new Output(flagOn(argv, "json"), flagOn(argv, "quiet", "q"));
   try {
     rejectSecretsOnArgv(argv);

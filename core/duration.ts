@@ -18,7 +18,8 @@ export function parseDuration(text: string, flag = "duration", max = LONGEST, ma
   let consumed = 0;
   for (const match of trimmed.matchAll(re)) {
     total += Number(match[1]) * UNITS[match[2]!]!;
-    consumed += match[0].length;
+    // Spaces are left out of both counts: "1 d" and "1d 12h" read as "1d" and "1d12h".
+    consumed += match[0].replace(/\s+/g, "").length;
   }
   if (consumed === 0 || consumed !== trimmed.replace(/\s+/g, "").length || total <= 0) {
     throw new UsageError(`${flag}: cannot read "${text}" as a duration`, { hint: "use e.g. 30m, 24h, 7d or 2w" });

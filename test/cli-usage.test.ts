@@ -61,6 +61,12 @@ describe("yargs' complaints, in our words", () => {
     await usage(["pull", "--no-projet"], "unknown option --no-projet; did you mean --project?");
   });
   it("a word too many", () => usage(["push", "extra"], "unexpected argument extra", "see `ccbundle push --help`"));
+  // The hint named `ccbundle frobnicate --help`, which printed the top-level help and exited 0.
+  it("an unknown command points at the top-level help", async () => {
+    await usage(["frobnicate"], /^ccbundle: unknown command frobnicate$/m, "see `ccbundle --help`");
+    await usage(["pushh"], "unknown command pushh; did you mean push?", "see `ccbundle --help`");
+    await usage(["help", "frobnicate"], /^ccbundle: unknown command frobnicate$/m, "see `ccbundle --help`");
+  });
   it("a missing argument", () => usage(["key", "export"], "missing argument", "see `ccbundle key export --help`"));
   it("a missing required option", () => usage(["export"], "missing --out", "see `ccbundle export --help`"));
   it("options that exclude each other", () =>
@@ -79,10 +85,19 @@ describe("output mode and help", () => {
     expectOneLineError(text.stderr);
   });
 
-  it("`help push` is `push --help`", async () => {
+  it("`help push` is `push --help`, for every command --help lists", async () => {
     const r = await m.runOk(["help", "push"]);
     expect(r.stdout).toMatch(/^ccbundle push/m);
     expect(r.stdout).toContain("--ttl");
+    // cli/main.ts keeps its own list of commands (for the unknown-command error): it must hold them all.
+    const listed = [...(await m.runOk(["--help"])).stdout.matchAll(/^ {2}ccbundle (\w+)/gm)].map((match) => match[1]!);
+    expect(listed.length).toBeGreaterThanOrEqual(17);
+    for (const command of listed) {
+      const help = await m.run(["help", command]);
+      expect(help.code, `${command}: ${help.stderr}`).toBe(0);
+      // `completion` prints its script whatever follows it.
+      if (command !== "completion") expect(help.stdout).toMatch(new RegExp(`^ccbundle ${command}`, "m"));
+    }
   });
 
   it("`init --passphrase` alone is the default it names; a word after it would be a secret on argv", async () => {
