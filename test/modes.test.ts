@@ -278,6 +278,11 @@ describe("handoff modes", () => {
     expect(digits.code, digits.stderr).toBe(0);
     expect(digits.stderr).toMatch(/^warning: a PIN of 8 digits is easy to guess offline/m);
     expect(digits.stderr + digits.stdout).not.toContain("12345678");
+    // And in --json's warnings, beside stderr (scripts read the document).
+    const digitsJson = json(
+      await push(["--session", sessions[2]!.id, "--pin", "--json"], { CCBUNDLE_PIN: "12345678" }),
+    );
+    expect(digitsJson.warnings).toEqual(expect.arrayContaining([expect.stringMatching(/^a PIN of 8 digits is easy/)]));
     const words = await push(["--session", sessions[2]!.id, "--pin"], { CCBUNDLE_PIN: "tulip-orbit-42" });
     expect(words.stderr).not.toContain("easy to guess");
   });

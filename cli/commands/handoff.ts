@@ -72,14 +72,20 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
             hint: "push twice: once with --to, once with --pin",
           });
         }
+        // Printed as they come, and in the JSON document's `warnings` with the push's own.
+        const warnings: string[] = [];
+        const warn = (text: string) => {
+          warnings.push(text);
+          ctx.out.warn(text);
+        };
         // An age1 key may be a plain age user's, who can open a file but has no way to pull.
         if (recipients.some((r) => r.name.toLowerCase().startsWith("age1"))) {
-          ctx.out.warn(
+          warn(
             "an age1… recipient can pull only if it is a ccbundle identity's (`ccbundle whoami --age-recipient`); for someone who uses plain age, send a file: `ccbundle export --to age1… --out <file>`",
           );
         }
         const dir = await projectDir(args.project); // before a PIN or passphrase is asked for
-        const pin = usePin ? await readNewPin(ctx, args.pinFile) : undefined;
+        const pin = usePin ? await readNewPin(ctx, args.pinFile, warn) : undefined;
         const key = await ctx.userKey();
         const store = await ctx.store();
         const { pushSession } = await import("../../core/push.js");
@@ -103,7 +109,15 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
           }).finally(() => bars.stop());
           await Promise.all(transports.map((t) => t.close?.()));
           transports = [];
-          ctx.out.result({ ok: true, ...result, key: key.z32 });
+          const defaultStore = ctx.settings.store
+            ? undefined
+            : `the bundle is in the default store, a folder on this machine (${ctx.settings.defaultStore}); another machine can pull it only if it can read that folder. Set CCBUNDLE_STORE (or --store) to a NAS path or s3://… store`;
+          ctx.out.result({
+            ok: true,
+            ...result,
+            warnings: [...warnings, ...result.warnings, ...(defaultStore ? [defaultStore] : [])],
+            key: key.z32,
+          });
           const to = {
             self: "to yourself",
             shared: `to ${recipients.length} ${recipients.length === 1 ? "person" : "people"}`,
@@ -119,11 +133,7 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
           ctx.out.line(`  expires in ${formatDuration(ttlSeconds)}${args.burn ? ", burn after reading" : ""}`);
           for (const failure of result.publishFailures) ctx.out.warn(`not published: ${failure}`);
           for (const warning of result.warnings) ctx.out.warn(warning);
-          if (!ctx.settings.store) {
-            ctx.out.warn(
-              `the bundle is in the default store, a folder on this machine (${ctx.settings.defaultStore}); another machine can pull it only if it can read that folder. Set CCBUNDLE_STORE (or --store) to a NAS path or s3://… store`,
-            );
-          }
+          if (defaultStore) ctx.out.warn(defaultStore);
           ctx.out.line("");
           if (result.mode === "self") {
             ctx.out.line("On your other machine run:");
@@ -477,7 +487,7 @@ export async function maybeResume(ctx: Context, session: ReceivedSession, resume
 }
 
 /** A new PIN: from CCBUNDLE_PIN, --pin-file, or typed twice; 8+ characters. Returned as bytes the caller zeroes. */
-async function readNewPin(ctx: Context, file: string | undefined): Promise<Uint8Array> {
+async function readNewPin(ctx: Context, file: string | undefined, warn: (text: string) => void): Promise<Uint8Array> {
   const pin = await requireSecret(ctx.pinSource(file), {
     message: "Choose a PIN for this handoff (8+ characters): ",
     confirm: true,
@@ -485,7 +495,7 @@ async function readNewPin(ctx: Context, file: string | undefined): Promise<Uint8
   checkNewPin(pin);
   const weak = weakPinReason(pin);
   if (weak) {
-    ctx.out.warn(
+    warn(
       `${weak} is easy to guess offline (anyone can copy the record): use 10+ random characters or a few random words (docs/modes.md)`,
     );
   }
