@@ -2,6 +2,7 @@
 import yargs, { type Argv } from "yargs";
 import { hideBin } from "yargs/helpers";
 import { UsageError } from "../core/errors.js";
+import { interruptedBy, onInterrupt } from "../core/interrupt.js";
 import { TOOL_VERSION } from "../core/version.js";
 import { backupCommands } from "./commands/backup.js";
 import { doctorCommand } from "./commands/doctor.js";
@@ -231,6 +232,8 @@ async function main(): Promise<number> {
     else argv.splice(helpAt, 1, "--help");
   }
   const out = new Output(flagOn(argv, "json"), flagOn(argv, "quiet", "q"));
+  // --json promises one document on stdout, also when Ctrl-C or SIGTERM (systemd) ends the command.
+  if (out.json) onInterrupt(() => out.interrupted(interruptedBy()), { last: true });
   try {
     rejectSecretsOnArgv(argv);
     rejectNegativeDurations(argv);

@@ -1,3 +1,5 @@
+import { writeSync } from "node:fs";
+import { constants } from "node:os";
 import { type CcbError, ExitCode, fileSystemError, isCcbError } from "../core/errors.js";
 
 /**
@@ -11,6 +13,17 @@ export function tolerateClosedStdout(stdout: NodeJS.WriteStream = process.stdout
     if (err.code !== "EPIPE" && err.code !== "ERR_STREAM_DESTROYED") throw err;
   });
 }
+
+type InterruptDetail = () => { hint?: string; [field: string]: unknown };
+
+/**
+ * One stdout per process, and the Output of cli/main.ts is not the one a command's Context
+ * prints its result with: whether --json's one document is written is kept here, for both.
+ */
+const stdoutState: { documentWritten: boolean; interruptDetail: InterruptDetail | undefined } = {
+  documentWritten: false,
+  interruptDetail: undefined,
+};
 
 /**
  * All printing goes through here. Human output goes to stdout; warnings and
@@ -50,6 +63,33 @@ export class Output {
 
   result(document: unknown): void {
     if (this.json) this.stdout.write(`${JSON.stringify(document, null, 2)}\n`);
+    stdoutState.documentWritten = true;
+  }
+
+  /**
+   * What the command can say about itself if a signal ends it now (restore --all: how many
+   * sessions are in): fields of the --json document, and a hint.
+   */
+  set interruptDetail(detail: InterruptDetail | undefined) {
+    stdoutState.interruptDetail = detail;
+  }
+
+  /**
+   * A signal is ending the process (core/interrupt.ts runs this last): with --json, the one
+   * document is still owed, or a script reading it gets nothing it can parse. Written with a
+   * synchronous write, since the process is killed right after.
+   */
+  interrupted(signal: NodeJS.Signals | undefined): void {
+    if (!this.json || stdoutState.documentWritten || signal === undefined) return;
+    stdoutState.documentWritten = true;
+    const { hint, ...fields } = stdoutState.interruptDetail?.() ?? {};
+    const exitCode = 128 + (constants.signals[signal] ?? 0);
+    const document = { ok: false, ...fields, error: { message: `interrupted (${signal})`, hint, exitCode } };
+    try {
+      writeSync(1, `${JSON.stringify(document, null, 2)}\n`);
+    } catch {
+      // stdout is gone: nobody to tell.
+    }
   }
 
   /** Print an error and return the exit code to use. */
@@ -57,11 +97,12 @@ export class Output {
     const known: CcbError | undefined = isCcbError(err) ? err : fileSystemError(err);
     const message = known ? known.message : `unexpected error: ${err instanceof Error ? err.message : String(err)}`;
     const code = known ? known.exitCode : ExitCode.failure;
-    if (this.json) {
+    if (this.json && !stdoutState.documentWritten) {
       this.stdout.write(
         `${JSON.stringify({ ok: false, error: { message, hint: known?.hint, exitCode: code } }, null, 2)}\n`,
       );
     }
+    stdoutState.documentWritten = true;
     this.stderr.write(`ccbundle: ${message}\n`);
     if (known?.hint) this.stderr.write(`hint: ${known.hint}\n`);
     if (!known && process.env.CCBUNDLE_DEBUG && err instanceof Error) this.stderr.write(`${err.stack}\n`);

@@ -421,4 +421,26 @@ describe("restore --all interrupted", () => {
     expect(byId.get(small[0]!.id)).toMatchObject({ alreadyRestored: true });
     expect(byId.get(big.id)).toMatchObject({ outcome: "new" });
   }, 60_000);
+
+  it("with --json, the interrupt is one JSON document on stdout, with the tally", async () => {
+    const claudeDir = path.join(bob.root, "claude-new-json");
+    const memoDir = path.join(bob.ccbHome, "state", "restored");
+    const before = new Set(readdirSync(memoDir));
+    // This config dir's memo is a new file in the folder: ready once it holds a line.
+    const remembered = () =>
+      readdirSync(memoDir).some((name) => !before.has(name) && readFileSync(path.join(memoDir, name)).length > 0);
+    const result = await bob.interruptWhen(["restore", "--all", "--no-resume", "--json"], remembered, {
+      env: { CLAUDE_CONFIG_DIR: claudeDir },
+    });
+    expect(result.sent, "the restore ended before its first session was in").toBe(true);
+    expect(result.signal).toBe("SIGINT");
+    const doc = JSON.parse(result.stdout);
+    expect(doc).toMatchObject({
+      ok: false,
+      of: 3,
+      error: { message: "interrupted (SIGINT)", exitCode: 130, hint: expect.stringContaining("run the same command") },
+    });
+    expect(doc.restored).toBeGreaterThanOrEqual(1);
+    expect(result.stderr).not.toContain("before the interrupt");
+  }, 60_000);
 });

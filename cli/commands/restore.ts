@@ -126,6 +126,17 @@ export function restoreCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
               { last: true },
             )
           : undefined;
+        // The same, as --json's document.
+        if (args.all) {
+          ctx.out.interruptDetail = () =>
+            tally
+              ? {
+                  restored: tally.restored,
+                  of: tally.of,
+                  hint: "run the same command again to restore the rest (what is restored is not downloaded again)",
+                }
+              : {};
+        }
         try {
           result = await restoreBackup({
             settings: ctx.settings,
