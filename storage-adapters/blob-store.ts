@@ -97,11 +97,12 @@ export class EmptyStoreError extends NotFoundError {
 /**
  * A store folder that is not there at all: a mistyped --store, or a NAS not mounted here. No
  * NotFoundError, which callers take for "no such object" (no record here, a handoff already
- * picked up, an empty listing); it exits 4 all the same.
+ * picked up, an empty listing). Exit 1, "store unreachable" in the README's table: a script
+ * must not read it as exit 4's "nothing there" (nothing pushed, no backups).
  */
 export class StoreMissingError extends CcbError {
   constructor(root: string, options: { cause?: unknown } = {}) {
-    super(`store folder ${root} does not exist`, ExitCode.notFound, {
+    super(`store folder ${root} does not exist`, ExitCode.failure, {
       hint: "check --store (or CCBUNDLE_STORE), and that the folder is mounted on this machine",
       ...options,
     });

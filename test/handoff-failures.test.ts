@@ -194,11 +194,12 @@ describe("pull errors leave the config dir exactly as it was", () => {
     }
   });
 
-  it("a store folder that is not there (a NAS not mounted here): exit 4 naming it", async () => {
+  // Exit 1, "store unreachable": 4 would tell a script that nothing was pushed.
+  it("a store folder that is not there (a NAS not mounted here): exit 1 naming it", async () => {
     const unmounted = path.join(bob.root, "nas-not-mounted");
     const before = snapshotTree(bob.claudeDir);
     const r = await bob.run(["pull", "--no-resume", "--store", unmounted]);
-    expect(r.code).toBe(4);
+    expect(r.code).toBe(1);
     expectOneLineError(r.stderr);
     expect(r.stderr).toContain(`store folder ${unmounted} does not exist`);
     expect(r.stderr).toMatch(/^hint: check --store \(or CCBUNDLE_STORE\), and that the folder is mounted/m);

@@ -297,7 +297,8 @@ describe("LocalStore", () => {
       expect(err).toBeInstanceOf(CcbError);
       expect(err).not.toBeInstanceOf(NotFoundError);
       expect((err as CcbError).message).toBe(`store folder ${typo} does not exist`);
-      expect((err as CcbError).exitCode).toBe(ExitCode.notFound);
+      // "Store unreachable" (1): exit 4 would tell a script there is nothing there.
+      expect((err as CcbError).exitCode).toBe(ExitCode.failure);
     }
     await expect(new LocalStore(typo).checkWritable()).rejects.toThrow(`store folder ${typo} does not exist`);
     // There but empty (a mount point with nothing mounted looks so): still a NotFoundError, named.

@@ -227,9 +227,11 @@ export async function resolveNewest(
   const empty: string[] = [];
   const valid: Array<{ transport: string; packet: VerifiedPacket }> = [];
   let rejected = 0;
+  let lookedAndFoundNothing = 0;
   for (const answer of answers) {
     if ("packet" in answer) valid.push(answer);
     else if ("reason" in answer) {
+      if (answer.notFound) lookedAndFoundNothing++;
       if (answer.junk) rejected++;
       else if (answer.hint) hints.push(answer.hint);
       failures.push({ transport: answer.transport, reason: answer.reason });
@@ -249,6 +251,16 @@ export async function resolveNewest(
     ].filter((part) => part !== undefined);
     const lookElsewhere =
       "check the key and that its owner has pushed; the DHT drops records after a few hours unless republished — pass the publisher's --store or --relay to look there";
+    if (empty.length === 0 && lookedAndFoundNothing === 0) {
+      // Nothing answered at all (network down, NAS not mounted): not "no record", which a script
+      // would read as "nothing was pushed" (exit 4). The README files this under 1.
+      throw new CcbError(`could not look up the record of ${z32}: ${failed}`, 1, {
+        hint:
+          hints.length > 0
+            ? hints[0]
+            : "check the network and the DHT bootstrap (CCBUNDLE_BOOTSTRAP), relays (--relay) and --store, then run the command again",
+      });
+    }
     throw new NotFoundError(`no record found for ${z32} (${parts.join("; ")})`, {
       hint: hints.length > 0 ? `${hints[0]}; else ${lookElsewhere}` : lookElsewhere,
     });
@@ -280,7 +292,7 @@ export async function resolveNewest(
 type Answer =
   | { transport: string; bytes: Uint8Array | undefined }
   /** `hint`: what a typed failure told the user to do (a store folder that is missing or empty). */
-  | { transport: string; reason: string; junk: boolean; hint?: string | undefined };
+  | { transport: string; reason: string; junk: boolean; hint?: string | undefined; notFound?: boolean };
 
 /** One transport's answer within its own time budget; never rejects. */
 async function ask(transport: PointerTransport, publicKey: Uint8Array, timeoutMs: number): Promise<Answer> {
@@ -296,7 +308,14 @@ async function ask(transport: PointerTransport, publicKey: Uint8Array, timeoutMs
   } catch (err) {
     // A transport that answered with junk (not an outage) counts like a forged record.
     const hint = err instanceof CcbError ? err.hint : undefined;
-    return { transport: transport.name, reason: describeError(err), junk: err instanceof IntegrityError, hint };
+    // notFound: it looked and found nothing there (an empty store folder), which is no outage.
+    return {
+      transport: transport.name,
+      reason: describeError(err),
+      junk: err instanceof IntegrityError,
+      hint,
+      notFound: err instanceof NotFoundError,
+    };
   } finally {
     clearTimeout(timer);
     if (!controller.signal.aborted) controller.abort(new Error("resolution finished"));
