@@ -153,11 +153,28 @@ export async function revoke(options: { settings: Settings; key: UserKey; transp
   // Slots a newer ccbundle wrote cannot be tombstoned here; they leave the record (see below).
   const newerSlots = read?.newer.length ?? 0;
   try {
-    const live = slots.filter((slot) => slot.payload.kind === "handoff");
+    // An expired handoff is already refused to every reader: its bundle goes, but it gets no
+    // tombstone (one that expired before it was published) and is not called revoked.
+    const now = Date.now() / 1000;
+    const handoffs = slots.filter((slot) => slot.payload.kind === "handoff");
+    const isLive = (slot: OpenedSlot) => slot.payload.expires === undefined || slot.payload.expires >= now;
+    const live = handoffs.filter(isLive);
     const revoked: Array<{ slot: string; label: string; session: string | undefined; blobDeleted: boolean }> = [];
     const warnings: string[] = [];
     const tombstones = [];
     const names = await recipientNames(settings.home, key.z32);
+    const expiredGone: string[] = [];
+    for (const slot of handoffs.filter((slot) => !isLive(slot))) {
+      const blob = slot.payload.blob;
+      const storeUrl = await storeToDeleteFrom(blob?.store, settings.store);
+      if (!blob || !storeUrl) continue;
+      const deleted = await deleteBlob(storeUrl, blob.key);
+      if (deleted === true) expiredGone.push(blob.key);
+      else
+        warnings.push(
+          `could not delete an expired handoff's bundle (${describeSlot(slot.payload.slot, names)}): ${deleted}`,
+        );
+    }
     for (const slot of live) {
       const blob = slot.payload.blob;
       const storeUrl = await storeToDeleteFrom(blob?.store, settings.store);
@@ -181,9 +198,12 @@ export async function revoke(options: { settings: Settings; key: UserKey; transp
       });
     }
     const liveBlobs = live.flatMap((slot) => (slot.payload.blob ? [slot.payload.blob.key] : []));
-    const olderDeleted = await deleteOlderHandoffs(settings, key, new Set(liveBlobs), names, warnings);
+    const listed = new Set(handoffs.flatMap((slot) => (slot.payload.blob ? [slot.payload.blob.key] : [])));
+    const olderDeleted = await deleteOlderHandoffs(settings, key, listed, names, warnings);
+    await forgetHandoffs(settings.home, key.z32, expiredGone);
+    const expiredDeleted = expiredGone.length;
     if (tombstones.length === 0 && newerSlots === 0) {
-      return { revoked, olderDeleted, newerRemoved: 0, summary: "", failures: [], warnings };
+      return { revoked, olderDeleted, expiredDeleted, newerRemoved: 0, summary: "", failures: [], warnings };
     }
     // A revoke must not leave a handoff it cannot judge readable and call itself done: slots a
     // newer ccbundle wrote are dropped from the record (their readers lose the way to them), but
@@ -206,6 +226,7 @@ export async function revoke(options: { settings: Settings; key: UserKey; transp
     return {
       revoked,
       olderDeleted,
+      expiredDeleted,
       newerRemoved: report.newerRemoved,
       summary: report.summary,
       failures: report.failures,

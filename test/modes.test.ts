@@ -354,6 +354,7 @@ describe("handoff modes", () => {
     expect(blobNames()).toContain(path.basename(replaced.blobKey));
     const revoked = json(await laptop.runOk(["revoke", "--json"]));
     expect(revoked.revoked.map((r: { session: string }) => r.session)).toContain(sessions[1]!.id);
+
     expect(blobNames()).not.toContain(path.basename(pushed.blobKey));
     expect(revoked.olderDeleted).toBeGreaterThanOrEqual(1);
     expect(blobNames()).not.toContain(path.basename(replaced.blobKey));
@@ -362,6 +363,15 @@ describe("handoff modes", () => {
     const again = json(await laptop.runOk(["revoke", "--json"]));
     expect(again.revoked).toEqual([]);
     expect(again.olderDeleted).toBe(0);
+
+    // An expired handoff: its bundle goes, but it is not called revoked (it was, and got a
+    // tombstone that had expired before it was published).
+    const expiring = json(await push(["--session", sessions[2]!.id, "--to", keys.bob!, "--ttl", "1s"]).then(okOrThrow));
+    await new Promise((resolve) => setTimeout(resolve, 2100));
+    const late = json(await laptop.runOk(["revoke", "--json"]));
+    expect(late.revoked).toEqual([]);
+    expect(late.expiredDeleted).toBe(1);
+    expect(blobNames()).not.toContain(path.basename(expiring.blobKey));
   });
 
   it("the owner's other machine does not take a handoff meant for a teammate: a --burn one stays theirs", async () => {

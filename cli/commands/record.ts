@@ -98,6 +98,10 @@ export function recordCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
             ctx.out.line("Nothing to revoke: no live handoff in your record.");
           else if (report.revoked.length > 0)
             ctx.out.line(`Revoked ${report.revoked.map((r) => r.label).join("; ")}: ${revokeOutcome(report)}.`);
+          if (report.expiredDeleted > 0)
+            ctx.out.line(
+              `Deleted the bundles of ${count(report.expiredDeleted, "expired handoff")} (no one could pull them any more).`,
+            );
           if (report.olderDeleted > 0)
             ctx.out.line(
               `Deleted the bundles of ${count(report.olderDeleted, "older handoff")} from this machine that the record no longer lists (a cached copy of an older record still led to them).`,
