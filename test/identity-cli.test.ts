@@ -97,6 +97,33 @@ describe("a prompt when stdin is the data", () => {
   });
 });
 
+describe("Ctrl-C at a passphrase prompt", () => {
+  it("ends the command as Ctrl-C does (exit 130), not as a usage error, and imports nothing", async () => {
+    const exported = path.join(alice.root, "for-ctrl-c.key");
+    await alice.runOk(["key", "export", exported]);
+    const tty = new Machine("tty-ctrl-c");
+    try {
+      const command = `${JSON.stringify(process.execPath)} ${JSON.stringify(CLI)} key import - < ${JSON.stringify(exported)}`;
+      const typed = spawn("script", ["-qec", command, "/dev/null"], { env: tty.env, stdio: ["pipe", "pipe", "pipe"] });
+      let output = "";
+      typed.stdout.on("data", (bytes: Buffer) => {
+        output += bytes;
+        if (output.includes("Passphrase of the exported identity: ") && typed.stdin.writable) {
+          typed.stdin.write("half a passphr\u0003");
+          typed.stdin.end();
+        }
+      });
+      const code = await new Promise<number | null>((resolve) => typed.on("close", resolve));
+      // script -e reports a child killed by a signal as 128 + its number.
+      expect(code, output).toBe(130);
+      expect(output).not.toContain("cancelled");
+      expect((await tty.run(["whoami"])).code).not.toBe(0);
+    } finally {
+      tty.cleanup();
+    }
+  });
+});
+
 describe("key import --no-passphrase", () => {
   it("installs the same identity unencrypted (0600) for an unattended machine; again over itself, it takes a passphrase off", async () => {
     const exported = path.join(alice.root, "for-the-vm.key");

@@ -155,7 +155,7 @@ function clean(text: string, source: SecretSource): string {
 
 /** Prompt on the controlling terminal with echo off. */
 function promptHidden(message: string, stdin: tty.ReadStream): Promise<string> {
-  return new Promise((resolve, reject) => {
+  return new Promise((resolve) => {
     // Echo off before the prompt shows: what is typed the instant it appears must not be echoed.
     stdin.setRawMode?.(true);
     process.stderr.write(message);
@@ -169,8 +169,11 @@ function promptHidden(message: string, stdin: tty.ReadStream): Promise<string> {
           return;
         }
         if (char === "\u0003") {
+          // Raw mode made Ctrl-C a character: end as Ctrl-C ends a command (exit 130, and the
+          // cleanups of core/interrupt.ts), not as a usage error (exit 2).
           finish();
-          reject(new UsageError("cancelled"));
+          value = "";
+          process.kill(process.pid, "SIGINT");
           return;
         }
         if (char === "\u007f" || char === "\b") value = value.slice(0, -1);
