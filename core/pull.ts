@@ -166,12 +166,14 @@ export function checkLive(payload: PointerPayload, now = Math.floor(Date.now() /
   if (payload.kind === "tombstone") {
     throw new IntegrityError(
       payload.burn ? "this handoff was already picked up (burn after reading)" : "this handoff was revoked",
-      { hint: "ask the sender to push again" },
+      {
+        hint: "the session has to be pushed again: ask its sender (your own: push it again from the machine that has it)",
+      },
     );
   }
   if (payload.expires !== undefined && payload.expires < now) {
     throw new IntegrityError(`this handoff expired at ${isoTime(payload.expires)}`, {
-      hint: "ask the sender to push again (or to use a longer --ttl)",
+      hint: "the session has to be pushed again, with a longer --ttl: ask its sender (your own: push it again from the machine that has it)",
     });
   }
 }
@@ -317,7 +319,12 @@ function receiveOptionsFor(
     identities: [new X25519Identity(Buffer.from(blob.age, "base64url"))],
     acceptSigners: [options.publisher],
     ownKey: options.key?.z32,
-    expect: { sha256: blob.sha256, size: blob.size, ifDamaged: "ask the sender to push again" },
+    expect: {
+      sha256: blob.sha256,
+      size: blob.size,
+      ifDamaged:
+        "the session has to be pushed again: ask its sender (your own: push it again from the machine that has it)",
+    },
     project: options.project,
     cwd: options.cwd,
     maps: options.maps,
@@ -475,10 +482,10 @@ function goneError(where: string, burn: boolean): CcbError {
   // A burn-after-read bundle that is gone was picked up by whoever pulled first.
   return burn
     ? new IntegrityError("this handoff was already picked up (burn after reading): its bundle is gone", {
-        hint: "ask the sender to push again",
+        hint: "the session has to be pushed again: ask its sender (your own: push it again from the machine that has it)",
       })
     : new NotFoundError(`the bundle this handoff points at is gone from ${where}`, {
-        hint: "it was revoked, pruned or already picked up; ask the sender to push again",
+        hint: "it was revoked, pruned or already picked up; the session has to be pushed again: ask its sender (your own: push it again from the machine that has it)",
       });
 }
 

@@ -287,7 +287,7 @@ describe("pull errors leave the config dir exactly as it was", () => {
       expect(r.stderr).toMatch(
         /^ccbundle: the stored bundle is damaged or was replaced \(age payload does not decrypt/m,
       );
-      expect(r.stderr).toContain("hint: ask the sender to push again");
+      expect(r.stderr).toContain("hint: the session has to be pushed again: ask its sender (your own: push it again");
       expect(snapshotTree(bob.claudeDir)).toEqual(before);
     } finally {
       writeFileSync(blob!, original);
