@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
 import { lstat, rename, rm, stat } from "node:fs/promises";
+import path from "node:path";
 import type { Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { bundleStream, HashCounter } from "./bundle/blob.js";
@@ -110,12 +111,13 @@ export interface ImportOptions {
  * it asks for a passphrase.
  */
 export async function checkExportTarget(out: string): Promise<void> {
-  if (
-    await lstat(out).then(
-      () => true,
-      () => false,
-    )
-  ) {
+  const existing = await lstat(out).catch(() => undefined);
+  if (existing?.isDirectory()) {
+    throw new UsageError(`--out ${out} is a folder`, {
+      hint: `give the bundle a file name in it, e.g. --out ${path.join(out, "session.ccb")}`,
+    });
+  }
+  if (existing) {
     throw new UsageError(`${out} already exists`, { hint: "choose another file name or delete it first" });
   }
 }

@@ -226,6 +226,11 @@ describe("export and import through a file", () => {
     expect(again.code).toBe(2);
     expect(again.stderr).toContain(`${out} already exists`);
     expect(readFileSync(out).equals(exported)).toBe(true);
+    // A folder is named as one, with a file name in it to use (it said "already exists").
+    const folder = await alice.run(["export", "--session", session.id.slice(0, 8), "--out", alice.root]);
+    expect(folder.code).toBe(2);
+    expect(folder.stderr).toContain(`--out ${alice.root} is a folder`);
+    expect(folder.stderr).toContain(`--out ${path.join(alice.root, "session.ccb")}`);
     const identity = path.join(alice.root, "age-id.txt");
     await alice.runOk(["key", "export", identity, "--age-identity"]);
     const listing = execFileSync("sh", ["-c", `age -d -i ${identity} ${out} | zstd -d | tar t`], { encoding: "utf8" });
