@@ -292,15 +292,25 @@ async function backupWith(options: BackupOptions, started: number, gitShell: Git
 
   // Entries this run did not refresh (out of scope, gone from disk, failed) stay as they
   // were, as long as their blob is still there.
+  const gone: string[] = [];
   for (const [stateKey, saved] of Object.entries(state.sessions)) {
     if (current.has(stateKey) || baseBlobs.has(saved.entry.blob.key)) continue;
     const stored = await store.stat(saved.entry.blob.key);
     if (stored?.size !== saved.entry.blob.size) {
       stateFile.forget(stateKey);
-      warnings.push(
-        `the backup of session ${saved.entry.id} is gone from the store; it is uploaded again while the session is still here`,
-      );
+      gone.push(saved.entry.id);
     }
+  }
+  // Not necessarily by this run (the hook's `backup --session` uploads one session): by the next
+  // backup that includes them. After a prune --forget-machine elsewhere that can be every session
+  // here: one line, not one per session.
+  const again = "uploaded again by the next backup that includes it, while the session is still here";
+  if (gone.length > 3) {
+    warnings.push(
+      `the backups of ${gone.length} sessions are gone from the store (a prune elsewhere?); each is ${again}`,
+    );
+  } else {
+    for (const id of gone) warnings.push(`the backup of session ${id} is gone from the store; it is ${again}`);
   }
 
   const ours = Object.values(state.sessions).map((saved) => saved.entry);
