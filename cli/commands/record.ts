@@ -35,7 +35,13 @@ export function recordCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
             ctx.out.line(
               `  ${count(report.newerSlots, "slot")} in a newer ccbundle's format, which this one cannot read`,
             );
-          if (report.slots.length === 0 && report.newerSlots === 0) ctx.out.line("  no slot is readable with your key");
+          if (report.slots.length === 0 && report.newerSlots === 0) {
+            ctx.out.line(
+              identities.length > 0
+                ? "  no slot is readable with your key"
+                : "  you have no ccbundle identity here, so no slot can be opened (a PIN handoff: `ccbundle pull <key> --pin`)",
+            );
+          }
           for (const slot of report.slots) {
             const when = isoTime(slot.created);
             const expires = slot.expires ? `, expires ${isoTime(slot.expires)}` : "";
