@@ -238,22 +238,22 @@ function checkWritable(journal: Journal, known: Set<string>): void {
   const root = path.resolve(journal.claudeDir);
   for (const step of journal.steps) {
     const checks = step.kind === "history" ? [step.target, path.dirname(step.target)] : [path.dirname(step.target)];
-    for (let target of checks) {
-      if (known.has(target)) continue;
-      const wanted = target;
-      // A folder not made yet: the one above it that exists must take the new folder.
-      for (;;) {
+    for (const wanted of checks) {
+      // A folder not made yet: the one above it that exists must take the new folder. Every
+      // level walked is remembered (one not made yet will be made by us, so we may write in it).
+      const walked: string[] = [];
+      for (let target = wanted; !known.has(target); ) {
+        walked.push(target);
         try {
           accessSync(target, constants.W_OK | (target === wanted && step.kind === "history" ? 0 : constants.X_OK));
           break;
         } catch (err) {
-          const code = errnoCode(err);
           const above = path.dirname(target);
-          if (code !== "ENOENT" || above === target || !target.startsWith(root)) throw err;
+          if (errnoCode(err) !== "ENOENT" || above === target || !target.startsWith(root)) throw err;
           target = above;
         }
       }
-      known.add(wanted);
+      for (const dir of walked) known.add(dir);
     }
   }
 }
