@@ -118,6 +118,24 @@ describe("Ctrl-C at a passphrase prompt", () => {
       expect(code, output).toBe(130);
       expect(output).not.toContain("cancelled");
       expect((await tty.run(["whoami"])).code).not.toBe(0);
+
+      // With --json (a handler of ours is registered from the start): the same, and the document.
+      const json = spawn("script", ["-qec", `${command.replace(" - <", " - --json <")}`, "/dev/null"], {
+        env: tty.env,
+        stdio: ["pipe", "pipe", "pipe"],
+      });
+      let jsonOutput = "";
+      json.stdout.on("data", (bytes: Buffer) => {
+        jsonOutput += bytes;
+        if (jsonOutput.includes("Passphrase of the exported identity: ") && json.stdin.writable) {
+          json.stdin.write("half\u0003");
+          json.stdin.end();
+        }
+      });
+      const jsonCode = await new Promise<number | null>((resolve) => json.on("close", resolve));
+      expect(jsonCode, jsonOutput).toBe(130);
+      expect(jsonOutput).toContain('"message": "interrupted (SIGINT)"');
+      expect(jsonOutput).not.toContain("internal error");
     } finally {
       tty.cleanup();
     }

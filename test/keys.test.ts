@@ -5,6 +5,7 @@
  * Edwards-to-Montgomery map.
  */
 
+import { spawnSync } from "node:child_process";
 import { createHash, createPrivateKey, createPublicKey, randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import z32 from "z32";
@@ -187,4 +188,28 @@ describe("parseRecipient / decodeZ32PublicKey", () => {
     notOnCurve[0] = 2;
     bad(z32.encode(notOnCurve));
   });
+});
+
+describe("X25519 wrapping under load", () => {
+  // On Node 20.20, `generateKeyPairSync` keys exported as JWK could deadlock their thread (a GC
+  // inside the export destroying a key-generation job that takes the export's lock): a backup hung
+  // at 0% CPU, deaf to signals. Ephemeral keys are imported from random bytes instead. A child
+  // process with a deadline, so a hang fails this test instead of stalling the suite.
+  it("wraps thousands of file keys (fresh ephemeral key each) without hanging", () => {
+    const module = new URL("../dist/core/crypto/age/index.js", import.meta.url).href;
+    const script = `
+      const { X25519Identity } = await import(${JSON.stringify(module)});
+      const recipient = X25519Identity.generate().recipient();
+      const shares = new Set();
+      for (let i = 0; i < 3000; i++) shares.add(recipient.wrapFileKey(new Uint8Array(16))[0].args[0]);
+      console.log(shares.size);`;
+    const result = spawnSync(process.execPath, ["--input-type=module", "-e", script], {
+      encoding: "utf8",
+      timeout: 60_000,
+    });
+    expect(result.signal, "the wrapping loop hung").toBeNull();
+    expect(result.stderr).toBe("");
+    // Every stanza has its own ephemeral share.
+    expect(result.stdout.trim()).toBe("3000");
+  }, 70_000);
 });

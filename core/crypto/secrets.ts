@@ -174,6 +174,10 @@ function promptHidden(message: string, stdin: tty.ReadStream): Promise<string> {
           finish();
           value = "";
           process.kill(process.pid, "SIGINT");
+          // A handler of ours (core/interrupt.ts; with --json it is always there) runs on a later
+          // turn of the event loop: keep the loop alive until it ends the process, or the loop
+          // drains first and the run ends as "stopped before it finished".
+          setTimeout(() => undefined, 10_000);
           return;
         }
         if (char === "\u007f" || char === "\b") value = value.slice(0, -1);
