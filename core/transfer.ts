@@ -12,6 +12,7 @@ import type { Settings } from "./config.js";
 import type { Recipient } from "./crypto/age/index.js";
 import type { UserKey } from "./crypto/keys.js";
 import { CcbError, errnoCode, NotFoundError, UsageError } from "./errors.js";
+import { removeOnInterrupt } from "./interrupt.js";
 import { type ReceiveResult, receiveBundle } from "./receive.js";
 
 /**
@@ -65,10 +66,14 @@ export async function exportSession(options: ExportOptions): Promise<ExportResul
   } else {
     // Write beside the target and rename, so a half-written export never has the final name.
     const partial = `${out}.${randomBytes(4).toString("hex")}.partial`;
+    // Ctrl-C half-way: the partial file goes too (it was left, tens of MB, beside the target).
+    const forgetPartial = removeOnInterrupt(partial);
     try {
       await pipeline(bundle(), counter, createWriteStream(partial, { flags: "wx", mode: 0o600 }));
       await rename(partial, out);
+      forgetPartial();
     } catch (err) {
+      forgetPartial();
       await rm(partial, { force: true });
       if (errnoCode(err) === "ENOENT" || errnoCode(err) === "EACCES") {
         throw new CcbError(`cannot write ${out} (${errnoCode(err)})`, 1, {

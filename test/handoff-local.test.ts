@@ -1,4 +1,5 @@
 import { execFileSync, spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import {
   chmodSync,
   existsSync,
@@ -226,6 +227,19 @@ describe("export and import through a file", () => {
     expect(again.code).toBe(2);
     expect(again.stderr).toContain(`${out} already exists`);
     expect(readFileSync(out).equals(exported)).toBe(true);
+    // Ctrl-C half-way through an export: no `<out>.<hex>.partial` is left beside the target.
+    const big = writeSession({ claudeDir: alice.claudeDir, projectDir: alice.project("work/big"), home: alice.home });
+    writeFileSync(path.join(path.dirname(big.transcript), big.id, "big.txt"), randomBytes(48 << 20).toString("base64"));
+    const cut = path.join(alice.root, "cut.ccb");
+    const partials = () =>
+      readdirSync(alice.root).filter((name) => name.startsWith("cut.ccb.") && name.endsWith(".partial"));
+    const interrupted = await alice.interruptWhen(["export", "--session", big.id, "--out", cut], () =>
+      partials().some((name) => statSync(path.join(alice.root, name)).size > 0),
+    );
+    expect(interrupted.sent, "the export ended before its partial file had bytes").toBe(true);
+    expect(interrupted.signal).toBe("SIGINT");
+    expect(partials()).toEqual([]);
+    expect(existsSync(cut)).toBe(false);
     // A folder is named as one, with a file name in it to use (it said "already exists").
     const folder = await alice.run(["export", "--session", session.id.slice(0, 8), "--out", alice.root]);
     expect(folder.code).toBe(2);
