@@ -269,7 +269,9 @@ export function newer(a: VerifiedPacket | undefined, b: VerifiedPacket | undefin
 
 async function currentSlots(home: string, key: UserKey, resolved: VerifiedPacket | undefined): Promise<RecordSlots> {
   const none = { opened: [], newer: [], newerForReader: 0 };
-  const current = newer(await lastPublished(home, key), resolved);
+  // A record a push signed but could publish nowhere holds that push's handoff: the next record
+  // builds on it (else a plain push after it dropped a teammate's handoff without a word).
+  const current = newer(newer(await lastPublished(home, key), unpublishedRecord(home, key)), resolved);
   // Only the owner's own record is carried over (its newer slots are re-signed as they are).
   if (!current || !Buffer.from(current.publicKey).equals(Buffer.from(key.publicKey))) return none;
   try {

@@ -50,4 +50,26 @@ describe("republish after a push that could publish nowhere", () => {
     const again = JSON.parse((await bob.runOk(["status", "--json"])).stdout);
     expect(JSON.stringify(again)).toContain(second.id.slice(0, 8));
   });
+
+  it("a push after it, instead of republish, keeps that push's handoff in the record", async () => {
+    const project = alice.project("app");
+    const pinned = writeSession({ claudeDir: alice.claudeDir, projectDir: project, home: alice.home });
+    const records = path.join(nas, "ccbundle", "v1", "records");
+    renameSync(records, `${records}.aside2`);
+    writeFileSync(records, "not a folder");
+    const failed = await alice.run(["push", "--session", pinned.id, "--pin"], {
+      env: { CCBUNDLE_PIN: "tulip-orbit-42-lantern" },
+    });
+    expect(failed.code).toBe(1);
+    renameSync(records, `${records}.file2`);
+    renameSync(`${records}.aside2`, records);
+
+    const plain = writeSession({ claudeDir: alice.claudeDir, projectDir: project, home: alice.home });
+    await alice.runOk(["push", "--session", plain.id]);
+    const status = JSON.parse((await alice.runOk(["status", "--json"])).stdout);
+    const sessions = status.slots.map((slot: { session?: { id: string } }) => slot.session?.id);
+    // The PIN handoff the failed push made (sealed to the PIN and the owner) is still offered.
+    expect(sessions).toContain(pinned.id);
+    expect(sessions).toContain(plain.id);
+  });
 });
