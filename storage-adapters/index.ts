@@ -22,7 +22,7 @@ export async function openStore(url: string): Promise<BlobStore> {
       folder = fileURLToPath(url);
     } catch {
       // file://relative/path names a host "relative": fileURLToPath throws a TypeError.
-      throw new UsageError(`cannot read store URL ${url}`, {
+      throw new UsageError(`cannot read store URL ${withoutPassword(url)}`, {
         hint: "a file URL takes an absolute path (file:///srv/store), or give the path itself",
       });
     }
@@ -30,9 +30,18 @@ export async function openStore(url: string): Promise<BlobStore> {
   }
   if (path.isAbsolute(url)) return new LocalStore(path.resolve(url));
   const s3Typo = /^s3:\/?(?!\/)/i.test(url);
-  throw new UsageError(`unsupported store URL: ${url}`, {
+  const shown = withoutPassword(url);
+  throw new UsageError(`unsupported store URL: ${shown}`, {
     hint: s3Typo
-      ? `did you mean ${url.replace(/^s3:\/?/i, "s3://")}?`
+      ? `did you mean ${shown.replace(/^s3:\/?/i, "s3://")}?`
       : "use an absolute path, file:///abs/path, or s3://bucket/prefix?endpoint=…",
   });
+}
+
+/**
+ * A URL as an error may show it: `http://user:secret@host` must not put the password in a
+ * terminal, a log or --json output (credentials come from the AWS chain, never from the URL).
+ */
+function withoutPassword(url: string): string {
+  return url.replace(/^([a-z][\w+.-]*:\/\/[^/@:]*):[^/@]*@/i, "$1:***@");
 }

@@ -71,6 +71,14 @@ describe("yargs' complaints, in our words", () => {
   it("a missing required option", () => usage(["export"], "missing --out", "see `ccbundle export --help`"));
   it("options that exclude each other", () =>
     usage(["backup", "--all", "--project", "."], "--all and --project cannot be used together"));
+  it("a store URL with a password: refused without showing it", async () => {
+    await usage(
+      ["status", "--store", "http://al:SuperSecret123@nas.local/store"],
+      "unsupported store URL: http://al:***@nas.local/store",
+    );
+    const r = await m.run(["status", "--json", "--store", "http://al:SuperSecret123@nas.local/store"]);
+    expect(r.stdout + r.stderr).not.toContain("SuperSecret123");
+  });
   it("a --from that is not a key", () =>
     usage(["import", "x.ccb", "--from", "bogus"], "--from bogus: not a ccbundle key"));
 });
