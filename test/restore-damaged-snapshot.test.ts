@@ -45,6 +45,13 @@ describe("a damaged newest snapshot", () => {
     expect(chosen.stderr).toContain(`snapshot ${ids[1]} is damaged`);
     expect(chosen.stderr).not.toContain("another identity");
 
+    // `list` lists the snapshots, the damaged one marked, and the sessions of the newest that opens
+    // (it exited 5 and showed nothing, while its hint said to run `ccbundle list`).
+    const listed = JSON.parse((await alice.runOk(["list", "--json"])).stdout);
+    expect(listed.snapshot).toBe(ids[0]);
+    expect(listed.snapshots.find((s: { id: string }) => s.id === ids[1]).damaged).toMatch(/is damaged/);
+    expect(listed.sessions.map((s: { id: string }) => s.id)).toEqual([first.id]);
+
     const result = await alice.runOk(["restore", "--all", "--no-resume", "--json"], { env: fresh() });
     const doc = JSON.parse(result.stdout);
     expect(doc.ok).toBe(true);

@@ -1,8 +1,17 @@
 import type { BlobStore } from "../../storage-adapters/blob-store.js";
+import { AgeError } from "../crypto/age/errors.js";
 import type { UserKey } from "../crypto/keys.js";
+import { IntegrityError } from "../errors.js";
 import { type EntryFilter, filterEntries, lastActivity } from "./filter.js";
 import { mapPool } from "./pool.js";
-import { pickSnapshotId, readSnapshot, type Snapshot, type SnapshotSession, snapshotIdsToRead } from "./snapshot.js";
+import {
+  NewerFormatError,
+  pickSnapshotId,
+  readSnapshot,
+  type Snapshot,
+  type SnapshotSession,
+  snapshotIdsToRead,
+} from "./snapshot.js";
 
 /** `ccbundle list`: the snapshots in the store, and the sessions of one of them (the newest by default). */
 
@@ -34,8 +43,14 @@ export async function listBackups(options: {
 }): Promise<ListResult> {
   const { store, key } = options;
   const ids = await snapshotIdsToRead(store, key.z32);
-  const chosen = await pickSnapshotId(store, key.z32, options.snapshot);
+  let chosen = await pickSnapshotId(store, key.z32, options.snapshot);
   const opened = await mapPool(ids, 8, (id) => readSnapshot(store, key, id));
+  if (options.snapshot === undefined || options.snapshot === "latest") {
+    // The newest that opens, as restore does (a damaged newest one is listed as damaged); a
+    // snapshot a newer ccbundle wrote, or one this key cannot open, still stops it.
+    const newest = opened.findIndex((result) => result.status === "fulfilled" || stopsAtIt(result.reason));
+    if (newest >= 0) chosen = ids[newest];
+  }
   let current: Snapshot | undefined;
   const snapshots = ids.map((id, index): SnapshotSummary => {
     const result = opened[index]!;
@@ -61,4 +76,10 @@ export async function listBackups(options: {
     ? (await filterEntries(current.sessions, options.filter)).sort((a, b) => lastActivity(b) - lastActivity(a))
     : [];
   return { store: store.url, snapshots, snapshot: chosen, sessions };
+}
+
+/** A snapshot that no older one can stand in for: written by a newer ccbundle, or not for this key. */
+function stopsAtIt(err: unknown): boolean {
+  if (err instanceof NewerFormatError) return true;
+  return err instanceof IntegrityError && err.cause instanceof AgeError && err.cause.failure === "no-match";
 }
