@@ -69,24 +69,37 @@ describe("key export - / key import -", () => {
   });
 });
 
+/**
+ * Run `key import - < file` (plus `extra` flags) on a terminal that script(1) (util-linux, in
+ * every Debian) gives it, stdin being the key file, and type `typed` at its passphrase prompt.
+ */
+async function importAtPrompt(
+  env: NodeJS.ProcessEnv,
+  file: string,
+  typed: string,
+  extra = "",
+): Promise<{ code: number | null; output: string }> {
+  const command = `${JSON.stringify(process.execPath)} ${JSON.stringify(CLI)} key import - ${extra} < ${JSON.stringify(file)}`;
+  const child = spawn("script", ["-qec", command, "/dev/null"], { env, stdio: ["pipe", "pipe", "pipe"] });
+  let output = "";
+  child.stdout.on("data", (bytes: Buffer) => {
+    output += bytes;
+    if (output.includes("Passphrase of the exported identity: ") && child.stdin.writable) {
+      child.stdin.write(typed);
+      child.stdin.end();
+    }
+  });
+  const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
+  return { code, output };
+}
+
 describe("a prompt when stdin is the data", () => {
   it("key import - < file asks for the passphrase on the terminal (/dev/tty)", async () => {
     const exported = path.join(alice.root, "for-the-tty.key");
     await alice.runOk(["key", "export", exported]);
     const tty = new Machine("tty-id");
     try {
-      // script(1) (util-linux, in every Debian) gives the command a terminal; its stdin is the key file.
-      const command = `${JSON.stringify(process.execPath)} ${JSON.stringify(CLI)} key import - < ${JSON.stringify(exported)}`;
-      const typed = spawn("script", ["-qec", command, "/dev/null"], { env: tty.env, stdio: ["pipe", "pipe", "pipe"] });
-      let output = "";
-      typed.stdout.on("data", (bytes: Buffer) => {
-        output += bytes;
-        if (output.includes("Passphrase of the exported identity: ") && typed.stdin.writable) {
-          typed.stdin.write(`${PASSPHRASE}\r`);
-          typed.stdin.end();
-        }
-      });
-      const code = await new Promise<number | null>((resolve) => typed.on("close", resolve));
+      const { code, output } = await importAtPrompt(tty.env, exported, `${PASSPHRASE}\r`);
       expect(code, output).toBe(0);
       expect(output).toContain(`Imported identity ${z32}`);
       expect(output).not.toContain(PASSPHRASE);
@@ -103,39 +116,17 @@ describe("Ctrl-C at a passphrase prompt", () => {
     await alice.runOk(["key", "export", exported]);
     const tty = new Machine("tty-ctrl-c");
     try {
-      const command = `${JSON.stringify(process.execPath)} ${JSON.stringify(CLI)} key import - < ${JSON.stringify(exported)}`;
-      const typed = spawn("script", ["-qec", command, "/dev/null"], { env: tty.env, stdio: ["pipe", "pipe", "pipe"] });
-      let output = "";
-      typed.stdout.on("data", (bytes: Buffer) => {
-        output += bytes;
-        if (output.includes("Passphrase of the exported identity: ") && typed.stdin.writable) {
-          typed.stdin.write("half a passphr\u0003");
-          typed.stdin.end();
-        }
-      });
-      const code = await new Promise<number | null>((resolve) => typed.on("close", resolve));
+      const { code, output } = await importAtPrompt(tty.env, exported, "half a passphr\u0003");
       // script -e reports a child killed by a signal as 128 + its number.
       expect(code, output).toBe(130);
       expect(output).not.toContain("cancelled");
       expect((await tty.run(["whoami"])).code).not.toBe(0);
 
       // With --json (a handler of ours is registered from the start): the same, and the document.
-      const json = spawn("script", ["-qec", `${command.replace(" - <", " - --json <")}`, "/dev/null"], {
-        env: tty.env,
-        stdio: ["pipe", "pipe", "pipe"],
-      });
-      let jsonOutput = "";
-      json.stdout.on("data", (bytes: Buffer) => {
-        jsonOutput += bytes;
-        if (jsonOutput.includes("Passphrase of the exported identity: ") && json.stdin.writable) {
-          json.stdin.write("half\u0003");
-          json.stdin.end();
-        }
-      });
-      const jsonCode = await new Promise<number | null>((resolve) => json.on("close", resolve));
-      expect(jsonCode, jsonOutput).toBe(130);
-      expect(jsonOutput).toContain('"message": "interrupted (SIGINT)"');
-      expect(jsonOutput).not.toContain("internal error");
+      const json = await importAtPrompt(tty.env, exported, "half\u0003", "--json");
+      expect(json.code, json.output).toBe(130);
+      expect(json.output).toContain('"message": "interrupted (SIGINT)"');
+      expect(json.output).not.toContain("internal error");
     } finally {
       tty.cleanup();
     }

@@ -1,11 +1,9 @@
 import type { BlobStore } from "../../storage-adapters/blob-store.js";
-import { AgeError } from "../crypto/age/errors.js";
 import type { UserKey } from "../crypto/keys.js";
-import { IntegrityError } from "../errors.js";
 import { type EntryFilter, filterEntries, lastActivity } from "./filter.js";
 import { mapPool } from "./pool.js";
 import {
-  NewerFormatError,
+  noOlderStandsIn,
   pickSnapshotId,
   readSnapshot,
   type Snapshot,
@@ -48,7 +46,7 @@ export async function listBackups(options: {
   if (options.snapshot === undefined || options.snapshot === "latest") {
     // The newest that opens, as restore does (a damaged newest one is listed as damaged); a
     // snapshot a newer ccbundle wrote, or one this key cannot open, still stops it.
-    const newest = opened.findIndex((result) => result.status === "fulfilled" || stopsAtIt(result.reason));
+    const newest = opened.findIndex((result) => result.status === "fulfilled" || noOlderStandsIn(result.reason));
     if (newest >= 0) chosen = ids[newest];
   }
   let current: Snapshot | undefined;
@@ -76,10 +74,4 @@ export async function listBackups(options: {
     ? (await filterEntries(current.sessions, options.filter)).sort((a, b) => lastActivity(b) - lastActivity(a))
     : [];
   return { store: store.url, snapshots, snapshot: chosen, sessions };
-}
-
-/** A snapshot that no older one can stand in for: written by a newer ccbundle, or not for this key. */
-function stopsAtIt(err: unknown): boolean {
-  if (err instanceof NewerFormatError) return true;
-  return err instanceof IntegrityError && err.cause instanceof AgeError && err.cause.failure === "no-match";
 }

@@ -6,7 +6,6 @@ import type { PathMapping } from "../claude/remap.js";
 import type { RecoveredStaging } from "../claude/staging.js";
 import { type TargetChoice, wholeRestoreTarget } from "../claude/target.js";
 import { homeDir, type Settings } from "../config.js";
-import { AgeError } from "../crypto/age/errors.js";
 import type { UserKey } from "../crypto/keys.js";
 import { describeFailure, type ExitCode, IntegrityError, isNoSpace, NotFoundError, UsageError } from "../errors.js";
 import { type ReceivedSession, type ReceiveOptions, ReceiveRun, type StagedBundle } from "../receive.js";
@@ -15,7 +14,7 @@ import { filterEntries, lastActivity, machineMatcher } from "./filter.js";
 import { countBytes, type ProgressListener } from "./progress.js";
 import { type MemoSession, RestoreMemo } from "./restore-memo.js";
 import {
-  NewerFormatError,
+  noOlderStandsIn,
   pickSnapshotId,
   readSnapshot,
   type Snapshot,
@@ -113,9 +112,7 @@ async function snapshotToRestore(
     try {
       return { id, snapshot: await readSnapshot(store, key, id) };
     } catch (err) {
-      const wrongKey =
-        err instanceof IntegrityError && err.cause instanceof AgeError && err.cause.failure === "no-match";
-      if (!(err instanceof IntegrityError) || err instanceof NewerFormatError || wrongKey) throw err;
+      if (!(err instanceof IntegrityError) || noOlderStandsIn(err)) throw err;
       newest ??= err;
       warnings.push(`passed over snapshot ${id}: ${err.message}`);
     }

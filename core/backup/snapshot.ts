@@ -309,6 +309,16 @@ function randomBase32(length: number): string {
  */
 export class NewerFormatError extends IntegrityError {}
 
+/**
+ * A snapshot no older one may stand in for when it cannot be opened: one a newer ccbundle wrote
+ * (upgrade instead), or one this key cannot open at all (another identity opens none of them).
+ * Any other failure (damage) lets list and restore pass over it to the newest that opens.
+ */
+export function noOlderStandsIn(err: unknown): boolean {
+  if (err instanceof NewerFormatError) return true;
+  return err instanceof IntegrityError && err.cause instanceof AgeError && err.cause.failure === "no-match";
+}
+
 /** The newest snapshot that opens and verifies; damaged ones are skipped with a warning, newer ones stop it. */
 export async function newestSnapshot(
   store: BlobStore,
