@@ -119,7 +119,7 @@ const COMMANDS = new Set([
 
 /** The command named on the command line (for a hint that points at its own --help). */
 function commandNamed(args: string[]): string | undefined {
-  const words = args.filter((arg) => !arg.startsWith("-"));
+  const words = commandWords(args);
   const first = words[0];
   if (first === undefined || !COMMANDS.has(first)) return undefined;
   // Two-word commands.
@@ -133,9 +133,17 @@ function commandNamed(args: string[]): string | undefined {
   return /^[a-z]+$/.test(first) ? first : undefined;
 }
 
+/** Common options that take a value: in `--store /x push`, /x is not a word of the command. */
+const VALUE_OPTIONS = new Set(["--store", "--relay", "--passphrase-file", "--passphrase-fd"]);
+
+/** The words of the command line that are not options or the values of common options. */
+function commandWords(args: string[]): string[] {
+  return args.filter((arg, index) => !arg.startsWith("-") && !VALUE_OPTIONS.has(args[index - 1] ?? ""));
+}
+
 /** The first word is not a command (`ccbundle frobnicate`). */
 function unknownCommand(args: string[]): boolean {
-  const first = args.find((arg) => !arg.startsWith("-"));
+  const first = commandWords(args)[0];
   return first !== undefined && !COMMANDS.has(first);
 }
 
@@ -172,7 +180,7 @@ function usageFailure(message: string, args: string[], knownOptions: string[], b
   const hint = `see \`ccbundle ${command ? `${command} ` : ""}--help\``;
   const flag = (name: string) => (name.length === 1 ? `-${name}` : `--${name}`);
   if (unknownCommand(args) && !message.startsWith("Did you mean")) {
-    return new UsageError(`unknown command ${args.find((arg) => !arg.startsWith("-"))}`, { hint });
+    return new UsageError(`unknown command ${commandWords(args)[0]}`, { hint });
   }
   const unknown = /^Unknown arguments?: (.*)$/.exec(message);
   if (unknown) {
@@ -196,7 +204,7 @@ function usageFailure(message: string, args: string[], knownOptions: string[], b
       hint,
     });
   }
-  const typedCommand = args.find((arg) => !arg.startsWith("-"));
+  const typedCommand = commandWords(args)[0];
   if (message.startsWith("Did you mean"))
     return new UsageError(`unknown command ${typedCommand ?? ""}; did you mean${message.slice(12)}`, { hint });
   if (unknownCommand(args)) return new UsageError(`unknown command ${typedCommand}`, { hint });

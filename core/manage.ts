@@ -144,8 +144,10 @@ export async function republish(options: { settings: Settings; key: UserKey; tra
  */
 export async function revoke(options: { settings: Settings; key: UserKey; transports: PointerTransport[] }) {
   const { settings, key } = options;
+  // A record a push signed but could publish nowhere counts too: the next record is built on it
+  // (publish.ts currentSlots), so its handoff must be tombstoned here, or it would go out live.
   const current = newer(
-    await lastPublished(settings.home, key),
+    newer(await lastPublished(settings.home, key), unpublishedRecord(settings.home, key)),
     await resolveCurrent(options.transports, key, settings.home),
   );
   const read = current ? await readSlots(current, key.z32, [key.ageIdentity()]) : undefined;
@@ -203,6 +205,8 @@ export async function revoke(options: { settings: Settings; key: UserKey; transp
     await forgetHandoffs(settings.home, key.z32, expiredGone);
     const expiredDeleted = expiredGone.length;
     if (tombstones.length === 0 && newerSlots === 0) {
+      // Nothing live in it: an unpublished record has nothing left to send either.
+      await forgetUnpublished(settings.home, key.z32);
       return { revoked, olderDeleted, expiredDeleted, newerRemoved: 0, summary: "", failures: [], warnings };
     }
     // A revoke must not leave a handoff it cannot judge readable and call itself done: slots a

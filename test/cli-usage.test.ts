@@ -66,6 +66,12 @@ describe("yargs' complaints, in our words", () => {
     await usage(["frobnicate"], /^ccbundle: unknown command frobnicate$/m, "see `ccbundle --help`");
     await usage(["pushh"], "unknown command pushh; did you mean push?", "see `ccbundle --help`");
     await usage(["help", "frobnicate"], /^ccbundle: unknown command frobnicate$/m, "see `ccbundle --help`");
+    // A common option's value before the command is not the command.
+    await usage(
+      ["--store", "/tmp/x", "push", "--bogus"],
+      /^ccbundle: unknown option --bogus$/m,
+      "see `ccbundle push --help`",
+    );
   });
   it("a missing argument", () => usage(["key", "export"], "missing argument", "see `ccbundle key export --help`"));
   it("a missing required option", () => usage(["export"], "missing --out", "see `ccbundle export --help`"));

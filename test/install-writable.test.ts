@@ -33,7 +33,7 @@ interface Outcome {
 }
 
 /** Commit a one-step journal moving a staged file to `target` (relative to a fresh config dir) as the other user. */
-function commitAsOtherUser(name: string, lockedFolder: string, target: string): Outcome {
+function commitAsOtherUser(name: string, lockedFolder: string, target: string, existing = false): Outcome {
   const module = path.join(root, "dist", "core", "claude", "install-journal.js");
   const script = `
     import fs from "node:fs";
@@ -45,8 +45,9 @@ function commitAsOtherUser(name: string, lockedFolder: string, target: string): 
     fs.writeFileSync(path.join(staging, "f"), "line\\n");
     const locked = path.join(claudeDir, ${JSON.stringify(lockedFolder)});
     fs.mkdirSync(locked, { recursive: true });
-    fs.chmodSync(locked, 0o555);
     const target = path.join(claudeDir, ${JSON.stringify(target)});
+    if (${JSON.stringify(existing)}) fs.writeFileSync(target, "line\\n");
+    fs.chmodSync(locked, 0o555);
     const journal = path.join(staging, "journal-1.json");
     const before = new Set(fs.readdirSync(claudeDir, { recursive: true }));
     const outcome = {};
@@ -84,6 +85,12 @@ describe.skipIf(process.platform === "win32" || (asRoot && spawnSync("setpriv", 
       const outcome = commitAsOtherUser("below", "projects/-srv-app", "projects/-srv-app/s/subagents/a.jsonl");
       expect(outcome.error).toEqual({ code: "EACCES", path: path.join(root, "below", ".claude/projects/-srv-app") });
       expect(outcome).toMatchObject({ journalLeft: false, installed: false, madeFolders: [] });
+    });
+
+    it("a file already there as it arrives is kept, as before: nothing to write, nothing refused", () => {
+      const outcome = commitAsOtherUser("kept", "projects/-srv-app", "projects/-srv-app/s.jsonl", true);
+      expect(outcome.error).toBeUndefined();
+      expect(outcome).toMatchObject({ journalLeft: false, installed: true });
     });
 
     it("a writable target installs as before", () => {

@@ -72,4 +72,31 @@ describe("republish after a push that could publish nowhere", () => {
     expect(sessions).toContain(pinned.id);
     expect(sessions).toContain(plain.id);
   });
+
+  it("revoke after it tombstones that push's handoff too (it went out live, its bundle deleted)", async () => {
+    const project = alice.project("app");
+    // A published record with no PIN handoff in it, then a PIN push that publishes nowhere.
+    await alice.runOk(["revoke"]);
+    const plain = writeSession({ claudeDir: alice.claudeDir, projectDir: project, home: alice.home });
+    await alice.runOk(["push", "--session", plain.id]);
+    const pinned = writeSession({ claudeDir: alice.claudeDir, projectDir: project, home: alice.home });
+    const records = path.join(nas, "ccbundle", "v1", "records");
+    renameSync(records, `${records}.aside3`);
+    writeFileSync(records, "not a folder");
+    const failed = await alice.run(["push", "--session", pinned.id, "--pin"], {
+      env: { CCBUNDLE_PIN: "tulip-orbit-42-lantern" },
+    });
+    expect(failed.code).toBe(1);
+    renameSync(records, `${records}.file3`);
+    renameSync(`${records}.aside3`, records);
+
+    await alice.runOk(["revoke"]);
+    const status = JSON.parse((await alice.runOk(["status", "--json"])).stdout);
+    const live = status.slots.filter((slot: { kind: string; state?: string }) => slot.kind === "handoff");
+    expect(live).toEqual([]);
+    // And republish afterwards does not bring it back.
+    await alice.runOk(["republish"]);
+    const after = JSON.parse((await alice.runOk(["status", "--json"])).stdout);
+    expect(after.slots.filter((slot: { kind: string }) => slot.kind === "handoff")).toEqual([]);
+  });
 });

@@ -237,6 +237,10 @@ async function makeTargetDirs(journal: Journal, known: Set<string>): Promise<voi
 function checkWritable(journal: Journal, known: Set<string>): void {
   const root = path.resolve(journal.claudeDir);
   for (const step of journal.steps) {
+    // A file that is there already may be kept as it is (the same, or ahead of the incoming one),
+    // which writes nothing: a re-pull into a folder we cannot write still says "kept". One that
+    // must be replaced meets the permission at its rename, as before this check.
+    if (step.kind === "file" && existsSync(step.target)) continue;
     const checks = step.kind === "history" ? [step.target, path.dirname(step.target)] : [path.dirname(step.target)];
     for (const wanted of checks) {
       // A folder not made yet: the one above it that exists must take the new folder. Every
