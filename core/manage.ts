@@ -22,12 +22,11 @@ import type { PointerTransport } from "./pointer/transport.js";
 import {
   blobPickedUp,
   forgetUnpublished,
-  lastPublished,
   newer,
+  ownLatestRecord,
   publishRecord,
   resolveCurrent,
   saveLastPublished,
-  unpublishedRecord,
 } from "./publish.js";
 import { deleteBlob, storeToDeleteFrom, tombstoneFor } from "./pull.js";
 
@@ -113,7 +112,7 @@ export async function republish(options: { settings: Settings; key: UserKey; tra
   const { settings, key } = options;
   // A push that could publish nowhere left its record for this command (its hint says so).
   const current = newer(
-    newer(await lastPublished(settings.home, key), unpublishedRecord(settings.home, key)),
+    await ownLatestRecord(settings.home, key),
     await resolveCurrent(options.transports, key, settings.home),
   );
   if (!current) {
@@ -144,10 +143,9 @@ export async function republish(options: { settings: Settings; key: UserKey; tra
  */
 export async function revoke(options: { settings: Settings; key: UserKey; transports: PointerTransport[] }) {
   const { settings, key } = options;
-  // A record a push signed but could publish nowhere counts too: the next record is built on it
-  // (publish.ts currentSlots), so its handoff must be tombstoned here, or it would go out live.
+  // With a record a push could publish nowhere: its handoff is tombstoned too, or it would go out live.
   const current = newer(
-    newer(await lastPublished(settings.home, key), unpublishedRecord(settings.home, key)),
+    await ownLatestRecord(settings.home, key),
     await resolveCurrent(options.transports, key, settings.home),
   );
   const read = current ? await readSlots(current, key.z32, [key.ageIdentity()]) : undefined;

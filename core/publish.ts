@@ -229,16 +229,24 @@ function unpublishedRecordFile(home: string, z32: string): string {
 }
 
 /**
- * The record a push (or revoke) signed and could not publish anywhere, if it is still valid:
- * `republish` sends it when it is newer than the last published one. Published since, or
- * superseded by a later record: undefined.
+ * The record a push (or revoke) signed and could not publish anywhere, if it is still valid.
+ * Published since, or superseded by a later record: undefined.
  */
-export function unpublishedRecord(home: string, key: UserKey): VerifiedPacket | undefined {
+function unpublishedRecord(home: string, key: UserKey): VerifiedPacket | undefined {
   try {
     return verifyPayload(key.publicKey, readFileSync(unpublishedRecordFile(home, key.z32)));
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The newest record this machine signed, published or not: a push that could publish nowhere
+ * left its record, and republish sends it, revoke tombstones its handoff and the next push
+ * builds on it (else that push's handoff was lost, or went out live after a revoke).
+ */
+export async function ownLatestRecord(home: string, key: UserKey): Promise<VerifiedPacket | undefined> {
+  return newer(await lastPublished(home, key), unpublishedRecord(home, key));
 }
 
 /** A record went out: no earlier unpublished one is to be sent any more. */
@@ -269,9 +277,7 @@ export function newer(a: VerifiedPacket | undefined, b: VerifiedPacket | undefin
 
 async function currentSlots(home: string, key: UserKey, resolved: VerifiedPacket | undefined): Promise<RecordSlots> {
   const none = { opened: [], newer: [], newerForReader: 0 };
-  // A record a push signed but could publish nowhere holds that push's handoff: the next record
-  // builds on it (else a plain push after it dropped a teammate's handoff without a word).
-  const current = newer(newer(await lastPublished(home, key), unpublishedRecord(home, key)), resolved);
+  const current = newer(await ownLatestRecord(home, key), resolved);
   // Only the owner's own record is carried over (its newer slots are re-signed as they are).
   if (!current || !Buffer.from(current.publicKey).equals(Buffer.from(key.publicKey))) return none;
   try {
