@@ -297,7 +297,7 @@ export class ReceiveRun {
       return { manifest: staged.manifest, signer: staged.signer, sessions, recovered: reported };
     } catch (err) {
       interrupted = (await pendingJournals(staged.dir).catch(() => [])).length > 0;
-      throw describeFsError(err, claudeDir, interrupted);
+      throw describeFsError(err, claudeDir, interrupted ? HALF_WAY : undefined);
     } finally {
       // A journal still here means the install phase stopped half-way: keep it for the next run to finish.
       // (After a success there is none, or it is being removed: the folder goes once that is done.)
@@ -453,26 +453,29 @@ export class ReceiveRun {
   }
 }
 
-/** Disk full and permission errors as one line that says what to do (they are not bugs). */
+/** What a failed install means for the config dir, in its hint. */
+const HALF_WAY = "the restore stopped half-way; run the command again once fixed and it finishes it";
+
 /**
  * Finishing a restore that an earlier run left half-way failed: say that it is that restore, not
  * this one, that cannot go on (this run changed nothing), and how to let it finish.
  */
 function describeRecoveryError(err: unknown, claudeDir: string): unknown {
-  const described = describeFsError(err, claudeDir, true);
+  const after = "then run the command again: it finishes that restore first (nothing was changed by this one)";
+  const described = describeFsError(err, claudeDir, after);
   if (!(described instanceof CcbError) || described.exitCode !== 1) return err;
+  // An error that was ours already keeps its hint, and gets the way on after it.
+  const hint = described === err ? [described.hint, after].filter(Boolean).join("; ") : described.hint;
   return new CcbError(`an earlier restore stopped half-way and cannot be finished: ${described.message}`, 1, {
-    hint: `${described.hint?.replace(/; the restore stopped half-way.*$/, "")}; then run the command again: it finishes that restore first (nothing was changed by this one)`,
+    hint,
     cause: err,
   });
 }
 
-function describeFsError(err: unknown, claudeDir: string, interrupted = false): unknown {
+/** Disk full and permission errors as one line that says what to do (they are not bugs); `then` ends the hint. */
+function describeFsError(err: unknown, claudeDir: string, then = "nothing was changed"): unknown {
   if (err instanceof CcbError) return err;
   const code = errnoCode(err);
-  const then = interrupted
-    ? "the restore stopped half-way; run the command again once fixed and it finishes it"
-    : "nothing was changed";
   if (code === "ENOSPC" || code === "EDQUOT") {
     const where = (err as { path?: unknown }).path;
     // Its cause keeps the errno code: restore --all stops on it (isNoSpace).
