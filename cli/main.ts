@@ -141,12 +141,6 @@ function commandWords(args: string[]): string[] {
   return args.filter((arg, index) => !arg.startsWith("-") && !VALUE_OPTIONS.has(args[index - 1] ?? ""));
 }
 
-/** The first word is not a command (`ccbundle frobnicate`). */
-function unknownCommand(args: string[]): boolean {
-  const first = commandWords(args)[0];
-  return first !== undefined && !COMMANDS.has(first);
-}
-
 /** The closest of `known` to `name` (at most two edits away), for "did you mean". */
 function closest(name: string, known: string[]): string | undefined {
   const distance = (a: string, b: string): number => {
@@ -179,8 +173,12 @@ function usageFailure(message: string, args: string[], knownOptions: string[], b
   const command = commandNamed(args);
   const hint = `see \`ccbundle ${command ? `${command} ` : ""}--help\``;
   const flag = (name: string) => (name.length === 1 ? `-${name}` : `--${name}`);
-  if (unknownCommand(args) && !message.startsWith("Did you mean")) {
-    return new UsageError(`unknown command ${commandWords(args)[0]}`, { hint });
+  // yargs' "Did you mean push?" for a misspelt command; any other word that is not a command.
+  const typedCommand = commandWords(args)[0];
+  if (message.startsWith("Did you mean"))
+    return new UsageError(`unknown command ${typedCommand ?? ""}; did you mean${message.slice(12)}`, { hint });
+  if (typedCommand !== undefined && !COMMANDS.has(typedCommand)) {
+    return new UsageError(`unknown command ${typedCommand}`, { hint });
   }
   const unknown = /^Unknown arguments?: (.*)$/.exec(message);
   if (unknown) {
@@ -204,10 +202,6 @@ function usageFailure(message: string, args: string[], knownOptions: string[], b
       hint,
     });
   }
-  const typedCommand = commandWords(args)[0];
-  if (message.startsWith("Did you mean"))
-    return new UsageError(`unknown command ${typedCommand ?? ""}; did you mean${message.slice(12)}`, { hint });
-  if (unknownCommand(args)) return new UsageError(`unknown command ${typedCommand}`, { hint });
   if (/^Not enough non-option arguments/.test(message)) return new UsageError("missing argument", { hint });
   const missing = /^Missing required arguments?: (.*)$/.exec(message);
   if (missing) return new UsageError(`missing ${missing[1]!.split(", ").map(flag).join(", ")}`, { hint });
