@@ -162,18 +162,23 @@ function isHandoffToOthers(slot: OpenedSlot): boolean {
   return slot.payload.slot !== "self" && slot.payload.kind !== "snapshot";
 }
 
+/** The hint of a handoff that is gone: who pulls may be a teammate, or the owner on another machine. */
+const WHO_PUSHES = "ask its sender (your own: push it again from the machine that has it)";
+const PUSH_AGAIN = `the session has to be pushed again: ${WHO_PUSHES}`;
+const PUSH_AGAIN_LONGER = `the session has to be pushed again, with a longer --ttl: ${WHO_PUSHES}`;
+
 export function checkLive(payload: PointerPayload, now = Math.floor(Date.now() / 1000)): void {
   if (payload.kind === "tombstone") {
     throw new IntegrityError(
       payload.burn ? "this handoff was already picked up (burn after reading)" : "this handoff was revoked",
       {
-        hint: "the session has to be pushed again: ask its sender (your own: push it again from the machine that has it)",
+        hint: PUSH_AGAIN,
       },
     );
   }
   if (payload.expires !== undefined && payload.expires < now) {
     throw new IntegrityError(`this handoff expired at ${isoTime(payload.expires)}`, {
-      hint: "the session has to be pushed again, with a longer --ttl: ask its sender (your own: push it again from the machine that has it)",
+      hint: PUSH_AGAIN_LONGER,
     });
   }
 }
@@ -322,8 +327,7 @@ function receiveOptionsFor(
     expect: {
       sha256: blob.sha256,
       size: blob.size,
-      ifDamaged:
-        "the session has to be pushed again: ask its sender (your own: push it again from the machine that has it)",
+      ifDamaged: PUSH_AGAIN,
     },
     project: options.project,
     cwd: options.cwd,
@@ -482,10 +486,10 @@ function goneError(where: string, burn: boolean): CcbError {
   // A burn-after-read bundle that is gone was picked up by whoever pulled first.
   return burn
     ? new IntegrityError("this handoff was already picked up (burn after reading): its bundle is gone", {
-        hint: "the session has to be pushed again: ask its sender (your own: push it again from the machine that has it)",
+        hint: PUSH_AGAIN,
       })
     : new NotFoundError(`the bundle this handoff points at is gone from ${where}`, {
-        hint: "it was revoked, pruned or already picked up; the session has to be pushed again: ask its sender (your own: push it again from the machine that has it)",
+        hint: `it was revoked, pruned or already picked up; ${PUSH_AGAIN}`,
       });
 }
 
