@@ -41,7 +41,7 @@ export async function listBackups(options: {
 }): Promise<ListResult> {
   const { store, key } = options;
   const ids = await snapshotIdsToRead(store, key.z32);
-  let chosen = await pickSnapshotId(store, key.z32, options.snapshot);
+  let chosen = await pickSnapshotId(store, key.z32, options.snapshot, ids);
   const opened = await mapPool(ids, 8, (id) => readSnapshot(store, key, id));
   if (options.snapshot === undefined || options.snapshot === "latest") {
     // The newest that opens, as restore does (a damaged newest one is listed as damaged); a

@@ -283,8 +283,10 @@ export async function pickSnapshotId(
   store: BlobStore,
   owner: string,
   wanted: string | undefined,
+  /** The ids snapshotIdsToRead gave, when the caller has them already (no second listing). */
+  listed?: string[],
 ): Promise<string | undefined> {
-  const ids = await snapshotIdsToRead(store, owner);
+  const ids = listed ?? (await snapshotIdsToRead(store, owner));
   if (!wanted) return ids[0];
   if (wanted === "latest") return ids[0];
   const matches = ids.filter((id) => id.startsWith(wanted));
