@@ -23,6 +23,25 @@ afterAll(() => {
   bob?.cleanup();
 });
 
+let unwritable = 0;
+/**
+ * Run `ccbundle` args with the store's records/ folder replaced by a file (the DHT is off: the
+ * record can go nowhere), then put the folder back.
+ */
+async function runPublishingNowhere(args: string[], env: NodeJS.ProcessEnv = {}) {
+  const records = path.join(nas, "ccbundle", "v1", "records");
+  const aside = `${records}.aside${++unwritable}`;
+  renameSync(records, aside);
+  writeFileSync(records, "not a folder");
+  try {
+    return await alice.run(args, { env });
+  } finally {
+    renameSync(records, `${records}.file${unwritable}`);
+    renameSync(aside, records);
+  }
+}
+const PIN = { CCBUNDLE_PIN: "tulip-orbit-42-lantern" };
+
 describe("republish after a push that could publish nowhere", () => {
   it("sends that push's record, not the one before it", async () => {
     const project = alice.project("app");
@@ -31,16 +50,11 @@ describe("republish after a push that could publish nowhere", () => {
     await alice.runOk(["push", "--session", first.id]);
 
     const second = writeSession({ claudeDir: alice.claudeDir, projectDir: project, home: alice.home });
-    const records = path.join(nas, "ccbundle", "v1", "records");
-    renameSync(records, `${records}.aside`);
-    writeFileSync(records, "not a folder");
-    const failed = await alice.run(["push", "--session", second.id]);
+    const failed = await runPublishingNowhere(["push", "--session", second.id]);
     expect(failed.code).toBe(1);
     expect(failed.stderr).toContain("could not publish the record anywhere");
     expect(failed.stderr).toContain("ccbundle republish");
 
-    renameSync(records, `${records}.file`);
-    renameSync(`${records}.aside`, records);
     await alice.runOk(["republish"]);
     const pulled = JSON.parse((await bob.runOk(["pull", "--project", bobProject, "--no-resume", "--json"])).stdout);
     expect(pulled.sessions.map((s: { sessionId: string }) => s.sessionId)).toEqual([second.id]);
@@ -54,15 +68,8 @@ describe("republish after a push that could publish nowhere", () => {
   it("a push after it, instead of republish, keeps that push's handoff in the record", async () => {
     const project = alice.project("app");
     const pinned = writeSession({ claudeDir: alice.claudeDir, projectDir: project, home: alice.home });
-    const records = path.join(nas, "ccbundle", "v1", "records");
-    renameSync(records, `${records}.aside2`);
-    writeFileSync(records, "not a folder");
-    const failed = await alice.run(["push", "--session", pinned.id, "--pin"], {
-      env: { CCBUNDLE_PIN: "tulip-orbit-42-lantern" },
-    });
+    const failed = await runPublishingNowhere(["push", "--session", pinned.id, "--pin"], PIN);
     expect(failed.code).toBe(1);
-    renameSync(records, `${records}.file2`);
-    renameSync(`${records}.aside2`, records);
 
     const plain = writeSession({ claudeDir: alice.claudeDir, projectDir: project, home: alice.home });
     await alice.runOk(["push", "--session", plain.id]);
@@ -80,15 +87,8 @@ describe("republish after a push that could publish nowhere", () => {
     const plain = writeSession({ claudeDir: alice.claudeDir, projectDir: project, home: alice.home });
     await alice.runOk(["push", "--session", plain.id]);
     const pinned = writeSession({ claudeDir: alice.claudeDir, projectDir: project, home: alice.home });
-    const records = path.join(nas, "ccbundle", "v1", "records");
-    renameSync(records, `${records}.aside3`);
-    writeFileSync(records, "not a folder");
-    const failed = await alice.run(["push", "--session", pinned.id, "--pin"], {
-      env: { CCBUNDLE_PIN: "tulip-orbit-42-lantern" },
-    });
+    const failed = await runPublishingNowhere(["push", "--session", pinned.id, "--pin"], PIN);
     expect(failed.code).toBe(1);
-    renameSync(records, `${records}.file3`);
-    renameSync(`${records}.aside3`, records);
 
     await alice.runOk(["revoke"]);
     const status = JSON.parse((await alice.runOk(["status", "--json"])).stdout);
