@@ -1,3 +1,5 @@
+import { readdirSync } from "node:fs";
+import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { backupSessions } from "../core/backup/backup.js";
 import { listBackups } from "../core/backup/list.js";
@@ -11,8 +13,10 @@ import type { Machine } from "./helpers/machine.js";
 /**
  * Two machines of one user backing up into one store at the same moment: each builds on the
  * same newest snapshot. Whichever writes last used to make the newest snapshot, which `list`
- * and `restore` read, without the other's new session (found by the S3 audit). Here machine B's
- * whole backup runs while machine A is writing its snapshot: deterministic, no timing luck.
+ * and `restore` read, without the other's new session (found by the S3 audit, and by two cron
+ * jobs at the same minute). The store wrappers below order the two machines' steps exactly,
+ * so each case is deterministic, no timing luck; the last case runs two real `ccbundle backup`
+ * processes at once, a few times.
  */
 
 let a: Machine;
@@ -33,7 +37,10 @@ afterAll(() => {
   b?.cleanup();
 });
 
-/** The store, with `during` run once just before the first snapshot object is written. */
+/**
+ * The store, with `during` run once just before the first snapshot object is written (its
+ * announcement, write-announcement.ts: A has read the newest once, at the start of its backup).
+ */
 class StoreWithInterruption extends LocalStore {
   constructor(
     root: string,
@@ -52,7 +59,7 @@ class StoreWithInterruption extends LocalStore {
 }
 
 describe("two machines backing up at once", () => {
-  it("the newest snapshot holds both machines' new sessions", async () => {
+  it("B's whole backup after A's first read: the newest snapshot holds both machines' new sessions", async () => {
     const fromA = writeSession({ claudeDir: a.claudeDir, projectDir: a.project("app"), home: a.home });
     const fromB = writeSession({ claudeDir: b.claudeDir, projectDir: b.project("app"), home: b.home });
     const key = machineKey(a.ccbHome);
@@ -78,5 +85,90 @@ describe("two machines backing up at once", () => {
     expect(ids).toContain(fromB.id);
     expect(ids).toHaveLength(4);
     expect(listed.snapshot).toBe(resultA.snapshot);
+  });
+
+  it("B reads the newest before A's snapshot lands and writes after A looked again: one more round merges them", async () => {
+    // The race two cron jobs at the same minute met (3 of 6 rounds): B reads the newest (the
+    // old one) just before A's snapshot lands, A reads the newest again and sees its own, and
+    // B's snapshot, without A's new session, lands after that and sorts last.
+    const fromA = writeSession({ claudeDir: a.claudeDir, projectDir: a.project("app"), home: a.home });
+    const fromB = writeSession({ claudeDir: b.claudeDir, projectDir: b.project("app"), home: b.home });
+    const key = machineKey(a.ccbHome);
+    const backupOf = (machine: Machine, store: LocalStore) =>
+      backupSessions({ settings: loadSettings({ ...machine.env }, {}), key, store, scope: {}, cwd: machine.home });
+
+    let bReadOld!: () => void;
+    const bHasReadOld = new Promise<void>((resolve) => {
+      bReadOld = resolve;
+    });
+    let aLooked!: () => void;
+    const aLookedAgain = new Promise<void>((resolve) => {
+      aLooked = resolve;
+    });
+    const isSnapshot = (name: string) => name.includes("/snapshots/") && !name.includes("/.writing/");
+
+    /**
+     * A: its snapshot lands only once B has read the old newest. Its "look again" is its first
+     * listing of the announcements after writing (or, before there were announcements, its read
+     * of the newest after writing).
+     */
+    class StoreA extends LocalStore {
+      wrote = false;
+      override async put(...args: Parameters<LocalStore["put"]>) {
+        if (!isSnapshot(args[0])) return super.put(...args);
+        await bHasReadOld;
+        const result = await super.put(...args);
+        this.wrote = true;
+        return result;
+      }
+      override list(prefix: string) {
+        if (this.wrote && prefix.includes("/.writing/")) aLooked();
+        return super.list(prefix);
+      }
+      override async getBytes(name: string) {
+        const bytes = await super.getBytes(name);
+        if (this.wrote && isSnapshot(name)) aLooked();
+        return bytes;
+      }
+    }
+    /** B: its read of the newest just before it writes (its second snapshot read) returns only once A looked again. */
+    class StoreB extends LocalStore {
+      reads = 0;
+      override async getBytes(name: string) {
+        const bytes = await super.getBytes(name);
+        if (isSnapshot(name) && ++this.reads === 2) {
+          bReadOld();
+          await aLookedAgain;
+        }
+        return bytes;
+      }
+    }
+    const [resultA, resultB] = await Promise.all([
+      backupOf(a, new StoreA(nas)).finally(aLooked),
+      backupOf(b, new StoreB(nas)),
+    ]);
+    expect(resultA.wroteSnapshot).toBe(true);
+    expect(resultB.wroteSnapshot).toBe(true);
+    expect([...resultA.warnings, ...resultB.warnings]).toEqual([]);
+    const listed = await listBackups({ store: new LocalStore(nas), key, filter: {} });
+    const ids = listed.sessions.map((entry) => entry.id);
+    expect(ids).toContain(fromA.id);
+    expect(ids).toContain(fromB.id);
+    expect(ids).toHaveLength(6);
+    // Nothing announced is left behind.
+    expect(readdirSync(path.join(nas, "ccbundle/v1/snapshots", key.z32, ".writing"))).toEqual([]);
+  });
+
+  it("two `ccbundle backup` processes at once, a few times: every newest snapshot holds every session", async () => {
+    let expected = (await listBackups({ store: new LocalStore(nas), key: machineKey(a.ccbHome), filter: {} })).sessions
+      .length;
+    for (let round = 0; round < 4; round++) {
+      writeSession({ claudeDir: a.claudeDir, projectDir: a.project("app"), home: a.home });
+      writeSession({ claudeDir: b.claudeDir, projectDir: b.project("app"), home: b.home });
+      expected += 2;
+      await Promise.all([a.runOk(["backup"]), b.runOk(["backup"])]);
+      const listed = await listBackups({ store: new LocalStore(nas), key: machineKey(a.ccbHome), filter: {} });
+      expect(listed.sessions).toHaveLength(expected);
+    }
   });
 });

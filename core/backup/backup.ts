@@ -29,6 +29,7 @@ import {
   writeSnapshot,
 } from "./snapshot.js";
 import { BackupStateFile, emptiedStore, machineId, type StateEntry } from "./state.js";
+import { ANNOUNCED_WAIT_MS, announceSnapshotWrite, awaitAnnouncedWrites } from "./write-announcement.js";
 
 /**
  * `ccbundle backup`: every session in scope becomes its own bundle in the
@@ -475,9 +476,11 @@ async function uploadSession(options: {
  * The new snapshot: this machine's entries, and every other machine's as the newest snapshot has
  * them. Two machines backing up into one store at once each built on the same parent, and the
  * later snapshot (the newest, the one `list` and `restore` read) lacked the other's new session;
- * a prune meanwhile could delete its blob. So the newest is read again just before writing, and
- * after writing, a snapshot another machine wrote meanwhile is merged into one more (at most a
- * few rounds: each round needs another backup finishing in the same seconds).
+ * a prune meanwhile could delete its blob. So each round announces the write, reads the newest
+ * just before writing, and after writing waits for the writes other machines announced meanwhile
+ * (write-announcement.ts says why that is enough), then reads the newest again: when it lacks
+ * our entries (another machine's snapshot sorts after ours), one more round merges them. Each
+ * round needs another backup finishing in the same seconds, so there are a few at most.
  */
 async function writeMergedSnapshot(options: {
   store: BlobStore;
@@ -505,38 +508,57 @@ async function writeMergedSnapshot(options: {
     return { id: parent.id, parent, sessions, wroteSnapshot: false };
   // Skip warnings were given for the first read; the later reads see the same snapshots.
   const newest = () => newestSnapshot(store, key, []);
-  const latest = await newest();
-  if (latest && latest.id !== parent?.id) {
-    parent = latest;
-    sessions = merged(parent);
-    if (sameEntries(parent.sessions, sessions)) return { id: parent.id, parent, sessions, wroteSnapshot: false };
-  }
   let written: Snapshot | undefined;
-  for (let round = 0; round < 3; round++) {
-    const now = new Date();
-    if (round === 0 && parent && snapshotTime(parent.id) - now.getTime() > CLOCK_AHEAD_NOTED_MS) {
+  let builtOn: Snapshot | undefined;
+  /** The newest snapshot holds our entries: what this run wrote (if it wrote), else that one. */
+  const done = (holder: Snapshot) =>
+    written
+      ? { id: written.id, parent: builtOn, sessions, wroteSnapshot: true }
+      : { id: holder.id, parent: holder, sessions, wroteSnapshot: false };
+  for (let round = 0; round < MERGE_ROUNDS; round++) {
+    // Announced before the read it builds on (see write-announcement.ts).
+    const announcement = await announceSnapshotWrite(store, key.z32, machine);
+    try {
+      const latest = await newest();
+      if (latest && latest.id !== parent?.id) {
+        parent = latest;
+        sessions = merged(parent);
+      }
+      if (parent && sameEntries(parent.sessions, sessions)) return done(parent);
+      const now = new Date();
+      if (!written && parent && snapshotTime(parent.id) - now.getTime() > CLOCK_AHEAD_NOTED_MS) {
+        options.warnings.push(
+          `the newest snapshot ${parent.id} is dated after this machine's clock (${now.toISOString()}): a clock was ahead when it was made; this one is named after it, so that it counts as the newest`,
+        );
+      }
+      // After a snapshot this run wrote already, too (ids sort by time; see newSnapshotId).
+      written = newSnapshot({ key, machine, host: options.host, parent, sessions, now, after: written?.id });
+      builtOn = parent;
+      await writeSnapshot(store, key, written, options.recipients);
+    } finally {
+      // Before waiting for the others: two machines would otherwise wait on each other.
+      await announcement.withdraw();
+    }
+    const unfinished = await awaitAnnouncedWrites(store, key.z32, machine);
+    if (unfinished.length > 0) {
       options.warnings.push(
-        `the newest snapshot ${parent.id} is dated after this machine's clock (${now.toISOString()}): a clock was ahead when it was made; this one is named after it, so that it counts as the newest`,
+        `another machine announced a snapshot write ${ANNOUNCED_WAIT_MS / 1000} s ago and has not finished it; if its backup was killed, that is harmless, else the newest snapshot may lack this machine's latest sessions until its next backup`,
       );
     }
-    // After a snapshot this run wrote already, too (ids sort by time; see newSnapshotId).
-    written = newSnapshot({ key, machine, host: options.host, parent, sessions, now, after: written?.id });
-    await writeSnapshot(store, key, written, options.recipients);
-    const builtOn = parent;
-    const now2 = await newest();
-    if (!now2 || now2.id === written.id) return { id: written.id, parent: builtOn, sessions, wroteSnapshot: true };
-    // Another machine's snapshot sorts after ours: it may lack what we just wrote. Merge again.
-    parent = now2;
-    sessions = merged(parent);
-    // It has our entries already (it merged ours): ours is written, and the newest holds it.
-    if (sameEntries(parent.sessions, sessions))
-      return { id: written.id, parent: builtOn, sessions, wroteSnapshot: true };
+    const latest = await newest();
+    if (!latest || latest.id === written.id) return done(written);
+    // Another machine's snapshot sorts after ours: it may lack what we just wrote. Merge again
+    // (the next round reads the newest once more, after announcing).
+    if (sameEntries(latest.sessions, merged(latest))) return done(latest);
   }
   options.warnings.push(
     "other machines kept writing snapshots while this one wrote its own: the newest may lack this machine's latest sessions until its next backup",
   );
-  return { id: written?.id, parent, sessions, wroteSnapshot: true };
+  return { id: written?.id, parent, sessions, wroteSnapshot: written !== undefined };
 }
+
+/** Rounds of writeMergedSnapshot before it gives up (each needs another machine's backup in the same seconds). */
+const MERGE_ROUNDS = 5;
 
 /**
  * This machine has backed up to this store, and it now holds nothing at all: a NAS mount point
