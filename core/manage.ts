@@ -168,9 +168,11 @@ export async function revoke(options: { settings: Settings; key: UserKey; transp
       const blob = slot.payload.blob;
       const storeUrl = await storeToDeleteFrom(blob?.store, settings.store);
       if (!blob || !storeUrl) continue;
-      const deleted = await deleteBlob(storeUrl, blob.key);
+      // Only if it is there: the slot stays in the record until a push replaces it, and every later
+      // revoke would say it deleted that bundle again.
+      const deleted = await deleteBlob(storeUrl, blob.key, { onlyIfPresent: true });
       if (deleted === true) expiredGone.push(blob.key);
-      else
+      else if (deleted !== false)
         warnings.push(
           `could not delete an expired handoff's bundle (${describeSlot(slot.payload.slot, names)}): ${deleted}`,
         );

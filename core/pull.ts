@@ -514,10 +514,16 @@ export async function storeToDeleteFrom(
 }
 
 /** Delete a handoff's blob from a store; true, or why not. */
-export async function deleteBlob(storeUrl: string, objectKey: string): Promise<true | string> {
+export async function deleteBlob(
+  storeUrl: string,
+  objectKey: string,
+  /** `false` when it is not there (a delete of a missing object succeeds, so it could not tell). */
+  options: { onlyIfPresent?: boolean } = {},
+): Promise<boolean | string> {
   try {
     const store = await openStore(storeUrl);
     try {
+      if (options.onlyIfPresent && !(await store.stat(objectKey))) return false;
       await store.delete(objectKey);
       return true;
     } finally {

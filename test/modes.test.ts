@@ -372,6 +372,9 @@ describe("handoff modes", () => {
     expect(late.revoked).toEqual([]);
     expect(late.expiredDeleted).toBe(1);
     expect(blobNames()).not.toContain(path.basename(expiring.blobKey));
+    // The expired slot stays in the record; the next revoke does not say it deleted it again.
+    const after = await laptop.runOk(["revoke"]);
+    expect(after.stdout + after.stderr).not.toMatch(/expired handoff/);
   });
 
   it("the owner's other machine does not take a handoff meant for a teammate: a --burn one stays theirs", async () => {
