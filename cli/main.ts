@@ -141,6 +141,19 @@ function commandWords(args: string[]): string[] {
   return args.filter((arg, index) => !arg.startsWith("-") && !VALUE_OPTIONS.has(args[index - 1] ?? ""));
 }
 
+/**
+ * `ccbundle pushh --help`: yargs prints the top-level help and exits 0, so a script's typo
+ * passes and a user reads no word about it. Refused like `ccbundle pushh`.
+ */
+function rejectUnknownCommandHelp(args: string[]): void {
+  const typed = commandWords(args)[0];
+  if (typed === undefined || COMMANDS.has(typed) || !args.some((arg) => arg === "--help" || arg === "-h")) return;
+  const guess = closest(typed, [...COMMANDS]);
+  throw new UsageError(`unknown command ${typed}${guess ? `; did you mean ${guess}?` : ""}`, {
+    hint: "see `ccbundle --help`",
+  });
+}
+
 /** The closest of `known` to `name` (at most two edits away), for "did you mean". */
 function closest(name: string, known: string[]): string | undefined {
   const distance = (a: string, b: string): number => {
@@ -239,6 +252,7 @@ async function main(): Promise<number> {
   try {
     rejectSecretsOnArgv(argv);
     rejectNegativeDurations(argv);
+    rejectUnknownCommandHelp(argv);
     let cli = yargs(argv)
       // File names stay as typed (`import 1.10` is not 1.1); options that want a number say so.
       .parserConfiguration({ "parse-numbers": false, "parse-positional-numbers": false })

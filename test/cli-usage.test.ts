@@ -66,6 +66,9 @@ describe("yargs' complaints, in our words", () => {
     await usage(["frobnicate"], /^ccbundle: unknown command frobnicate$/m, "see `ccbundle --help`");
     await usage(["pushh"], "unknown command pushh; did you mean push?", "see `ccbundle --help`");
     await usage(["help", "frobnicate"], /^ccbundle: unknown command frobnicate$/m, "see `ccbundle --help`");
+    // With --help it printed the top-level help and exited 0.
+    await usage(["pushh", "--help"], "unknown command pushh; did you mean push?", "see `ccbundle --help`");
+    await usage(["frobnicate", "-h"], /^ccbundle: unknown command frobnicate$/m, "see `ccbundle --help`");
     // A common option's value before the command is not the command.
     await usage(
       ["--store", "/tmp/x", "push", "--bogus"],
