@@ -117,7 +117,9 @@ export interface ImportOptions {
  */
 export async function checkExportTarget(out: string): Promise<void> {
   const existing = await lstat(out).catch(() => undefined);
-  if (existing?.isDirectory()) {
+  // A symlink to a folder (~/Downloads on some desktops) is a folder to the user as well.
+  const folder = existing?.isSymbolicLink() ? await stat(out).catch(() => undefined) : existing;
+  if (folder?.isDirectory()) {
     throw new UsageError(`--out ${out} is a folder`, {
       hint: `give the bundle a file name in it, e.g. --out ${path.join(out, "session.ccb")}`,
     });

@@ -8,6 +8,7 @@ import {
   readFileSync,
   renameSync,
   statSync,
+  symlinkSync,
   writeFileSync,
 } from "node:fs";
 import path from "node:path";
@@ -245,6 +246,12 @@ describe("export and import through a file", () => {
     expect(folder.code).toBe(2);
     expect(folder.stderr).toContain(`--out ${alice.root} is a folder`);
     expect(folder.stderr).toContain(`--out ${path.join(alice.root, "session.ccb")}`);
+    // A symlink to a folder too.
+    const link = path.join(alice.root, "downloads-link");
+    symlinkSync(alice.root, link);
+    const linked = await alice.run(["export", "--session", session.id.slice(0, 8), "--out", link]);
+    expect(linked.code).toBe(2);
+    expect(linked.stderr).toContain(`--out ${link} is a folder`);
     const identity = path.join(alice.root, "age-id.txt");
     await alice.runOk(["key", "export", identity, "--age-identity"]);
     const listing = execFileSync("sh", ["-c", `age -d -i ${identity} ${out} | zstd -d | tar t`], { encoding: "utf8" });
