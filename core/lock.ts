@@ -3,7 +3,7 @@ import { linkSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "nod
 import { mkdir } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { CcbError, errnoCode } from "./errors.js";
+import { CcbError, errnoCode, withPath } from "./errors.js";
 import { onInterrupt } from "./interrupt.js";
 import { removeOldFiles } from "./old-files.js";
 
@@ -208,7 +208,8 @@ function tryCreate(file: string, content: string): boolean {
     return true;
   } catch (err) {
     if (errnoCode(err) === "EEXIST") return false;
-    throw err;
+    // A full disk fails the write without a path: name the lock, so the user knows which disk.
+    throw withPath(err, file);
   } finally {
     rmSync(tmp, { force: true });
   }

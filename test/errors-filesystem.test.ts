@@ -1,10 +1,12 @@
+import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { BackupStateFile } from "../core/backup/state.js";
 import { describeFailure, fileSystemError } from "../core/errors.js";
+import { acquireLock } from "../core/lock.js";
 
 /**
  * A full disk is the user's to fix, not "a bug in ccbundle": writes to an open descriptor fail
@@ -42,5 +44,29 @@ describe("a full disk says so, and names the file", () => {
     await state.closeJournal();
     expect(failure?.message).toBe(`${journal}: no space left on the device (ENOSPC)`);
     expect(failure?.hint).toContain("free some space");
+  });
+
+  it("a lock taken on a full disk names the lock file", async () => {
+    // A lock file is written before anything else: it was the one full-disk error without a file.
+    const disk = path.join(root, "full-disk");
+    mkdirSync(disk);
+    // Needs root (CI and the dev machines run as root); failing here is a real failure, not a skip.
+    execFileSync("mount", ["-t", "tmpfs", "-o", "size=64k", "tmpfs", disk]);
+    try {
+      const home = path.join(disk, "home");
+      mkdirSync(path.join(home, "locks"), { recursive: true });
+      const free = Number(execFileSync("df", ["-B1", "--output=avail", disk]).toString().split("\n")[1]);
+      writeFileSync(path.join(disk, "filler"), Buffer.alloc(free));
+      const failure = await acquireLock(home, "backup").then(
+        () => undefined,
+        (err: unknown) => describeFailure(err),
+      );
+      expect(failure?.message).toMatch(
+        new RegExp(`^${path.join(home, "locks")}/backup\\.lock: no space left on the device`),
+      );
+      expect(failure?.hint).toContain("free some space");
+    } finally {
+      execFileSync("umount", ["-l", disk]);
+    }
   });
 });
