@@ -160,6 +160,34 @@ describe("output mode and help", () => {
       error: { message: expect.stringMatching(/check.* failed: .*store/), exitCode: 1 },
     });
   });
+
+  it("doctor fails a nearly full disk under the config dir (every restore there would fail mid-way)", async () => {
+    const { execFileSync } = await import("node:child_process");
+    const { mkdirSync } = await import("node:fs");
+    const path = await import("node:path");
+    const disk = path.join(m.root, "small-disk");
+    mkdirSync(disk);
+    // Needs root (CI and the dev machines run as root); failing here is a real failure, not a skip.
+    execFileSync("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", disk]);
+    try {
+      const claudeDir = path.join(disk, "claude");
+      mkdirSync(path.join(claudeDir, "projects"), { recursive: true });
+      const r = await m.run(["doctor", "--json"], { env: { CLAUDE_CONFIG_DIR: claudeDir } });
+      expect(r.code).toBe(1);
+      const check = JSON.parse(r.stdout).checks.find(
+        (c: { name: string }) => c.name === "claude config dir disk space",
+      );
+      expect(check).toMatchObject({
+        ok: false,
+        detail: expect.stringMatching(/^only 1\.0 MiB free on the disk that holds /),
+      });
+      expect(JSON.parse(r.stdout).checks.map((c: { name: string }) => c.name)).not.toContain(
+        "identity folder disk space",
+      );
+    } finally {
+      execFileSync("umount", ["-l", disk]);
+    }
+  });
 });
 
 describe("config.json", () => {

@@ -1,4 +1,4 @@
-import { access, constants, stat } from "node:fs/promises";
+import { access, constants, stat, statfs } from "node:fs/promises";
 import path from "node:path";
 import type { Argv } from "yargs";
 import { effectiveCodec } from "../../core/bundle/codec.js";
@@ -111,6 +111,15 @@ export function doctorCommand(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
             detail: unwritable,
             hint: "check who owns it and its permissions (ls -ld)",
           });
+        // A full disk fails every backup's state write and every restore, each mid-way.
+        const free = await freeBytes(dir);
+        if (free !== undefined && free < LOW_SPACE_BYTES)
+          checks.push({
+            name: `${name} disk space`,
+            ok: false,
+            detail: `only ${(free / 1024 / 1024).toFixed(1)} MiB free on the disk that holds ${dir}`,
+            hint: "free some space there",
+          });
       }
 
       const ok = checks.every((c) => c.ok);
@@ -138,6 +147,18 @@ export function doctorCommand(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
       if (!ok) process.exitCode = 1;
     },
   );
+}
+
+/** Below this, the disk holding CCBUNDLE_HOME or the config dir is nearly full. */
+const LOW_SPACE_BYTES = 50 * 1024 * 1024;
+
+/** Bytes an unprivileged user may still write where `dir` is (or would be made); undefined if unknown. */
+async function freeBytes(dir: string): Promise<number | undefined> {
+  for (let at = dir; ; at = path.dirname(at)) {
+    const info = await statfs(at).catch(() => undefined);
+    if (info) return info.bavail * info.bsize;
+    if (path.dirname(at) === at) return undefined;
+  }
 }
 
 /** Why `dir` (or, before it exists, the folder it would be made in) cannot be written, or undefined. */
