@@ -4,7 +4,7 @@ import path from "node:path";
 import { stageFileAtomic, writeFileAtomic } from "./claude/files.js";
 import type { Settings } from "./config.js";
 import type { UserKey } from "./crypto/keys.js";
-import { CcbError } from "./errors.js";
+import { CcbError, ExitCode } from "./errors.js";
 import { MAX_DNS_BYTES, signPacket, type VerifiedPacket, verifyPayload } from "./pointer/packet.js";
 import {
   forgetSlots,
@@ -95,10 +95,11 @@ export async function publishRecord(options: PublishRecordOptions): Promise<Publ
       fit = recordFits([...fresh, ...kept.slice(0, keep).map((slot) => slot.sealed)]);
     }
     if (!fit.fits) {
+      // Usage: only another command line fixes it (push checks before it uploads anything).
       throw new CcbError(
         `the record would be ${fit.size} bytes, over the ${MAX_DNS_BYTES}-byte limit of a DHT record`,
-        1,
-        { hint: "use a shorter store URL, or fewer --to recipients" },
+        ExitCode.usage,
+        { hint: "use a shorter store URL, or fewer --to recipients (push to the rest in a second push)" },
       );
     }
     // What a user lost: tombstones and picked-up handoffs go without a word.

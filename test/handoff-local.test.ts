@@ -14,6 +14,7 @@ import {
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { projectFolderName } from "../core/claude/paths.js";
+import { UserKey } from "../core/crypto/keys.js";
 import { type FixtureSession, writeDecoys, writeSession } from "./helpers/fixture.js";
 import { CLI, Machine, twoMachines } from "./helpers/machine.js";
 import { expectedRewrite, parseLines } from "./helpers/rewrite-oracle.js";
@@ -128,6 +129,17 @@ describe("push and pull through a local store", () => {
   it("a second pull of the same handoff changes nothing", async () => {
     const doc = JSON.parse((await bob.runOk(["pull", "--project", bobProject, "--no-resume", "--json"])).stdout);
     expect(doc.sessions[0].outcome).toBe("identical");
+  });
+
+  it("a handoff to more people than a DHT record holds is refused before anything is uploaded (exit 2)", async () => {
+    const blobs = () => listFiles(path.join(nas, "ccbundle", "v1", "blobs"));
+    const before = blobs();
+    const many = Array.from({ length: 40 }, () => UserKey.generate().z32).flatMap((z32) => ["--to", z32]);
+    const result = await alice.run(["push", ...many], { cwd: aliceProject });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/over the 1000-byte limit of a DHT record/);
+    expect(result.stderr).toContain("fewer --to recipients");
+    expect(blobs()).toEqual(before);
   });
 
   it("without claude on PATH, pull prints the exact resume command", async () => {
