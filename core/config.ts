@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { closest } from "./closest.js";
 import { CcbError, UsageError } from "./errors.js";
 
 /**
@@ -62,7 +63,8 @@ function unknownKeys(file: ConfigFile, where: string): string[] {
     Object.keys(object)
       .filter((key) => !known.includes(key))
       .map((key) => {
-        const meant = known.find((name) => name.toLowerCase() === key.toLowerCase().replace(/[-_]/g, ""));
+        const meant =
+          known.find((name) => name.toLowerCase() === key.toLowerCase().replace(/[-_]/g, "")) ?? closest(key, known);
         return `${where}: unknown setting "${prefix}${key}"${meant ? ` (did you mean "${prefix}${meant}"?)` : ""}; it is ignored`;
       });
   const compression = file.compression;
@@ -121,9 +123,58 @@ export interface SettingsOverrides {
   noDht?: boolean | undefined;
 }
 
+/**
+ * A setting of the wrong type (`"store": 5`) failed deep inside as "unexpected error ... a bug in
+ * ccbundle", and only once a command needed it. Named here, for every command.
+ */
+function checkTypes(file: ConfigFile, where: string): void {
+  const wrong = (key: string, want: string) =>
+    new UsageError(`${where}: "${key}" must be ${want}, not ${JSON.stringify(valueAt(file, key))}`, {
+      hint: `fix it in ${where} (see README "Environment")`,
+    });
+  const isStrings = (value: unknown) => Array.isArray(value) && value.every((item) => typeof item === "string");
+  if (file.store !== undefined && typeof file.store !== "string") throw wrong("store", "a store URL (a string)");
+  for (const key of ["bootstrap", "relays"] as const) {
+    const value: unknown = file[key];
+    if (value !== undefined && typeof value !== "string" && !isStrings(value))
+      throw wrong(key, "a list of strings or a comma-separated string");
+  }
+  if (file.backupRecipients !== undefined && !isStrings(file.backupRecipients))
+    throw wrong("backupRecipients", "a list of age1… recipients (strings)");
+  const compression: unknown = file.compression;
+  if (
+    compression !== undefined &&
+    (typeof compression !== "object" || compression === null || Array.isArray(compression))
+  )
+    throw wrong("compression", 'an object, e.g. {"codec": "zstd", "level": 3}');
+}
+
+function valueAt(file: ConfigFile, key: string): unknown {
+  return (file as Record<string, unknown>)[key];
+}
+
+/**
+ * `CCBUNDLE_BOOTSTRAP="$UNSET"` turned the DHT off without a word (and an empty store meant the
+ * default one): as with an empty flag value, an empty variable is refused, never "not given".
+ */
+function checkNotEmpty(env: NodeJS.ProcessEnv): void {
+  const meanings: Record<string, string> = {
+    CCBUNDLE_STORE: "unset it for the default store",
+    CCBUNDLE_BOOTSTRAP: "unset it for the default bootstrap nodes, or set it to none to turn the DHT off",
+    CCBUNDLE_RELAYS: "unset it for the default relays, or set it to none to use no relays",
+  };
+  for (const [name, hint] of Object.entries(meanings)) {
+    if (env[name] !== undefined && env[name]!.trim() === "") {
+      throw new UsageError(`${name} is set but empty`, { hint });
+    }
+  }
+}
+
 export function loadSettings(env: NodeJS.ProcessEnv = process.env, overrides: SettingsOverrides = {}): Settings {
   const home = ccbundleHome(env);
   const file = readConfigFile(home);
+  checkTypes(file, configPath(home));
+  checkNotEmpty(env);
   const dataHome = env.XDG_DATA_HOME || path.join(homeDir(env), ".local", "share");
   const claudeDir = path.resolve(env.CLAUDE_CONFIG_DIR || path.join(homeDir(env), ".claude"));
   const bootstrap = overrides.noDht

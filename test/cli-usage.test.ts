@@ -200,10 +200,48 @@ describe("config.json", () => {
       const r = await m.run(["whoami"]);
       expect(r.code).toBe(0);
       expect(r.stderr).toContain(`warning: ${file}: unknown setting "Store" (did you mean "store"?); it is ignored`);
-      expect(r.stderr).toContain(`unknown setting "compression.levle"; it is ignored`);
+      expect(r.stderr).toContain(
+        `unknown setting "compression.levle" (did you mean "compression.level"?); it is ignored`,
+      );
       expect(r.stderr).toContain(`unknown setting "futureThing"; it is ignored`);
     } finally {
       rmSync(file);
+    }
+  });
+
+  it("a setting of the wrong type is named, for every command (it was 'a bug in ccbundle' once the store was needed)", async () => {
+    const { writeFileSync, rmSync } = await import("node:fs");
+    const path = await import("node:path");
+    const file = path.join(m.ccbHome, "config.json");
+    const cases: Array<[object, RegExp]> = [
+      [{ store: 5 }, /"store" must be a store URL \(a string\), not 5$/m],
+      [{ relays: [1] }, /"relays" must be a list of strings or a comma-separated string, not \[1\]$/m],
+      [{ backupRecipients: "age1x" }, /"backupRecipients" must be a list of age1… recipients/],
+      [{ compression: 3 }, /"compression" must be an object/],
+    ];
+    try {
+      for (const [config, message] of cases) {
+        writeFileSync(file, JSON.stringify(config));
+        for (const command of [["whoami"], ["push", "--json"]]) {
+          const r = await m.run(command);
+          expect(r.code, JSON.stringify(config)).toBe(2);
+          expect(r.stderr + r.stdout).toMatch(message);
+          expect(r.stderr + r.stdout).not.toContain("bug in ccbundle");
+        }
+      }
+    } finally {
+      rmSync(file);
+    }
+  });
+});
+
+describe("environment", () => {
+  it("a variable set but empty is refused, never taken as 'none' or the default", async () => {
+    for (const name of ["CCBUNDLE_STORE", "CCBUNDLE_BOOTSTRAP", "CCBUNDLE_RELAYS"]) {
+      const r = await m.run(["doctor"], { env: { [name]: "" } });
+      expect(r.code, name).toBe(2);
+      expect(r.stderr).toContain(`ccbundle: ${name} is set but empty`);
+      expect(r.stderr).toMatch(/hint: unset it for the default/);
     }
   });
 });
