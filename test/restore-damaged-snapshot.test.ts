@@ -64,6 +64,15 @@ describe("a damaged newest snapshot", () => {
     ]);
     expect(doc.sessions.map((s: { originalId: string }) => s.originalId)).toEqual([first.id]);
     expect(second.id).not.toBe(first.id);
+
+    // The session only the damaged snapshot holds: not "no session" without a word about it.
+    const missing = await alice.run(["restore", second.id.slice(0, 8), "--no-resume"], { env: fresh() });
+    expect(missing.code).toBe(4);
+    expect(missing.stderr).toContain(
+      `no session ${second.id.slice(0, 8)} in the snapshot ${ids[0]}, the newest that opens`,
+    );
+    expect(missing.stderr).toContain(`passed over snapshot ${ids[1]}: snapshot ${ids[1]} is damaged`);
+    expect(missing.stderr).toMatch(/hint: it may be in the damaged snapshot/);
   });
 });
 

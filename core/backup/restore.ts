@@ -124,7 +124,17 @@ export async function restoreBackup(options: RestoreOptions): Promise<RestoreRes
   const { settings, key, store, select } = options;
   const warnings: string[] = [];
   const { id: snapshotId, snapshot } = await snapshotToRestore(store, key, options.snapshot, warnings);
-  const picked = select.all ? undefined : pickOne(snapshot.sessions, select.prefix, select.machine);
+  let picked: ReturnType<typeof pickOne> | undefined;
+  try {
+    picked = select.all ? undefined : pickOne(snapshot.sessions, select.prefix, select.machine);
+  } catch (err) {
+    // Not in the snapshot that opened: it may be in a newer one that did not, which the user
+    // must hear of instead of "no session" (the warnings only come with a result).
+    if (!(err instanceof NotFoundError) || !err.message.startsWith("no session ") || warnings.length === 0) throw err;
+    throw new NotFoundError(`${err.message} ${snapshotId}, the newest that opens (${warnings.join("; ")})`, {
+      hint: "it may be in the damaged snapshot, which no one can restore from; `ccbundle list` shows the snapshots, and the machine that backed it up can back it up again",
+    });
+  }
   let entries = select.all
     ? (await filterEntries(snapshot.sessions, { project: select.project, machine: select.machine }, options.maps)).sort(
         (a, b) => a.modified - b.modified,
