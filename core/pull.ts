@@ -9,7 +9,7 @@ import { type Identity, X25519Identity } from "./crypto/age/index.js";
 import { decodeZ32PublicKey, type UserKey } from "./crypto/keys.js";
 import { PinIdentity } from "./crypto/pin.js";
 import { isoTime } from "./duration.js";
-import { CcbError, IntegrityError, NotFoundError } from "./errors.js";
+import { CcbError, ExitCode, IntegrityError, NotFoundError } from "./errors.js";
 import { forgetHandoffs } from "./handoff-ledger.js";
 import { describeError } from "./pointer/abort.js";
 import type { VerifiedPacket } from "./pointer/packet.js";
@@ -112,7 +112,8 @@ export async function resolveSlot(options: {
       );
     }
     if (options.preferSelf && opened.some(isHandoffToOthers)) {
-      throw new IntegrityError("your record holds no handoff to yourself, only handoffs to others", {
+      // Nothing wrong with the record or the key: there is just no such handoff (4, not 5).
+      throw new NotFoundError("your record holds no handoff to yourself, only handoffs to others", {
         hint: "push again without --to on your other machine; a handoff to others is theirs to pull (`ccbundle status` lists them)",
       });
     }
@@ -465,8 +466,11 @@ async function openBlob(
   if (notInOverride !== undefined) {
     // The record's store (tried last) could not be asked. Both facts, since only the user knows
     // whether their --store is that same store under another path (the bundle is gone) or not.
-    throw new NotFoundError(
+    // Exit as the record's store failed: 1 when it is not there or not answering (README: a
+    // store folder that is not there is 1), 4 when it was looked in and found empty.
+    throw new CcbError(
       `the bundle is not in ${notInOverride}, and the record's store ${blob.store} cannot be reached from here (${describeError(lastError)})`,
+      lastError instanceof CcbError ? lastError.exitCode : ExitCode.failure,
       {
         hint: `if ${notInOverride} is that same store, the handoff was revoked, pruned or already picked up; else make ${blob.store} reachable, or pass --store naming a store that holds the bundle`,
         cause: lastError,
@@ -474,7 +478,7 @@ async function openBlob(
     );
   }
   if (lastError instanceof CcbError) throw lastError;
-  throw new NotFoundError("the bundle this record points at cannot be reached from here", {
+  throw new CcbError("the bundle this record points at cannot be reached from here", ExitCode.failure, {
     hint: "pass --store <url> naming a store that holds it",
     cause: lastError,
   });

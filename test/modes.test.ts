@@ -381,7 +381,8 @@ describe("handoff modes", () => {
     // After revoke the record holds only tombstones; now one live handoff, to bob alone.
     json(await push(["--session", sessions[1]!.id, "--to", keys.bob!, "--burn"]).then(okOrThrow));
     const own = await desktop.run(["pull", "--project", desktop.project("code/webapp"), "--no-resume"]);
-    expect(own.code).toBe(5);
+    expect(own.code).toBe(4);
+    expect(own.stderr).toContain("your record holds no handoff to yourself, only handoffs to others");
     expect(own.stderr).not.toContain("Burn after reading");
     const target = bob.project("src/burned");
     const pulled = json(await bob.runOk(["pull", keys.alice!, "--project", target, "--no-resume", "--json"]));
@@ -403,7 +404,7 @@ describe("handoff modes", () => {
       const s = writeSession({ claudeDir: fresh.claudeDir, projectDir: freshProject, home: fresh.home, title: "x" });
       await fresh.runOk(["push", "--session", s.id, "--to", keys.bob!], { cwd: freshProject });
       const result = await twin.run(["pull", "--no-resume"]);
-      expectOneLineError(result, 5, /your record holds no handoff to yourself, only handoffs to others/);
+      expectOneLineError(result, 4, /your record holds no handoff to yourself, only handoffs to others/);
     } finally {
       twin.cleanup();
       fresh.cleanup();

@@ -1,7 +1,7 @@
 import { mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { CcbError, IntegrityError, NotFoundError } from "../core/errors.js";
+import { CcbError, IntegrityError, NotFoundError, UsageError } from "../core/errors.js";
 import { DhtTransport } from "../core/pointer/dht.js";
 import { MAX_DNS_BYTES, txtRecords } from "../core/pointer/packet.js";
 import { RelayTransport } from "../core/pointer/relay.js";
@@ -349,13 +349,13 @@ describe("resolveNewest", () => {
     await expect(resolveNewest(b.transports, me.publicKey, { home: b.home })).rejects.toBeInstanceOf(IntegrityError);
   });
 
-  it("no transports at all: NotFoundError that says where it could look", async () => {
+  it("no transports at all: a usage error (2, not 4: it never looked) that says where it could look", async () => {
     const err = await resolveNewest([], newIdentity().publicKey, { home: await scratch.dir() }).catch(
       (e: unknown) => e,
     );
-    expect(err).toBeInstanceOf(NotFoundError);
-    expect((err as NotFoundError).message).toMatch(/nowhere to look \(the DHT and relays are off, no store given\)$/);
-    expect((err as NotFoundError).hint).toContain("--store with the store it was pushed to");
+    expect(err).toBeInstanceOf(UsageError);
+    expect((err as UsageError).message).toMatch(/nowhere to look \(the DHT and relays are off, no store given\)$/);
+    expect((err as UsageError).hint).toContain("--store with the store it was pushed to");
   });
 });
 

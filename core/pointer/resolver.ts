@@ -3,7 +3,7 @@ import path from "node:path";
 import type { BlobStore } from "../../storage-adapters/blob-store.js";
 import { writeFileAtomic } from "../claude/files.js";
 import type { Settings } from "../config.js";
-import { CcbError, errnoCode, IntegrityError, NotFoundError } from "../errors.js";
+import { CcbError, errnoCode, IntegrityError, NotFoundError, UsageError } from "../errors.js";
 import { abortable, describeError, TimeoutReason } from "./abort.js";
 import { DhtTransport, type DhtTransportOptions } from "./dht.js";
 import { type VerifiedPacket, verifyPayload } from "./packet.js";
@@ -198,12 +198,10 @@ export async function resolveNewest(
   if (transports.length === 0) {
     // Pull reads a store's record mirror only from a store it was given: the default store holds
     // this machine's own, older record, whose blob would be staged for nothing.
-    throw new NotFoundError(
-      `no record found for ${z32}: nowhere to look (the DHT and relays are off, no store given)`,
-      {
-        hint: "turn the DHT on (CCBUNDLE_BOOTSTRAP), add a relay (--relay), or pass --store with the store it was pushed to",
-      },
-    );
+    // Usage: no answer can come from this command line; only another one (or the environment) helps.
+    throw new UsageError(`no record found for ${z32}: nowhere to look (the DHT and relays are off, no store given)`, {
+      hint: "turn the DHT on (CCBUNDLE_BOOTSTRAP), add a relay (--relay), or pass --store with the store it was pushed to",
+    });
   }
   // Each answer is verified as it comes in, so onRecord hears of it before the slower transports answer.
   const answers = await Promise.all(
