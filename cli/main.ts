@@ -143,6 +143,27 @@ function commandWords(args: string[]): string[] {
 }
 
 /**
+ * yargs' `completion` command prints its script whatever else is given: `completion --json`
+ * (README: every command prints one JSON document), `--help`, `--bogus`. Its arguments are
+ * checked here; true when this handled the command line (its help printed).
+ */
+function completionOnly(args: string[], out: Output): boolean {
+  if (commandWords(args)[0] !== "completion") return false;
+  const rest = args.filter((arg) => arg !== "completion" && arg !== "--quiet" && arg !== "-q");
+  if (rest.some((arg) => arg === "--help" || arg === "-h")) {
+    out.line(
+      "ccbundle completion\n\nPrint a bash/zsh completion script: ccbundle completion >> ~/.bashrc (or ~/.zshrc, run from zsh)",
+    );
+    return true;
+  }
+  if (rest.length === 0) return false;
+  throw new UsageError(
+    rest.includes("--json") ? "completion prints a shell script, not JSON" : `unexpected argument ${rest.join(" ")}`,
+    { hint: "run `ccbundle completion` alone" },
+  );
+}
+
+/**
  * `ccbundle pushh --help`: yargs prints the top-level help and exits 0, so a script's typo
  * passes and a user reads no word about it. Refused like `ccbundle pushh`.
  */
@@ -231,6 +252,7 @@ async function main(): Promise<number> {
     rejectSecretsOnArgv(argv);
     rejectNegativeDurations(argv);
     rejectUnknownCommandHelp(argv);
+    if (completionOnly(argv, out)) return 0;
     let cli = yargs(argv)
       // File names stay as typed (`import 1.10` is not 1.1); options that want a number say so.
       .parserConfiguration({ "parse-numbers": false, "parse-positional-numbers": false })

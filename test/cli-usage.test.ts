@@ -62,6 +62,27 @@ describe("yargs' complaints, in our words", () => {
   });
   it("a word too many", () => usage(["push", "extra"], "unexpected argument extra", "see `ccbundle push --help`"));
   // The hint named `ccbundle frobnicate --help`, which printed the top-level help and exited 0.
+  it("completion prints its script, and refuses what it cannot do instead of printing it anyway", async () => {
+    const script = await m.run(["completion"]);
+    expect(script.code).toBe(0);
+    expect(script.stdout).toContain("###-begin-ccbundle-completions-###");
+    for (const args of [
+      ["completion", "--help"],
+      ["help", "completion"],
+    ]) {
+      const help = await m.run(args);
+      expect(help.code).toBe(0);
+      expect(help.stdout).toMatch(/^ccbundle completion\n\nPrint a bash\/zsh completion script/);
+    }
+    const json = await m.run(["completion", "--json"]);
+    expect(json.code).toBe(2);
+    expect(JSON.parse(json.stdout)).toMatchObject({
+      ok: false,
+      error: { message: "completion prints a shell script, not JSON" },
+    });
+    await usage(["completion", "--bogus"], "unexpected argument --bogus", "run `ccbundle completion` alone");
+  });
+
   it("an unknown command points at the top-level help", async () => {
     await usage(["frobnicate"], /^ccbundle: unknown command frobnicate$/m, "see `ccbundle --help`");
     await usage(["pushh"], "unknown command pushh; did you mean push?", "see `ccbundle --help`");
