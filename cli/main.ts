@@ -12,6 +12,7 @@ import { identityCommands } from "./commands/identity.js";
 import { recordCommands } from "./commands/record.js";
 import { restoreCommands } from "./commands/restore.js";
 import type { GlobalArgs } from "./context.js";
+import { releaseEarlySignals } from "./early-signal.js";
 import { joinDashValues } from "./file-argument.js";
 import { Output, tolerateClosedStdout } from "./output.js";
 
@@ -248,6 +249,8 @@ async function main(): Promise<number> {
   const out = new Output(flagOn(argv, "json"), flagOn(argv, "quiet", "q"));
   // --json promises one document on stdout, also when Ctrl-C or SIGTERM (systemd) ends the command.
   if (out.json) onInterrupt(() => out.interrupted(interruptedBy()), { last: true });
+  // After ours is registered (in the same turn): no instant in which a signal finds Node's default.
+  releaseEarlySignals();
   try {
     rejectSecretsOnArgv(argv);
     rejectNegativeDurations(argv);

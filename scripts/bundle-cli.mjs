@@ -137,7 +137,9 @@ writeFileSync(
   `#!/usr/bin/env node
 ${BANNER}: the \`ccbundle\` bin, a launcher for ${BUNDLE}
 import { runWithCodeCache } from "./code-cache.js";
+import { catchEarlySignals } from "./early-signal.js";
 
+catchEarlySignals();
 runWithCodeCache(new URL("./${BUNDLE}", import.meta.url));
 `,
 );
