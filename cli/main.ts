@@ -276,6 +276,8 @@ async function main(): Promise<number> {
           return fd;
         },
       })
+      // Both given: one was silently ignored.
+      .conflicts("passphrase-file", "passphrase-fd")
       .group(["json", "quiet", "store", "dht", "relay", "passphrase-file", "passphrase-fd"], "Common options:")
       .strict()
       .demandCommand(1, "say which command to run (see --help)")

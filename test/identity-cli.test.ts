@@ -210,6 +210,14 @@ describe("bad input is a usage error before any passphrase is asked", () => {
     const missing = await alice.run(["key", "export", "-", "--age-identity", "--passphrase-file", "/nonexistent/pass"]);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain("ccbundle: --passphrase-file /nonexistent/pass: no such file");
+    // A descriptor nobody opened is the command's mistake too (it was exit 1), and two sources
+    // at once are refused (the file won without a word).
+    const closed = await alice.run(["key", "export", "-", "--age-identity", "--passphrase-fd", "33"]);
+    expect(closed.code).toBe(2);
+    expect(closed.stderr).toContain("ccbundle: --passphrase-fd 33: not a file descriptor opened for ccbundle");
+    const both = await alice.run(["whoami", "--passphrase-file", "/nonexistent/pass", "--passphrase-fd", "0"]);
+    expect(both.code).toBe(2);
+    expect(both.stderr).toContain("--passphrase-file and --passphrase-fd cannot be used together");
     const map = await alice.run(["import", alice.root, "--map", "foo", "--no-resume"]);
     expect(map.code).toBe(2);
     expect(map.stderr).toContain("--map takes <old>=<new>");

@@ -135,6 +135,13 @@ function readFromFd(fd: number, source: SecretSource): string {
       if (buffer.subarray(0, n).includes(0x0a)) break;
     }
   } catch (err) {
+    // A descriptor the shell did not open names nothing, like a missing --passphrase-file: the
+    // command's mistake. (EINVAL: the number is one of Node's own descriptors, not a file.)
+    if (errnoCode(err) === "EBADF" || errnoCode(err) === "EINVAL") {
+      throw new UsageError(`${source.fdFlag ?? "file descriptor"} ${fd}: not a file descriptor opened for ccbundle`, {
+        hint: `open it in the shell that runs ccbundle (e.g. ${source.fdFlag ?? "--passphrase-fd"} 3 3<file)`,
+      });
+    }
     throw new CcbError(`cannot read the ${source.label} from file descriptor ${fd}`, 1, {
       hint: `check ${source.fdFlag ?? "the descriptor"}`,
       cause: err,
