@@ -375,6 +375,9 @@ describe("handoff modes", () => {
     // The expired slot stays in the record; the next revoke does not say it deleted it again.
     const after = await laptop.runOk(["revoke"]);
     expect(after.stdout + after.stderr).not.toMatch(/expired handoff/);
+    // status says it expired, not that it "expires" at a time gone by.
+    const status = await laptop.runOk(["status"]);
+    expect(status.stdout).toMatch(/, expired \d{4}-\d{2}-\d{2}/);
   });
 
   it("the owner's other machine does not take a handoff meant for a teammate: a --burn one stays theirs", async () => {

@@ -281,9 +281,14 @@ async function runHook(args: BackupArgs): Promise<void> {
   const input = await readHookInput();
   const sessionId = input.session_id;
   if (typeof sessionId !== "string" || !isSessionId(sessionId)) {
-    throw new UsageError("the hook input names no session id", {
-      hint: "backup --hook is run by Claude Code's SessionEnd hook with its JSON on stdin",
-    });
+    throw new UsageError(
+      typeof sessionId === "string"
+        ? `the hook input's session_id ${JSON.stringify(sessionId.slice(0, 80))} is not a session id`
+        : "the hook input names no session id",
+      {
+        hint: "backup --hook is run by Claude Code's SessionEnd hook with its JSON on stdin",
+      },
+    );
   }
   const env = { ...process.env };
   // The transcript says exactly which config dir the session lives in.

@@ -44,7 +44,9 @@ export function recordCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
           }
           for (const slot of report.slots) {
             const when = isoTime(slot.created);
-            const expires = slot.expires ? `, expires ${isoTime(slot.expires)}` : "";
+            const expires = slot.expires
+              ? `, ${slot.expires * 1000 < Date.now() ? "expired" : "expires"} ${isoTime(slot.expires)}`
+              : "";
             const what =
               slot.kind !== "handoff"
                 ? slot.kind
