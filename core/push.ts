@@ -1,6 +1,8 @@
+import path from "node:path";
 import { pipeline } from "node:stream";
 import type { BlobStore } from "../storage-adapters/blob-store.js";
 import type { ProgressListener } from "./backup/progress.js";
+import { emptiedStore } from "./backup/state.js";
 import { bundleStream, HashCounter } from "./bundle/blob.js";
 import { prepareBundle } from "./bundle/build.js";
 import { findSession } from "./claude/session.js";
@@ -10,8 +12,8 @@ import type { UserKey } from "./crypto/keys.js";
 import { PinRecipient } from "./crypto/pin.js";
 import { blobSecretFor, slotFileKey } from "./crypto/slot-seal.js";
 import { isoTime } from "./duration.js";
-import { CcbError, UsageError } from "./errors.js";
-import { addHandoff, recipientNames } from "./handoff-ledger.js";
+import { CcbError, ExitCode, UsageError } from "./errors.js";
+import { addHandoff, readLedger, recipientNames } from "./handoff-ledger.js";
 import { withLock } from "./lock.js";
 import type { VerifiedPacket } from "./pointer/packet.js";
 import {
@@ -126,6 +128,7 @@ async function pushWithKeys(options: PushOptions, fileKey: Buffer, blobSecret: B
   const currentRecord = resolveCurrent(options.transports, key, settings.home);
 
   const ref = await findSession(settings.claudeDir, options.projectDir, options.sessionId);
+  await refuseEmptiedStore(options.store, settings.home, key.z32);
   await options.store.checkWritable?.();
   const prepared = await prepareBundle({
     claudeDir: settings.claudeDir,
@@ -318,4 +321,19 @@ function cutUtf8(text: string, maxBytes: number): string {
     out += char;
   }
   return `${out}…`;
+}
+
+/**
+ * A store folder with nothing at all in it that this machine pushed to before: a NAS mount point
+ * with nothing mounted, most likely. The bundle would land on the disk under the mount point,
+ * where the other machine never looks, and the push would say it worked (backup refuses the same).
+ * Before checkWritable, which makes the store's `.tmp` folder.
+ */
+async function refuseEmptiedStore(store: BlobStore, home: string, z32: string): Promise<void> {
+  const pushedBefore = async () => (await readLedger(home, z32)).some((entry) => entry.store === store.url);
+  const emptied = await emptiedStore(store, pushedBefore, "pushed to");
+  if (!emptied?.empty) return;
+  throw new CcbError(emptied.message, ExitCode.failure, {
+    hint: `mount the NAS, or check --store; if you emptied it on purpose: mkdir -p ${path.join(emptied.root ?? "<store>", "ccbundle", "v1", "blobs")} and push again`,
+  });
 }

@@ -85,7 +85,11 @@ export interface ObjectInfo {
  * saying "no record" or "gone".
  */
 export class EmptyStoreError extends NotFoundError {
-  constructor(root: string, options: { cause?: unknown } = {}) {
+  constructor(
+    /** The store folder. */
+    readonly root: string,
+    options: { cause?: unknown } = {},
+  ) {
     super(`store folder ${root} is empty`, {
       hint: "nothing was stored there yet, or it is a mount point with nothing mounted on it: mount the NAS, or check --store",
       ...options,

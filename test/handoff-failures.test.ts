@@ -206,6 +206,25 @@ describe("pull errors leave the config dir exactly as it was", () => {
     expect(snapshotTree(bob.claudeDir)).toEqual(before);
   });
 
+  it("push into an empty store folder it pushed to before (the NAS not mounted): refused, nothing written under the mount point", async () => {
+    const mountPoint = path.join(alice.root, "mnt-push");
+    mkdirSync(mountPoint);
+    await alice.runOk(["push", "--store", mountPoint], { cwd: project });
+    // Unmounted: the folder is there, empty.
+    renameSync(mountPoint, `${mountPoint}.mounted`);
+    mkdirSync(mountPoint);
+    const r = await alice.run(["push", "--store", mountPoint], { cwd: project });
+    expect(r.code).toBe(1);
+    expectOneLineError(r.stderr);
+    expect(r.stderr).toContain(`store folder ${mountPoint} is empty, but this machine has pushed to it before`);
+    expect(r.stderr).toMatch(/^hint: mount the NAS/m);
+    expect(readdirSync(mountPoint)).toEqual([]);
+    // Emptied on purpose: the hint's folder says so.
+    expect(r.stderr).toContain(`mkdir -p ${path.join(mountPoint, "ccbundle", "v1", "blobs")} and push again`);
+    mkdirSync(path.join(mountPoint, "ccbundle", "v1", "blobs"), { recursive: true });
+    await alice.runOk(["push", "--store", mountPoint], { cwd: project });
+  });
+
   it("an empty store folder (a mount point with nothing mounted): exit 4 saying it is empty", async () => {
     const mountPoint = path.join(bob.root, "mnt-nas");
     mkdirSync(mountPoint);

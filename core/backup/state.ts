@@ -63,13 +63,16 @@ export async function backedUpBefore(home: string, store: string): Promise<boole
 export async function emptiedStore(
   store: BlobStore,
   usedBefore: () => boolean | Promise<boolean>,
-): Promise<{ message: string; empty: boolean } | undefined> {
+  /** What this machine did there before, for the message. */
+  did = "backed up to",
+): Promise<{ message: string; empty: boolean; root?: string } | undefined> {
   if (!(await usedBefore())) return undefined;
   const why = await store.explainEmpty?.();
   if (!(why instanceof EmptyStoreError || why instanceof StoreMissingError)) return undefined;
   return {
-    message: `${why.message}, but this machine has backed up to it before`,
+    message: `${why.message}, but this machine has ${did} it before`,
     empty: why instanceof EmptyStoreError,
+    ...(why instanceof EmptyStoreError ? { root: why.root } : {}),
   };
 }
 
