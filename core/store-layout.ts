@@ -9,6 +9,7 @@ import { decodeBase32, encodeBase32 } from "./base32.js";
 const ROOT = "ccbundle/v1";
 
 export const storeLayout = {
+  root: ROOT,
   blobsPrefix: `${ROOT}/blobs/`,
   recordsPrefix: `${ROOT}/records/`,
   snapshotsPrefix: `${ROOT}/snapshots/`,

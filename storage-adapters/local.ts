@@ -198,8 +198,13 @@ export class LocalStore implements BlobStore {
       if (entry.isDirectory()) {
         if (`${key}/`.startsWith(prefix) || prefix.startsWith(`${key}/`)) yield* this.walk(full, key, prefix);
       } else if (entry.isFile() && key.startsWith(prefix)) {
-        const info = await stat(full);
-        yield { key, size: info.size, modified: info.mtime };
+        // Deleted since the listing (another machine withdrawing its snapshot-write announcement,
+        // a prune): not there, as if listed a moment later.
+        const info = await stat(full).catch((err: unknown) => {
+          if (errnoCode(err) === "ENOENT") return undefined;
+          throw this.wrap(err, key);
+        });
+        if (info) yield { key, size: info.size, modified: info.mtime };
       }
     }
   }

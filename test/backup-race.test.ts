@@ -38,8 +38,8 @@ afterAll(() => {
 });
 
 /**
- * The store, with `during` run once just before the first snapshot object is written (its
- * announcement, write-announcement.ts: A has read the newest once, at the start of its backup).
+ * The store, with `during` run once just before the first snapshot-write announcement is stored
+ * (write-announcement.ts): A has read the newest once, at the start of its backup.
  */
 class StoreWithInterruption extends LocalStore {
   constructor(
@@ -50,7 +50,7 @@ class StoreWithInterruption extends LocalStore {
   }
   override async put(...args: Parameters<LocalStore["put"]>) {
     const run = this.during;
-    if (run && args[0].includes("/snapshots/")) {
+    if (run && args[0].includes("/snapshot-writes/")) {
       this.during = undefined;
       await run();
     }
@@ -105,7 +105,7 @@ describe("two machines backing up at once", () => {
     const aLookedAgain = new Promise<void>((resolve) => {
       aLooked = resolve;
     });
-    const isSnapshot = (name: string) => name.includes("/snapshots/") && !name.includes("/.writing/");
+    const isSnapshot = (name: string) => name.includes("/snapshots/");
 
     /**
      * A: its snapshot lands only once B has read the old newest. Its "look again" is its first
@@ -122,7 +122,7 @@ describe("two machines backing up at once", () => {
         return result;
       }
       override list(prefix: string) {
-        if (this.wrote && prefix.includes("/.writing/")) aLooked();
+        if (this.wrote && prefix.includes("/snapshot-writes/")) aLooked();
         return super.list(prefix);
       }
       override async getBytes(name: string) {
@@ -156,7 +156,7 @@ describe("two machines backing up at once", () => {
     expect(ids).toContain(fromB.id);
     expect(ids).toHaveLength(6);
     // Nothing announced is left behind.
-    expect(readdirSync(path.join(nas, "ccbundle/v1/snapshots", key.z32, ".writing"))).toEqual([]);
+    expect(readdirSync(path.join(nas, "ccbundle/v1/snapshot-writes", key.z32))).toEqual([]);
   });
 
   it("two `ccbundle backup` processes at once, a few times: every newest snapshot holds every session", async () => {

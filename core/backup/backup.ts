@@ -1,6 +1,8 @@
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import os from "node:os";
+import { performance } from "node:perf_hooks";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { BlobStore } from "../../storage-adapters/blob-store.js";
 import { HashCounter } from "../bundle/blob.js";
 import { signBundle } from "../bundle/build.js";
@@ -23,10 +25,11 @@ import {
   backupRecipients,
   newestSnapshot,
   newSnapshot,
+  putSnapshot,
   type Snapshot,
   type SnapshotSession,
+  sealSnapshot,
   snapshotTime,
-  writeSnapshot,
 } from "./snapshot.js";
 import { BackupStateFile, emptiedStore, machineId, type StateEntry } from "./state.js";
 import { ANNOUNCED_WAIT_MS, announceSnapshotWrite, awaitAnnouncedWrites } from "./write-announcement.js";
@@ -515,11 +518,24 @@ async function writeMergedSnapshot(options: {
     written
       ? { id: written.id, parent: builtOn, sessions, wroteSnapshot: true }
       : { id: holder.id, parent: holder, sessions, wroteSnapshot: false };
+  // A store that takes no announcements says so once, not once per round.
+  const noted = new Set<string>();
+  const note = (said: string[]) => {
+    for (const warning of said) {
+      if (noted.has(warning)) continue;
+      noted.add(warning);
+      options.warnings.push(warning);
+    }
+  };
   for (let round = 0; round < MERGE_ROUNDS; round++) {
+    // Machines released by the same withdrawal would meet again in the next round: spread them.
+    if (round > 0) await sleep(Math.random() * 100 * 2 ** round);
+    const said: string[] = [];
     // Announced before the read it builds on (see write-announcement.ts).
-    const announcement = await announceSnapshotWrite(store, key.z32, machine);
+    const announcement = await announceSnapshotWrite(store, key.z32, machine, said);
     try {
       const latest = await newest();
+      const readAt = performance.now();
       if (latest && latest.id !== parent?.id) {
         parent = latest;
         sessions = merged(parent);
@@ -532,17 +548,28 @@ async function writeMergedSnapshot(options: {
         );
       }
       // After a snapshot this run wrote already, too (ids sort by time; see newSnapshotId).
-      written = newSnapshot({ key, machine, host: options.host, parent, sessions, now, after: written?.id });
+      const next = newSnapshot({ key, machine, host: options.host, parent, sessions, now, after: written?.id });
+      const sealed = await sealSnapshot(next, key, options.recipients);
+      // The machine slept since its read (a laptop lid): others stopped waiting for it, and what
+      // it read may be old. Read again instead of writing over what landed meanwhile.
+      if (performance.now() - readAt > STALE_READ_MS) continue;
+      announcement.writing();
+      await putSnapshot(store, key, next, sealed);
+      written = next;
       builtOn = parent;
-      await writeSnapshot(store, key, written, options.recipients);
     } finally {
       // Before waiting for the others: two machines would otherwise wait on each other.
-      await announcement.withdraw();
+      await announcement.withdraw(said);
+      note(said);
     }
-    const unfinished = await awaitAnnouncedWrites(store, key.z32, machine);
+    const unfinished = await awaitAnnouncedWrites(store, key.z32, machine, {
+      storeNow: announcement.storeNow,
+      warnings: said,
+    });
+    note(said);
     if (unfinished.length > 0) {
       options.warnings.push(
-        `another machine announced a snapshot write ${ANNOUNCED_WAIT_MS / 1000} s ago and has not finished it; if its backup was killed, that is harmless, else the newest snapshot may lack this machine's latest sessions until its next backup`,
+        `another machine announced a snapshot write and has not finished it in ${ANNOUNCED_WAIT_MS / 1000} s; if its backup was killed, that is harmless, else the newest snapshot may lack this machine's latest sessions until its next backup`,
       );
     }
     const latest = await newest();
@@ -557,8 +584,11 @@ async function writeMergedSnapshot(options: {
   return { id: written?.id, parent, sessions, wroteSnapshot: written !== undefined };
 }
 
+/** More time than this between reading the newest and writing on it: the machine slept; read again. */
+const STALE_READ_MS = 15_000;
+
 /** Rounds of writeMergedSnapshot before it gives up (each needs another machine's backup in the same seconds). */
-const MERGE_ROUNDS = 5;
+const MERGE_ROUNDS = 8;
 
 /**
  * This machine has backed up to this store, and it now holds nothing at all: a NAS mount point

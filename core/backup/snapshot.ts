@@ -257,9 +257,13 @@ export async function writeSnapshot(
   snapshot: Snapshot,
   recipients: Recipient[],
 ): Promise<number> {
-  const bytes = await sealSnapshot(snapshot, key, recipients);
-  await store.put(storeLayout.snapshot(key.z32, snapshot.id), bytes, { size: bytes.length });
-  return bytes.length;
+  return putSnapshot(store, key, snapshot, await sealSnapshot(snapshot, key, recipients));
+}
+
+/** Store a snapshot sealSnapshot sealed. */
+export async function putSnapshot(store: BlobStore, key: UserKey, snapshot: Snapshot, sealed: Uint8Array) {
+  await store.put(storeLayout.snapshot(key.z32, snapshot.id), sealed, { size: sealed.length });
+  return sealed.length;
 }
 
 /**
