@@ -88,6 +88,22 @@ describe("snapshot write announcements", () => {
     expect(await names()).toEqual([killed, behind].map((key) => key.slice(dir.length)).sort());
   });
 
+  it("a local listing while announcements are withdrawn does not fail (it did, with ENOENT, before the walk skipped them)", async () => {
+    const announced = await Promise.all(
+      Array.from({ length: 200 }, (_, i) => announceSnapshotWrite(store, OWNER, `${i}`.padStart(16, "c"), [])),
+    );
+    const listing = (async () => {
+      const seen: string[] = [];
+      for await (const object of store.list(dir)) {
+        seen.push(object.key);
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      return seen;
+    })();
+    await Promise.all(announced.map((announcement) => announcement.withdraw([])));
+    expect((await listing).length).toBeLessThan(200);
+  });
+
   it("a store that refuses them costs a warning, never the backup", async () => {
     const refusing = new (class extends LocalStore {
       override async put(...args: Parameters<LocalStore["put"]>): ReturnType<LocalStore["put"]> {
