@@ -131,16 +131,19 @@ describe("two machines backing up at once", () => {
         return bytes;
       }
     }
-    /** B: its read of the newest just before it writes (its second snapshot read) returns only once A looked again. */
+    /**
+     * B: its look for the newest just before it writes (its second listing of the snapshots)
+     * returns only once A looked again. A listing, not a download: the snapshot B read first is
+     * still in hand and is not downloaded again.
+     */
     class StoreB extends LocalStore {
-      reads = 0;
-      override async getBytes(name: string) {
-        const bytes = await super.getBytes(name);
-        if (isSnapshot(name) && ++this.reads === 2) {
+      listings = 0;
+      override async *list(prefix: string) {
+        yield* super.list(prefix);
+        if (isSnapshot(prefix) && ++this.listings === 2) {
           bReadOld();
           await aLookedAgain;
         }
-        return bytes;
       }
     }
     const [resultA, resultB] = await Promise.all([

@@ -510,9 +510,9 @@ async function writeMergedSnapshot(options: {
   if (parent && sameEntries(parent.sessions, sessions))
     return { id: parent.id, parent, sessions, wroteSnapshot: false };
   // Skip warnings were given for the first read; the later reads see the same snapshots.
-  const newest = () => newestSnapshot(store, key, []);
   let written: Snapshot | undefined;
   let builtOn: Snapshot | undefined;
+  const newest = () => newestSnapshot(store, key, [], [parent, written]);
   /** The newest snapshot holds our entries: what this run wrote (if it wrote), else that one. */
   const done = (holder: Snapshot) =>
     written

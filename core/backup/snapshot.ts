@@ -325,13 +325,21 @@ export function noOlderStandsIn(err: unknown): boolean {
   return err instanceof IntegrityError && err.cause instanceof AgeError && err.cause.failure === "no-match";
 }
 
-/** The newest snapshot that opens and verifies; damaged ones are skipped with a warning, newer ones stop it. */
+/**
+ * The newest snapshot that opens and verifies; damaged ones are skipped with a warning, newer ones
+ * stop it. A snapshot in `inHand` (read or written by this run) is not downloaded again: one id
+ * names the same bytes for good, and a backup that writes a snapshot looks for the newest three
+ * times (a GET, a decryption and a signature check each, per cron run on S3).
+ */
 export async function newestSnapshot(
   store: BlobStore,
   key: UserKey,
   warnings: string[],
+  inHand: readonly (Snapshot | undefined)[] = [],
 ): Promise<Snapshot | undefined> {
   for (const id of await listSnapshotIds(store, key.z32)) {
+    const known = inHand.find((snapshot) => snapshot?.id === id);
+    if (known) return known;
     try {
       return await readSnapshot(store, key, id);
     } catch (err) {
