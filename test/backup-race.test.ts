@@ -5,7 +5,7 @@ import { backupSessions } from "../core/backup/backup.js";
 import { listBackups } from "../core/backup/list.js";
 import { loadSettings } from "../core/config.js";
 import { LocalStore } from "../storage-adapters/local.js";
-import { backupMachine, withSameIdentity } from "./helpers/backup.js";
+import { backupMachine, StoreWithInterruption, withSameIdentity } from "./helpers/backup.js";
 import { writeSession } from "./helpers/fixture.js";
 import { machineKey } from "./helpers/hostile.js";
 import type { Machine } from "./helpers/machine.js";
@@ -36,27 +36,6 @@ afterAll(() => {
   a?.cleanup();
   b?.cleanup();
 });
-
-/**
- * The store, with `during` run once just before the first snapshot-write announcement is stored
- * (write-announcement.ts): A has read the newest once, at the start of its backup.
- */
-class StoreWithInterruption extends LocalStore {
-  constructor(
-    root: string,
-    private during: (() => Promise<void>) | undefined,
-  ) {
-    super(root);
-  }
-  override async put(...args: Parameters<LocalStore["put"]>) {
-    const run = this.during;
-    if (run && args[0].includes("/snapshot-writes/")) {
-      this.during = undefined;
-      await run();
-    }
-    return super.put(...args);
-  }
-}
 
 describe("two machines backing up at once", () => {
   it("B's whole backup after A's first read: the newest snapshot holds both machines' new sessions", async () => {

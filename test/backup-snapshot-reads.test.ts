@@ -3,7 +3,7 @@ import { backupSessions } from "../core/backup/backup.js";
 import { newestSnapshot } from "../core/backup/snapshot.js";
 import { loadSettings } from "../core/config.js";
 import { LocalStore } from "../storage-adapters/local.js";
-import { backupMachine, withSameIdentity } from "./helpers/backup.js";
+import { backupMachine, StoreWithInterruption, withSameIdentity } from "./helpers/backup.js";
 import { writeSession } from "./helpers/fixture.js";
 import { machineKey } from "./helpers/hostile.js";
 import type { Machine } from "./helpers/machine.js";
@@ -26,32 +26,25 @@ beforeAll(async () => {
 
 afterAll(() => machine?.cleanup());
 
-/** The local store, counting the snapshot objects it hands out. */
-class CountingStore extends LocalStore {
+/** The local store, counting the snapshot objects it hands out (`during`: see StoreWithInterruption). */
+class CountingStore extends StoreWithInterruption {
   snapshotGets = 0;
-
-  /** `during` runs once, just before the first snapshot-write announcement is stored (after the first read). */
-  constructor(
-    root: string,
-    private during?: () => Promise<unknown>,
-  ) {
-    super(root);
-  }
-
-  override async put(...args: Parameters<LocalStore["put"]>) {
-    const run = this.during;
-    if (run && args[0].includes("/snapshot-writes/")) {
-      this.during = undefined;
-      await run();
-    }
-    return super.put(...args);
-  }
 
   override async getBytes(...args: Parameters<LocalStore["getBytes"]>) {
     if (args[0].includes("/snapshots/")) this.snapshotGets++;
     return super.getBytes(...args);
   }
 }
+
+/** One backup of `machine`'s sessions through `store`, in this process (so the store can count). */
+const backupThrough = (store: LocalStore) =>
+  backupSessions({
+    settings: loadSettings({ ...machine.env }, {}),
+    key: machineKey(machine.ccbHome),
+    store,
+    scope: {},
+    cwd: machine.home,
+  });
 
 describe("snapshot reads of one backup", () => {
   it("reads the newest snapshot once, writes the next, and the newest then holds the new session", async () => {
@@ -60,18 +53,11 @@ describe("snapshot reads of one backup", () => {
       projectDir: machine.project("app"),
       home: machine.home,
     });
-    const store = new CountingStore(nas);
-    const key = machineKey(machine.ccbHome);
-    const result = await backupSessions({
-      settings: loadSettings({ ...machine.env }, {}),
-      key,
-      store,
-      scope: {},
-      cwd: machine.home,
-    });
+    const store = new CountingStore(nas, undefined);
+    const result = await backupThrough(store);
     expect(result.wroteSnapshot).toBe(true);
     expect(store.snapshotGets).toBe(1);
-    const newest = await newestSnapshot(new LocalStore(nas), key, []);
+    const newest = await newestSnapshot(new LocalStore(nas), machineKey(machine.ccbHome), []);
     expect(newest?.id).toBe(result.snapshot);
     expect(newest?.sessions.map((session) => session.id)).toContain(added.id);
   });
@@ -86,18 +72,11 @@ describe("snapshot reads of one backup", () => {
       });
       const there = writeSession({ claudeDir: other.claudeDir, projectDir: other.project("app"), home: other.home });
       const store = new CountingStore(nas, () => other.runOk(["backup"]));
-      const key = machineKey(machine.ccbHome);
-      const result = await backupSessions({
-        settings: loadSettings({ ...machine.env }, {}),
-        key,
-        store,
-        scope: {},
-        cwd: machine.home,
-      });
+      const result = await backupThrough(store);
       expect(result.wroteSnapshot).toBe(true);
       // The first read, and the other machine's snapshot: not taken for the one in hand.
       expect(store.snapshotGets).toBe(2);
-      const newest = await newestSnapshot(new LocalStore(nas), key, []);
+      const newest = await newestSnapshot(new LocalStore(nas), machineKey(machine.ccbHome), []);
       expect(newest?.id).toBe(result.snapshot);
       expect(newest?.sessions.map((session) => session.id)).toEqual(expect.arrayContaining([here.id, there.id]));
     } finally {

@@ -1,5 +1,6 @@
 import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from "node:fs";
 import path from "node:path";
+import { LocalStore } from "../../storage-adapters/local.js";
 import { Machine } from "./machine.js";
 
 /** Looking into a local store from tests: which objects a backup wrote. */
@@ -48,4 +49,27 @@ export async function withSameIdentity(from: Machine, name: string, env: NodeJS.
   await machine.runOk(["key", "import", keyFile]);
   rmSync(keyFile); // as the CLI tells users to (and key export never overwrites a file)
   return machine;
+}
+
+/**
+ * A local store that runs `during` once, just before the first snapshot-write announcement is
+ * stored (core/backup/write-announcement.ts): the backup using it has read the newest snapshot
+ * once, at its start, and not yet written.
+ */
+export class StoreWithInterruption extends LocalStore {
+  constructor(
+    root: string,
+    private during: (() => Promise<unknown>) | undefined,
+  ) {
+    super(root);
+  }
+
+  override async put(...args: Parameters<LocalStore["put"]>) {
+    const run = this.during;
+    if (run && args[0].includes("/snapshot-writes/")) {
+      this.during = undefined;
+      await run();
+    }
+    return super.put(...args);
+  }
 }
