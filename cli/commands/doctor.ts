@@ -68,7 +68,7 @@ export function doctorCommand(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
         detail: `${codec} level ${ctx.settings.compression.level}`,
         hint:
           codec !== ctx.settings.compression.codec
-            ? "the zstd addon did not load; bundles fall back to gzip (reinstall to rebuild it)"
+            ? "the zstd addon did not build here: bundles are written with gzip, and zstd ones are read by a slower JavaScript decoder (reinstall ccbundle where a C compiler and Python are installed)"
             : undefined,
       });
 

@@ -3,6 +3,7 @@ import os from "node:os";
 import { Transform, type TransformCallback } from "node:stream";
 import type * as ZstdBinding from "zstd-napi/binding.js";
 import { IntegrityError } from "../errors.js";
+import { JsZstdDecoder } from "./zstd-js.js";
 
 /**
  * Compression for bundles: zstd (native, via zstd-napi) by default, gzip as the
@@ -38,8 +39,9 @@ type Binding = typeof ZstdBinding;
 let binding: Binding | null | undefined;
 
 /**
- * zstd-napi is a native addon; if it failed to build on this machine we fall
- * back to gzip (and say so in `ccbundle doctor`).
+ * zstd-napi is a native addon; if it failed to build on this machine we write
+ * gzip instead (and say so in `ccbundle doctor`), and read zstd with the slower
+ * JavaScript decoder (zstd-js.ts).
  */
 export function loadZstd(): Binding | null {
   if (binding === undefined) {
@@ -255,7 +257,7 @@ export function createDecompressor(maxOutputBytes = Number.POSITIVE_INFINITY): T
 }
 
 class DetectingDecompressor extends Transform {
-  private zstd: ZstdDecoder | undefined;
+  private zstd: ZstdDecoder | JsZstdDecoder | undefined;
   private gunzip: Transform | undefined;
   private head: Buffer = EMPTY;
   private produced = 0;
@@ -361,12 +363,9 @@ class DetectingDecompressor extends Transform {
   private start(head: Buffer): void {
     if (ZSTD_MAGIC.every((byte, i) => head[i] === byte)) {
       const zstd = loadZstd();
-      if (!zstd) {
-        throw new IntegrityError("this bundle is zstd-compressed but zstd support failed to load here", {
-          hint: "reinstall ccbundle so its zstd-napi addon builds (needs a C compiler), or ask for a gzip bundle",
-        });
-      }
-      this.zstd = new ZstdDecoder(zstd, (data) => this.output(data));
+      const emit = (data: Buffer) => this.output(data);
+      // Without the addon, a slower decoder in JavaScript: this machine writes gzip, but reads what others send.
+      this.zstd = zstd ? new ZstdDecoder(zstd, emit) : new JsZstdDecoder(emit);
       return;
     }
     if (GZIP_MAGIC.every((byte, i) => head[i] === byte)) {

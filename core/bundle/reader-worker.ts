@@ -2,6 +2,7 @@ import { parentPort } from "node:worker_threads";
 import { loadZstd, PLAIN_CHUNK, ZstdDecoder } from "./codec.js";
 import { type TarEvent, TarReader } from "./tar-reader.js";
 import type { FromReaderWorker, ToReaderWorker } from "./threaded-reader.js";
+import { JsZstdDecoder } from "./zstd-js.js";
 
 /**
  * The thread of ThreadedTarReader (threaded-reader.ts): decompresses one zstd frame
@@ -14,7 +15,7 @@ if (!port) throw new Error("core/bundle/reader-worker.js runs as a worker thread
 const send = (message: FromReaderWorker, transfer?: ArrayBuffer[]) => port.postMessage(message, transfer);
 
 let tar = new TarReader();
-let decoder: ZstdDecoder | undefined;
+let decoder: ZstdDecoder | JsZstdDecoder | undefined;
 let events: TarEvent[] = [];
 /** The decompressed buffers the events of this chunk point into; each owns its memory. */
 let outputs: ArrayBuffer[] = [];
@@ -67,23 +68,20 @@ port.on("message", (message: ToReaderWorker) => {
       return;
     }
     if (!decoder) {
+      const emit = (data: Buffer) => {
+        stage = "tar";
+        outputs.push(data.buffer as ArrayBuffer);
+        bytes += data.length;
+        tar.push(data, events);
+        stage = "zstd";
+        // A chunk that holds much (repetitive output, or a bomb) goes back in parts: the main
+        // thread starts on them, and checks its limits, while this thread goes on.
+        if (bytes >= BATCH_BYTES) post(false);
+        return true;
+      };
+      // Without the addon, the JavaScript decoder: slower, but still off the main thread.
       const zstd = loadZstd();
-      if (!zstd) throw new Error("zstd failed to load");
-      decoder = new ZstdDecoder(
-        zstd,
-        (data) => {
-          stage = "tar";
-          outputs.push(data.buffer as ArrayBuffer);
-          bytes += data.length;
-          tar.push(data, events);
-          stage = "zstd";
-          // A chunk that holds much (repetitive output, or a bomb) goes back in parts: the main
-          // thread starts on them, and checks its limits, while this thread goes on.
-          if (bytes >= BATCH_BYTES) post(false);
-          return true;
-        },
-        outputBuffer,
-      );
+      decoder = zstd ? new ZstdDecoder(zstd, emit, outputBuffer) : new JsZstdDecoder(emit, outputBuffer);
     }
     decoder.write(Buffer.from(message.chunk.buffer, message.chunk.byteOffset, message.chunk.byteLength));
     post(true);

@@ -2,7 +2,7 @@ import { existsSync } from "node:fs";
 import { Transform, type TransformCallback } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
-import { createDecompressor, loadZstd, notCompressedData, ZSTD_MAGIC } from "./codec.js";
+import { createDecompressor, notCompressedData, ZSTD_MAGIC } from "./codec.js";
 import { type TarBatch, type TarEvent, TarReadError, TarReader } from "./tar-reader.js";
 
 /**
@@ -40,9 +40,12 @@ const IN_FLIGHT = 4;
 /** An idle reader thread: started ahead (warmReader), or handed back after a blob read to its end. */
 let spare: Worker | undefined;
 
-/** Whether this build has the worker script (not when running from the TypeScript sources). */
+/**
+ * Whether this build has the worker script (not when running from the TypeScript sources). The
+ * thread decodes zstd with the addon, or without it with the slower JavaScript decoder (zstd-js.ts).
+ */
 function workerAvailable(): boolean {
-  return existsSync(fileURLToPath(WORKER_FILE)) && loadZstd() !== null;
+  return existsSync(fileURLToPath(WORKER_FILE));
 }
 
 /**
