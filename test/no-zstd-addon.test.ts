@@ -1,8 +1,10 @@
 import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { END_OF_ARCHIVE, fileHeader, padding } from "../core/bundle/tar-header.js";
 import { type FixtureSession, writeSession } from "./helpers/fixture.js";
 import { Machine, sameUserOnTwoMachines } from "./helpers/machine.js";
 
@@ -14,6 +16,7 @@ import { Machine, sameUserOnTwoMachines } from "./helpers/machine.js";
  */
 
 const NO_ADDON = fileURLToPath(new URL("./helpers/no-zstd-addon.cjs", import.meta.url));
+const THREADED_READ = fileURLToPath(new URL("./helpers/threaded-read.mjs", import.meta.url));
 
 let alice: Machine;
 let bob: Machine;
@@ -152,6 +155,40 @@ describe("a machine without the zstd addon", () => {
       expect(restored).toEqual(original);
     } finally {
       erin.cleanup();
+    }
+  });
+
+  it("reads on the reader thread, and loses nothing of a last frame under 18 bytes", () => {
+    // fzstd holds back a frame shorter than 18 bytes until it knows the data ended: the thread
+    // once dropped what that frame held when the blob ended. Hand-made frames (RFC 8878): the
+    // file's last 2 bytes in a raw block, then the tar's zeros in an RLE block; 15 bytes in all.
+    const content = Buffer.from("a session's last line\n".repeat(300));
+    const head = Buffer.concat([
+      fileHeader({ name: "claude/a.jsonl", size: content.length, mode: 0o600, mtime: 0 }),
+      content.subarray(0, -2),
+    ]);
+    const zeros = padding(content.length).length + END_OF_ARCHIVE.length;
+    const raw = (2 << 3) | 0; // not last, raw, 2 bytes
+    const rle = (zeros << 3) | (1 << 1) | 1; // last, RLE
+    const tail = Buffer.from([
+      ...[0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x08],
+      ...[raw & 255, raw >> 8, 0, ...content.subarray(-2)],
+      ...[rle & 255, (rle >> 8) & 255, rle >> 16, 0],
+    ]);
+    expect(tail.length).toBeLessThan(18);
+    const blob = Buffer.concat([execFileSync("zstd", ["-q", "-c", "-3"], { input: head }), tail]);
+    const expected = [
+      { name: "claude/a.jsonl", size: content.length, sha256: createHash("sha256").update(content).digest("hex") },
+    ];
+    for (const env of [{}, { NODE_OPTIONS: `--require ${NO_ADDON}` }]) {
+      const read = JSON.parse(
+        execFileSync(process.execPath, [THREADED_READ], {
+          input: blob,
+          env: { ...process.env, ...env },
+          encoding: "utf8",
+        }),
+      );
+      expect(read, JSON.stringify(env)).toEqual({ threads: 1, files: expected });
     }
   });
 });

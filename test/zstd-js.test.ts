@@ -159,6 +159,19 @@ describe("zstd in JavaScript, for machines without the addon", () => {
     expect(decode(allowed, 65_536).equals(data.subarray(0, 100_000))).toBe(true);
   });
 
+  it("gives a last frame under 18 bytes at end(), when it knows the data ended", () => {
+    // A frame of 1000 zero bytes (one RLE block, no checksum): 10 bytes. fzstd waits for more.
+    const block = (1000 << 3) | (1 << 1) | 1;
+    const tiny = Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x08, block & 255, (block >> 8) & 255, block >> 16, 0]);
+    const out: Buffer[] = [];
+    const decoder = new JsZstdDecoder((data) => out.push(Buffer.from(data)) > 0);
+    decoder.write(tiny);
+    expect(out).toEqual([]);
+    decoder.end();
+    expect(Buffer.concat(out).equals(Buffer.alloc(1000))).toBe(true);
+    expect(decodeNative(tiny).equals(Buffer.alloc(1000))).toBe(true);
+  });
+
   it("stops when the caller says the output is over its limit", () => {
     expect(() => decode(byCli(data, "-3"), 65_536, 1 << 20)).toThrow(/output limit/);
   });

@@ -60,6 +60,8 @@ port.on("message", (message: ToReaderWorker) => {
       decoder?.end();
       stage = "tar";
       tar.end();
+      // The JavaScript decoder holds a last frame under 18 bytes until it knows the data ended.
+      if (events.length > 0 || outputs.length > 0) post(false);
       // Ready for the next blob (the main thread keeps this thread for it), with the same context.
       decoder?.release();
       decoder = undefined;
