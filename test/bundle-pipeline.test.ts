@@ -24,6 +24,7 @@ import { scanTranscript } from "../core/claude/transcript.js";
 import { loadSettings } from "../core/config.js";
 import { createDecryptStream, X25519Identity } from "../core/crypto/age/index.js";
 import { fileIdentity } from "../core/file-identity.js";
+import { sample } from "./helpers/sample.js";
 
 /**
  * The fast paths of the bundle pipeline (see docs/performance.md) against
@@ -58,19 +59,6 @@ function through(input: Buffer, transform: NodeJS.ReadWriteStream, chunk = 64 * 
       },
     }),
   ).then(() => Buffer.concat(parts));
-}
-
-/** Text that compresses like a transcript, with some incompressible bytes. */
-function sample(bytes: number): Buffer {
-  const words = "const value await import export function return session transcript claude".split(" ");
-  const parts: string[] = [];
-  let n = 0;
-  for (let i = 0; n < bytes; i++) {
-    const piece = i % 50 === 0 ? randomBytes(300).toString("base64") : `${words[i % words.length]}_${i % 977} `;
-    parts.push(piece);
-    n += piece.length;
-  }
-  return Buffer.from(parts.join("")).subarray(0, bytes);
 }
 
 describe("tar headers written by hand", () => {

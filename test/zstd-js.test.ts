@@ -6,6 +6,7 @@ import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { loadZstd, PLAIN_CHUNK, ZstdDecoder, zstdEncoder } from "../core/bundle/codec.js";
 import { JsZstdDecoder } from "../core/bundle/zstd-js.js";
+import { sample } from "./helpers/sample.js";
 
 /**
  * The JavaScript zstd decoder a machine without the zstd-napi addon reads bundles with: the same
@@ -15,18 +16,6 @@ import { JsZstdDecoder } from "../core/bundle/zstd-js.js";
 
 const root = mkdtempSync(path.join(os.tmpdir(), "ccb-zstd-js-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
-
-function sample(bytes: number): Buffer {
-  const words = "const value await import export function return session transcript claude".split(" ");
-  const parts: string[] = [];
-  let n = 0;
-  for (let i = 0; n < bytes; i++) {
-    const piece = i % 50 === 0 ? randomBytes(300).toString("base64") : `${words[i % words.length]}_${i % 977} `;
-    parts.push(piece);
-    n += piece.length;
-  }
-  return Buffer.from(parts.join("")).subarray(0, bytes);
-}
 
 function byCli(data: Buffer, ...flags: string[]): Buffer {
   const file = path.join(root, `in-${data.length}.bin`);

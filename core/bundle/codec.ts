@@ -3,6 +3,7 @@ import os from "node:os";
 import { Transform, type TransformCallback } from "node:stream";
 import type * as ZstdBinding from "zstd-napi/binding.js";
 import { IntegrityError } from "../errors.js";
+import { OutputChunks } from "./output-chunks.js";
 import { JsZstdDecoder } from "./zstd-js.js";
 
 /**
@@ -92,11 +93,9 @@ function clamp(value: number, min: number, max: number): number {
 
 /** Compressed output is collected into this much before it is handed on. */
 const COMPRESSED_CHUNK = 256 * 1024;
-/**
- * Decompressed output buffers, each emitted whole. The reader thread fills again those the main
- * thread hands back (TarBatch.release); nothing else reuses one.
- */
-export const PLAIN_CHUNK = 256 * 1024;
+
+export { PLAIN_CHUNK } from "./output-chunks.js";
+
 const EMPTY: Buffer = Buffer.alloc(0);
 
 /**
@@ -402,19 +401,18 @@ const MAX_IDLE_DECODERS = 2;
  */
 export class ZstdDecoder {
   #dctx: ZstdBinding.DCtx | undefined;
-  #out: Buffer;
-  #filled = 0;
+  readonly #out: OutputChunks;
   /** ZSTD_decompressStream's last hint: 0 means the last frame ended exactly here. */
   #inFrame = false;
 
   constructor(
     private readonly zstd: Binding,
-    private readonly emit: (data: Buffer) => boolean,
+    emit: (data: Buffer) => boolean,
     /** Where output buffers come from (the reader thread reuses those the main thread is done with). */
-    private readonly allocate: () => Buffer = () => Buffer.allocUnsafe(PLAIN_CHUNK),
+    allocate?: () => Buffer,
   ) {
     this.#dctx = idleDecoders.pop() ?? new zstd.DCtx();
-    this.#out = allocate();
+    this.#out = new OutputChunks(emit, allocate);
   }
 
   /**
@@ -430,11 +428,12 @@ export class ZstdDecoder {
   }
 
   write(input: Buffer): void {
-    while (input.length > 0 || this.#filled === this.#out.length) {
-      if (this.#filled === this.#out.length) this.#flushOut();
+    const out = this.#out;
+    while (input.length > 0 || out.full) {
+      if (out.full) out.flush();
       if (!this.#dctx) throw new Error("zstd: write after release");
-      const [remaining, produced, consumed] = this.#dctx.decompressStream(this.#out.subarray(this.#filled), input);
-      this.#filled += produced;
+      const [remaining, produced, consumed] = this.#dctx.decompressStream(out.free, input);
+      out.advance(produced);
       input = input.subarray(consumed);
       // Only a call that moved bytes says where the frame is. A frame that ends exactly as the output
       // buffer fills is followed by one more call, to drain (below), with no input: zstd then answers
@@ -442,20 +441,12 @@ export class ZstdDecoder {
       // refused every bundle whose tar is a multiple of 256 KiB (about 1 session in 500).
       if (consumed > 0 || produced > 0) this.#inFrame = remaining !== 0;
       // Output full: loop again to drain what zstd still holds even if input is used up.
-      if (consumed === 0 && produced === 0 && this.#filled < this.#out.length) break;
+      if (consumed === 0 && produced === 0 && !out.full) break;
     }
-    this.#flushOut();
+    out.flush();
   }
 
   end(): void {
     if (this.#inFrame) throw new Error("the data ends in the middle of a zstd frame");
-  }
-
-  #flushOut(): void {
-    if (this.#filled === 0) return;
-    const data = this.#out.subarray(0, this.#filled);
-    this.#out = this.allocate();
-    this.#filled = 0;
-    if (!this.emit(data)) throw new Error("output limit");
   }
 }

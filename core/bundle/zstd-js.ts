@@ -1,5 +1,6 @@
 import { createRequire } from "node:module";
 import type * as Fzstd from "fzstd";
+import { OutputChunks } from "./output-chunks.js";
 
 /**
  * zstd decoding in plain JavaScript (fzstd), for a machine where the zstd-napi addon did not
@@ -25,61 +26,38 @@ let fzstd: typeof Fzstd | undefined;
 export class JsZstdDecoder {
   readonly #decoder: Fzstd.Decompress;
   readonly #frames = new FrameWalker();
-  #out: Buffer;
-  #filled = 0;
+  readonly #out: OutputChunks;
 
   /**
-   * `emit` and `allocate` as for ZstdDecoder (codec.ts): output is gathered into buffers from
-   * `allocate` and emitted whole at the end of each write, each the only view of its memory (the
-   * reader thread moves them to the main thread), so fzstd's block-sized pieces never travel alone.
+   * `emit` and `allocate` as for ZstdDecoder (codec.ts): fzstd's block-sized pieces are gathered
+   * into whole buffers, emitted at the end of each write.
    */
-  constructor(
-    private readonly emit: (data: Buffer) => boolean,
-    private readonly allocate: () => Buffer = () => Buffer.allocUnsafe(OUTPUT_CHUNK),
-  ) {
+  constructor(emit: (data: Buffer) => boolean, allocate?: () => Buffer) {
     fzstd ??= createRequire(import.meta.url)("fzstd") as typeof Fzstd;
-    this.#out = allocate();
-    this.#decoder = new fzstd.Decompress((block) => this.#gather(block));
+    this.#out = new OutputChunks(emit, allocate);
+    this.#decoder = new fzstd.Decompress((block) => this.#out.append(block));
   }
 
   write(input: Buffer): void {
     this.#frames.walk(input);
     // fzstd keeps the tail of a chunk it could not decode yet; the caller may reuse its buffer.
     this.#decoder.push(Uint8Array.prototype.slice.call(input));
-    this.#flushOut();
+    this.#out.flush();
   }
 
-  /** Throws when the data ends in the middle of a frame. */
+  /**
+   * Throws when the data ends in the middle of a frame. May emit: fzstd holds back a last frame
+   * shorter than 18 bytes until it knows the data ended.
+   */
   end(): void {
     this.#decoder.push(new Uint8Array(0), true);
-    this.#flushOut();
+    this.#out.flush();
   }
 
   release(): void {
     // Nothing native to give back.
   }
-
-  #gather(block: Uint8Array): void {
-    for (let at = 0; at < block.length; ) {
-      if (this.#filled === this.#out.length) this.#flushOut();
-      const copied = Math.min(block.length - at, this.#out.length - this.#filled);
-      this.#out.set(block.subarray(at, at + copied), this.#filled);
-      this.#filled += copied;
-      at += copied;
-    }
-  }
-
-  #flushOut(): void {
-    if (this.#filled === 0) return;
-    const data = this.#out.subarray(0, this.#filled);
-    this.#out = this.allocate();
-    this.#filled = 0;
-    if (!this.emit(data)) throw new Error("output limit");
-  }
 }
-
-/** Output buffer size when the caller gives none (codec.ts' PLAIN_CHUNK, which imports this file). */
-const OUTPUT_CHUNK = 256 * 1024;
 
 const ZSTD_FRAME = 0xfd2fb528;
 /** Skippable frames: 0x184D2A50 to 0x184D2A5F, then a 4-byte length and that many bytes. */
