@@ -7,6 +7,7 @@ import {
   readdirSync,
   readFileSync,
   renameSync,
+  rmSync,
   statSync,
   symlinkSync,
   writeFileSync,
@@ -336,5 +337,51 @@ describe("pulling from the home folder when the session's project is not here", 
     expect(restored).toContain(`"cwd":${JSON.stringify(bobNotes)}`);
     expect(restored).not.toContain(alice.home);
     renameSync(`${notes}.away`, notes);
+  });
+});
+
+describe("pulling into the session's own path, under the sender's home (a shared server)", () => {
+  it("keeps the project's paths as they are and rewrites only the rest of the sender's home", async () => {
+    const shared = alice.project("srv/shared app");
+    const s = writeSession({ claudeDir: alice.claudeDir, projectDir: shared, home: alice.home, turns: 3 });
+    await alice.runOk(["push", "--session", s.id], { cwd: shared });
+    // Bob's Claude Code config is his own; the project folder is the one both of them see.
+    const claudeDir = path.join(bob.root, "claude-shared");
+    for (const args of [["--project", shared], []]) {
+      rmSync(claudeDir, { recursive: true, force: true });
+      const doc = JSON.parse(
+        (
+          await bob.runOk(["pull", ...args, "--no-resume", "--json"], {
+            cwd: shared,
+            env: { CLAUDE_CONFIG_DIR: claudeDir },
+          })
+        ).stdout,
+      );
+      expect(doc.sessions[0].project).toBe(shared);
+      const transcript = readFileSync(
+        path.join(claudeDir, "projects", projectFolderName(shared), `${s.id}.jsonl`),
+        "utf8",
+      );
+      const lines = parseLines(transcript) as { cwd?: string }[];
+      const cwds = new Set(lines.map((line) => line.cwd).filter(Boolean));
+      expect([...cwds], args.join(" ")).toEqual([shared]);
+      // Paths inside the project stay; the rest of alice's home became bob's.
+      const original = readFileSync(path.join(alice.claudeDir, "projects", s.folder, `${s.id}.jsonl`), "utf8");
+      expect(transcript).toBe(
+        expectedRewrite(
+          original,
+          [
+            [`${alice.claudeDir}/projects/${s.folder}`, `${claudeDir}/projects/${projectFolderName(shared)}`],
+            [alice.claudeDir, claudeDir],
+            [shared, shared],
+            [alice.home, bob.home],
+          ],
+          "json",
+        ),
+      );
+      const history = readFileSync(path.join(claudeDir, "history.jsonl"), "utf8");
+      expect(history).toContain(JSON.stringify(shared));
+      expect(history).not.toContain(bob.home);
+    }
   });
 });

@@ -92,6 +92,20 @@ describe("path remapping in JSONL lines", () => {
     expect(none.identity).toBe(true);
     expect(none.line('{"p":"/same/x"}')).toBe('{"p":"/same/x"}');
   });
+
+  it("keeps a path that maps onto itself even when a shorter mapping contains it", async () => {
+    // A teammate on a shared server pulls into the sender's own project path: the project stays where
+    // it is, while the rest of the sender's home becomes the receiver's.
+    const kept = createRemapper([
+      { from: "/home/alice/src/app", to: "/home/alice/src/app" },
+      { from: "/home/alice", to: "/home/bob" },
+    ]);
+    expect(kept.identity).toBe(false);
+    const input = line({ cwd: "/home/alice/src/app", a: "/home/alice/src/app/x.ts", b: "/home/alice/.npmrc" });
+    const want = line({ cwd: "/home/alice/src/app", a: "/home/alice/src/app/x.ts", b: "/home/bob/.npmrc" });
+    expect(kept.line(input)).toBe(want);
+    expect(kept.rewrite?.(Buffer.from(`${input}\n`)).toString()).toBe(`${want}\n`);
+  });
 });
 
 describe("paths where tools print them", () => {

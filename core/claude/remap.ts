@@ -79,12 +79,18 @@ export function createRemapper(mappings: PathMapping[], form: TextForm = "json")
   for (const { from, to } of mappings) {
     const cleanFrom = stripTrailingSeparator(from);
     const cleanTo = stripTrailingSeparator(to);
-    if (!cleanFrom || cleanFrom === cleanTo) continue;
+    if (!cleanFrom) continue;
+    // A path that maps onto itself is kept as a needle: it is longer than the home directory that
+    // contains it, so it shields that path from the home's rewrite (a teammate pulling into the
+    // sender's own project path on a shared server keeps the project path).
     for (const [needle, variant] of pathVariants(cleanFrom, cleanTo, form)) {
       if (!variants.has(needle)) variants.set(needle, variant);
     }
   }
-  if (variants.size === 0) return { identity: true, line: (text) => text, rewrite: (bytes) => bytes };
+  const changesSomething = [...variants].some(
+    ([needle, { replacement, toPosix }]) => needle !== replacement || toPosix,
+  );
+  if (!changesSomething) return { identity: true, line: (text) => text, rewrite: (bytes) => bytes };
   // Longest first, so a project path wins over the home directory that contains it.
   const needles = [...variants.keys()].sort((a, b) => b.length - a.length);
   const separator = escapeRegExp(WINDOWS_SEPARATOR[form]);
