@@ -143,7 +143,7 @@ describe("handoff modes", () => {
 
   it("to two teammates: each pulls with their own key; the owner's own handoff stays beside theirs", async () => {
     const pushed = json(
-      await laptop.runOk(["push", "--json", "--session", sessions[1]!.id, "--to", keys.bob!, "--to", keys.carol!], {
+      await laptop.runOk(["push", "--json", "--session", sessions[1]!.id, "--to", keys.bob!, "--to", keys.carol!.toUpperCase()], {
         cwd: project,
       }),
     );
@@ -152,9 +152,16 @@ describe("handoff modes", () => {
     expect(pushed.slots).toBe(2);
     expect(pushed.recordBytes).toBeLessThanOrEqual(1000);
 
+    // A key as a user may paste it: z-base-32 in any case, with pkarr's `pk:` prefix.
+    const typed = new Map([
+      [bob, keys.alice!],
+      [carol, `pk:${keys.alice!.slice(0, 20).toUpperCase()}${keys.alice!.slice(20)}`],
+    ]);
     for (const teammate of [bob, carol]) {
       const target = teammate.project("src/webapp");
-      const pulled = json(await teammate.runOk(["pull", keys.alice!, "--project", target, "--no-resume", "--json"]));
+      const pulled = json(
+        await teammate.runOk(["pull", typed.get(teammate)!, "--project", target, "--no-resume", "--json"]),
+      );
       expect(pulled.sessions[0].sessionId).toBe(sessions[1]!.id);
       expect(pulled.signer).toBe(keys.alice);
       expect(
@@ -383,10 +390,13 @@ describe("handoff modes", () => {
   it("the owner's other machine does not take a handoff meant for a teammate: a --burn one stays theirs", async () => {
     // After revoke the record holds only tombstones; now one live handoff, to bob alone.
     json(await push(["--session", sessions[1]!.id, "--to", keys.bob!, "--burn"]).then(okOrThrow));
-    const own = await desktop.run(["pull", "--project", desktop.project("code/webapp"), "--no-resume"]);
-    expect(own.code).toBe(4);
-    expect(own.stderr).toContain("your record holds no handoff to yourself, only handoffs to others");
-    expect(own.stderr).not.toContain("Burn after reading");
+    // Named by its key, in any case, the own record is still the own record.
+    for (const key of [[], [keys.alice!.toUpperCase()]]) {
+      const own = await desktop.run(["pull", ...key, "--project", desktop.project("code/webapp"), "--no-resume"]);
+      expect(own.code, own.stderr).toBe(4);
+      expect(own.stderr).toContain("your record holds no handoff to yourself, only handoffs to others");
+      expect(own.stderr).not.toContain("Burn after reading");
+    }
     const target = bob.project("src/burned");
     const pulled = json(await bob.runOk(["pull", keys.alice!, "--project", target, "--no-resume", "--json"]));
     expect(pulled.sessions[0].originalId).toBe(sessions[1]!.id);

@@ -3,7 +3,7 @@ import type { Argv } from "yargs";
 import { findOnPath, resumeCommandLine, runClaudeResume } from "../../core/claude/resume.js";
 import { parseMaps } from "../../core/claude/target.js";
 import { NoIdentityError, readPublicKey } from "../../core/crypto/identity-file.js";
-import { decodeZ32PublicKey, parseRecipient, type UserKey } from "../../core/crypto/keys.js";
+import { parseRecipient, type UserKey } from "../../core/crypto/keys.js";
 import { checkNewPin, pinBytes, weakPinReason } from "../../core/crypto/pin.js";
 import { requireSecret } from "../../core/crypto/secrets.js";
 import { formatBytes, formatDuration, parseDuration } from "../../core/duration.js";
@@ -11,6 +11,7 @@ import { UsageError } from "../../core/errors.js";
 import type { ReceivedSession, ReceiveResult } from "../../core/receive.js";
 import { Context, type GlobalArgs } from "../context.js";
 import { fileArgument } from "../file-argument.js";
+import { keyArgument } from "../key-argument.js";
 import { count, Output } from "../output.js";
 import { PhaseBars } from "../progress.js";
 
@@ -64,7 +65,8 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
         const ttlSeconds = parseDuration(args.ttl ?? DEFAULT_TTL, "--ttl", MAX_TTL_SECONDS, "a year (365d)");
         const recipients = toRecipients(args.to).map((text) => ({
           recipient: parseRecipient(text),
-          name: text.trim(),
+          // Named in the ledger and in `status` as `whoami` prints the key, however it was pasted.
+          name: text.trim().startsWith("age1") ? text.trim() : keyArgument(text),
         }));
         const usePin = args.pin || args.pinFile !== undefined;
         if (usePin && recipients.length > 0) {
@@ -183,21 +185,22 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
         const ctx = new Context(args);
         // Flags are checked before anything asks for a passphrase or a PIN.
         const maps = parseMaps(args.map);
+        const sender = args.key === undefined ? undefined : keyArgument(args.key);
         const usePin = args.pin || args.pinFile !== undefined;
         let key: UserKey | undefined;
         let publisher: string;
         if (usePin) {
           // A PIN receiver needs no identity; the owner trying their own PIN handoff uses theirs (to burn it).
           const own = await readPublicKey(ctx.settings.home);
-          if (!args.key && !own) {
+          if (!sender && !own) {
             throw new UsageError("say whose handoff to pull", { hint: "ccbundle pull <the sender's key> --pin" });
           }
-          publisher = args.key ?? own!;
+          publisher = sender ?? own!;
           key = own === publisher ? await ctx.userKey() : undefined;
         } else {
           key = await ctx.userKey().catch((err: unknown) => {
             // Someone pulling a PIN handoff who forgot --pin has no identity: say that first.
-            if (args.key && err instanceof NoIdentityError) {
+            if (sender && err instanceof NoIdentityError) {
               throw new NoIdentityError(
                 ctx.settings.home,
                 "a PIN handoff needs no identity: add --pin; for handoffs sent to your key, run `ccbundle init` and give the sender your `ccbundle whoami`",
@@ -205,7 +208,7 @@ export function handoffCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
             }
             throw err;
           });
-          publisher = args.key ?? key.z32;
+          publisher = sender ?? key.z32;
         }
         const pin = usePin
           ? pinBytes(await requireSecret(ctx.pinSource(args.pinFile), { message: "PIN for this handoff: " }))
@@ -504,15 +507,7 @@ async function readNewPin(ctx: Context, file: string | undefined, warn: (text: s
 
 /** The --from keys, checked (a typo would only show as "signed by someone else" after the work). */
 function signerKeys(values: string[] | undefined): string[] {
-  return (values ?? []).map((value) => {
-    try {
-      decodeZ32PublicKey(value);
-    } catch (err) {
-      if (err instanceof UsageError) throw new UsageError(`--from ${value}: ${err.message}`, { hint: err.hint });
-      throw err;
-    }
-    return value.trim().toLowerCase();
-  });
+  return (values ?? []).map((value) => keyArgument(value, "--from "));
 }
 
 /**

@@ -2,6 +2,7 @@ import type { Argv } from "yargs";
 import { readPublicKey } from "../../core/crypto/identity-file.js";
 import { isoTime } from "../../core/duration.js";
 import { Context, type GlobalArgs } from "../context.js";
+import { keyArgument } from "../key-argument.js";
 import { count } from "../output.js";
 
 /** `status`, `republish`, `revoke`: the published record. */
@@ -15,9 +16,10 @@ export function recordCommands(cli: Argv<GlobalArgs>): Argv<GlobalArgs> {
       async (args) => {
         const ctx = new Context(args);
         const own = await readPublicKey(ctx.settings.home);
-        const publisher = args.key ?? own ?? (await ctx.userKey()).z32;
+        const named = args.key === undefined ? undefined : keyArgument(args.key);
+        const publisher = named ?? own ?? (await ctx.userKey()).z32;
         // Reading slots needs our identity; without one, status still shows the public facts.
-        const identities = own || args.key === undefined ? [(await ctx.userKey()).ageIdentity()] : [];
+        const identities = own || named === undefined ? [(await ctx.userKey()).ageIdentity()] : [];
         const store = ctx.settings.store ? await ctx.store() : await ctx.store().catch(() => undefined);
         const transports = await ctx.transports(store);
         const { recordStatus } = await import("../../core/manage.js");

@@ -132,6 +132,18 @@ export function decodeZ32PublicKey(s: string): Uint8Array {
 }
 
 /**
+ * A ccbundle key as a user types or pastes it (any case, pkarr's `pk:` prefix, spaces around it),
+ * checked as decodeZ32PublicKey checks it and returned in the one form `whoami` prints. Keys are
+ * compared as strings (the own record, the bundle's signer), so every key from the command line
+ * goes through here first.
+ */
+export function canonicalZ32Key(s: string): string {
+  const text = s.trim();
+  const key = text.toLowerCase().startsWith("pk:") ? text.slice(3) : text;
+  return z32Encode(decodeZ32PublicKey(key));
+}
+
+/**
  * A recipient as a user types it: a ccbundle key (z32, optionally with pkarr's
  * `pk:` prefix) or an age X25519 recipient (`age1…`).
  */
