@@ -431,6 +431,10 @@ async function openBlob(
 ): Promise<OpenedBlob> {
   const sources = [storeOverride, blob.url ? LINK : undefined, blob.store].filter((s): s is string => !!s);
   let overrideMissing: StoreMissingError | undefined;
+  /** The --store, when its folder is not there or empty: maybe the mistake to fix, so named first. */
+  let overrideUnusable: StoreMissingError | EmptyStoreError | undefined;
+  /** The record's store, when it is a folder that is not on this machine. */
+  let recordStoreMissing: StoreMissingError | undefined;
   let gone: CcbError | undefined;
   /** A --store the user named that does not hold the bundle (and is not the record's store). */
   let notInOverride: string | undefined;
@@ -452,6 +456,9 @@ async function openBlob(
       }
     } catch (err) {
       if (source === storeOverride && err instanceof StoreMissingError) overrideMissing = err;
+      if (source === storeOverride && (err instanceof StoreMissingError || err instanceof EmptyStoreError)) {
+        overrideUnusable = err;
+      } else if (url === blob.store && err instanceof StoreMissingError) recordStoreMissing = err;
       // Only the record's own store (or its link) can tell that the bundle is gone: a --store
       // the user named may be another store, or this one mounted elsewhere (see below).
       // An empty store folder (EmptyStoreError) may be a NAS not mounted: no proof of anything.
@@ -463,6 +470,33 @@ async function openBlob(
     }
   }
   if (gone) throw gone;
+  const sameFolder = (err: unknown) =>
+    (err instanceof StoreMissingError || err instanceof EmptyStoreError) && err.root === overrideUnusable?.root;
+  if (overrideUnusable && lastError !== overrideUnusable && !sameFolder(lastError)) {
+    // A mistyped or unmounted --store, and no other way to the bundle: both, the --store first.
+    const other = blob.store ? `the record's store ${blob.store}` : "the record's link";
+    throw new CcbError(
+      `${overrideUnusable.message}, and ${other} cannot be reached from here (${describeError(lastError)})`,
+      lastError instanceof CcbError ? lastError.exitCode : ExitCode.failure,
+      {
+        hint: `check --store (or CCBUNDLE_STORE): a typo, or a NAS not mounted here?${blob.store ? ` Else make ${blob.store} reachable` : ""}`,
+        cause: lastError,
+      },
+    );
+  }
+  if (recordStoreMissing && lastError === recordStoreMissing && storeOverride === undefined) {
+    // The sender's store is a folder this machine does not have: most often a push without
+    // --store, to the folder ccbundle keeps on the sender's own machine. --store cannot fix that
+    // from here unless the same folder is mounted here under another path.
+    throw new CcbError(
+      `the bundle is in store folder ${recordStoreMissing.root}, which is not on this machine`,
+      ExitCode.failure,
+      {
+        hint: "if that folder is a NAS, mount it here and pass --store <where it is mounted>; else the sender must push again with --store <a NAS folder or s3://…> both machines reach (without --store, push keeps the bundle on its own machine)",
+        cause: lastError,
+      },
+    );
+  }
   if (notInOverride !== undefined) {
     // The record's store (tried last) could not be asked. Both facts, since only the user knows
     // whether their --store is that same store under another path (the bundle is gone) or not.

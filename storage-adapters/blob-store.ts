@@ -105,7 +105,11 @@ export class EmptyStoreError extends NotFoundError {
  * must not read it as exit 4's "nothing there" (nothing pushed, no backups).
  */
 export class StoreMissingError extends CcbError {
-  constructor(root: string, options: { cause?: unknown } = {}) {
+  constructor(
+    /** The store folder. */
+    readonly root: string,
+    options: { cause?: unknown } = {},
+  ) {
     super(`store folder ${root} does not exist`, ExitCode.failure, {
       hint: "check --store (or CCBUNDLE_STORE), and that the folder is mounted on this machine",
       ...options,

@@ -1,6 +1,6 @@
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { cpSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { projectFolderName } from "../core/claude/paths.js";
@@ -184,6 +184,36 @@ describe("the DHT goes away, a relay answers junk", () => {
     });
     expect(withTypo.code, withTypo.stderr).toBe(0);
     expect(withTypo.stderr).toContain(`warning: store folder ${typo} does not exist: the handoff came without it`);
+
+    // The record's store is not on this machine either (it is a folder on the sender's).
+    const dht = { env: { CCBUNDLE_BOOTSTRAP: bootstrap } };
+    renameSync(nas, `${nas}.away`);
+    try {
+      // A --store that is not there, or empty, is named first: it may be the mistake to fix.
+      const emptyFolder = path.join(bob.root, "empty-nas");
+      mkdirSync(emptyFolder);
+      for (const [store, what] of [
+        [typo, "does not exist"],
+        [emptyFolder, "is empty"],
+      ]) {
+        const both = await bob.run(["pull", "--store", store!, "--project", bobProject, "--no-resume"], dht);
+        expect(both.code, both.stderr).toBe(1);
+        expectOneLineError(both.stderr);
+        expect(both.stderr).toContain(
+          `ccbundle: store folder ${store} ${what}, and the record's store file://${nas} cannot be reached from here (store folder ${nas} does not exist)`,
+        );
+      }
+      // No --store: the folder the record names is the sender's, which --store cannot fix from here.
+      const senders = await bob.run(["pull", "--project", bobProject, "--no-resume"], dht);
+      expect(senders.code, senders.stderr).toBe(1);
+      expectOneLineError(senders.stderr);
+      expect(senders.stderr).toContain(`ccbundle: the bundle is in store folder ${nas}, which is not on this machine`);
+      expect(senders.stderr).toMatch(
+        /^hint: .*push again with --store <a NAS folder or s3:\/\/…> both machines reach/m,
+      );
+    } finally {
+      renameSync(`${nas}.away`, nas);
+    }
 
     testnet.mute(); // down, its ports kept (see Testnet.mute); afterAll closes it
     rmSync(path.join(bob.ccbHome, "state"), { recursive: true, force: true });

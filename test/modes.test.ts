@@ -143,9 +143,12 @@ describe("handoff modes", () => {
 
   it("to two teammates: each pulls with their own key; the owner's own handoff stays beside theirs", async () => {
     const pushed = json(
-      await laptop.runOk(["push", "--json", "--session", sessions[1]!.id, "--to", keys.bob!, "--to", keys.carol!.toUpperCase()], {
-        cwd: project,
-      }),
+      await laptop.runOk(
+        ["push", "--json", "--session", sessions[1]!.id, "--to", keys.bob!, "--to", keys.carol!.toUpperCase()],
+        {
+          cwd: project,
+        },
+      ),
     );
     expect(pushed.mode).toBe("shared");
     expect(pushed.slot).toMatch(/^to:[0-9a-f]{16},[0-9a-f]{16}$/);
